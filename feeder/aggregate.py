@@ -1,0 +1,228 @@
+"""Trades to exact 1-second bars, bars to exact rollups, and the live watermark builder.
+
+A bar's ``time`` is the open of its interval in epoch seconds; it holds every trade whose
+*exchange* timestamp falls in ``[time, time + interval)``. Open and close are the prices of the
+first and last trade by ``(exchange time, trade id)``, so the order in which trades arrive never
+changes a bar. Liquidation fills count into ``lbuy``/``lsell`` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from feeder.models import BAR_FIELDS, FLOW_FIELDS
+from feeder.normalise import Rejects, TradeBatch
+
+#: Ordering keys kept beside a bar while it can still be merged with others.
+KEY_COLUMNS = ("_fts", "_fid", "_lts", "_lid")
+NS = 1_000_000_000
+
+
+def bars_from_trades(batch: TradeBatch) -> pd.DataFrame:
+    """Aggregate one market's trades into 1-second bars (with merge keys), sorted by time."""
+    n = len(batch)
+    if n == 0:
+        return empty_bars(keys=True)
+    ts, tid = batch.ts, batch.trade_id
+    dts = np.diff(ts)
+    in_order = bool(np.all((dts > 0) | ((dts == 0) & (np.diff(tid) > 0))))
+    if in_order:
+        order = None
+    else:
+        order = np.lexsort((tid, ts))
+        ts, tid = ts[order], tid[order]
+    price = batch.price if order is None else batch.price[order]
+    notional = batch.notional if order is None else batch.notional[order]
+    buy = batch.buy if order is None else batch.buy[order]
+    liq = batch.liq if order is None else batch.liq[order]
+
+    sec = ts // NS
+    starts = np.flatnonzero(np.concatenate(([True], sec[1:] != sec[:-1])))
+    ends = np.concatenate((starts[1:], [n])) - 1
+    taker = ~liq
+    buy_f = buy.astype(np.float64)
+    sell_f = 1.0 - buy_f
+    tk = taker.astype(np.float64)
+    lq = liq.astype(np.float64)
+    cols: dict[str, npt.NDArray[np.generic]] = {
+        "time": sec[starts],
+        "open": price[starts],
+        "high": np.maximum.reduceat(price, starts),
+        "low": np.minimum.reduceat(price, starts),
+        "close": price[ends],
+        "vbuy": np.add.reduceat(notional * buy_f * tk, starts),
+        "vsell": np.add.reduceat(notional * sell_f * tk, starts),
+        "cbuy": np.add.reduceat(buy_f * tk, starts),
+        "csell": np.add.reduceat(sell_f * tk, starts),
+        "lbuy": np.add.reduceat(notional * buy_f * lq, starts),
+        "lsell": np.add.reduceat(notional * sell_f * lq, starts),
+        "_fts": ts[starts],
+        "_fid": tid[starts],
+        "_lts": ts[ends],
+        "_lid": tid[ends],
+    }
+    return pd.DataFrame(cols)
+
+
+def empty_bars(*, keys: bool = False) -> pd.DataFrame:
+    cols: dict[str, npt.NDArray[np.generic]] = {"time": np.empty(0, np.int64)}
+    for f in BAR_FIELDS:
+        cols[f] = np.empty(0, np.float64)
+    if keys:
+        for k in KEY_COLUMNS:
+            cols[k] = np.empty(0, np.int64)
+    return pd.DataFrame(cols)
+
+
+def merge_bars(*frames: pd.DataFrame) -> pd.DataFrame:
+    """Merge partial bars of the same market (with merge keys) into exact bars per ``time``."""
+    parts = [f for f in frames if len(f)]
+    if not parts:
+        return empty_bars(keys=True)
+    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if not df["time"].duplicated().any():
+        return df.sort_values("time", ignore_index=True)
+    first = df.sort_values(["time", "_fts", "_fid"]).groupby("time", sort=True)
+    last = df.sort_values(["time", "_lts", "_lid"]).groupby("time", sort=True)
+    g = df.groupby("time", sort=True)
+    out = pd.DataFrame(
+        {
+            "time": np.asarray(g.size().index, np.int64),
+            "open": first["open"].first().to_numpy(),
+            "high": g["high"].max().to_numpy(),
+            "low": g["low"].min().to_numpy(),
+            "close": last["close"].last().to_numpy(),
+        }
+    )
+    sums = g[list(FLOW_FIELDS)].sum()
+    for f in FLOW_FIELDS:
+        out[f] = sums[f].to_numpy()
+    out["_fts"] = first["_fts"].first().to_numpy()
+    out["_fid"] = first["_fid"].first().to_numpy()
+    out["_lts"] = last["_lts"].last().to_numpy()
+    out["_lid"] = last["_lid"].last().to_numpy()
+    return out
+
+
+def strip_keys(bars: pd.DataFrame) -> pd.DataFrame:
+    return bars.drop(columns=[k for k in KEY_COLUMNS if k in bars.columns])
+
+
+def rollup(bars: pd.DataFrame, seconds: int) -> pd.DataFrame:
+    """Exact rollup of sorted, single-market bars into ``seconds``-long bars.
+
+    ``time`` of each output bar is the interval's open (a multiple of ``seconds``).
+    """
+    if len(bars) == 0:
+        return empty_bars()
+    t = bars["time"].to_numpy(np.int64)
+    bucket = t - t % seconds
+    if not bool(np.all(t[1:] > t[:-1])):
+        raise ValueError("rollup needs bars sorted by time without duplicates")
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ends = np.concatenate((starts[1:], [len(t)])) - 1
+    out: dict[str, npt.NDArray[np.generic]] = {
+        "time": bucket[starts],
+        "open": bars["open"].to_numpy()[starts],
+        "high": np.maximum.reduceat(bars["high"].to_numpy(), starts),
+        "low": np.minimum.reduceat(bars["low"].to_numpy(), starts),
+        "close": bars["close"].to_numpy()[ends],
+    }
+    for f in FLOW_FIELDS:
+        out[f] = np.add.reduceat(bars[f].to_numpy(np.float64), starts)
+    return pd.DataFrame(out)
+
+
+@dataclass
+class LiveBars:
+    """Bars a live builder emits on one ``advance``: new and corrected, 1-second and 1-minute."""
+
+    bars_1s: pd.DataFrame
+    bars_1m: pd.DataFrame
+    corrected_seconds: int = 0
+
+
+@dataclass
+class LiveBarBuilder:
+    """Builds one market's 1-second bars live, closing each second on a watermark.
+
+    A second ``s`` closes once the clock passes ``s + 1 + grace`` seconds, whether or not another
+    trade arrives. A trade for a second already emitted (late) re-emits that second's corrected
+    bar and its minute's rollup; sinks overwrite by key, so writes stay idempotent. Emitted bars
+    are kept ``retain_s`` seconds for such corrections; a trade later than that is counted as
+    ``late_dropped`` in ``rejects`` (it cannot be merged without re-reading the store).
+    """
+
+    market: str
+    grace_s: float = 2.0
+    retain_s: int = 600
+    rejects: Rejects = field(default_factory=Rejects)
+    watermark: int | None = None  # every second < watermark has been emitted
+    late_trades: int = 0
+    _open: pd.DataFrame = field(default_factory=lambda: empty_bars(keys=True))
+    _emitted: pd.DataFrame = field(default_factory=lambda: empty_bars(keys=True))
+    _dirty: set[int] = field(default_factory=set)
+    _minutes_done: int | None = None  # every minute < this has been emitted
+
+    def add(self, batch: TradeBatch) -> None:
+        """Fold accepted trades in; trades of already-emitted seconds become corrections."""
+        if len(batch) == 0:
+            return
+        bars = bars_from_trades(batch)
+        if self.watermark is None:
+            self._open = merge_bars(self._open, bars)
+            return
+        late_mask = bars["time"].to_numpy() < self.watermark
+        if late_mask.any():
+            late = bars[late_mask]
+            sec = batch.ts // NS
+            oldest = self.watermark - self.retain_s
+            too_old = late["time"].to_numpy() < oldest
+            n_late_trades = int(np.count_nonzero(sec < self.watermark))
+            n_too_old = int(np.count_nonzero(sec < oldest))
+            self.late_trades += n_late_trades - n_too_old
+            self.rejects.add("late_dropped", n_too_old)
+            keep = late[~too_old]
+            if len(keep):
+                self._emitted = merge_bars(self._emitted, keep)
+                self._dirty.update(int(t) for t in keep["time"])
+            bars = bars[~late_mask]
+        self._open = merge_bars(self._open, bars)
+
+    def advance(self, now_ns: int) -> LiveBars:
+        """Close every second that ended more than ``grace`` ago; return what must be written."""
+        closable = int((now_ns - self.grace_s * NS) // NS)  # seconds < closable are final
+        if self.watermark is None:
+            self.watermark = closable if len(self._open) == 0 else min(
+                closable, int(self._open["time"].iloc[0])
+            )
+            if self._minutes_done is None:
+                self._minutes_done = self.watermark // 60 + 1  # first minute seen may be partial
+        closable = max(closable, self.watermark)
+        t = self._open["time"].to_numpy()
+        done = t < closable
+        new = self._open[done]
+        self._open = self._open[~done].reset_index(drop=True)
+        corrected = sorted(self._dirty)
+        self._dirty.clear()
+        if len(new):
+            self._emitted = merge_bars(self._emitted, new)
+        out_1s = pd.concat(
+            [new, self._emitted[self._emitted["time"].isin(corrected)]], ignore_index=True
+        ).sort_values("time", ignore_index=True)
+        self.watermark = closable
+
+        # Minutes whose every second is now final, plus minutes touched by corrections.
+        assert self._minutes_done is not None
+        full_minutes_end = closable // 60  # minutes < this are complete
+        minutes = set(range(self._minutes_done, full_minutes_end))
+        minutes.update(c // 60 for c in corrected if c // 60 < full_minutes_end)
+        self._minutes_done = max(self._minutes_done, full_minutes_end)
+        em = self._emitted
+        rolled = rollup(strip_keys(em[(em["time"] // 60).isin(minutes)]), 60)
+        self._emitted = em[em["time"] >= closable - self.retain_s].reset_index(drop=True)
+        return LiveBars(strip_keys(out_1s), rolled, len(corrected))

@@ -1,0 +1,220 @@
+"""Typed, validated SqueezeFlow settings: the ``squeezeflow`` section of the FreqTrade config.
+
+The same section configures the feeder and the strategy. Unknown keys are refused with the key's
+dotted path; URLs and secrets can be overridden from the environment (see ``ENV_OVERRIDES``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from feeder.models import Kind
+
+#: Environment variable -> dotted settings path it overrides.
+ENV_OVERRIDES: dict[str, str] = {
+    "SQUEEZEFLOW_BACKEND": "store.backend",
+    "SQUEEZEFLOW_PARQUET_DIR": "store.parquet_dir",
+    "SQUEEZEFLOW_INFLUX_URL": "store.influx.url",
+    "SQUEEZEFLOW_INFLUX_DATABASE": "store.influx.database",
+    "SQUEEZEFLOW_INFLUX_USERNAME": "store.influx.username",
+    "SQUEEZEFLOW_INFLUX_PASSWORD": "store.influx.password",
+    "SQUEEZEFLOW_REDIS_URL": "redis.url",
+}
+
+_MARKET_RE = re.compile(r"^[A-Z0-9_]+:[a-z0-9_\-]+$")
+
+#: Contract sizes (USD per contract) of Binance COIN-M perpetuals; others default to 10 USD.
+BINANCE_COINM_CONTRACT_USD = {"btc": 100.0}
+
+
+class ConfigError(ValueError):
+    """A settings problem, with a message that names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InfluxSettings(_Strict):
+    url: str = "http://127.0.0.1:8086"
+    database: str = "significant_trades"
+    username: str | None = None
+    password: str | None = None
+    rp_1s: str = "aggr_1s"
+    rp_1m: str = "aggr_1m"
+    measurement_1s: str = "trades_1s"
+    measurement_1m: str = "trades_1m"
+    retention_1s: str = "INF"
+    retention_1m: str = "INF"
+    batch_size: int = Field(10_000, ge=1, le=100_000)
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+
+
+class RedisSettings(_Strict):
+    enabled: bool = True
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "squeezeflow"
+    maxlen: int = Field(100_000, ge=100)
+
+
+class StoreSettings(_Strict):
+    backend: Literal["parquet", "influx"] = "parquet"
+    parquet_dir: Path = Path("user_data/squeezeflow")
+    influx: InfluxSettings = InfluxSettings()
+
+
+class MarketSettings(_Strict):
+    """One market. ``contract_size`` (USD per contract) is set for inverse contracts only."""
+
+    id: str
+    kind: Kind
+    contract_size: float | None = Field(None, gt=0)
+
+    @field_validator("id")
+    @classmethod
+    def _market_form(cls, v: str) -> str:
+        if not _MARKET_RE.match(v):
+            raise ValueError(
+                f"market id {v!r} is not in aggr-server form EXCHANGE:symbol "
+                "(e.g. BINANCE:btcusdt, BINANCE_FUTURES:btcusdt)"
+            )
+        return v
+
+
+class CoinSettings(_Strict):
+    spot: tuple[str, ...] = ()
+    perp: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> CoinSettings:
+        if not self.spot or not self.perp:
+            raise ValueError("a coin needs at least one spot and one perp market")
+        return self
+
+
+class Settings(_Strict):
+    store: StoreSettings = StoreSettings()
+    redis: RedisSettings = RedisSettings()
+    coins: dict[str, CoinSettings] = Field(
+        default_factory=lambda: {
+            "BTC": CoinSettings(
+                spot=("BINANCE:btcusdt",),
+                perp=("BINANCE_FUTURES:btcusdt", "BINANCE_FUTURES:btcusd_perp"),
+            ),
+            "ETH": CoinSettings(
+                spot=("BINANCE:ethusdt",),
+                perp=("BINANCE_FUTURES:ethusdt", "BINANCE_FUTURES:ethusd_perp"),
+            ),
+        }
+    )
+    contract_sizes: dict[str, float] = Field(default_factory=dict)
+    staleness_limit_s: float = Field(30.0, gt=0)
+    grace_s: float = Field(2.0, ge=0)
+
+    def coin(self, coin: str) -> CoinSettings:
+        key = coin.upper()
+        if key not in self.coins:
+            raise ConfigError(
+                f"coin {coin!r} is not configured in squeezeflow.coins (have: {sorted(self.coins)})"
+            )
+        return self.coins[key]
+
+    def markets(self, coin: str) -> list[MarketSettings]:
+        c = self.coin(coin)
+        return [self.market(m, Kind.SPOT) for m in c.spot] + [
+            self.market(m, Kind.PERP) for m in c.perp
+        ]
+
+    def market(self, market: str, kind: Kind | None = None) -> MarketSettings:
+        """Market settings with the contract size resolved for inverse (``*_perp``) markets."""
+        if kind is None:
+            kind = self._configured_kind(market) or guess_kind(market)
+        size = self.contract_sizes.get(market)
+        if size is None and kind is Kind.PERP:
+            size = default_contract_size(market)
+        return MarketSettings(id=market, kind=kind, contract_size=size)
+
+    def _configured_kind(self, market: str) -> Kind | None:
+        for c in self.coins.values():
+            if market in c.spot:
+                return Kind.SPOT
+            if market in c.perp:
+                return Kind.PERP
+        return None
+
+    def all_markets(self) -> list[MarketSettings]:
+        seen: dict[str, MarketSettings] = {}
+        for coin in self.coins:
+            for m in self.markets(coin):
+                seen.setdefault(m.id, m)
+        return list(seen.values())
+
+
+def guess_kind(market: str) -> Kind:
+    """Kind from an aggr-server market id: futures/swap/perp exchanges are perps."""
+    exchange = market.split(":", 1)[0]
+    perp_words = ("FUTURES", "DELIVERY", "SWAP", "PERP", "LINEAR", "INVERSE")
+    return Kind.PERP if any(w in exchange for w in perp_words) else Kind.SPOT
+
+
+def default_contract_size(market: str) -> float | None:
+    """USD per contract of a Binance COIN-M perpetual (``BINANCE_FUTURES:btcusd_perp``), else None."""
+    exchange, symbol = market.split(":", 1)
+    if exchange.startswith("BINANCE") and symbol.endswith("usd_perp"):
+        return BINANCE_COINM_CONTRACT_USD.get(symbol.removesuffix("usd_perp"), 10.0)
+    return None
+
+
+def _format_errors(err: ValidationError, root: str) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in (root, *e["loc"]))
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key")
+        else:
+            lines.append(f"{path}: {e['msg']}")
+    return "invalid SqueezeFlow settings:\n  " + "\n  ".join(lines)
+
+
+def _set_dotted(d: dict[str, Any], dotted: str, value: str) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def settings_from_dict(section: dict[str, Any] | None, *, env: bool = True) -> Settings:
+    """Validate a ``squeezeflow`` section (None: defaults), applying environment overrides."""
+    raw: dict[str, Any] = json.loads(json.dumps(section or {}))
+    if env:
+        for var, dotted in ENV_OVERRIDES.items():
+            if os.environ.get(var):
+                _set_dotted(raw, dotted, os.environ[var])
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, "squeezeflow")) from None
+
+
+def load_settings(path: Path | str | None, *, env: bool = True) -> Settings:
+    """Read the ``squeezeflow`` section of a FreqTrade config file (or a file holding only it)."""
+    if path is None:
+        return settings_from_dict(None, env=env)
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{p}: expected a JSON object")
+    section = doc.get("squeezeflow", doc if "store" in doc or "coins" in doc else {})
+    return settings_from_dict(section, env=env)

@@ -1,0 +1,319 @@
+"""InfluxDB through its v1 HTTP API only: line protocol to ``/write``, InfluxQL on ``/query``.
+
+The schema is aggr-server's, so existing aggr-server databases can be read and the first
+SqueezeFlow system can run on our data: database ``significant_trades``, retention policy
+``aggr_1s`` measurement ``trades_1s`` (1-second bars) and ``aggr_1m``/``trades_1m`` (rollups),
+tag ``market`` (``BINANCE:btcusdt``) plus tag ``kind`` (spot/perp), every field a float.
+Coverage and recorded gaps live in ``sf_coverage`` and ``sf_gaps`` in the default policy.
+InfluxDB 2.x and 3.x serve the same v1 endpoints (DBRP mapping); see the README.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from feeder.coverage import Intervals, as_intervals, merge_intervals
+from feeder.models import BAR_FIELDS
+from feeder.settings import InfluxSettings
+
+log = logging.getLogger(__name__)
+
+COVERAGE_MEASUREMENT = "sf_coverage"
+GAPS_MEASUREMENT = "sf_gaps"
+
+
+class InfluxError(RuntimeError):
+    """InfluxDB refused a request; the message carries the server's own words."""
+
+
+def escape_tag(value: str) -> str:
+    """Escape a tag key or value for line protocol (commas, equals signs, spaces)."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def escape_measurement(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def bar_lines(measurement: str, market: str, kind: str, bars: pd.DataFrame) -> list[str]:
+    """Line-protocol lines (precision s) for one market's bars; every field written as float."""
+    prefix = f"{escape_measurement(measurement)},kind={escape_tag(kind)},market={escape_tag(market)} "
+    cols = [bars[f].to_numpy(np.float64).tolist() for f in BAR_FIELDS]
+    times = bars["time"].to_numpy(np.int64).tolist()
+    names = [f"{f}=" for f in BAR_FIELDS]
+    # repr() of a Python float is the shortest exact round-trip; a float with no fraction still
+    # prints "1.0", so InfluxDB stores every field as float consistently.
+    return [
+        prefix + ",".join([n + repr(v) for n, v in zip(names, row, strict=True)]) + f" {t}"
+        for *row, t in zip(*cols, times, strict=True)
+    ]
+
+
+class InfluxStore:
+    """Bars, coverage and gaps in InfluxDB 1.x (or 2.x/3.x through their v1 API)."""
+
+    name = "influx"
+
+    def __init__(self, settings: InfluxSettings, client: httpx.Client | None = None) -> None:
+        self.s = settings
+        auth = (settings.username, settings.password or "") if settings.username else None
+        self.http = client or httpx.Client(
+            base_url=settings.url.rstrip("/"), timeout=settings.timeout_s, auth=auth
+        )
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.http.close()
+
+    def __enter__(self) -> InfluxStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- transport ---------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kw: object) -> httpx.Response:
+        """One request with capped exponential backoff and jitter on 5xx and connection errors.
+
+        4xx is not retried: it raises ``InfluxError`` naming the server's message.
+        """
+        delay = 0.2
+        for attempt in range(self.s.max_retries + 1):
+            try:
+                resp = self.http.request(method, path, **kw)  # type: ignore[arg-type]
+            except httpx.TransportError as e:
+                if attempt == self.s.max_retries:
+                    raise InfluxError(f"InfluxDB at {self.s.url} unreachable: {e!r}") from e
+                log.warning("InfluxDB %s %s failed (%r); retry in %.1fs", method, path, e, delay)
+            else:
+                if resp.status_code < 400:
+                    return resp
+                message = _server_message(resp)
+                if resp.status_code < 500:
+                    raise InfluxError(f"InfluxDB refused {method} {path}: {resp.status_code} {message}")
+                if attempt == self.s.max_retries:
+                    raise InfluxError(f"InfluxDB error {resp.status_code} on {path}: {message}")
+                log.warning("InfluxDB %s %s: %s %s; retry", method, path, resp.status_code, message)
+            time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def ping(self) -> bool:
+        try:
+            return self.http.get("/ping").status_code == 204
+        except httpx.TransportError:
+            return False
+
+    def execute(self, q: str) -> None:
+        """Run a statement (CREATE/DROP/...) and raise on an InfluxQL error."""
+        resp = self._request("POST", "/query", params={"q": q, "db": self.s.database})
+        for r in resp.json().get("results", []):
+            if "error" in r:
+                raise InfluxError(f"InfluxQL error in {q!r}: {r['error']}")
+
+    def setup(self) -> None:
+        """Create the database and its retention policies (InfluxDB 1.x; idempotent)."""
+        db = quote_ident(self.s.database)
+        self.execute(f"CREATE DATABASE {db}")
+        for rp, duration in ((self.s.rp_1s, self.s.retention_1s), (self.s.rp_1m, self.s.retention_1m)):
+            exists = self.query(f"SHOW RETENTION POLICIES ON {db}")
+            names = set(exists["name"]) if "name" in exists else set()
+            verb = "ALTER" if rp in names else "CREATE"
+            self.execute(f"{verb} RETENTION POLICY {quote_ident(rp)} ON {db} DURATION {duration} REPLICATION 1")
+
+    def write_lines(self, lines: list[str], rp: str | None, precision: str = "s") -> None:
+        if not lines:
+            return
+        params = {"db": self.s.database, "precision": precision}
+        if rp:
+            params["rp"] = rp
+        self._request("POST", "/write", params=params, content="\n".join(lines).encode())
+
+    def _rp_measurement(self, resolution: str) -> tuple[str, str]:
+        if resolution == "1s":
+            return self.s.rp_1s, self.s.measurement_1s
+        if resolution == "1m":
+            return self.s.rp_1m, self.s.measurement_1m
+        raise ValueError(f"unknown resolution {resolution!r} (1s or 1m)")
+
+    # ----- writing -----------------------------------------------------------------------------
+    def write_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
+        """Write bars in batches of ``batch_size`` points, two requests in flight.
+
+        Points are keyed by (measurement, tags, time), so a rewrite overwrites: idempotent.
+        """
+        rp, meas = self._rp_measurement(resolution)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="influx-write")
+        pending: list[Future[None]] = []
+        for chunk in _chunks(bars, self.s.batch_size):
+            lines = bar_lines(meas, market, kind, chunk)
+            pending.append(self._pool.submit(self.write_lines, lines, rp))
+            if len(pending) >= 2:
+                pending.pop(0).result()
+        for f in pending:
+            f.result()
+        return len(bars)
+
+    def add_coverage(self, market: str, start: int, end: int) -> None:
+        line = (
+            f"{COVERAGE_MEASUREMENT},market={escape_tag(market)} end={int(end)}i {int(start)}"
+        )
+        self.write_lines([line], rp=None)
+
+    def record_gap(self, market: str, start: int, end: int, reason: str) -> None:
+        r = reason.replace("\\", "\\\\").replace('"', '\\"')
+        line = f'{GAPS_MEASUREMENT},market={escape_tag(market)} end={int(end)}i,reason="{r}" {int(start)}'
+        self.write_lines([line], rp=None)
+
+    # ----- reading -----------------------------------------------------------------------------
+    def query(self, q: str, *, chunked: bool = True) -> pd.DataFrame:
+        """Run an InfluxQL query; the CSV response (chunked) is parsed by pandas.
+
+        Times come back as epoch seconds in column ``time``; tags in column ``tags``.
+        """
+        params = {"q": q, "db": self.s.database, "epoch": "s"}
+        if chunked:
+            params["chunked"] = "true"
+            params["chunk_size"] = "50000"
+        resp = self._request("POST", "/query", data=params, headers={"Accept": "application/csv"})
+        body = resp.content
+        if not body.strip():
+            return pd.DataFrame()
+        if body.startswith(b"error\n"):
+            raise InfluxError(f"InfluxQL error in {q!r}: {body[6:].decode().strip()}")
+        df = pd.read_csv(io.BytesIO(body), dtype={"tags": str})
+        if "name" in df.columns and (df["name"] == "name").any():
+            # A chunked response may repeat its header line between series.
+            df = df[df["name"] != "name"].apply(pd.to_numeric, errors="ignore")  # type: ignore[call-overload]
+        return df
+
+    def read_bars(self, market: str, start: int, end: int, resolution: str = "1m") -> pd.DataFrame:
+        rp, meas = self._rp_measurement(resolution)
+        fields = ",".join(quote_ident(f) for f in BAR_FIELDS)
+        q = (
+            f"SELECT {fields} FROM {quote_ident(self.s.database)}.{quote_ident(rp)}.{quote_ident(meas)}"
+            f" WHERE market = {quote_str(market)} AND time >= {int(start)}s AND time < {int(end)}s"
+        )
+        df = self.query(q)
+        return _bars_frame(df)
+
+    def read_grouped(
+        self, markets: list[str], start: int, end: int, tf_seconds: int
+    ) -> dict[str, pd.DataFrame]:
+        """Server-side rollup of the 1-minute bars to ``tf_seconds`` candles, per market."""
+        rp, meas = self._rp_measurement("1m")
+        sel = (
+            "first(open) AS open, max(high) AS high, min(low) AS low, last(close) AS close, "
+            + ", ".join(f"sum({quote_ident(f)}) AS {quote_ident(f)}" for f in BAR_FIELDS[4:])
+            + ", count(close) AS n"
+        )
+        regex = "|".join(_regex_escape(m) for m in markets)
+        q = (
+            f"SELECT {sel} FROM {quote_ident(self.s.database)}.{quote_ident(rp)}.{quote_ident(meas)}"
+            f" WHERE market =~ /^({regex})$/ AND time >= {int(start)}s AND time < {int(end)}s"
+            f" GROUP BY time({int(tf_seconds)}s), market fill(none)"
+        )
+        df = self.query(q)
+        out = {}
+        for m in markets:
+            part = df[df["tags"] == f"market={m}"] if len(df) else df
+            out[m] = _bars_frame(part, extra=("n",))
+        return out
+
+    def markets(self) -> dict[str, str]:
+        """Markets (with kind where tagged) present in the 1-second or 1-minute bars."""
+        out: dict[str, str] = {}
+        for res in ("1s", "1m"):
+            rp, meas = self._rp_measurement(res)
+            df = self.query(
+                f"SELECT last(close) AS close FROM {quote_ident(self.s.database)}.{quote_ident(rp)}."
+                f"{quote_ident(meas)} GROUP BY market, kind",
+                chunked=False,
+            )
+            for tags in df.get("tags", pd.Series(dtype=str)).dropna():
+                kv = dict(p.split("=", 1) for p in tags.split(",") if "=" in p)
+                out.setdefault(kv.get("market", ""), kv.get("kind", ""))
+        return {m: k for m, k in out.items() if m}
+
+    def time_range(self, market: str, resolution: str = "1m") -> tuple[int, int] | None:
+        rp, meas = self._rp_measurement(resolution)
+        src = f"{quote_ident(self.s.database)}.{quote_ident(rp)}.{quote_ident(meas)}"
+        where = f"WHERE market = {quote_str(market)}"
+        first = self.query(f"SELECT first(close) FROM {src} {where}", chunked=False)
+        last = self.query(f"SELECT last(close) FROM {src} {where}", chunked=False)
+        if not len(first) or not len(last):
+            return None
+        return int(first["time"].iloc[0]), int(last["time"].iloc[0])
+
+    def coverage(self, market: str) -> Intervals:
+        df = self.query(
+            f"SELECT \"end\" FROM {quote_ident(COVERAGE_MEASUREMENT)} WHERE market = {quote_str(market)}"
+        )
+        if not len(df):
+            return as_intervals([])
+        return merge_intervals(
+            np.stack([df["time"].to_numpy(np.int64), df["end"].to_numpy(np.int64)], axis=1)
+        )
+
+    def gaps(self, market: str) -> pd.DataFrame:
+        df = self.query(
+            f"SELECT \"end\", reason FROM {quote_ident(GAPS_MEASUREMENT)} WHERE market = {quote_str(market)}"
+        )
+        if not len(df):
+            return pd.DataFrame({"start": [], "end": [], "reason": []})
+        return pd.DataFrame({"start": df["time"], "end": df["end"], "reason": df["reason"]})
+
+
+def _server_message(resp: httpx.Response) -> str:
+    try:
+        doc = resp.json()
+        if isinstance(doc, dict) and "error" in doc:
+            return str(doc["error"])
+    except ValueError:
+        pass
+    return resp.text.strip()[:500]
+
+
+def _regex_escape(s: str) -> str:
+    out = []
+    for ch in s:
+        if not (ch.isalnum() or ch in "_:-"):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out).replace("/", "\\/")
+
+
+def _chunks(df: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    for i in range(0, len(df), size):
+        yield df.iloc[i : i + size]
+
+
+def _bars_frame(df: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
+    cols = ["time", *BAR_FIELDS, *extra]
+    if not len(df):
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "time" else "float64") for c in cols})
+    out = pd.DataFrame({"time": df["time"].to_numpy(np.int64)})
+    for c in cols[1:]:
+        out[c] = df[c].to_numpy(np.float64) if c in df else np.nan
+    return out.sort_values("time", ignore_index=True)

@@ -1,0 +1,194 @@
+"""The embedded default store: Parquet files per market and UTC day, no server to run.
+
+Layout under ``root``::
+
+    bars_1s/<market>/<YYYY-MM-DD>.parquet   1-second bars of one market and day
+    bars_1m/<market>/<YYYY-MM-DD>.parquet   exact 1-minute rollups
+    coverage/<market>.parquet               covered [start, end) seconds
+    gaps/<market>.parquet                   recorded gaps that could not be filled
+    markets.json                            market -> kind
+    imports.json                            archive files already imported (resumable imports)
+
+``<market>`` is the market id with ``:`` replaced by ``.`` (``BINANCE_FUTURES.btcusdt``). Every
+file is written to a temporary name, fsynced and renamed over the target, so a crash never leaves
+a half-written file. Rewriting bars overwrites rows with the same ``time``: writes are idempotent.
+One writer process per store is assumed (the feeder or an import).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from feeder.coverage import Intervals, as_intervals, merge_intervals
+from feeder.models import BAR_FIELDS
+
+DAY = 86_400
+RESOLUTIONS = {"1s": "bars_1s", "1m": "bars_1m"}
+
+_BAR_SCHEMA = pa.schema(
+    [pa.field("time", pa.int64())] + [pa.field(f, pa.float64()) for f in BAR_FIELDS]
+)
+
+
+def market_dir_name(market: str) -> str:
+    return market.replace(":", ".")
+
+
+def market_from_dir_name(name: str) -> str:
+    return name.replace(".", ":", 1)
+
+
+def day_name(day_start: int) -> str:
+    return pd.Timestamp(day_start, unit="s", tz="UTC").strftime("%Y-%m-%d")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with tmp_path.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        tmp_path.replace(path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _write_table(path: Path, table: pa.Table) -> None:
+    _atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
+
+
+def _write_json(path: Path, doc: object) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=1, sort_keys=True)))
+
+
+class ParquetStore:
+    """Bars, coverage and gaps in local Parquet files (see the module docstring)."""
+
+    name = "parquet"
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    # ----- writing -----------------------------------------------------------------------------
+    def write_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
+        """Overwrite-by-time merge of one market's bars into its day files. Returns rows written."""
+        if len(bars) == 0:
+            return 0
+        self._register(market, kind)
+        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+        t = bars["time"].to_numpy(np.int64)
+        days = t - t % DAY
+        written = 0
+        for day in np.unique(days):
+            part = bars.loc[days == day, ["time", *BAR_FIELDS]]
+            path = base / f"{day_name(int(day))}.parquet"
+            if path.exists():
+                old = pq.read_table(path).to_pandas()
+                old = old[~old["time"].isin(part["time"])]
+                part = pd.concat([old, part], ignore_index=True)
+            part = part.sort_values("time", ignore_index=True)
+            table = pa.Table.from_pandas(part, schema=_BAR_SCHEMA, preserve_index=False)
+            _write_table(path, table)
+            written += len(part)
+        return written
+
+    def add_coverage(self, market: str, start: int, end: int) -> None:
+        self._write_intervals("coverage", market, [(start, end)], merge=True)
+
+    def record_gap(self, market: str, start: int, end: int, reason: str) -> None:
+        path = self.root / "gaps" / f"{market_dir_name(market)}.parquet"
+        old = pq.read_table(path).to_pandas() if path.exists() else None
+        new = pd.DataFrame({"start": [start], "end": [end], "reason": [reason]})
+        df = pd.concat([old, new], ignore_index=True) if old is not None else new
+        df = df.drop_duplicates(["start", "end"], keep="last").sort_values("start")
+        _write_table(path, pa.Table.from_pandas(df, preserve_index=False))
+
+    def _write_intervals(
+        self, folder: str, market: str, pairs: Iterable[tuple[int, int]], merge: bool
+    ) -> None:
+        path = self.root / folder / f"{market_dir_name(market)}.parquet"
+        iv = as_intervals(list(pairs))
+        if merge and path.exists():
+            iv = np.concatenate([self._read_intervals(path), iv])
+        iv = merge_intervals(iv)
+        table = pa.table({"start": iv[:, 0], "end": iv[:, 1]})
+        _write_table(path, table)
+
+    def _register(self, market: str, kind: str) -> None:
+        markets = self.markets()
+        if markets.get(market) != kind:
+            markets[market] = kind
+            _write_json(self.root / "markets.json", markets)
+
+    # ----- import ledger -----------------------------------------------------------------------
+    def imported(self) -> dict[str, Any]:
+        path = self.root / "imports.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def mark_imported(self, key: str, info: dict[str, Any]) -> None:
+        doc = self.imported()
+        doc[key] = info
+        _write_json(self.root / "imports.json", doc)
+
+    # ----- reading -----------------------------------------------------------------------------
+    def markets(self) -> dict[str, str]:
+        path = self.root / "markets.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def read_bars(
+        self, market: str, start: int, end: int, resolution: str = "1m"
+    ) -> pd.DataFrame:
+        """Bars of one market with ``start <= time < end``, sorted by time."""
+        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+        first_day = start - start % DAY
+        tables = []
+        for day in range(first_day, end, DAY):
+            path = base / f"{day_name(day)}.parquet"
+            if path.exists():
+                tables.append(pq.read_table(path))
+        if not tables:
+            return pd.DataFrame({c: pd.Series(dtype=t.to_pandas_dtype()) for c, t in zip(
+                _BAR_SCHEMA.names, _BAR_SCHEMA.types, strict=True)})
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        df = pd.DataFrame({n: table.column(n).to_numpy() for n in table.column_names})
+        t = df["time"].to_numpy()
+        if t[0] < start or t[-1] >= end:
+            df = df[(t >= start) & (t < end)].reset_index(drop=True)
+        return df
+
+    def coverage(self, market: str) -> Intervals:
+        return self._read_intervals(self.root / "coverage" / f"{market_dir_name(market)}.parquet")
+
+    def gaps(self, market: str) -> pd.DataFrame:
+        path = self.root / "gaps" / f"{market_dir_name(market)}.parquet"
+        if not path.exists():
+            return pd.DataFrame({"start": [], "end": [], "reason": []})
+        return pq.read_table(path).to_pandas()
+
+    def bar_days(self, market: str, resolution: str = "1s") -> list[str]:
+        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+        return sorted(p.stem for p in base.glob("*.parquet")) if base.exists() else []
+
+    @staticmethod
+    def _read_intervals(path: Path) -> Intervals:
+        if not path.exists():
+            return as_intervals([])
+        t = pq.read_table(path)
+        return np.stack(
+            [t.column("start").to_numpy().astype(np.int64), t.column("end").to_numpy().astype(np.int64)],
+            axis=1,
+        )

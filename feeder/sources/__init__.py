@@ -1,0 +1,1 @@
+"""Trade sources: historical archives and live exchange feeds."""

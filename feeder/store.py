@@ -1,0 +1,162 @@
+"""The read API the strategy uses: flow for a coin, a time range and any timeframe from 1s up.
+
+``load_flow`` returns a frame indexed by candle open time (UTC) with spot and perp taker flow
+summed over the coin's configured markets of each kind, and a ``complete`` flag per candle:
+False when any configured market lacks coverage for the whole candle. Uncovered candles carry
+NaN, never zeros; covered quiet candles carry real zeros.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from feeder.coverage import Intervals, as_intervals, covered, merge_intervals
+from feeder.models import FLOW_FIELDS, Kind
+from feeder.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_TF_RE = re.compile(r"^(\d+)([smhdw])$")
+_TF_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class BarStore(Protocol):
+    """What every backend offers (ParquetStore, InfluxStore)."""
+
+    name: str
+
+    def write_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int: ...
+    def read_bars(self, market: str, start: int, end: int, resolution: str = "1m") -> pd.DataFrame: ...
+    def add_coverage(self, market: str, start: int, end: int) -> None: ...
+    def record_gap(self, market: str, start: int, end: int, reason: str) -> None: ...
+    def coverage(self, market: str) -> Intervals: ...
+    def gaps(self, market: str) -> pd.DataFrame: ...
+    def markets(self) -> dict[str, str]: ...
+
+
+def timeframe_seconds(tf: str) -> int:
+    """``"5m" -> 300``. Refuses anything that is not a whole number of seconds >= 1."""
+    m = _TF_RE.match(tf.strip())
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"timeframe {tf!r} is not of the form <n><s|m|h|d|w>, e.g. 1s, 5m, 1h")
+    return int(m.group(1)) * _TF_UNIT[m.group(2)]
+
+
+def open_store(settings: Settings) -> BarStore:
+    """The configured backend."""
+    if settings.store.backend == "influx":
+        from feeder.sinks.influx import InfluxStore
+
+        return InfluxStore(settings.store.influx)
+    from feeder.sinks.parquet import ParquetStore
+
+    return ParquetStore(settings.store.parquet_dir)
+
+
+def _to_epoch(t: pd.Timestamp | str | int) -> int:
+    if isinstance(t, int | np.integer):
+        return int(t)
+    ts = pd.Timestamp(t)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.timestamp())
+
+
+def _bucket(bars: pd.DataFrame, opens_start: int, tf: int, n: int) -> dict[str, np.ndarray]:
+    """Sum one market's bars into ``n`` candles of ``tf`` seconds starting at ``opens_start``."""
+    t = bars["time"].to_numpy(np.int64)
+    idx = (t - opens_start) // tf
+    ok = (idx >= 0) & (idx < n)
+    idx = idx[ok]
+    out: dict[str, np.ndarray] = {}
+    for f in FLOW_FIELDS:
+        out[f] = np.bincount(idx, weights=bars[f].to_numpy(np.float64)[ok], minlength=n)
+    present = np.bincount(idx, minlength=n) > 0
+    close = np.full(n, np.nan)
+    # Bars are sorted by time: the last write per candle wins, i.e. the candle's last close.
+    close[idx] = bars["close"].to_numpy(np.float64)[ok]
+    out["close"] = close
+    out["_present"] = present
+    return out
+
+
+def _inferred_coverage(bars_1m: pd.DataFrame) -> Intervals:
+    """Coverage of a store without coverage records (plain aggr-server): minutes that have bars."""
+    t = bars_1m["time"].to_numpy(np.int64)
+    return merge_intervals(np.stack([t, t + 60], axis=1)) if len(t) else as_intervals([])
+
+
+def load_flow(
+    store: BarStore,
+    settings: Settings,
+    coin: str,
+    start: pd.Timestamp | str | int,
+    end: pd.Timestamp | str | int,
+    timeframe: str = "5m",
+    *,
+    per_market: bool = False,
+) -> pd.DataFrame:
+    """Flow of ``coin`` for candles opening in ``[start, end)`` at ``timeframe``.
+
+    Columns: ``spot_vbuy, spot_vsell, spot_cbuy, spot_csell, spot_lbuy, spot_lsell, spot_close``
+    and the same for ``perp_``, plus ``complete``. With ``per_market`` also
+    ``<market>|<field>`` columns for every configured market. vbuy/vsell are USD taker notional.
+    """
+    tf = timeframe_seconds(timeframe)
+    s = _to_epoch(start)
+    e = _to_epoch(end)
+    s -= s % tf
+    e = e + (-e) % tf
+    n = max(0, (e - s) // tf)
+    opens = s + tf * np.arange(n, dtype=np.int64)
+    markets = settings.markets(coin)
+    cols: dict[str, np.ndarray] = {}
+    complete = np.ones(n, np.bool_)
+    grouped: dict[str, pd.DataFrame] | None = None
+    use_1m = tf % 60 == 0
+    if use_1m and store.name == "influx" and n:
+        grouped = store.read_grouped([m.id for m in markets], s, e, tf)  # type: ignore[attr-defined]
+
+    for kind in (Kind.SPOT, Kind.PERP):
+        acc = {f: np.full(n, np.nan) for f in (*FLOW_FIELDS, "close")}
+        for m in (m for m in markets if m.kind is kind):
+            cov = store.coverage(m.id)
+            if grouped is not None:
+                g = grouped[m.id]
+                sums = _bucket(g, s, tf, n)
+                if len(cov) == 0:
+                    cov = _inferred_coverage(store.read_bars(m.id, s, e, "1m"))
+            else:
+                bars = store.read_bars(m.id, s, e, "1m" if use_1m else "1s")
+                sums = _bucket(bars, s, tf, n)
+                if len(cov) == 0:
+                    cov = _inferred_coverage(bars if use_1m else store.read_bars(m.id, s, e, "1m"))
+                    if len(cov):
+                        log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
+            ok = covered(opens, tf, cov)
+            complete &= ok
+            has = ok | sums["_present"]
+            for f in FLOW_FIELDS:
+                v = np.where(has, sums[f], np.nan)
+                acc[f] = np.where(np.isnan(acc[f]), v, acc[f] + np.nan_to_num(v))
+                if per_market:
+                    cols[f"{m.id}|{f}"] = v
+            acc["close"] = np.where(np.isnan(acc["close"]), sums["close"], acc["close"])
+            if per_market:
+                cols[f"{m.id}|close"] = sums["close"]
+                cols[f"{m.id}|complete"] = ok
+        for f, v in acc.items():
+            cols[f"{kind.value}_{f}"] = v
+    order = [f"{k}_{f}" for k in ("spot", "perp") for f in (*FLOW_FIELDS, "close")]
+    df = pd.DataFrame({c: cols[c] for c in order}, index=pd.DatetimeIndex(
+        pd.to_datetime(opens, unit="s", utc=True), name="date"))
+    df["complete"] = complete
+    if per_market:
+        extra = {c: v for c, v in cols.items() if "|" in c}
+        df = pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)
+    return df

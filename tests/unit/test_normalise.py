@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feeder.normalise import IdDeduplicator, Rejects, normalise, timestamps_to_ns
+from tests.helpers import COINM, SPOT, USDM
+
+T0_S = 1_723_161_255  # 2024-08-08 23:54:15 UTC
+
+
+def _norm(spec=SPOT, **over):
+    cols = dict(
+        ts=np.array([T0_S * 1000, T0_S * 1000 + 1]),
+        price=np.array([100.0, 101.0]),
+        qty=np.array([1.0, 2.0]),
+        is_buyer_maker=np.array([True, False]),
+        trade_id=np.array([1, 2]),
+    )
+    cols.update(over)
+    rej = Rejects()
+    return normalise(spec, **cols, dedup=IdDeduplicator(), rejects=rej), rej
+
+
+@pytest.mark.parametrize(
+    ("raw", "unit"),
+    [(T0_S, "s"), (T0_S * 1000, "ms"), (T0_S * 1_000_000, "us"), (T0_S * 1_000_000_000, "ns")],
+)
+def test_every_timestamp_unit_normalises_to_the_same_nanoseconds(raw, unit):
+    ns, bad = timestamps_to_ns(np.array([raw, raw + 1]))
+    assert not bad.any(), unit
+    assert ns[0] == T0_S * 1_000_000_000
+
+
+def test_float_seconds_keep_microseconds():
+    ns, bad = timestamps_to_ns(np.array([T0_S + 0.123456]))
+    assert not bad.any()
+    assert ns[0] == T0_S * 1_000_000_000 + 123_456_000
+
+
+def test_mixed_units_in_one_batch_like_binance_spot_switching_to_microseconds():
+    ns, bad = timestamps_to_ns(np.array([T0_S * 1000, T0_S * 1_000_000]))
+    assert not bad.any()
+    assert ns[0] == ns[1]
+
+
+@pytest.mark.parametrize("raw", [0, -5, 12_345, 99_999_999_999_999_999, 5 * 10**19 // 10])
+def test_unknown_timestamp_units_are_refused(raw):
+    _, bad = timestamps_to_ns(np.array([raw], dtype=np.int64))
+    assert bad.all()
+
+
+def test_non_finite_float_timestamps_are_refused():
+    _, bad = timestamps_to_ns(np.array([np.nan, np.inf, T0_S * 1.0]))
+    assert bad.tolist() == [True, True, False]
+
+
+def test_taker_side_comes_from_is_buyer_maker():
+    batch, _ = _norm()
+    assert batch.buy.tolist() == [False, True]  # buyer was maker => taker sold
+
+
+def test_linear_notional_is_price_times_quantity():
+    batch, _ = _norm(spec=USDM)
+    assert batch.notional.tolist() == [100.0, 202.0]
+    assert batch.qty.tolist() == [1.0, 2.0]
+
+
+def test_inverse_contracts_become_usd_notional_and_base_quantity():
+    batch, _ = _norm(spec=COINM, qty=np.array([4.0, 1.0]), price=np.array([50_000.0, 40_000.0]))
+    assert batch.notional.tolist() == [400.0, 100.0]
+    assert batch.qty.tolist() == pytest.approx([400.0 / 50_000, 100.0 / 40_000])
+
+
+@pytest.mark.parametrize(
+    ("field", "values", "reason"),
+    [
+        ("price", [0.0, 101.0], "price_invalid"),
+        ("price", [-1.0, 101.0], "price_invalid"),
+        ("price", [np.nan, 101.0], "price_invalid"),
+        ("price", [np.inf, 101.0], "price_invalid"),
+        ("qty", [0.0, 2.0], "qty_invalid"),
+        ("qty", [np.nan, 2.0], "qty_invalid"),
+        ("qty", [-3.0, 2.0], "qty_invalid"),
+    ],
+)
+def test_bad_price_or_quantity_is_counted_and_dropped(field, values, reason):
+    batch, rej = _norm(**{field: np.array(values)})
+    assert len(batch) == 1
+    assert batch.trade_id.tolist() == [2]
+    assert rej.counts == {reason: 1}
+
+
+def test_futures_rows_that_are_not_market_trades_are_refused():
+    batch, rej = _norm(spec=USDM, is_market=np.array([False, True]))
+    assert batch.trade_id.tolist() == [2]
+    assert rej.counts == {"not_market_trade": 1}
+
+
+def test_the_price_zero_row_of_the_recordings_counts_once_as_not_market():
+    # TRX USD-M row 9328: price 0, qty 0, empty X. One reason per row, not three.
+    batch, rej = _norm(spec=USDM, price=np.array([0.0, 1.0]), qty=np.array([0.0, 1.0]),
+                       is_market=np.array([False, True]))
+    assert len(batch) == 1
+    assert rej.total() == 1
+
+
+def test_duplicate_trade_ids_within_a_batch_and_across_batches_are_dropped():
+    dedup = IdDeduplicator()
+    rej = Rejects()
+    kw = dict(price=np.ones(3), qty=np.ones(3), is_buyer_maker=np.zeros(3, bool),
+              ts=np.full(3, T0_S * 1000))
+    a = normalise(SPOT, trade_id=np.array([5, 6, 5]), dedup=dedup, rejects=rej, **kw)
+    b = normalise(SPOT, trade_id=np.array([6, 7, 8]), dedup=dedup, rejects=rej, **kw)
+    assert a.trade_id.tolist() == [5, 6]
+    assert b.trade_id.tolist() == [7, 8]
+    assert rej.counts == {"duplicate_id": 2}
+
+
+def test_a_reconnect_overlap_replayed_out_of_order_is_deduplicated():
+    dedup = IdDeduplicator(window=100)
+    assert dedup.fresh(np.arange(10, 20)).all()
+    keep = dedup.fresh(np.array([25, 15, 21, 19, 22]))
+    assert keep.tolist() == [True, False, True, False, True]
+
+
+def test_unknown_timestamp_unit_is_counted():
+    _, rej = _norm(ts=np.array([12345, T0_S * 1000]))
+    assert rej.counts == {"timestamp_unit": 1}
+
+
+def test_real_recording_keeps_only_market_trades(market_data):
+    from tests.helpers import raw_columns, read_derived_trades
+
+    df = read_derived_trades(market_data / "hftbacktest/derived_trades/usdm_btcusdt_20230405_trades.csv")
+    rej = Rejects()
+    batch = normalise(USDM, **raw_columns(df), dedup=IdDeduplicator(), rejects=rej)
+    assert rej.counts == {"not_market_trade": 1}  # the one INSURANCE_FUND trade
+    assert len(batch) == len(df) - 1
