@@ -33,6 +33,15 @@ _MARKET_RE = re.compile(r"^[A-Z0-9_]+:[a-z0-9_\-]+$")
 BINANCE_COINM_CONTRACT_USD = {"btc": 100.0}
 
 
+def check_market_id(v: str) -> str:
+    if not _MARKET_RE.match(v):
+        raise ValueError(
+            f"market id {v!r} is not in aggr-server form EXCHANGE:symbol "
+            "(e.g. BINANCE:btcusdt, BINANCE_FUTURES:btcusdt)"
+        )
+    return v
+
+
 class ConfigError(ValueError):
     """A settings problem, with a message that names the offending key."""
 
@@ -80,17 +89,19 @@ class MarketSettings(_Strict):
     @field_validator("id")
     @classmethod
     def _market_form(cls, v: str) -> str:
-        if not _MARKET_RE.match(v):
-            raise ValueError(
-                f"market id {v!r} is not in aggr-server form EXCHANGE:symbol "
-                "(e.g. BINANCE:btcusdt, BINANCE_FUTURES:btcusdt)"
-            )
-        return v
+        return check_market_id(v)
 
 
 class CoinSettings(_Strict):
     spot: tuple[str, ...] = ()
     perp: tuple[str, ...] = ()
+
+    @field_validator("spot", "perp")
+    @classmethod
+    def _market_forms(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for m in v:
+            check_market_id(m)
+        return v
 
     @model_validator(mode="after")
     def _not_empty(self) -> CoinSettings:

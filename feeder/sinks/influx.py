@@ -135,10 +135,20 @@ class InfluxStore:
         db = quote_ident(self.s.database)
         self.execute(f"CREATE DATABASE {db}")
         for rp, duration in ((self.s.rp_1s, self.s.retention_1s), (self.s.rp_1m, self.s.retention_1m)):
-            exists = self.query(f"SHOW RETENTION POLICIES ON {db}")
-            names = set(exists["name"]) if "name" in exists else set()
+            names = {row[0] for row in self.show(f"SHOW RETENTION POLICIES ON {db}")}
             verb = "ALTER" if rp in names else "CREATE"
             self.execute(f"{verb} RETENTION POLICY {quote_ident(rp)} ON {db} DURATION {duration} REPLICATION 1")
+
+    def show(self, q: str) -> list[list[object]]:
+        """Rows of a SHOW statement (JSON response; CSV repeats the ``name`` column)."""
+        resp = self._request("POST", "/query", data={"q": q, "db": self.s.database})
+        out: list[list[object]] = []
+        for r in resp.json().get("results", []):
+            if "error" in r:
+                raise InfluxError(f"InfluxQL error in {q!r}: {r['error']}")
+            for series in r.get("series", []):
+                out.extend(series.get("values", []))
+        return out
 
     def write_lines(self, lines: list[str], rp: str | None, precision: str = "s") -> None:
         if not lines:

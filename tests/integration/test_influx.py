@@ -1,0 +1,85 @@
+"""Against the real InfluxDB 1.x started by scripts/test (v1 HTTP API only)."""
+
+from __future__ import annotations
+
+import httpx
+import pandas as pd
+import pytest
+
+from feeder.settings import InfluxSettings
+from feeder.sinks.influx import InfluxError, InfluxStore
+from tests import store_cases as cases
+
+pytestmark = pytest.mark.backend
+
+
+@pytest.fixture
+def store(influx_db):
+    url, db = influx_db
+    s = InfluxStore(InfluxSettings(url=url, database=db, max_retries=1))
+    s.setup()
+    yield s
+    s.close()
+
+
+def test_setup_creates_the_aggr_server_database_and_policies_idempotently(store):
+    store.setup()
+    rps = store.show(f'SHOW RETENTION POLICIES ON "{store.s.database}"')
+    assert {"aggr_1s", "aggr_1m"} <= {r[0] for r in rps}
+
+
+def test_round_trip_and_idempotent_rewrite(store):
+    cases.check_round_trip_and_idempotent_rewrite(store)
+
+
+def test_flow_sums_the_markets_of_each_kind_at_any_timeframe(store):
+    cases.check_flow_sums_markets_of_each_kind(store)
+
+
+def test_gaps_are_flagged_and_never_zero(store):
+    cases.check_gaps_are_flagged_not_zero(store)
+
+
+def test_the_schema_reads_with_plain_influxql_the_way_aggr_server_queries_it(store):
+    bars = cases.make_bars(cases.DAY0, 600, 1)
+    store.write_bars("BINANCE:btcusdt", "spot", bars, "1s")
+    # The first SqueezeFlow system's query shape against aggr-server's database.
+    q = (
+        'SELECT sum(vbuy) AS vbuy, sum(vsell) AS vsell, last(close) AS close '
+        f'FROM "{store.s.database}"."aggr_1s"."trades_1s" '
+        f"WHERE market = 'BINANCE:btcusdt' AND time >= {cases.DAY0}s AND time < {cases.DAY0 + 600}s "
+        "GROUP BY time(5m) fill(none)"
+    )
+    resp = httpx.get(f"{store.s.url}/query", params={"db": store.s.database, "q": q, "epoch": "s"})
+    series = resp.json()["results"][0]["series"][0]
+    assert series["name"] == "trades_1s"
+    assert series["columns"] == ["time", "vbuy", "vsell", "close"]
+    got = pd.DataFrame(series["values"], columns=series["columns"])
+    assert got["vbuy"].sum() == pytest.approx(bars["vbuy"].sum())
+    tags = httpx.get(f"{store.s.url}/query", params={
+        "db": store.s.database, "q": 'SHOW TAG KEYS FROM "aggr_1s"."trades_1s"'}).json()
+    assert sorted(v[0] for v in tags["results"][0]["series"][0]["values"]) == ["kind", "market"]
+    fields = httpx.get(f"{store.s.url}/query", params={
+        "db": store.s.database, "q": 'SHOW FIELD KEYS FROM "aggr_1s"."trades_1s"'}).json()
+    types = dict(fields["results"][0]["series"][0]["values"])
+    assert set(types) == {"open", "high", "low", "close", "vbuy", "vsell", "cbuy", "csell", "lbuy", "lsell"}
+    assert set(types.values()) == {"float"}
+
+
+def test_a_4xx_names_the_servers_message(store):
+    with pytest.raises(InfluxError, match="unable to parse"):
+        store.write_lines(["this is not line protocol"], rp="aggr_1s")
+    with pytest.raises(InfluxError, match="error parsing query"):
+        store.query("SELEC nothing")
+
+
+def test_an_unreachable_server_is_retried_then_reported(free_port=None):
+    s = InfluxStore(InfluxSettings(url="http://127.0.0.1:9", max_retries=2, timeout_s=1))
+    with pytest.raises(InfluxError, match="unreachable"):
+        s.write_lines(["m f=1 1"], rp=None)
+
+
+def test_markets_status_lists_what_is_stored(store):
+    bars = cases.fill(store, seconds=600)["BINANCE:btcusdt"]
+    assert store.markets() == {m.id: m.kind.value for m in cases.SETTINGS.markets("BTC")}
+    assert store.time_range("BINANCE:btcusdt", "1s") == (bars["time"].min(), bars["time"].max())
