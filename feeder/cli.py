@@ -1,0 +1,240 @@
+"""``squeezeflow-feeder``: one command with subcommands.
+
+    squeezeflow-feeder import --from DIR            import Binance archive files found under DIR
+    squeezeflow-feeder import --download ...        fetch them from the public archive first
+    squeezeflow-feeder export-candles --pairs ...   FreqTrade candle files from our bars
+    squeezeflow-feeder status                       what the store holds: markets, ranges, gaps
+    squeezeflow-feeder setup-influx                 create database and retention policies
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from feeder.settings import ConfigError, Settings, load_settings, settings_from_dict
+from feeder.store import BarStore, open_store
+
+log = logging.getLogger("feeder")
+console = Console(stderr=True)
+
+
+def _parse_day(s: str) -> date:
+    try:
+        return date.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a date YYYY-MM-DD") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="squeezeflow-feeder",
+        description="SqueezeFlow feeder: spot and perp trades -> 1-second bars -> Parquet / "
+        "InfluxDB / Redis, for the SqueezeFlow FreqTrade strategy.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Settings come from the 'squeezeflow' section of the FreqTrade config "
+        "(--config, default ./config.json when present); URLs and secrets can be overridden "
+        "with SQUEEZEFLOW_* environment variables (see README).",
+    )
+    p.add_argument("-c", "--config", type=Path, help="FreqTrade config with a squeezeflow section")
+    p.add_argument("--backend", choices=["parquet", "influx"], help="override store.backend")
+    p.add_argument("--store-dir", type=Path, help="override store.parquet_dir (Parquet store)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    imp = sub.add_parser(
+        "import",
+        help="import Binance public archive trade files (local or downloaded)",
+        description="Import Binance public trade archives (data.binance.vision layout: spot, "
+        "futures/um, futures/cm; trades or aggTrades; zip or csv; with or without header). "
+        "Checksums are verified when a .CHECKSUM file is present. Files already imported are "
+        "skipped unless --force.",
+    )
+    src = imp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from", dest="source", type=Path, help="local archive root or folder of files")
+    src.add_argument("--download", action="store_true", help="download from the public archive first")
+    imp.add_argument("--symbols", nargs="+", help="archive symbols, e.g. BTCUSDT BTCUSD_PERP")
+    imp.add_argument("--market-types", nargs="+", choices=["spot", "um", "cm"],
+                     help="with --download: which markets (default spot um); with --from: the "
+                     "market type of a flat folder of files")
+    imp.add_argument("--data-type", choices=["trades", "aggTrades"], default="aggTrades",
+                     help="with --download (default aggTrades: smaller files, same taker flow)")
+    imp.add_argument("--start", type=_parse_day, help="with --download: first day (UTC)")
+    imp.add_argument("--end", type=_parse_day, help="with --download: last day (UTC), inclusive")
+    imp.add_argument("--base-url", default=None, help="archive base URL (default: the public one)")
+    imp.add_argument("--archive-dir", type=Path, default=Path("user_data/archive"),
+                     help="where downloads are kept (default user_data/archive)")
+    imp.add_argument("--force", action="store_true", help="re-import files already imported")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    exp = sub.add_parser(
+        "export-candles",
+        help="write FreqTrade candle files (and mark/funding files) from our bars",
+        description="Build FreqTrade feather candles for pairs from the stored 1-second bars, "
+        "plus the 1h mark and funding-rate files a futures backtest needs.",
+    )
+    exp.add_argument("--pairs", nargs="+", required=True, help="e.g. BTC/USDT:USDT ETH/USDT:USDT")
+    exp.add_argument("--timeframes", nargs="+", default=["5m", "1h", "4h"], help="default 5m 1h 4h")
+    exp.add_argument("--start", type=_parse_day, help="first day (default: first stored)")
+    exp.add_argument("--end", type=_parse_day, help="last day, inclusive (default: last stored)")
+    exp.add_argument("--datadir", type=Path, default=Path("user_data/data/binance"))
+    exp.add_argument("--archive-dir", type=Path, default=None,
+                     help="archive root holding futures/um/monthly/fundingRate files")
+
+    st = sub.add_parser("status", help="markets, time ranges, coverage and gaps in the store")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("setup-influx", help="create the InfluxDB database and retention policies (1.x)")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    cfg = args.config
+    if cfg is None and Path("config.json").exists():
+        cfg = Path("config.json")
+    s = load_settings(cfg) if cfg else settings_from_dict(None)
+    over: dict[str, object] = {}
+    if args.backend:
+        over["backend"] = args.backend
+    if args.store_dir:
+        over["parquet_dir"] = args.store_dir
+    if over:
+        s = s.model_copy(update={"store": s.store.model_copy(update=over)})
+    return s
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
+    from feeder.importer import import_files
+    from feeder.sources import archive
+
+    if args.download:
+        if not (args.symbols and args.start and args.end):
+            raise ValueError("--download needs --symbols, --start and --end")
+        base = args.base_url or archive.PUBLIC_ARCHIVE_URL
+        files = []
+        with httpx.Client(timeout=60, follow_redirects=True) as client:
+            for mt in args.market_types or ["spot", "um"]:
+                for sym in args.symbols:
+                    for day in archive.date_range(args.start, args.end):
+                        try:
+                            files.append(archive.download(base, mt, args.data_type, sym, day,
+                                                          args.archive_dir, client))
+                        except archive.ArchiveError as e:
+                            console.print(f"[yellow]skipped:[/] {e}")
+                        except httpx.TransportError as e:
+                            raise archive.ArchiveError(f"cannot reach {base}: {e!r}") from e
+        if not files:
+            raise archive.ArchiveError("nothing was downloaded")
+    else:
+        mt = args.market_types[0] if args.market_types else None
+        files = archive.discover(args.source, args.symbols, mt)
+        if not files:
+            raise archive.ArchiveError(
+                f"no Binance trade archive files under {args.source} (expected the "
+                "data.binance.vision layout, e.g. futures/um/daily/aggTrades/BTCUSDT/*.zip, or "
+                "--market-types for a flat folder)"
+            )
+    report = import_files(files, store, settings, force=args.force, progress=not args.no_progress)
+    console.print(report.summary())
+    _print_status(store, settings, only=report.markets or None)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
+    from feeder.export import Pair, export_candles
+
+    for pair in args.pairs:
+        market = Pair.parse(pair).market
+        if args.start and args.end:
+            start = int(pd.Timestamp(args.start, tz="UTC").timestamp())
+            end = int(pd.Timestamp(args.end, tz="UTC").timestamp()) + 86_400
+        else:
+            cov = store.coverage(market)
+            if not len(cov):
+                raise ValueError(f"{pair}: nothing stored for {market}; import data first")
+            start, end = int(cov[0, 0]), int(cov[-1, 1])
+        res = export_candles(store, pair, args.timeframes, args.datadir, start, end,
+                             archive_dir=args.archive_dir)
+        for f in res.files:
+            console.print(f"wrote {f}")
+        for w in res.warnings:
+            console.print(f"[bold yellow]WARNING[/] {w}")
+    return 0
+
+
+def _print_status(store: BarStore, settings: Settings, only: set[str] | None = None) -> None:
+    from feeder.status import store_status
+
+    rows = [r for r in store_status(store, settings) if only is None or r.market in only]
+    t = Table(title=f"SqueezeFlow store ({store.name})")
+    for col in ("market", "kind", "first bar (UTC)", "last bar (UTC)", "covered h", "gaps"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.market + ("" if r.configured else " (not configured)"), r.kind,
+                  r.first_bar or "-", r.last_bar or "-", f"{r.covered_hours:g}",
+                  "; ".join(f"{a}..{b} {why}" for a, b, why in r.gaps[:3])
+                  + (f" (+{len(r.gaps) - 3} more)" if len(r.gaps) > 3 else "") or "none")
+    Console().print(t)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
+    if args.json:
+        from feeder.status import as_dicts, store_status
+
+        print(json.dumps(as_dicts(store_status(store, settings)), indent=1))
+    else:
+        _print_status(store, settings)
+    return 0
+
+
+def cmd_setup_influx(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
+    from feeder.sinks.influx import InfluxStore
+
+    s = InfluxStore(settings.store.influx)
+    s.setup()
+    console.print(f"database {settings.store.influx.database!r} with retention policies "
+                  f"{settings.store.influx.rp_1s!r}, {settings.store.influx.rp_1m!r} ready")
+    return 0
+
+
+COMMANDS = {
+    "import": cmd_import,
+    "export-candles": cmd_export,
+    "status": cmd_status,
+    "setup-influx": cmd_setup_influx,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from feeder.pipeline import OutOfOrderError
+    from feeder.sinks.influx import InfluxError
+    from feeder.sources.archive import ArchiveError
+
+    try:
+        settings = _settings(args)
+        store = open_store(settings)
+        return COMMANDS[args.command](args, settings, store)
+    except (ConfigError, ArchiveError, InfluxError, OutOfOrderError, ValueError) as e:
+        console.print(f"[bold red]error:[/] {e}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted: files finished so far are kept; run again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
