@@ -49,13 +49,11 @@ def cpu_model() -> str:
 
 
 def machine_line() -> str:
-    import numpy
-    import pandas
-    import pyarrow
+    from importlib.metadata import version  # no import of the packages: keeps this process small
 
     return (
         f"machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
-        f"numpy {numpy.__version__}, pandas {pandas.__version__}, pyarrow {pyarrow.__version__}"
+        f"numpy {version('numpy')}, pandas {version('pandas')}, pyarrow {version('pyarrow')}"
     )
 
 
@@ -95,7 +93,10 @@ def private_influx(keep_dir: Path | None = None) -> Iterator[str]:
         yield vals["URL"]
     finally:
         if pids:
-            stop = f"source {shlex.quote(str(SERVERS_SH))}; SF_SERVER_PIDS={shlex.quote(' '.join(pids))}; sf_servers_stop"
+            stop = (
+                f"source {shlex.quote(str(SERVERS_SH))}; "
+                f"SF_SERVER_PIDS={shlex.quote(' '.join(pids))}; sf_servers_stop"
+            )
             subprocess.run(["bash", "-c", stop], check=False)
             print(f"stopped private servers (pids {' '.join(pids)})")
         if keep_dir is None:

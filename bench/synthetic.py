@@ -249,7 +249,7 @@ def bar_frames(
             yield m, kind, start_s + d * 86_400, bar_frame(i, m, d, start_s=start_s, seed=seed)
 
 
-# ----- command line --------------------------------------------------------------------------------
+# ----- command line -------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -259,11 +259,17 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("out", type=Path)
     t.add_argument("--trades", type=int, default=1_000_000)
     t.add_argument("--span-s", type=int, default=None, help=f"default: trades / {TRADES_PER_S}")
+    a = sub.add_parser("archive", help="write (or reuse) the import benchmark's file below ROOT")
+    a.add_argument("root", type=Path)
+    a.add_argument("--trades", type=int, default=1_000_000)
+    a.add_argument("--zip", action="store_true")
     b = sub.add_parser("bars", help="generate synthetic 1s bars and print a summary")
     b.add_argument("--markets", type=int, default=4, choices=range(1, 5))
     b.add_argument("--days", type=int, default=1)
     args = ap.parse_args(argv)
-    if args.what == "trades":
+    if args.what == "archive":
+        print(write_trades_file(args.root, args.trades, zipped=args.zip))
+    elif args.what == "trades":
         t0 = time.perf_counter()
         arr = trade_arrays(args.trades, args.span_s)
         size = write_trades_csv(args.out, arr)
@@ -271,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
         secs = arr["time"] // 1000
         active = np.unique(secs).size
         span = int(secs[-1] - secs[0] + 1)
-        print(f"SYNTHETIC trades: {args.trades:,} rows, {size / 1e6:.1f} MB -> {args.out} ({dt:.1f} s)")
+        print(f"SYNTHETIC trades: {args.trades:,} rows, {size / 1e6:.1f} MB -> {args.out}"
+              f" ({dt:.1f} s)")
         print(f"  span {span:,} s, active seconds {active:,} ({active / span:.1%}),"
               f" max/s {np.bincount(secs - secs[0]).max():,},"
               f" price {arr['price'].min():.1f}..{arr['price'].max():.1f},"

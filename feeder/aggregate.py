@@ -197,8 +197,8 @@ class LiveBarBuilder:
         """Close every second that ended more than ``grace`` ago; return what must be written."""
         closable = int((now_ns - self.grace_s * NS) // NS)  # seconds < closable are final
         if self.watermark is None:
-            self.watermark = closable if len(self._open) == 0 else min(
-                closable, int(self._open["time"].iloc[0])
+            self.watermark = (
+                closable if len(self._open) == 0 else min(closable, int(self._open["time"].iloc[0]))
             )
             if self._minutes_done is None:
                 self._minutes_done = self.watermark // 60 + 1  # first minute seen may be partial

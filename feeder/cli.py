@@ -1,10 +1,10 @@
 """``squeezeflow-feeder``: one command with subcommands.
 
-    squeezeflow-feeder import --from DIR            import Binance archive files found under DIR
-    squeezeflow-feeder import --download ...        fetch them from the public archive first
-    squeezeflow-feeder export-candles --pairs ...   FreqTrade candle files from our bars
-    squeezeflow-feeder status                       what the store holds: markets, ranges, gaps
-    squeezeflow-feeder setup-influx                 create database and retention policies
+squeezeflow-feeder import --from DIR            import Binance archive files found under DIR
+squeezeflow-feeder import --download ...        fetch them from the public archive first
+squeezeflow-feeder export-candles --pairs ...   FreqTrade candle files from our bars
+squeezeflow-feeder status                       what the store holds: markets, ranges, gaps
+squeezeflow-feeder setup-influx                 create database and retention policies
 """
 
 from __future__ import annotations
@@ -60,19 +60,35 @@ def build_parser() -> argparse.ArgumentParser:
         "skipped unless --force.",
     )
     src = imp.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from", dest="source", type=Path, help="local archive root or folder of files")
-    src.add_argument("--download", action="store_true", help="download from the public archive first")
+    src.add_argument(
+        "--from", dest="source", type=Path, help="local archive root or folder of files"
+    )
+    src.add_argument(
+        "--download", action="store_true", help="download from the public archive first"
+    )
     imp.add_argument("--symbols", nargs="+", help="archive symbols, e.g. BTCUSDT BTCUSD_PERP")
-    imp.add_argument("--market-types", nargs="+", choices=["spot", "um", "cm"],
-                     help="with --download: which markets (default spot um); with --from: the "
-                     "market type of a flat folder of files")
-    imp.add_argument("--data-type", choices=["trades", "aggTrades"], default="aggTrades",
-                     help="with --download (default aggTrades: smaller files, same taker flow)")
+    imp.add_argument(
+        "--market-types",
+        nargs="+",
+        choices=["spot", "um", "cm"],
+        help="with --download: which markets (default spot um); with --from: the "
+        "market type of a flat folder of files",
+    )
+    imp.add_argument(
+        "--data-type",
+        choices=["trades", "aggTrades"],
+        default="aggTrades",
+        help="with --download (default aggTrades: smaller files, same taker flow)",
+    )
     imp.add_argument("--start", type=_parse_day, help="with --download: first day (UTC)")
     imp.add_argument("--end", type=_parse_day, help="with --download: last day (UTC), inclusive")
     imp.add_argument("--base-url", default=None, help="archive base URL (default: the public one)")
-    imp.add_argument("--archive-dir", type=Path, default=Path("user_data/archive"),
-                     help="where downloads are kept (default user_data/archive)")
+    imp.add_argument(
+        "--archive-dir",
+        type=Path,
+        default=Path("user_data/archive"),
+        help="where downloads are kept (default user_data/archive)",
+    )
     imp.add_argument("--force", action="store_true", help="re-import files already imported")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -87,8 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--start", type=_parse_day, help="first day (default: first stored)")
     exp.add_argument("--end", type=_parse_day, help="last day, inclusive (default: last stored)")
     exp.add_argument("--datadir", type=Path, default=Path("user_data/data/binance"))
-    exp.add_argument("--archive-dir", type=Path, default=None,
-                     help="archive root holding futures/um/monthly/fundingRate files")
+    exp.add_argument(
+        "--archive-dir",
+        type=Path,
+        default=None,
+        help="archive root holding futures/um/monthly/fundingRate files",
+    )
 
     st = sub.add_parser("status", help="markets, time ranges, coverage and gaps in the store")
     st.add_argument("--json", action="store_true", help="machine-readable output")
@@ -126,8 +146,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
                 for sym in args.symbols:
                     for day in archive.date_range(args.start, args.end):
                         try:
-                            files.append(archive.download(base, mt, args.data_type, sym, day,
-                                                          args.archive_dir, client))
+                            files.append(
+                                archive.download(
+                                    base, mt, args.data_type, sym, day, args.archive_dir, client
+                                )
+                            )
                         except archive.ArchiveError as e:
                             console.print(f"[yellow]skipped:[/] {e}")
                         except httpx.TransportError as e:
@@ -162,8 +185,9 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: BarStore) ->
             if not len(cov):
                 raise ValueError(f"{pair}: nothing stored for {market}; import data first")
             start, end = int(cov[0, 0]), int(cov[-1, 1])
-        res = export_candles(store, pair, args.timeframes, args.datadir, start, end,
-                             archive_dir=args.archive_dir)
+        res = export_candles(
+            store, pair, args.timeframes, args.datadir, start, end, archive_dir=args.archive_dir
+        )
         for f in res.files:
             console.print(f"wrote {f}")
         for w in res.warnings:
@@ -179,10 +203,16 @@ def _print_status(store: BarStore, settings: Settings, only: set[str] | None = N
     for col in ("market", "kind", "first bar (UTC)", "last bar (UTC)", "covered h", "gaps"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r.market + ("" if r.configured else " (not configured)"), r.kind,
-                  r.first_bar or "-", r.last_bar or "-", f"{r.covered_hours:g}",
-                  "; ".join(f"{a}..{b} {why}" for a, b, why in r.gaps[:3])
-                  + (f" (+{len(r.gaps) - 3} more)" if len(r.gaps) > 3 else "") or "none")
+        t.add_row(
+            r.market + ("" if r.configured else " (not configured)"),
+            r.kind,
+            r.first_bar or "-",
+            r.last_bar or "-",
+            f"{r.covered_hours:g}",
+            "; ".join(f"{a}..{b} {why}" for a, b, why in r.gaps[:3])
+            + (f" (+{len(r.gaps) - 3} more)" if len(r.gaps) > 3 else "")
+            or "none",
+        )
     Console().print(t)
 
 
@@ -201,8 +231,10 @@ def cmd_setup_influx(args: argparse.Namespace, settings: Settings, store: BarSto
 
     s = InfluxStore(settings.store.influx)
     s.setup()
-    console.print(f"database {settings.store.influx.database!r} with retention policies "
-                  f"{settings.store.influx.rp_1s!r}, {settings.store.influx.rp_1m!r} ready")
+    console.print(
+        f"database {settings.store.influx.database!r} with retention policies "
+        f"{settings.store.influx.rp_1s!r}, {settings.store.influx.rp_1m!r} ready"
+    )
     return 0
 
 
@@ -231,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ArchiveError, InfluxError, OutOfOrderError, ValueError) as e:
         console.print(f"[bold red]error:[/] {e}")
         return 2
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
     except KeyboardInterrupt:
         console.print("interrupted: files finished so far are kept; run again to resume")
         return 130

@@ -52,7 +52,9 @@ def subtract_intervals(a: Intervals, b: Intervals) -> Intervals:
     return as_intervals(out)
 
 
-def covered(starts: npt.NDArray[np.int64], length: int, intervals: Intervals) -> npt.NDArray[np.bool_]:
+def covered(
+    starts: npt.NDArray[np.int64], length: int, intervals: Intervals
+) -> npt.NDArray[np.bool_]:
     """For each candle ``[s, s + length)``: is it inside one covered interval?"""
     iv = merge_intervals(intervals)
     if len(iv) == 0:

@@ -94,7 +94,9 @@ def find_funding_files(archive_dir: Path | None, pair: Pair) -> list[Path]:
     mt = "cm" if pair.settle == pair.base else "um"
     sym = pair.archive_symbol
     base = archive_dir / "futures" / mt / "monthly" / "fundingRate" / sym
-    files = sorted(base.glob(f"{sym}-fundingRate-*.zip")) + sorted(base.glob(f"{sym}-fundingRate-*.csv"))
+    files = sorted(base.glob(f"{sym}-fundingRate-*.zip")) + sorted(
+        base.glob(f"{sym}-fundingRate-*.csv")
+    )
     return files
 
 

@@ -47,7 +47,9 @@ def spec_for(f: ArchiveFile, settings: Settings) -> MarketSpec:
     kind = Kind.SPOT if f.market_type == "spot" else Kind.PERP
     size = settings.market(market, kind).contract_size if f.market_type == "cm" else None
     if f.market_type == "cm" and size is None:
-        raise ValueError(f"{market}: COIN-M market without a contract size (set squeezeflow.contract_sizes)")
+        raise ValueError(
+            f"{market}: COIN-M market without a contract size (set squeezeflow.contract_sizes)"
+        )
     return MarketSpec(market=market, kind=kind, exchange="binance", contract_size=size)
 
 
@@ -166,8 +168,13 @@ def import_files(
                     "malformed_rows": reader.invalid_rows,
                 },
             )
-            log.info("%s -> %s: %s trades, %s bars", f.path.name, spec.market,
-                     f"{stats.trades_ok:,}", f"{stats.bars_1s:,}")
+            log.info(
+                "%s -> %s: %s trades, %s bars",
+                f.path.name,
+                spec.market,
+                f"{stats.trades_ok:,}",
+                f"{stats.bars_1s:,}",
+            )
             bar.advance(task)
     report.seconds = time.perf_counter() - t0
     return report

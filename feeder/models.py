@@ -62,5 +62,5 @@ BAR_COLUMNS: Final = ("market", "time", *BAR_FIELDS)
 
 
 def market_id(exchange_prefix: str, symbol: str) -> str:
-    """``market_id("BINANCE_FUTURES", "BTCUSDT") == "BINANCE_FUTURES:btcusdt"`` (aggr-server form)."""
+    """``market_id("BINANCE_FUTURES", "BTCUSDT") == "BINANCE_FUTURES:btcusdt"``."""
     return f"{exchange_prefix.upper()}:{symbol.lower()}"

@@ -250,7 +250,14 @@ def normalise(
         n_dup = int(fresh.shape[0] - fresh.sum())
         if n_dup:
             rej.add("duplicate_id", n_dup)
-            ts_ns, p, q, ids, bm, liq = ts_ns[fresh], p[fresh], q[fresh], ids[fresh], bm[fresh], liq[fresh]
+            ts_ns, p, q, ids, bm, liq = (
+                ts_ns[fresh],
+                p[fresh],
+                q[fresh],
+                ids[fresh],
+                bm[fresh],
+                liq[fresh],
+            )
 
     if spec.contract_size is not None:
         notional = q * spec.contract_size

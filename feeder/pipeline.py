@@ -97,7 +97,9 @@ class DayBarWriter:
         return self.stats
 
 
-def ingest(store: BarStore, spec: MarketSpec, chunks: Iterable[Mapping[str, np.ndarray]]) -> IngestStats:
+def ingest(
+    store: BarStore, spec: MarketSpec, chunks: Iterable[Mapping[str, np.ndarray]]
+) -> IngestStats:
     writer = DayBarWriter(store, spec)
     for raw in chunks:
         writer.add_raw(raw)

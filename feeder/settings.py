@@ -176,7 +176,7 @@ def guess_kind(market: str) -> Kind:
 
 
 def default_contract_size(market: str) -> float | None:
-    """USD per contract of a Binance COIN-M perpetual (``BINANCE_FUTURES:btcusd_perp``), else None."""
+    """USD per contract of a Binance COIN-M perpetual (``..._perp``), else None."""
     exchange, symbol = market.split(":", 1)
     if exchange.startswith("BINANCE") and symbol.endswith("usd_perp"):
         return BINANCE_COINM_CONTRACT_USD.get(symbol.removesuffix("usd_perp"), 10.0)

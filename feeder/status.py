@@ -62,7 +62,9 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
                 configured=market in configured,
                 first_bar=_iso(rng[0]) if rng else None,
                 last_bar=_iso(rng[1]) if rng else None,
-                covered_hours=round(float((cov[:, 1] - cov[:, 0]).sum()) / 3600, 3) if len(cov) else 0.0,
+                covered_hours=round(float((cov[:, 1] - cov[:, 0]).sum()) / 3600, 3)
+                if len(cov)
+                else 0.0,
                 coverage=[(_iso(s), _iso(e)) for s, e in cov],
                 gaps=sorted(set(gaps)),
             )

@@ -31,7 +31,9 @@ class BarStore(Protocol):
     name: str
 
     def write_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int: ...
-    def read_bars(self, market: str, start: int, end: int, resolution: str = "1m") -> pd.DataFrame: ...
+    def read_bars(
+        self, market: str, start: int, end: int, resolution: str = "1m"
+    ) -> pd.DataFrame: ...
     def add_coverage(self, market: str, start: int, end: int) -> None: ...
     def record_gap(self, market: str, start: int, end: int, reason: str) -> None: ...
     def coverage(self, market: str) -> Intervals: ...
@@ -153,8 +155,10 @@ def load_flow(
         for f, v in acc.items():
             cols[f"{kind.value}_{f}"] = v
     order = [f"{k}_{f}" for k in ("spot", "perp") for f in (*FLOW_FIELDS, "close")]
-    df = pd.DataFrame({c: cols[c] for c in order}, index=pd.DatetimeIndex(
-        pd.to_datetime(opens, unit="s", utc=True), name="date"))
+    df = pd.DataFrame(
+        {c: cols[c] for c in order},
+        index=pd.DatetimeIndex(pd.to_datetime(opens, unit="s", utc=True), name="date"),
+    )
     df["complete"] = complete
     if per_market:
         extra = {c: v for c, v in cols.items() if "|" in c}

@@ -1,4 +1,4 @@
-"""Store behaviour every backend must have; run against Parquet (unit) and InfluxDB (integration)."""
+"""Store behaviour every backend must have: run on Parquet (unit) and InfluxDB (integration)."""
 
 from __future__ import annotations
 
@@ -65,8 +65,9 @@ def check_round_trip_and_idempotent_rewrite(store: BarStore) -> None:
     store.write_bars("BINANCE:btcusdt", "spot", bars, "1s")
     store.write_bars("BINANCE:btcusdt", "spot", bars, "1s")
     got = store.read_bars("BINANCE:btcusdt", DAY0, DAY0 + 2 * 86_400, "1s")
-    pd.testing.assert_frame_equal(got[["time", *BAR_FIELDS]], bars.reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got[["time", *BAR_FIELDS]], bars.reset_index(drop=True), check_dtype=False
+    )
     changed = bars.iloc[:5].copy()
     changed["vbuy"] = 1.0
     store.write_bars("BINANCE:btcusdt", "spot", changed, "1s")
@@ -83,7 +84,10 @@ def check_flow_sums_markets_of_each_kind(store: BarStore) -> None:
         assert len(flow) == 3 * 3600 / sec
         assert flow["complete"].all()
         spot = bars["BINANCE:btcusdt"]["vbuy"].sum() + bars["COINBASE:btc-usd"]["vbuy"].sum()
-        perp = bars["BINANCE_FUTURES:btcusdt"]["vsell"].sum() + bars["BINANCE_FUTURES:btcusd_perp"]["vsell"].sum()
+        perp = (
+            bars["BINANCE_FUTURES:btcusdt"]["vsell"].sum()
+            + bars["BINANCE_FUTURES:btcusd_perp"]["vsell"].sum()
+        )
         assert flow["spot_vbuy"].sum() == pytest.approx(spot, rel=1e-9)
         assert flow["perp_vsell"].sum() == pytest.approx(perp, rel=1e-9)
         first = bars["BINANCE:btcusdt"]

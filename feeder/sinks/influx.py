@@ -54,7 +54,9 @@ def quote_str(value: str) -> str:
 
 def bar_lines(measurement: str, market: str, kind: str, bars: pd.DataFrame) -> list[str]:
     """Line-protocol lines (precision s) for one market's bars; every field written as float."""
-    prefix = f"{escape_measurement(measurement)},kind={escape_tag(kind)},market={escape_tag(market)} "
+    prefix = (
+        f"{escape_measurement(measurement)},kind={escape_tag(kind)},market={escape_tag(market)} "
+    )
     cols = [bars[f].to_numpy(np.float64).tolist() for f in BAR_FIELDS]
     times = bars["time"].to_numpy(np.int64).tolist()
     names = [f"{f}=" for f in BAR_FIELDS]
@@ -109,7 +111,9 @@ class InfluxStore:
                     return resp
                 message = _server_message(resp)
                 if resp.status_code < 500:
-                    raise InfluxError(f"InfluxDB refused {method} {path}: {resp.status_code} {message}")
+                    raise InfluxError(
+                        f"InfluxDB refused {method} {path}: {resp.status_code} {message}"
+                    )
                 if attempt == self.s.max_retries:
                     raise InfluxError(f"InfluxDB error {resp.status_code} on {path}: {message}")
                 log.warning("InfluxDB %s %s: %s %s; retry", method, path, resp.status_code, message)
@@ -134,10 +138,16 @@ class InfluxStore:
         """Create the database and its retention policies (InfluxDB 1.x; idempotent)."""
         db = quote_ident(self.s.database)
         self.execute(f"CREATE DATABASE {db}")
-        for rp, duration in ((self.s.rp_1s, self.s.retention_1s), (self.s.rp_1m, self.s.retention_1m)):
+        for rp, duration in (
+            (self.s.rp_1s, self.s.retention_1s),
+            (self.s.rp_1m, self.s.retention_1m),
+        ):
             names = {row[0] for row in self.show(f"SHOW RETENTION POLICIES ON {db}")}
             verb = "ALTER" if rp in names else "CREATE"
-            self.execute(f"{verb} RETENTION POLICY {quote_ident(rp)} ON {db} DURATION {duration} REPLICATION 1")
+            self.execute(
+                f"{verb} RETENTION POLICY {quote_ident(rp)} ON {db} "
+                f"DURATION {duration} REPLICATION 1"
+            )
 
     def show(self, q: str) -> list[list[object]]:
         """Rows of a SHOW statement (JSON response; CSV repeats the ``name`` column)."""
@@ -157,6 +167,10 @@ class InfluxStore:
         if rp:
             params["rp"] = rp
         self._request("POST", "/write", params=params, content="\n".join(lines).encode())
+
+    def _src(self, rp: str, measurement: str) -> str:
+        """Fully qualified ``"db"."rp"."measurement"`` (identifiers quoted and escaped)."""
+        return f"{quote_ident(self.s.database)}.{quote_ident(rp)}.{quote_ident(measurement)}"
 
     def _rp_measurement(self, resolution: str) -> tuple[str, str]:
         if resolution == "1s":
@@ -185,14 +199,13 @@ class InfluxStore:
         return len(bars)
 
     def add_coverage(self, market: str, start: int, end: int) -> None:
-        line = (
-            f"{COVERAGE_MEASUREMENT},market={escape_tag(market)} end={int(end)}i {int(start)}"
-        )
+        line = f"{COVERAGE_MEASUREMENT},market={escape_tag(market)} end={int(end)}i {int(start)}"
         self.write_lines([line], rp=None)
 
     def record_gap(self, market: str, start: int, end: int, reason: str) -> None:
         r = reason.replace("\\", "\\\\").replace('"', '\\"')
-        line = f'{GAPS_MEASUREMENT},market={escape_tag(market)} end={int(end)}i,reason="{r}" {int(start)}'
+        tags = f"{GAPS_MEASUREMENT},market={escape_tag(market)}"
+        line = f'{tags} end={int(end)}i,reason="{r}" {int(start)}'
         self.write_lines([line], rp=None)
 
     # ----- reading -----------------------------------------------------------------------------
@@ -211,17 +224,19 @@ class InfluxStore:
             return pd.DataFrame()
         if body.startswith(b"error\n"):
             raise InfluxError(f"InfluxQL error in {q!r}: {body[6:].decode().strip()}")
-        df = pd.read_csv(io.BytesIO(body), dtype={"tags": str})
-        if "name" in df.columns and (df["name"] == "name").any():
-            # A chunked response may repeat its header line between series.
-            df = df[df["name"] != "name"].apply(pd.to_numeric, errors="ignore")  # type: ignore[call-overload]
+        # A chunked response repeats its header line before every series: drop the repeats.
+        header, _, rest = body.partition(b"\n")
+        rest = rest.replace(b"\n" + header + b"\n", b"\n")
+        if rest.startswith(header + b"\n"):
+            rest = rest[len(header) + 1 :]
+        df = pd.read_csv(io.BytesIO(header + b"\n" + rest), dtype={"tags": str})
         return df
 
     def read_bars(self, market: str, start: int, end: int, resolution: str = "1m") -> pd.DataFrame:
         rp, meas = self._rp_measurement(resolution)
         fields = ",".join(quote_ident(f) for f in BAR_FIELDS)
         q = (
-            f"SELECT {fields} FROM {quote_ident(self.s.database)}.{quote_ident(rp)}.{quote_ident(meas)}"
+            f"SELECT {fields} FROM {self._src(rp, meas)}"
             f" WHERE market = {quote_str(market)} AND time >= {int(start)}s AND time < {int(end)}s"
         )
         df = self.query(q)
@@ -239,7 +254,7 @@ class InfluxStore:
         )
         regex = "|".join(_regex_escape(m) for m in markets)
         q = (
-            f"SELECT {sel} FROM {quote_ident(self.s.database)}.{quote_ident(rp)}.{quote_ident(meas)}"
+            f"SELECT {sel} FROM {self._src(rp, meas)}"
             f" WHERE market =~ /^({regex})$/ AND time >= {int(start)}s AND time < {int(end)}s"
             f" GROUP BY time({int(tf_seconds)}s), market fill(none)"
         )
@@ -256,8 +271,7 @@ class InfluxStore:
         for res in ("1s", "1m"):
             rp, meas = self._rp_measurement(res)
             df = self.query(
-                f"SELECT last(close) AS close FROM {quote_ident(self.s.database)}.{quote_ident(rp)}."
-                f"{quote_ident(meas)} GROUP BY market, kind",
+                f"SELECT last(close) AS close FROM {self._src(rp, meas)} GROUP BY market, kind",
                 chunked=False,
             )
             for tags in df.get("tags", pd.Series(dtype=str)).dropna():
@@ -267,7 +281,7 @@ class InfluxStore:
 
     def time_range(self, market: str, resolution: str = "1m") -> tuple[int, int] | None:
         rp, meas = self._rp_measurement(resolution)
-        src = f"{quote_ident(self.s.database)}.{quote_ident(rp)}.{quote_ident(meas)}"
+        src = self._src(rp, meas)
         where = f"WHERE market = {quote_str(market)}"
         first = self.query(f"SELECT first(close) FROM {src} {where}", chunked=False)
         last = self.query(f"SELECT last(close) FROM {src} {where}", chunked=False)
@@ -277,7 +291,8 @@ class InfluxStore:
 
     def coverage(self, market: str) -> Intervals:
         df = self.query(
-            f"SELECT \"end\" FROM {quote_ident(COVERAGE_MEASUREMENT)} WHERE market = {quote_str(market)}"
+            f'SELECT "end" FROM {quote_ident(COVERAGE_MEASUREMENT)} '
+            f"WHERE market = {quote_str(market)}"
         )
         if not len(df):
             return as_intervals([])
@@ -287,7 +302,8 @@ class InfluxStore:
 
     def gaps(self, market: str) -> pd.DataFrame:
         df = self.query(
-            f"SELECT \"end\", reason FROM {quote_ident(GAPS_MEASUREMENT)} WHERE market = {quote_str(market)}"
+            f'SELECT "end", reason FROM {quote_ident(GAPS_MEASUREMENT)} '
+            f"WHERE market = {quote_str(market)}"
         )
         if not len(df):
             return pd.DataFrame({"start": [], "end": [], "reason": []})
@@ -322,7 +338,9 @@ def _chunks(df: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
 def _bars_frame(df: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
     cols = ["time", *BAR_FIELDS, *extra]
     if not len(df):
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "time" else "float64") for c in cols})
+        return pd.DataFrame(
+            {c: pd.Series(dtype="int64" if c == "time" else "float64") for c in cols}
+        )
     out = pd.DataFrame({"time": df["time"].to_numpy(np.int64)})
     for c in cols[1:]:
         out[c] = df[c].to_numpy(np.float64) if c in df else np.nan

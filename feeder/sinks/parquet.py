@@ -138,9 +138,7 @@ class ParquetStore:
         path = self.root / "markets.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def read_bars(
-        self, market: str, start: int, end: int, resolution: str = "1m"
-    ) -> pd.DataFrame:
+    def read_bars(self, market: str, start: int, end: int, resolution: str = "1m") -> pd.DataFrame:
         """Bars of one market with ``start <= time < end``, sorted by time."""
         base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
         first_day = start - start % DAY
@@ -150,8 +148,12 @@ class ParquetStore:
             if path.exists():
                 tables.append(pq.read_table(path))
         if not tables:
-            return pd.DataFrame({c: pd.Series(dtype=t.to_pandas_dtype()) for c, t in zip(
-                _BAR_SCHEMA.names, _BAR_SCHEMA.types, strict=True)})
+            return pd.DataFrame(
+                {
+                    c: pd.Series(dtype=t.to_pandas_dtype())
+                    for c, t in zip(_BAR_SCHEMA.names, _BAR_SCHEMA.types, strict=True)
+                }
+            )
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         df = pd.DataFrame({n: table.column(n).to_numpy() for n in table.column_names})
         t = df["time"].to_numpy()
@@ -178,6 +180,9 @@ class ParquetStore:
             return as_intervals([])
         t = pq.read_table(path)
         return np.stack(
-            [t.column("start").to_numpy().astype(np.int64), t.column("end").to_numpy().astype(np.int64)],
+            [
+                t.column("start").to_numpy().astype(np.int64),
+                t.column("end").to_numpy().astype(np.int64),
+            ],
             axis=1,
         )

@@ -12,6 +12,7 @@ entry per ``time``. Streams are trimmed approximately to ``maxlen`` entries.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,16 +34,24 @@ def encode_bars(market: str, kind: str, bars: pd.DataFrame) -> list[dict[str, st
     cols = {f: bars[f].to_numpy(np.float64).tolist() for f in BAR_FIELDS}
     times = bars["time"].to_numpy(np.int64).tolist()
     return [
-        {"market": market, "kind": kind, "time": str(t), **{f: repr(cols[f][i]) for f in BAR_FIELDS}}
+        {
+            "market": market,
+            "kind": kind,
+            "time": str(t),
+            **{f: repr(cols[f][i]) for f in BAR_FIELDS},
+        }
         for i, t in enumerate(times)
     ]
 
 
 def decode_entries(entries: list[Mapping[bytes | str, bytes | str]]) -> pd.DataFrame:
-    """Stream entries to a bar frame (``market``, ``kind``, ``time``, fields), last entry per key."""
+    """Stream entries to a bar frame (market, kind, time, fields); last entry per key wins."""
     if not entries:
-        cols = {"market": pd.Series(dtype=str), "kind": pd.Series(dtype=str),
-                "time": pd.Series(dtype="int64")}
+        cols = {
+            "market": pd.Series(dtype=str),
+            "kind": pd.Series(dtype=str),
+            "time": pd.Series(dtype="int64"),
+        }
         cols.update({f: pd.Series(dtype="float64") for f in BAR_FIELDS})
         return pd.DataFrame(cols)
     rows = [{_s(k): _s(v) for k, v in e.items()} for e in entries]
@@ -79,10 +88,13 @@ class RedisBarStream:
 
     def latest(self, market: str) -> dict[str, str] | None:
         raw = self.r.hgetall(latest_key(self.prefix, market))
-        return {_s(k): _s(v) for k, v in raw.items()} if raw else None  # type: ignore[union-attr]
+        return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
     def read(
-        self, markets: list[str], after: Mapping[str, str] | None = None, block_ms: int | None = None,
+        self,
+        markets: list[str],
+        after: Mapping[str, str] | None = None,
+        block_ms: int | None = None,
         count: int = 10_000,
     ) -> tuple[pd.DataFrame, dict[str, str]]:
         """Entries newer than ``after`` (stream id per market; default ``0``: everything kept).
@@ -90,10 +102,10 @@ class RedisBarStream:
         Returns the bars and the new stream ids to pass next time.
         """
         ids = {stream_key(self.prefix, m): (after or {}).get(m, "0") for m in markets}
-        got = self.r.xread(ids, count=count, block=block_ms)  # type: ignore[arg-type]
+        got: Any = self.r.xread(ids, count=count, block=block_ms)  # type: ignore[arg-type]
         entries: list[Mapping[bytes | str, bytes | str]] = []
         last = dict(after or {})
-        for key, items in got or []:  # type: ignore[union-attr]
+        for key, items in got or []:
             market = _s(key).split(":bars:", 1)[1]
             for entry_id, fields in items:
                 entries.append(fields)

@@ -45,9 +45,10 @@ def test_the_schema_reads_with_plain_influxql_the_way_aggr_server_queries_it(sto
     store.write_bars("BINANCE:btcusdt", "spot", bars, "1s")
     # The first SqueezeFlow system's query shape against aggr-server's database.
     q = (
-        'SELECT sum(vbuy) AS vbuy, sum(vsell) AS vsell, last(close) AS close '
+        "SELECT sum(vbuy) AS vbuy, sum(vsell) AS vsell, last(close) AS close "
         f'FROM "{store.s.database}"."aggr_1s"."trades_1s" '
-        f"WHERE market = 'BINANCE:btcusdt' AND time >= {cases.DAY0}s AND time < {cases.DAY0 + 600}s "
+        f"WHERE market = 'BINANCE:btcusdt' "
+        f"AND time >= {cases.DAY0}s AND time < {cases.DAY0 + 600}s "
         "GROUP BY time(5m) fill(none)"
     )
     resp = httpx.get(f"{store.s.url}/query", params={"db": store.s.database, "q": q, "epoch": "s"})
@@ -56,13 +57,28 @@ def test_the_schema_reads_with_plain_influxql_the_way_aggr_server_queries_it(sto
     assert series["columns"] == ["time", "vbuy", "vsell", "close"]
     got = pd.DataFrame(series["values"], columns=series["columns"])
     assert got["vbuy"].sum() == pytest.approx(bars["vbuy"].sum())
-    tags = httpx.get(f"{store.s.url}/query", params={
-        "db": store.s.database, "q": 'SHOW TAG KEYS FROM "aggr_1s"."trades_1s"'}).json()
+    tags = httpx.get(
+        f"{store.s.url}/query",
+        params={"db": store.s.database, "q": 'SHOW TAG KEYS FROM "aggr_1s"."trades_1s"'},
+    ).json()
     assert sorted(v[0] for v in tags["results"][0]["series"][0]["values"]) == ["kind", "market"]
-    fields = httpx.get(f"{store.s.url}/query", params={
-        "db": store.s.database, "q": 'SHOW FIELD KEYS FROM "aggr_1s"."trades_1s"'}).json()
+    fields = httpx.get(
+        f"{store.s.url}/query",
+        params={"db": store.s.database, "q": 'SHOW FIELD KEYS FROM "aggr_1s"."trades_1s"'},
+    ).json()
     types = dict(fields["results"][0]["series"][0]["values"])
-    assert set(types) == {"open", "high", "low", "close", "vbuy", "vsell", "cbuy", "csell", "lbuy", "lsell"}
+    assert set(types) == {
+        "open",
+        "high",
+        "low",
+        "close",
+        "vbuy",
+        "vsell",
+        "cbuy",
+        "csell",
+        "lbuy",
+        "lsell",
+    }
     assert set(types.values()) == {"float"}
 
 

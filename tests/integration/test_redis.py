@@ -47,7 +47,9 @@ def test_a_corrected_bar_replaces_the_earlier_entry_for_readers(redis_url, prefi
 def test_streams_are_bounded(redis_url, prefix):
     s = RedisBarStream(redis_url, prefix=prefix, maxlen=100)
     for i in range(10):
-        s.publish("BINANCE:btcusdt", "spot", make_bars(1_704_067_200 + i * 200, 200, i, quiet_every=10**9))
+        s.publish(
+            "BINANCE:btcusdt", "spot", make_bars(1_704_067_200 + i * 200, 200, i, quiet_every=10**9)
+        )
     assert s.r.xlen(stream_key(prefix, "BINANCE:btcusdt")) < 400  # approximate trimming
 
 

@@ -21,9 +21,17 @@ def batch_of(ts_ns, price, qty, buy, ids, liq=None, market="BINANCE:btcusdt") ->
     n = len(ts_ns)
     price = np.asarray(price, float)
     qty = np.asarray(qty, float)
-    return TradeBatch(market, Kind.SPOT, np.asarray(ts_ns, np.int64), price, qty, price * qty,
-                      np.asarray(buy, bool), np.asarray(ids, np.int64),
-                      np.zeros(n, bool) if liq is None else np.asarray(liq, bool))
+    return TradeBatch(
+        market,
+        Kind.SPOT,
+        np.asarray(ts_ns, np.int64),
+        price,
+        qty,
+        price * qty,
+        np.asarray(buy, bool),
+        np.asarray(ids, np.int64),
+        np.zeros(n, bool) if liq is None else np.asarray(liq, bool),
+    )
 
 
 trades_strategy = st.lists(
@@ -80,8 +88,9 @@ def test_merging_bars_of_split_batches_is_exact(trades, cut):
     b = _batch(trades)
     cut = min(cut, len(b))
     whole = bars_from_trades(b)
-    parts = merge_bars(bars_from_trades(b.take(np.arange(cut))),
-                       bars_from_trades(b.take(np.arange(cut, len(b)))))
+    parts = merge_bars(
+        bars_from_trades(b.take(np.arange(cut))), bars_from_trades(b.take(np.arange(cut, len(b))))
+    )
     pd.testing.assert_frame_equal(whole, parts, check_exact=False, rtol=1e-12)
 
 
@@ -90,13 +99,28 @@ def test_merging_bars_of_split_batches_is_exact(trades, cut):
 def test_rollups_equal_bars_computed_directly_at_the_coarser_interval(trades, seconds):
     b = _batch(trades)
     rolled = rollup(strip_keys(bars_from_trades(b)), seconds)
-    coarse = TradeBatch(b.market, b.kind, (b.ts // (seconds * NS)) * seconds * NS + (b.ts % (seconds * NS)),
-                        b.price, b.qty, b.notional, b.buy, b.trade_id, b.liq)
+    coarse = TradeBatch(
+        b.market,
+        b.kind,
+        (b.ts // (seconds * NS)) * seconds * NS + (b.ts % (seconds * NS)),
+        b.price,
+        b.qty,
+        b.notional,
+        b.buy,
+        b.trade_id,
+        b.liq,
+    )
     direct = strip_keys(bars_from_trades(coarse))
     direct["time"] = direct["time"] - direct["time"] % seconds
     direct = direct.groupby("time", as_index=False).agg(
-        {"open": "first", "high": "max", "low": "min", "close": "last",
-         **{f: "sum" for f in FLOW_FIELDS}})
+        {
+            "open": "first",
+            "high": "max",
+            "low": "min",
+            "close": "last",
+            **{f: "sum" for f in FLOW_FIELDS},
+        }
+    )
     pd.testing.assert_frame_equal(rolled, direct[rolled.columns], check_exact=False, rtol=1e-12)
 
 
@@ -135,8 +159,13 @@ def test_pipeline_bars_on_real_recordings_equal_an_independent_computation(
     got = store.read_bars(spec.market, lo, hi, "1s")
     want = independent_bars(df, size)
     assert len(got) == len(want) > 100
-    pd.testing.assert_frame_equal(got[["time", *BAR_FIELDS]], want[["time", *BAR_FIELDS]],
-                                  check_exact=False, rtol=1e-9, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got[["time", *BAR_FIELDS]],
+        want[["time", *BAR_FIELDS]],
+        check_exact=False,
+        rtol=1e-9,
+        check_dtype=False,
+    )
     got_1m = store.read_bars(spec.market, lo - 60, hi + 60, "1m")
     assert got_1m["vbuy"].sum() == pytest.approx(want["vbuy"].sum())
     assert got_1m["cbuy"].sum() + got_1m["csell"].sum() == want["cbuy"].sum() + want["csell"].sum()
@@ -144,9 +173,13 @@ def test_pipeline_bars_on_real_recordings_equal_an_independent_computation(
 
 class TestLiveBarBuilder:
     def _trades(self, secs_and_ids):
-        return batch_of([T0 * NS + int(s * NS) for s, _ in secs_and_ids], [100] * len(secs_and_ids),
-                        [1] * len(secs_and_ids), [True] * len(secs_and_ids),
-                        [i for _, i in secs_and_ids])
+        return batch_of(
+            [T0 * NS + int(s * NS) for s, _ in secs_and_ids],
+            [100] * len(secs_and_ids),
+            [1] * len(secs_and_ids),
+            [True] * len(secs_and_ids),
+            [i for _, i in secs_and_ids],
+        )
 
     def test_a_second_closes_on_the_watermark_without_a_next_trade(self):
         lb = LiveBarBuilder("BINANCE:btcusdt", grace_s=2.0)
@@ -178,7 +211,9 @@ class TestLiveBarBuilder:
 
     @pytest.mark.shared
     def test_live_bars_and_minutes_equal_batch_bars_on_a_real_recording(self, market_data):
-        df = read_derived_trades(market_data / "hftbacktest/derived_trades/usdm_btcusdt_20240808_trades.csv")
+        df = read_derived_trades(
+            market_data / "hftbacktest/derived_trades/usdm_btcusdt_20240808_trades.csv"
+        )
         batch = normalise(USDM, **raw_columns(df), dedup=IdDeduplicator(), rejects=Rejects())
         want = strip_keys(bars_from_trades(batch))
         lb = LiveBarBuilder(USDM.market, grace_s=2.0)
@@ -198,4 +233,6 @@ class TestLiveBarBuilder:
         full = rollup(want, 60)
         # the first minute of the session is partial and not emitted as a rollup
         full = full[full["time"] >= minutes["time"].min()].reset_index(drop=True)
-        pd.testing.assert_frame_equal(minutes.reset_index(drop=True), full, check_exact=False, rtol=1e-12)
+        pd.testing.assert_frame_equal(
+            minutes.reset_index(drop=True), full, check_exact=False, rtol=1e-12
+        )

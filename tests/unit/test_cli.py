@@ -36,13 +36,17 @@ def run(capsys, *argv):
 
 def test_import_then_status_then_resume_skips(archive, tmp_path, capsys):
     store = tmp_path / "store"
-    rc, out = run(capsys, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress")
+    rc, out = run(
+        capsys, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress"
+    )
     assert rc == 0, out
     assert "imported 1 file(s)" in out and "accepted 105,280" in out
-    rc, out = run(capsys, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress")
+    rc, out = run(
+        capsys, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress"
+    )
     assert "imported 0 file(s), skipped 1 already imported" in out
     rc, out = run(capsys, "--store-dir", str(store), "status", "--json")
-    rows = {r["market"]: r for r in json.loads(out[out.index("["):])}
+    rows = {r["market"]: r for r in json.loads(out[out.index("[") :])}
     perp = rows["BINANCE_FUTURES:btcusd_perp"]
     assert perp["covered_hours"] == 24.0
     assert perp["first_bar"] == "2026-05-08 00:00:00"
@@ -51,13 +55,18 @@ def test_import_then_status_then_resume_skips(archive, tmp_path, capsys):
 
 def test_imported_coin_m_flow_is_usd_notional_from_contracts(archive, tmp_path, capsys):
     store = tmp_path / "store"
-    assert run(capsys, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress")[0] == 0
+    assert (
+        run(capsys, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress")[0]
+        == 0
+    )
     import zipfile
 
     with zipfile.ZipFile(archive / CM_ZIP) as z:
         raw = pd.read_csv(z.open(z.namelist()[0]))
     want_buy = raw.loc[~raw["is_buyer_maker"], "quantity"].sum() * 100.0
-    bars = ParquetStore(store).read_bars("BINANCE_FUTURES:btcusd_perp", 1778198400, 1778284800, "1m")
+    bars = ParquetStore(store).read_bars(
+        "BINANCE_FUTURES:btcusd_perp", 1778198400, 1778284800, "1m"
+    )
     assert bars["vbuy"].sum() == pytest.approx(want_buy)
     assert bars["cbuy"].sum() + bars["csell"].sum() == len(raw)
 
@@ -70,7 +79,9 @@ def test_a_tampered_archive_is_refused_with_a_clear_error(archive, tmp_path, cap
     data[1000] ^= 0xFF
     dst.write_bytes(bytes(data))
     shutil.copy(archive / (CM_ZIP + ".CHECKSUM"), root / (CM_ZIP + ".CHECKSUM"))
-    rc, out = run(capsys, "--store-dir", str(tmp_path / "s"), "import", "--from", str(root), "--no-progress")
+    rc, out = run(
+        capsys, "--store-dir", str(tmp_path / "s"), "import", "--from", str(root), "--no-progress"
+    )
     assert rc == 2
     assert "checksum" in out.lower() and "BTCUSD_PERP-aggTrades-2026-05-08.zip" in out
 
@@ -86,10 +97,26 @@ def test_download_from_an_archive_server_then_import(archive, tmp_path, capsys):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        rc, out = run(capsys, "--store-dir", str(tmp_path / "s"), "import", "--download",
-                      "--base-url", url, "--symbols", "BTCUSD_PERP", "--market-types", "cm",
-                      "--start", "2026-05-07", "--end", "2026-05-08",
-                      "--archive-dir", str(tmp_path / "arch"), "--no-progress")
+        rc, out = run(
+            capsys,
+            "--store-dir",
+            str(tmp_path / "s"),
+            "import",
+            "--download",
+            "--base-url",
+            url,
+            "--symbols",
+            "BTCUSD_PERP",
+            "--market-types",
+            "cm",
+            "--start",
+            "2026-05-07",
+            "--end",
+            "2026-05-08",
+            "--archive-dir",
+            str(tmp_path / "arch"),
+            "--no-progress",
+        )
     finally:
         server.shutdown()
     assert rc == 0, out
@@ -102,15 +129,29 @@ def test_export_candles_writes_freqtrade_files_and_says_what_is_missing(archive,
     store = tmp_path / "store"
     run(capsys, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress")
     datadir = tmp_path / "data" / "binance"
-    rc, out = run(capsys, "--store-dir", str(store), "export-candles", "--pairs", "BTC/USD:BTC",
-                  "--timeframes", "5m", "1h", "--datadir", str(datadir), "--archive-dir", str(archive))
+    rc, out = run(
+        capsys,
+        "--store-dir",
+        str(store),
+        "export-candles",
+        "--pairs",
+        "BTC/USD:BTC",
+        "--timeframes",
+        "5m",
+        "1h",
+        "--datadir",
+        str(datadir),
+        "--archive-dir",
+        str(archive),
+    )
     assert rc == 0, out
     assert "MISSING FUNDING" in out  # only the USD-M funding archive exists
     from freqtrade.data.history import load_pair_history
     from freqtrade.enums import CandleType
 
-    df = load_pair_history(pair="BTC/USD:BTC", timeframe="5m", datadir=datadir,
-                           candle_type=CandleType.FUTURES)
+    df = load_pair_history(
+        pair="BTC/USD:BTC", timeframe="5m", datadir=datadir, candle_type=CandleType.FUTURES
+    )
     assert len(df) == 288
     assert df["date"].iloc[0] == pd.Timestamp("2026-05-08", tz="UTC")
     assert (df["high"] >= df["low"]).all() and (df["volume"] > 0).all()
@@ -129,8 +170,9 @@ def test_export_writes_funding_from_the_archive(tmp_path, capsys, archive):
 
     bars = make_bars(t0, 86_400, 1)
     store.write_bars("BINANCE_FUTURES:btcusdt", "perp", rollup(bars, 60), "1m")
-    res = export_candles(store, "BTC/USDT:USDT", ["5m"], tmp_path / "d", t0, t0 + 86_400,
-                         archive_dir=archive)
+    res = export_candles(
+        store, "BTC/USDT:USDT", ["5m"], tmp_path / "d", t0, t0 + 86_400, archive_dir=archive
+    )
     fr = pd.read_feather(tmp_path / "d" / "futures" / "BTC_USDT_USDT-1h-funding_rate.feather")
     assert len(fr) == 3  # three 8-hour fundings on 2026-04-01
     assert fr["open"].iloc[0] == pytest.approx(-0.00003449)
@@ -140,9 +182,13 @@ def test_export_writes_funding_from_the_archive(tmp_path, capsys, archive):
 def test_imported_flow_reads_back_through_the_read_api(archive, tmp_path, capsys):
     store = tmp_path / "store"
     run(capsys, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress")
-    s = settings_from_dict({"coins": {"BTC": {"spot": ["BINANCE:btcusdt"],
-                                              "perp": ["BINANCE_FUTURES:btcusd_perp"]}}}, env=False)
-    flow = load_flow(ParquetStore(store), s, "BTC", "2026-05-08", "2026-05-09", "1h", per_market=True)
+    s = settings_from_dict(
+        {"coins": {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusd_perp"]}}},
+        env=False,
+    )
+    flow = load_flow(
+        ParquetStore(store), s, "BTC", "2026-05-08", "2026-05-09", "1h", per_market=True
+    )
     assert len(flow) == 24
     assert flow["BINANCE_FUTURES:btcusd_perp|complete"].all()
     assert not flow["complete"].any()  # the spot market has no data that day: flagged

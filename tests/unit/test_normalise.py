@@ -99,8 +99,12 @@ def test_futures_rows_that_are_not_market_trades_are_refused():
 
 def test_the_price_zero_row_of_the_recordings_counts_once_as_not_market():
     # TRX USD-M row 9328: price 0, qty 0, empty X. One reason per row, not three.
-    batch, rej = _norm(spec=USDM, price=np.array([0.0, 1.0]), qty=np.array([0.0, 1.0]),
-                       is_market=np.array([False, True]))
+    batch, rej = _norm(
+        spec=USDM,
+        price=np.array([0.0, 1.0]),
+        qty=np.array([0.0, 1.0]),
+        is_market=np.array([False, True]),
+    )
     assert len(batch) == 1
     assert rej.total() == 1
 
@@ -108,8 +112,12 @@ def test_the_price_zero_row_of_the_recordings_counts_once_as_not_market():
 def test_duplicate_trade_ids_within_a_batch_and_across_batches_are_dropped():
     dedup = IdDeduplicator()
     rej = Rejects()
-    kw = dict(price=np.ones(3), qty=np.ones(3), is_buyer_maker=np.zeros(3, bool),
-              ts=np.full(3, T0_S * 1000))
+    kw = dict(
+        price=np.ones(3),
+        qty=np.ones(3),
+        is_buyer_maker=np.zeros(3, bool),
+        ts=np.full(3, T0_S * 1000),
+    )
     a = normalise(SPOT, trade_id=np.array([5, 6, 5]), dedup=dedup, rejects=rej, **kw)
     b = normalise(SPOT, trade_id=np.array([6, 7, 8]), dedup=dedup, rejects=rej, **kw)
     assert a.trade_id.tolist() == [5, 6]
@@ -132,7 +140,9 @@ def test_unknown_timestamp_unit_is_counted():
 def test_real_recording_keeps_only_market_trades(market_data):
     from tests.helpers import raw_columns, read_derived_trades
 
-    df = read_derived_trades(market_data / "hftbacktest/derived_trades/usdm_btcusdt_20230405_trades.csv")
+    df = read_derived_trades(
+        market_data / "hftbacktest/derived_trades/usdm_btcusdt_20230405_trades.csv"
+    )
     rej = Rejects()
     batch = normalise(USDM, **raw_columns(df), dedup=IdDeduplicator(), rejects=rej)
     assert rej.counts == {"not_market_trade": 1}  # the one INSURANCE_FUND trade

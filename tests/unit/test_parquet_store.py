@@ -26,7 +26,9 @@ def test_gaps_are_flagged_and_never_zero(tmp_path):
 
 def test_partitioned_by_market_and_day(tmp_path):
     store = ParquetStore(tmp_path)
-    store.write_bars("BINANCE_FUTURES:btcusdt", "perp", cases.make_bars(cases.DAY0 + 86_000, 800, 1), "1s")
+    store.write_bars(
+        "BINANCE_FUTURES:btcusdt", "perp", cases.make_bars(cases.DAY0 + 86_000, 800, 1), "1s"
+    )
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
     assert files == [
         "bars_1s/BINANCE_FUTURES.btcusdt/2024-01-01.parquet",
@@ -61,7 +63,9 @@ def test_a_writer_killed_mid_write_never_leaves_a_half_file(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     for delay in (0.3, 0.55, 0.8):
-        p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, env=env)
+        p = subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, env=env
+        )
         assert p.stdout is not None and p.stdout.readline().strip() == b"ready"
         try:
             p.wait(timeout=delay)
@@ -73,4 +77,6 @@ def test_a_writer_killed_mid_write_never_leaves_a_half_file(tmp_path):
         assert np.isfinite(got["vbuy"]).all()
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert len(leftovers) <= 3  # SIGKILL can leave a temp file, never a broken target
-    assert pd.read_parquet(tmp_path / "bars_1s/BINANCE.btcusdt/2024-01-01.parquet").shape[0] == 86_400
+    assert (
+        pd.read_parquet(tmp_path / "bars_1s/BINANCE.btcusdt/2024-01-01.parquet").shape[0] == 86_400
+    )

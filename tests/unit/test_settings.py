@@ -69,5 +69,6 @@ def test_a_missing_or_broken_config_file_is_a_clear_error(tmp_path):
 
 def test_market_ids_must_be_in_aggr_server_form():
     with pytest.raises(ConfigError, match="aggr-server form"):
-        settings_from_dict({"coins": {"X": {"spot": ["binance btcusdt"], "perp": ["A:b"]}}},
-                           env=False)
+        settings_from_dict(
+            {"coins": {"X": {"spot": ["binance btcusdt"], "perp": ["A:b"]}}}, env=False
+        )
