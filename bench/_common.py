@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +69,36 @@ def header(title: str) -> None:
     print()
 
 
+@dataclass(frozen=True)
+class Servers:
+    url: str  # InfluxDB HTTP URL
+    influx_pid: int
+    dir: Path
+
+    def influx_cpu_s(self) -> float:
+        """CPU seconds (user + system) influxd has used so far."""
+        fields = Path(f"/proc/{self.influx_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_idle(
+        self, threshold: float = 0.05, quiet_s: float = 3.0, limit_s: float = 180.0
+    ) -> float:
+        """Wait until influxd uses < ``threshold`` of a CPU for ``quiet_s`` (compactions done).
+
+        Returns the seconds waited.
+        """
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < limit_s:
+            c0 = self.influx_cpu_s()
+            time.sleep(quiet_s)
+            if (self.influx_cpu_s() - c0) / quiet_s < threshold:
+                break
+        return time.perf_counter() - t0
+
+
 @contextmanager
-def private_influx(keep_dir: Path | None = None) -> Iterator[str]:
-    """Start a private InfluxDB (and Redis) with ``scripts/servers.sh``; yield the InfluxDB URL.
+def private_influx(keep_dir: Path | None = None) -> Iterator[Servers]:
+    """Start a private InfluxDB (and Redis) with ``scripts/servers.sh``.
 
     Stops exactly the servers it started (their pids), whatever happens.
     """
@@ -90,7 +118,7 @@ def private_influx(keep_dir: Path | None = None) -> Iterator[str]:
         if rc != 0 or "URL" not in vals:
             raise RuntimeError(f"scripts/servers.sh could not start the servers:\n{text}")
         print(f"private InfluxDB at {vals['URL']} (server pids {' '.join(pids)}, dir {tmp})")
-        yield vals["URL"]
+        yield Servers(vals["URL"], int(pids[0]), Path(tmp))
     finally:
         if pids:
             stop = (

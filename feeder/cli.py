@@ -200,8 +200,9 @@ def _print_status(store: BarStore, settings: Settings, only: set[str] | None = N
 
     rows = [r for r in store_status(store, settings) if only is None or r.market in only]
     t = Table(title=f"SqueezeFlow store ({store.name})")
-    for col in ("market", "kind", "first bar (UTC)", "last bar (UTC)", "covered h", "gaps"):
-        t.add_column(col)
+    for col in ("market", "kind", "first bar (UTC)", "last bar (UTC)", "covered h"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("gaps")
     for r in rows:
         t.add_row(
             r.market + ("" if r.configured else " (not configured)"),
@@ -213,7 +214,10 @@ def _print_status(store: BarStore, settings: Settings, only: set[str] | None = N
             + (f" (+{len(r.gaps) - 3} more)" if len(r.gaps) > 3 else "")
             or "none",
         )
-    Console().print(t)
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=200)  # piped or captured: do not squeeze the table to 80 columns
+    out.print(t)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
