@@ -1,4 +1,4 @@
-"""InfluxDB ingest: SYNTHETIC 1-second bars of 4 markets x 3 days through ``InfluxStore.write_bars``.
+"""InfluxDB ingest: SYNTHETIC 1-second bars, 4 markets x 3 days, via ``InfluxStore.write_bars``.
 
 Starts its own InfluxDB 1.x on a free loopback port (``scripts/servers.sh``), writes every
 (market, day) frame with ``InfluxStore.write_bars(market, kind, bars, "1s")`` (line protocol,
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     header("InfluxDB ingest (SYNTHETIC 1s bars -> InfluxStore.write_bars)")
     frames = list(bar_frames(BAR_MARKETS_4[: args.markets], args.days))
     points = sum(len(df) for *_, df in frames)
-    print(f"SYNTHETIC input: {args.markets} markets x {args.days} days of 1s bars = {points:,} points "
-          f"({points / (args.markets * args.days * 86_400):.0%} of seconds; quiet ones omitted)")
+    print(f"SYNTHETIC input: {args.markets} markets x {args.days} days of 1s bars = "
+          f"{points:,} points ({points / (args.markets * args.days * 86_400):.0%} of seconds; "
+          "quiet ones omitted)")
 
     extra = {} if args.batch_size is None else {"batch_size": args.batch_size}
     batch = InfluxSettings(**extra).batch_size
@@ -60,11 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     n_lines = 0
     for m, kind, _day, df in frames:
         for chunk in _chunks(df, batch):
-            n_lines += len("\n".join(bar_lines("trades_1s", m, kind, chunk)).encode()) and len(chunk)
+            body = "\n".join(bar_lines("trades_1s", m, kind, chunk)).encode()
+            n_lines += body.count(b"\n") + 1
     build_s = time.perf_counter() - t0
     assert n_lines == points
-    print(f"line protocol only (bar_lines + join + encode, no HTTP): {points / build_s:,.0f} points/s"
-          f" ({build_s:.2f} s)")
+    print(f"line protocol only (bar_lines + join + encode, no HTTP): "
+          f"{points / build_s:,.0f} points/s ({build_s:.2f} s)")
 
     rows = []
     rates = []

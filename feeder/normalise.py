@@ -9,13 +9,15 @@ changed later; nothing it refuses is silently lost (see ``Rejects``).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from feeder.models import Kind
+from feeder.models import Kind, Side, Trade
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -74,7 +76,11 @@ class MarketSpec:
 
 @dataclass(frozen=True, slots=True)
 class TradeBatch:
-    """Accepted trades of one market, as columns. ``ts`` is exchange time in ns."""
+    """Accepted trades of one market, as columns (``records()`` yields them as ``Trade``).
+
+    ``ts`` is the exchange's event time and ``ts_recv`` our receive time, both ns since the epoch;
+    ``qty`` is base quantity, ``notional`` USD, ``buy`` the taker side.
+    """
 
     market: str
     kind: Kind
@@ -85,16 +91,11 @@ class TradeBatch:
     buy: B
     trade_id: I64
     liq: B
+    ts_recv: I64 | None = None
+    exchange: str = ""
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
-
-    @classmethod
-    def empty(cls, market: str, kind: Kind) -> TradeBatch:
-        f = np.empty(0, np.float64)
-        i = np.empty(0, np.int64)
-        b = np.empty(0, np.bool_)
-        return cls(market, kind, i, f, f, f, b, i, b)
 
     def take(self, mask_or_idx: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> TradeBatch:
         return TradeBatch(
@@ -107,7 +108,27 @@ class TradeBatch:
             self.buy[mask_or_idx],
             self.trade_id[mask_or_idx],
             self.liq[mask_or_idx],
+            None if self.ts_recv is None else self.ts_recv[mask_or_idx],
+            self.exchange,
         )
+
+    def records(self) -> Iterator[Trade]:
+        """The trades one by one as normalised ``Trade`` records."""
+        recv = self.ts_recv if self.ts_recv is not None else self.ts
+        for i in range(len(self)):
+            yield Trade(
+                exchange=self.exchange,
+                market=self.market,
+                kind=self.kind,
+                ts_event=int(self.ts[i]),
+                ts_recv=int(recv[i]),
+                price=float(self.price[i]),
+                qty=float(self.qty[i]),
+                notional=float(self.notional[i]),
+                side=Side.BUY if self.buy[i] else Side.SELL,
+                trade_id=int(self.trade_id[i]),
+                liquidation=bool(self.liq[i]),
+            )
 
 
 def timestamps_to_ns(raw: npt.ArrayLike) -> tuple[I64, B]:
@@ -194,6 +215,7 @@ def normalise(
     trade_id: npt.ArrayLike,
     is_market: npt.ArrayLike | None = None,
     liquidation: npt.ArrayLike | None = None,
+    ts_recv: npt.ArrayLike | int | None = None,
     dedup: IdDeduplicator | None = None,
     rejects: Rejects | None = None,
 ) -> TradeBatch:
@@ -208,6 +230,7 @@ def normalise(
         is_market: False for futures rows that are not plain market trades (INSURANCE_FUND,
             ADL, ...); None when the source has no such field.
         liquidation: True for forced liquidation fills (counted as lbuy/lsell, not vbuy/vsell).
+        ts_recv: our receive time in ns (one value for the batch, or per row; default: now).
         dedup: per-market id state carried across batches.
         rejects: counter updated with every refused row by reason.
     """
@@ -217,6 +240,9 @@ def normalise(
     ids = np.asarray(trade_id, dtype=np.int64)
     bm = np.asarray(is_buyer_maker, dtype=np.bool_)
     ts_ns, bad_ts = timestamps_to_ns(ts)
+    recv = np.broadcast_to(
+        np.asarray(time.time_ns() if ts_recv is None else ts_recv, np.int64), ts_ns.shape
+    )
 
     with np.errstate(invalid="ignore"):
         bad_price = ~(np.isfinite(p) & (p > 0))
@@ -235,7 +261,7 @@ def normalise(
     ok &= ~bad_qty
     all_ok = bool(ok.all())
     if not all_ok:
-        ts_ns, p, q, ids, bm = ts_ns[ok], p[ok], q[ok], ids[ok], bm[ok]
+        ts_ns, p, q, ids, bm, recv = ts_ns[ok], p[ok], q[ok], ids[ok], bm[ok], recv[ok]
 
     liq = (
         np.asarray(liquidation, dtype=np.bool_)
@@ -265,4 +291,6 @@ def normalise(
     else:
         notional = p * q
         base = q
-    return TradeBatch(spec.market, spec.kind, ts_ns, p, base, notional, ~bm, ids, liq)
+    return TradeBatch(
+        spec.market, spec.kind, ts_ns, p, base, notional, ~bm, ids, liq, recv, spec.exchange
+    )

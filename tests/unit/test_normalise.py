@@ -147,3 +147,32 @@ def test_real_recording_keeps_only_market_trades(market_data):
     batch = normalise(USDM, **raw_columns(df), dedup=IdDeduplicator(), rejects=rej)
     assert rej.counts == {"not_market_trade": 1}  # the one INSURANCE_FUND trade
     assert len(batch) == len(df) - 1
+
+
+def test_records_carry_exchange_and_receive_time_beside_event_time():
+    from feeder.models import Side, Trade
+
+    rej = Rejects()
+    batch = normalise(
+        COINM,
+        ts=np.array([T0_S * 1000]),
+        price=np.array([50_000.0]),
+        qty=np.array([3.0]),
+        is_buyer_maker=np.array([True]),
+        trade_id=np.array([7]),
+        ts_recv=T0_S * 1_000_000_000 + 5,
+        rejects=rej,
+    )
+    (rec,) = list(batch.records())
+    assert rec == Trade(
+        exchange="binance",
+        market="BINANCE_FUTURES:btcusd_perp",
+        kind=COINM.kind,
+        ts_event=T0_S * 1_000_000_000,
+        ts_recv=T0_S * 1_000_000_000 + 5,
+        price=50_000.0,
+        qty=300.0 / 50_000.0,
+        notional=300.0,
+        side=Side.SELL,
+        trade_id=7,
+    )

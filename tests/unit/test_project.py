@@ -25,12 +25,19 @@ def test_docker_compose_file_validates_offline():
         if os.environ.get("CI"):
             pytest.fail("docker-compose missing: scripts/test installs it")
         pytest.skip("docker-compose (Debian package) is not installed")
-    r = subprocess.run([exe, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
-                       env={**os.environ, **SECRETS}, capture_output=True, text=True)
+    r = subprocess.run(
+        [exe, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
+        env={**os.environ, **SECRETS},
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([exe, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
-                       env={k: v for k, v in os.environ.items() if k not in SECRETS},
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [exe, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
+        env={k: v for k, v in os.environ.items() if k not in SECRETS},
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "set it in .env" in r.stderr  # no default passwords
 
 
@@ -52,7 +59,11 @@ def test_quickstart_imports_a_local_archive_and_shows_the_store(market_data, tmp
     env = {**os.environ, "SQUEEZEFLOW_PARQUET_DIR": str(tmp_path)}
     r = subprocess.run(
         ["bash", "scripts/quickstart", str(market_data / "binance_datatool/tommy-ca/data")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "BINANCE_FUTURES:btcusd_perp" in r.stdout
