@@ -69,6 +69,14 @@ def header(title: str) -> None:
     print()
 
 
+def footer() -> None:
+    """Print the machine noise again at the end (the machine may have changed meanwhile)."""
+    import noise
+
+    print()
+    print("after the runs, " + noise.measure().line())
+
+
 @dataclass(frozen=True)
 class Servers:
     url: str  # InfluxDB HTTP URL

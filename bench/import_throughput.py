@@ -221,7 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-dir", type=Path, default=None,
                     help="where the synthetic files go (kept and reused); default: a temp dir")
     ap.add_argument("--no-pin", action="store_true", help="do not pin '1 core' runs to one CPU")
-    ap.add_argument("--worker", choices=["import", "freqtrade"], help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true",
+                    help="also cProfile one 1-core import of the largest size (and the zip)")
+    ap.add_argument("--worker", choices=["import", "freqtrade", "profile"],
+                    help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--threads", default="default", help=argparse.SUPPRESS)
     ap.add_argument("--pin-cpu", type=int, default=None, help=argparse.SUPPRESS)
@@ -231,6 +234,16 @@ def main(argv: list[str] | None = None) -> None:
         _setup_worker(args.threads, args.pin_cpu)
         if args.worker == "import":
             out = worker_import(args.file, args.chunk_rows)
+        elif args.worker == "profile":
+            import cProfile
+            import pstats
+
+            pr = cProfile.Profile()
+            pr.runcall(worker_import, args.file, args.chunk_rows)
+            st = pstats.Stats(pr, stream=sys.stderr).strip_dirs()
+            st.sort_stats("tottime").print_stats(18)
+            st.sort_stats("cumulative").print_stats(30)
+            out = {}
         else:
             out = worker_freqtrade(args.file)
         print(json.dumps(out))
@@ -239,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     # This parent process never imports pandas/pyarrow nor holds the generated data: a child's
     # ru_maxrss starts at its parent's RSS at fork, and must reflect the child's own work.
     sys.path.insert(0, str(HERE))
-    from _common import best_median, header, table
+    from _common import best_median, footer, header, table
 
     header("Archive import throughput (SYNTHETIC Binance USD-M trades CSV -> ParquetStore)")
     pin = None if args.no_pin else max(os.sched_getaffinity(0))
@@ -358,6 +371,20 @@ def main(argv: list[str] | None = None) -> None:
                 f"{rss[small]:.0f} -> {rss[big]:.0f} MB ({rss[big] / rss[small] - 1:+.0%})", "-",
             ])  # fmt: skip
         print(table(["goal", "target", "measured", "result"], goal_rows))
+        if args.profile:
+            targets = [(max(args.sizes), False)] + ([(min(args.sizes), True)] if args.zip else [])
+            for key in targets:
+                env = dict(os.environ, **ONE_THREAD_ENV)
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "profile",
+                       "--file", str(files[key]), "--threads", "1",
+                       "--chunk-rows", str(args.chunk_rows)]  # fmt: skip
+                if pin is not None:
+                    cmd += ["--pin-cpu", str(pin)]
+                res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                print()
+                print(f"cProfile of one 1-core import of {files[key].name}:")
+                print(res.stderr)
+        footer()
     finally:
         if cleanup:
             shutil.rmtree(data_dir, ignore_errors=True)

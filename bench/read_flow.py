@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import best_median, header, private_influx, table  # noqa: E402
+from _common import best_median, footer, header, private_influx, table  # noqa: E402
 from synthetic import START_S, bar_frames  # noqa: E402
 
 from feeder.aggregate import rollup  # noqa: E402
@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         print()
         print(f"cProfile of one load_flow call on {name}:")
         print(text)
+    footer()
     if not same:
         sys.exit(1)
 

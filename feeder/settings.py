@@ -127,6 +127,8 @@ class Settings(_Strict):
     )
     contract_sizes: dict[str, float] = Field(default_factory=dict)
     staleness_limit_s: float = Field(30.0, gt=0)
+    max_leverage: float = Field(3.0, ge=1.0, le=125.0)
+    max_stake_fraction: float = Field(1.0, gt=0, le=1.0)
     grace_s: float = Field(2.0, ge=0)
 
     def coin(self, coin: str) -> CoinSettings:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from feeder.coverage import Intervals, as_intervals, covered, merge_intervals
 from feeder.models import FLOW_FIELDS, Kind
-from feeder.settings import Settings
+from feeder.settings import MarketSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _to_epoch(t: pd.Timestamp | str | int) -> int:
     return int(ts.timestamp())
 
 
-def _bucket(bars: pd.DataFrame, opens_start: int, tf: int, n: int) -> dict[str, np.ndarray]:
+def bucket_bars(bars: pd.DataFrame, opens_start: int, tf: int, n: int) -> dict[str, np.ndarray]:
     """Sum one market's bars into ``n`` candles of ``tf`` seconds starting at ``opens_start``."""
     t = bars["time"].to_numpy(np.int64)
     idx = (t - opens_start) // tf
@@ -117,30 +117,46 @@ def load_flow(
     n = max(0, (e - s) // tf)
     opens = s + tf * np.arange(n, dtype=np.int64)
     markets = settings.markets(coin)
-    cols: dict[str, np.ndarray] = {}
-    complete = np.ones(n, np.bool_)
     grouped: dict[str, pd.DataFrame] | None = None
     use_1m = tf % 60 == 0
     if use_1m and store.name == "influx" and n:
         grouped = store.read_grouped([m.id for m in markets], s, e, tf)  # type: ignore[attr-defined]
 
+    parts = []
+    for m in markets:
+        cov = store.coverage(m.id)
+        if grouped is not None:
+            sums = bucket_bars(grouped[m.id], s, tf, n)
+            if len(cov) == 0:
+                cov = _inferred_coverage(store.read_bars(m.id, s, e, "1m"))
+        else:
+            bars = store.read_bars(m.id, s, e, "1m" if use_1m else "1s")
+            sums = bucket_bars(bars, s, tf, n)
+            if len(cov) == 0:
+                cov = _inferred_coverage(bars if use_1m else store.read_bars(m.id, s, e, "1m"))
+                if len(cov):
+                    log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
+        parts.append((m, sums, covered(opens, tf, cov)))
+    return assemble(opens, parts, per_market=per_market)
+
+
+def assemble(
+    opens: np.ndarray,
+    parts: list[tuple[MarketSettings, dict[str, np.ndarray], np.ndarray]],
+    *,
+    per_market: bool = False,
+) -> pd.DataFrame:
+    """Sum per-market candle sums by kind; flag candles any market does not fully cover.
+
+    A market contributes to a candle it covers (quiet: real zeros) or has bars in; a kind whose
+    markets contribute nothing to a candle gets NaN there, never zero.
+    """
+    n = len(opens)
+    cols: dict[str, np.ndarray] = {}
+    complete = np.ones(n, np.bool_)
     for kind in (Kind.SPOT, Kind.PERP):
         acc = {f: np.full(n, np.nan) for f in (*FLOW_FIELDS, "close")}
-        for m in (m for m in markets if m.kind is kind):
-            cov = store.coverage(m.id)
-            if grouped is not None:
-                g = grouped[m.id]
-                sums = _bucket(g, s, tf, n)
-                if len(cov) == 0:
-                    cov = _inferred_coverage(store.read_bars(m.id, s, e, "1m"))
-            else:
-                bars = store.read_bars(m.id, s, e, "1m" if use_1m else "1s")
-                sums = _bucket(bars, s, tf, n)
-                if len(cov) == 0:
-                    cov = _inferred_coverage(bars if use_1m else store.read_bars(m.id, s, e, "1m"))
-                    if len(cov):
-                        log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
-            ok = covered(opens, tf, cov)
+        for m, sums, ok in (p for p in parts if p[0].kind is kind):
             complete &= ok
             has = ok | sums["_present"]
             for f in FLOW_FIELDS:
@@ -155,10 +171,8 @@ def load_flow(
         for f, v in acc.items():
             cols[f"{kind.value}_{f}"] = v
     order = [f"{k}_{f}" for k in ("spot", "perp") for f in (*FLOW_FIELDS, "close")]
-    df = pd.DataFrame(
-        {c: cols[c] for c in order},
-        index=pd.DatetimeIndex(pd.to_datetime(opens, unit="s", utc=True), name="date"),
-    )
+    index = pd.DatetimeIndex(pd.to_datetime(opens, unit="s", utc=True), name="date")
+    df = pd.DataFrame({c: cols[c] for c in order}, index=index)
     df["complete"] = complete
     if per_market:
         extra = {c: v for c, v in cols.items() if "|" in c}

@@ -4,6 +4,8 @@ Keys (``prefix`` defaults to ``squeezeflow``)::
 
     <prefix>:bars:<market>     stream; entry fields: market, kind, time, open ... lsell
     <prefix>:latest:<market>   hash; the newest bar of the market (same fields)
+    <prefix>:watermark:<market> epoch second up to which the market's bars are final
+                               (exclusive): quiet seconds before it are real zeros
 
 A corrected bar (a late trade) is appended again with the same ``time``; readers keep the last
 entry per ``time``. Streams are trimmed approximately to ``maxlen`` entries.
@@ -28,6 +30,10 @@ def stream_key(prefix: str, market: str) -> str:
 
 def latest_key(prefix: str, market: str) -> str:
     return f"{prefix}:latest:{market}"
+
+
+def watermark_key(prefix: str, market: str) -> str:
+    return f"{prefix}:watermark:{market}"
 
 
 def encode_bars(market: str, kind: str, bars: pd.DataFrame) -> list[dict[str, str]]:
@@ -74,17 +80,25 @@ class RedisBarStream:
         self.prefix = prefix
         self.maxlen = maxlen
 
-    def publish(self, market: str, kind: str, bars: pd.DataFrame) -> int:
-        if len(bars) == 0:
-            return 0
-        entries = encode_bars(market, kind, bars)
+    def publish(
+        self, market: str, kind: str, bars: pd.DataFrame, watermark: int | None = None
+    ) -> int:
+        """Append bars to the market's stream; set its latest bar and watermark."""
+        entries = encode_bars(market, kind, bars) if len(bars) else []
         pipe = self.r.pipeline(transaction=False)
         key = stream_key(self.prefix, market)
         for e in entries:
             pipe.xadd(key, e, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
-        pipe.hset(latest_key(self.prefix, market), mapping=entries[-1])  # type: ignore[arg-type]
+        if entries:
+            pipe.hset(latest_key(self.prefix, market), mapping=entries[-1])  # type: ignore[arg-type]
+        if watermark is not None:
+            pipe.set(watermark_key(self.prefix, market), int(watermark))
         pipe.execute()
         return len(entries)
+
+    def watermarks(self, markets: list[str]) -> dict[str, int | None]:
+        vals: Any = self.r.mget([watermark_key(self.prefix, m) for m in markets])
+        return {m: None if v is None else int(v) for m, v in zip(markets, vals, strict=True)}
 
     def latest(self, market: str) -> dict[str, str] | None:
         raw = self.r.hgetall(latest_key(self.prefix, market))
@@ -124,15 +138,18 @@ class AsyncRedisBarStream:
         self.prefix = prefix
         self.maxlen = maxlen
 
-    async def publish(self, market: str, kind: str, bars: pd.DataFrame) -> int:
-        if len(bars) == 0:
-            return 0
-        entries = encode_bars(market, kind, bars)
+    async def publish(
+        self, market: str, kind: str, bars: pd.DataFrame, watermark: int | None = None
+    ) -> int:
+        entries = encode_bars(market, kind, bars) if len(bars) else []
         pipe = self.r.pipeline(transaction=False)
         key = stream_key(self.prefix, market)
         for e in entries:
             pipe.xadd(key, e, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
-        pipe.hset(latest_key(self.prefix, market), mapping=entries[-1])  # type: ignore[arg-type]
+        if entries:
+            pipe.hset(latest_key(self.prefix, market), mapping=entries[-1])  # type: ignore[arg-type]
+        if watermark is not None:
+            pipe.set(watermark_key(self.prefix, market), int(watermark))
         await pipe.execute()
         return len(entries)
 
