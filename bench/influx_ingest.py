@@ -32,8 +32,8 @@ sys.path.insert(0, str(HERE))
 from _common import best_median, footer, header, private_influx, table  # noqa: E402
 from synthetic import BAR_MARKETS_4, bar_frames  # noqa: E402
 
-from feeder.settings import InfluxSettings  # noqa: E402
 from feeder.models import BAR_FIELDS  # noqa: E402
+from feeder.settings import InfluxSettings  # noqa: E402
 from feeder.sinks.influx import (  # noqa: E402
     InfluxStore,
     _chunks,
@@ -50,7 +50,8 @@ def arrow_body(measurement: str, market: str, kind: str, bars: pd.DataFrame) -> 
     with vectorised pyarrow string kernels instead of a Python loop. Floats are printed by
     Arrow's shortest round-trip formatting ("3" instead of "3.0": still a float field in line
     protocol, since integers need an ``i`` suffix)."""
-    prefix = f"{escape_measurement(measurement)},kind={escape_tag(kind)},market={escape_tag(market)} "
+    tags = f"kind={escape_tag(kind)},market={escape_tag(market)}"
+    prefix = f"{escape_measurement(measurement)},{tags} "
     parts = []
     for i, f in enumerate(BAR_FIELDS):
         col = pc.cast(pa.array(bars[f].to_numpy(np.float64)), pa.string())
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3, help="each into a fresh database")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="points per /write request (default: the InfluxSettings default)")
+    ap.add_argument("--prototype", action="store_true",
+                    help="also run a vectorised (pyarrow) line-protocol builder, bench-only")
     args = ap.parse_args(argv)
 
     header("InfluxDB ingest (SYNTHETIC 1s bars -> InfluxStore.write_bars)")
@@ -104,51 +107,84 @@ def main(argv: list[str] | None = None) -> None:
     batch = InfluxSettings(**extra).batch_size
 
     # Client-side cost alone: the line protocol write_bars builds, without sending it.
-    t0 = time.perf_counter()
-    n_lines = 0
-    for m, kind, _day, df in frames:
-        for chunk in _chunks(df, batch):
-            body = "\n".join(bar_lines("trades_1s", m, kind, chunk)).encode()
-            n_lines += body.count(b"\n") + 1
-    build_s = time.perf_counter() - t0
-    assert n_lines == points
-    print(f"line protocol only (bar_lines + join + encode, no HTTP): "
-          f"{points / build_s:,.0f} points/s ({build_s:.2f} s)")
+    builders = {
+        "feeder bar_lines": lambda m, k, c: "\n".join(bar_lines("trades_1s", m, k, c)).encode(),
+        "prototype arrow_body": lambda m, k, c: arrow_body("trades_1s", m, k, c),
+    }
+    if not args.prototype:
+        del builders["prototype arrow_body"]
+    for label, build in builders.items():
+        t0 = time.perf_counter()
+        n_lines = 0
+        for m, kind, _day, df in frames:
+            for chunk in _chunks(df, batch):
+                n_lines += build(m, kind, chunk).rstrip(b"\n").count(b"\n") + 1
+        build_s = time.perf_counter() - t0
+        assert n_lines == points
+        print(f"line protocol only ({label}, no HTTP): {points / build_s:,.0f} points/s "
+              f"({build_s:.2f} s, {build_s / points * 1e6:.1f} us/point)")
+    if args.prototype:
+        m, kind, _day, df = frames[0]
+        a = builders["feeder bar_lines"](m, kind, df).decode().split("\n")
+        b = builders["prototype arrow_body"](m, kind, df).decode().rstrip("\n").split("\n")
+        assert len(a) == len(b)
+        for la, lb in zip(a, b, strict=True):
+            ka, fa, ta = la.split(" ")
+            kb, fb, tb = lb.split(" ")
+            assert ka == kb and ta == tb
+            va = [float(x.split("=")[1]) for x in fa.split(",")]
+            vb = [float(x.split("=")[1]) for x in fb.split(",")]
+            assert va == vb, (la, lb)
+        print("prototype lines carry exactly the same values as bar_lines (checked one frame)")
 
+    variants = ["feeder"] + (["prototype"] if args.prototype else [])
+    rates: dict[str, list[float]] = {v: [] for v in variants}
     rows = []
-    rates = []
     with private_influx() as srv:
-        for rep in range(args.repeats):
-            s = InfluxSettings(url=srv.url, database=f"bench_ingest_{rep}", **extra)
-            with InfluxStore(s) as store:
-                store.setup()
-                c_cpu0, s_cpu0 = _cpu_s(), srv.influx_cpu_s()
-                t0 = time.perf_counter()
-                written = 0
-                for m, kind, _day, df in frames:
-                    written += store.write_bars(m, kind, df, "1s")
-                wall = time.perf_counter() - t0
-                c_cpu, s_cpu = _cpu_s() - c_cpu0, srv.influx_cpu_s() - s_cpu0
-                got = store.query(
-                    f'SELECT count(close) FROM "{s.database}"."{s.rp_1s}"."{s.measurement_1s}"',
-                    chunked=False,
-                )
-                stored = int(got["count"].iloc[0])
-            assert written == points and stored == points, (written, stored, points)
-            rates.append(points / wall)
-            rows.append([str(rep + 1), f"{points:,}", f"{wall:.2f}", f"{points / wall:,.0f}",
-                         f"{c_cpu:.2f}", f"{s_cpu:.2f}", f"{stored:,}"])
-            print(f"  run {rep + 1}: {points / wall:,.0f} points/s ({wall:.2f} s)", flush=True)
+        for variant in variants:
+            for rep in range(args.repeats):
+                s = InfluxSettings(url=srv.url, database=f"bench_{variant}_{rep}", **extra)
+                with InfluxStore(s) as store, ThreadPoolExecutor(2) as pool:
+                    store.setup()
+                    srv.wait_idle(quiet_s=2.0)  # previous run's WAL flush/compaction finished
+                    c_cpu0, s_cpu0 = _cpu_s(), srv.influx_cpu_s()
+                    t0 = time.perf_counter()
+                    written = 0
+                    for m, kind, _day, df in frames:
+                        if variant == "feeder":
+                            written += store.write_bars(m, kind, df, "1s")
+                        else:
+                            written += write_bars_arrow(store, pool, m, kind, df)
+                    wall = time.perf_counter() - t0
+                    c_cpu, s_cpu = _cpu_s() - c_cpu0, srv.influx_cpu_s() - s_cpu0
+                    got = store.query(
+                        f'SELECT count(close) FROM "{s.database}"."{s.rp_1s}"."{s.measurement_1s}"',
+                        chunked=False,
+                    )
+                    stored = int(got["count"].iloc[0])
+                assert written == points and stored == points, (written, stored, points)
+                rates[variant].append(points / wall)
+                label = ("InfluxStore.write_bars" if variant == "feeder"
+                         else "PROTOTYPE arrow line builder (not feeder code)")
+                rows.append([label, str(rep + 1), f"{points:,}", f"{wall:.2f}",
+                             f"{points / wall:,.0f}", f"{c_cpu:.2f}", f"{s_cpu:.2f}",
+                             f"{stored:,}"])  # fmt: skip
+                print(f"  {variant} run {rep + 1}: {points / wall:,.0f} points/s ({wall:.2f} s)",
+                      flush=True)
     print()
-    print(f"InfluxStore.write_bars, batch_size {batch:,}, 2 requests in flight, "
-          f"{args.repeats} runs (fresh database each):")
-    print(table(["run", "points", "wall s", "points/s", "client CPU s", "influxd CPU s",
-                 "points stored"], rows))
-    best, med = best_median(rates, higher_is_better=True)
+    print(f"batch_size {batch:,} points per request, 2 requests in flight, "
+          f"{args.repeats} runs per variant (fresh database each):")
+    print(table(["writer", "run", "points", "wall s", "points/s", "client CPU s",
+                 "influxd CPU s", "points stored"], rows))
+    best, med = best_median(rates["feeder"], higher_is_better=True)
+    goal_rows = [["points/s, InfluxStore.write_bars", f">= {GOAL:,}", f"{best:,.0f}",
+                  f"{med:,.0f}", "PASS" if best >= GOAL else "FAIL"]]
+    if args.prototype:
+        pb, pm = best_median(rates["prototype"], higher_is_better=True)
+        goal_rows.append(["points/s, prototype arrow line builder (info)", f">= {GOAL:,}",
+                          f"{pb:,.0f}", f"{pm:,.0f}", "(would pass)" if pb >= GOAL else "-"])
     print()
-    print(table(["goal", "target", "best", "median", "result"],
-                [["points/s", f">= {GOAL:,}", f"{best:,.0f}", f"{med:,.0f}",
-                  "PASS" if best >= GOAL else "FAIL"]]))
+    print(table(["goal", "target", "best", "median", "result"], goal_rows))
     footer()
 
 

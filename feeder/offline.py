@@ -9,6 +9,10 @@ online, and a backtest can never fetch live data.
 
     squeezeflow-freqtrade --markets DIR backtesting --config config.json ...
 
+For commands that never start the API server (backtesting, hyperopt, the analyses) missing
+``FREQTRADE__API_SERVER__*`` secrets are filled with random throwaway values; ``trade`` needs
+the real ones in the environment.
+
 ``DIR`` holds ``BINANCE.exchangeInfo.json``, ``BINANCE_FUTURES.exchangeInfo.json`` and
 ``BINANCE_DELIVERY.exchangeInfo.json`` (any may be absent: that market type is then empty).
 Without ``--markets`` (or ``SQUEEZEFLOW_OFFLINE_MARKETS``) a built-in minimal USD-M exchangeInfo
@@ -138,6 +142,30 @@ def install(markets_dir: Path | None) -> None:
             cls.fetch_currencies = ano_currencies if is_async else no_currencies
 
 
+#: FreqTrade subcommands that never start the API server.
+NO_API_SERVER = {
+    "backtesting", "hyperopt", "lookahead-analysis", "recursive-analysis", "plot-dataframe",
+    "plot-profit", "backtesting-show", "backtesting-analysis", "hyperopt-show", "hyperopt-list",
+    "edge", "list-pairs", "list-markets", "show-config", "test-pairlist",
+}  # fmt: skip
+
+
+def throwaway_api_secrets(command: str) -> None:
+    """FreqTrade validates ``api_server`` secrets in every mode; config.json holds none.
+
+    For commands that never start the API server, missing secrets are set to random throwaway
+    values for this process only. ``trade`` and ``webserver`` never get them: they refuse to
+    start until the real ``FREQTRADE__API_SERVER__*`` variables are set.
+    """
+    import secrets
+
+    if command not in NO_API_SERVER:
+        return
+    os.environ.setdefault("FREQTRADE__API_SERVER__ENABLED", "false")
+    for var in ("USERNAME", "PASSWORD", "JWT_SECRET_KEY", "WS_TOKEN"):
+        os.environ.setdefault(f"FREQTRADE__API_SERVER__{var}", secrets.token_hex(24))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``squeezeflow-freqtrade [--markets DIR] <freqtrade arguments>``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -152,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     logging.basicConfig(level=logging.INFO)
+    throwaway_api_secrets(args[0])
     install(Path(markets) if markets else None)
     from freqtrade.main import main as ft_main
 

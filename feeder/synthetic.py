@@ -5,8 +5,8 @@ when neither the public archive nor a local archive is available. Output is a Bi
 folder (data.binance.vision layout) so it goes through exactly the same import path as real
 data; every folder it writes has a ``SYNTHETIC.txt`` saying so.
 
-Neutral flow: taker buy probability 0.5 on both markets, price a small random walk shared by
-spot and perp. A planted *long* episode: for ``div_len`` seconds-worth of candles spot takers
+Markets: spot, USD-M and COIN-M (100-USD contracts) of ``symbol``. Neutral flow: taker buy
+probability 0.5 everywhere, price a small random walk shared by all three. A planted *long* episode: for ``div_len`` seconds-worth of candles spot takers
 buy (probability 0.5 + imbalance) while perp takers sell, and price drifts slightly down
 (absorption); then perp flow flips to buying (a type-A reset) and price rises for
 ``run_len``. A *short* episode is the exact mirror. ``mirror=True`` mirrors the whole market.
@@ -50,8 +50,8 @@ class Scenario:
         return int(datetime.fromisoformat(self.start_day).replace(tzinfo=UTC).timestamp())
 
     @classmethod
-    def planted(cls, days: int = 8, spacing_h: int = 32, **kw: object) -> Scenario:
-        """Episodes every ``spacing_h`` hours after a 2-day warm-up, alternating long and short.
+    def planted(cls, days: int = 10, spacing_h: int = 32, **kw: object) -> Scenario:
+        """Episodes every ``spacing_h`` hours after a 3-day warm-up, alternating long and short.
 
         Each divergence starts one hour before a 4-hour candle closes (spacing is a multiple
         of 4 h), so its higher-timeframe context is visible by its reset, and the spacing keeps
@@ -61,7 +61,7 @@ class Scenario:
             raise ValueError("spacing_h must be a multiple of 4")
         sc = cls(days=days, **kw)  # type: ignore[arg-type]
         eps = []
-        t, direction = sc.t0 + 2 * DAY + 3 * 3600, 1
+        t, direction = sc.t0 + 3 * DAY + 3 * 3600, 1
         while t + 8 * 3600 < sc.t0 + days * DAY:
             eps.append(Episode(start=t, direction=direction))
             t += spacing_h * 3600
@@ -108,11 +108,16 @@ def generate(sc: Scenario, root: Path) -> dict[str, object]:
         + json.dumps(asdict(sc), indent=1)
         + "\n"
     )
-    next_id = {"spot": 1_000_000, "um": 5_000_000}
+    next_id = {"spot": 1_000_000, "um": 5_000_000, "cm": 9_000_000}
+    inverse = sc.symbol.removesuffix("USDT") + "USD_PERP"
     for day in range(sc.days):
         lo, hi = day * DAY, (day + 1) * DAY
         date = (datetime.fromtimestamp(sc.t0, UTC) + timedelta(days=day)).strftime("%Y-%m-%d")
-        for mt, prob, basis in (("spot", spot_p, 0.0), ("um", perp_p, 0.0002)):
+        for mt, prob, basis in (
+            ("spot", spot_p, 0.0),
+            ("um", perp_p, 0.0002),
+            ("cm", perp_p, 0.0003),
+        ):
             counts = rng.poisson(sc.trades_per_s, hi - lo)
             sec = np.repeat(np.arange(lo, hi), counts)
             k = len(sec)
@@ -123,7 +128,12 @@ def generate(sc: Scenario, root: Path) -> dict[str, object]:
             qty = np.round(rng.lognormal(-3.0, 1.0, k) * sc.volume_scale, 6) + 1e-6
             ids = np.arange(next_id[mt], next_id[mt] + k)
             next_id[mt] += k
-            _write_trades(root, mt, sc.symbol, date, ids, price, qty, ms, ~buy)
+            if mt == "cm":  # COIN-M: quantity in 100-USD contracts
+                contracts = np.maximum(1.0, np.round(price * qty / 100.0))
+                _write_trades(root, mt, inverse, date, ids, price, contracts, ms, ~buy,
+                              quote=np.round(contracts * 100.0 / price, 8))  # fmt: skip
+            else:
+                _write_trades(root, mt, sc.symbol, date, ids, price, qty, ms, ~buy)
     _write_funding(root, sc)
     manifest = {
         "synthetic": True,
@@ -136,17 +146,20 @@ def generate(sc: Scenario, root: Path) -> dict[str, object]:
 
 def _write_trades(
     root: Path, mt: str, symbol: str, date: str, ids: np.ndarray, price: np.ndarray,
-    qty: np.ndarray, ms: np.ndarray, buyer_maker: np.ndarray,
+    qty: np.ndarray, ms: np.ndarray, buyer_maker: np.ndarray, quote: np.ndarray | None = None,
 ) -> None:  # fmt: skip
+    """One day's trades file; the fourth column is quote_qty (base_qty for COIN-M)."""
     sub = "spot" if mt == "spot" else f"futures/{mt}"
     folder = root / sub / "daily" / "trades" / symbol
     folder.mkdir(parents=True, exist_ok=True)
-    quote = np.round(price * qty, 8)
+    if quote is None:
+        quote = np.round(price * qty, 8)
     bm = np.where(buyer_maker, "true", "false")
     path = folder / f"{symbol}-trades-{date}.csv"
     with path.open("w") as fh:
         if mt != "spot":  # futures archives carry a header, spot archives do not
-            fh.write("id,price,qty,quote_qty,time,is_buyer_maker\n")
+            fourth = "base_qty" if mt == "cm" else "quote_qty"
+            fh.write(f"id,price,qty,{fourth},time,is_buyer_maker\n")
         rows = zip(ids.tolist(), price.tolist(), qty.tolist(), quote.tolist(), ms.tolist(),
                    bm.tolist(), strict=True)  # fmt: skip
         if mt == "spot":

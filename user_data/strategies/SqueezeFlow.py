@@ -1,0 +1,272 @@
+"""SqueezeFlow: trade spot-vs-perp CVD squeezes (method: ../shared/docs/method.md).
+
+A thin IStrategy. The method lives in the pure ``squeezeflow`` package beside this file; all
+I/O sits behind ``feeder.flow_source.FlowSource``. Settings come from the ``squeezeflow`` section
+of the FreqTrade config (validated; a bad key stops the bot with its name).
+
+- Backtesting/hyperopt: the whole range of flow for the pair's coin is loaded once per pair in
+  ``populate_indicators`` and merged into the candles by candle open time.
+- Live/dry-run: caught up from the store in ``bot_start``, then new 1-second bars from Redis in
+  ``bot_loop_start`` (the store when Redis is down). A stale feed blocks new entries and sends one
+  notification.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import talib.abstract as ta
+from freqtrade.enums import RunMode
+from freqtrade.persistence import Trade
+from freqtrade.strategy import (
+    DecimalParameter,
+    IntParameter,
+    IStrategy,
+    stoploss_from_absolute,
+    timeframe_to_seconds,
+)
+from squeezeflow import MethodParams, compute
+
+from feeder.flow_source import FLOW_COLUMNS, FlowSource, coin_of
+from feeder.settings import settings_from_dict
+
+log = logging.getLogger(__name__)
+
+#: Higher timeframes of the context phase (seconds); those not above the timeframe are skipped.
+CONTEXT_TFS = (3600, 14400)
+#: Upper ends of the hyperopt ranges that set the warm-up.
+N_MAX, M_MAX, RESET_WINDOW_MAX, CTX_WINDOW = 36, 576, 48, 6
+
+
+def startup_candles(timeframe: str) -> int:
+    """Warm-up covering the largest windows of the hyperopt ranges and the context."""
+    tf = timeframe_to_seconds(timeframe)
+    ctx = [h * (CTX_WINDOW + 2) // tf for h in CONTEXT_TFS if h > tf]
+    return max([M_MAX + N_MAX + RESET_WINDOW_MAX, *ctx])
+
+
+class SqueezeFlow(IStrategy):
+    INTERFACE_VERSION = 3
+    can_short = True
+    timeframe = "5m"
+    startup_candle_count = startup_candles("5m")
+    process_only_new_candles = True
+    use_exit_signal = True
+    exit_profit_only = False
+    minimal_roi = {"0": 10.0}  # exits come from the method, not from ROI
+    stoploss = -0.15  # hard floor; the structure stop is custom_stoploss
+    use_custom_stoploss = True
+
+    # Phase 2-4 (entries)
+    n = IntParameter(6, N_MAX, default=12, space="buy")
+    m = IntParameter(144, M_MAX, default=288, space="buy")
+    z_div = DecimalParameter(1.0, 3.0, default=1.5, decimals=2, space="buy")
+    p_max = DecimalParameter(0.25, 2.0, default=1.0, decimals=2, space="buy")
+    reset_window = IntParameter(6, RESET_WINDOW_MAX, default=24, space="buy")
+    reset_frac = DecimalParameter(0.1, 0.7, default=0.3, decimals=2, space="buy")
+    vol_mult = DecimalParameter(1.1, 3.0, default=1.5, decimals=2, space="buy")
+    min_score = DecimalParameter(4.0, 8.0, default=6.0, decimals=1, space="buy")
+    # Phase 5 (exits)
+    exit_flow = DecimalParameter(0.02, 0.4, default=0.1, decimals=2, space="sell")
+    max_hold = IntParameter(12, 288, default=96, space="sell")
+    atr_mult = DecimalParameter(0.5, 3.0, default=1.0, decimals=1, space="sell")
+
+    plot_config: dict[str, Any] = {
+        "main_plot": {"stop_long": {"color": "green"}, "stop_short": {"color": "red"}},
+        "subplots": {
+            "CVD": {"spot_cvd": {"color": "blue"}, "perp_cvd": {"color": "orange"}},
+            "Flow": {
+                "spot_flow": {"color": "blue"},
+                "perp_flow": {"color": "orange"},
+                "flow_gap": {"color": "purple"},
+            },
+            "gap_z": {"gap_z": {"color": "purple"}, "price_z": {"color": "grey"}},
+            "Score": {"score_long": {"color": "green"}, "score_short": {"color": "red"}},
+        },
+    }
+
+    @property
+    def protections(self) -> list[dict[str, Any]]:
+        """Stoploss guard, max drawdown and cooldown (FreqTrade wants them in the strategy)."""
+        return [
+            {"method": "StoplossGuard", "lookback_period_candles": 24, "trade_limit": 3,
+             "stop_duration_candles": 12, "only_per_pair": False},
+            {"method": "MaxDrawdown", "lookback_period_candles": 288, "trade_limit": 10,
+             "stop_duration_candles": 72, "max_allowed_drawdown": 0.15},
+            {"method": "CooldownPeriod", "stop_duration_candles": 3},
+        ]  # fmt: skip
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.timeframe = config.get("timeframe", self.timeframe)
+        self.startup_candle_count = startup_candles(self.timeframe)
+        self.sf = settings_from_dict(config.get("squeezeflow"))  # ConfigError names a bad key
+        self.flow = FlowSource(self.sf, self.timeframe)
+        self._computed_with: dict[str, MethodParams] = {}
+        self._stale: dict[str, bool] = {}
+
+    # ----- parameters ---------------------------------------------------------------------------
+    def method_params(self) -> MethodParams:
+        return MethodParams(
+            n=int(self.n.value), m=int(self.m.value), z_div=float(self.z_div.value),
+            p_max=float(self.p_max.value), reset_window=int(self.reset_window.value),
+            reset_frac=float(self.reset_frac.value), vol_mult=float(self.vol_mult.value),
+            min_score=float(self.min_score.value), exit_flow=float(self.exit_flow.value),
+            ctx_window=CTX_WINDOW,
+        )  # fmt: skip
+
+    def _live(self) -> bool:
+        return self.dp is not None and self.dp.runmode in (RunMode.DRY_RUN, RunMode.LIVE)
+
+    def _coins(self) -> list[str]:
+        pairs = self.dp.current_whitelist() if self.dp else []
+        return sorted({coin_of(p) for p in pairs})
+
+    # ----- live data ------------------------------------------------------------------------------
+    def bot_start(self, **kwargs: Any) -> None:
+        if self._live():
+            for coin in self._coins():
+                self.flow.catch_up(coin, self.startup_candle_count + 10)
+
+    def bot_loop_start(self, current_time: datetime, **kwargs: Any) -> None:
+        if not self._live():
+            return
+        coins = self._coins()
+        for coin in coins:
+            if coin not in self.flow._candles:
+                self.flow.catch_up(coin, self.startup_candle_count + 10)
+        self.flow.poll(coins)
+        for coin in coins:
+            age = self.flow.age(coin)
+            stale = age > self.sf.staleness_limit_s
+            if stale != self._stale.get(coin, False):
+                msg = (
+                    f"SqueezeFlow {coin}: flow feed stale ({age:.0f}s > "
+                    f"{self.sf.staleness_limit_s:.0f}s): no new entries"
+                    if stale
+                    else f"SqueezeFlow {coin}: flow feed fresh again ({age:.0f}s)"
+                )
+                log.warning(msg)
+                self.dp.send_msg(msg, always_send=True)
+            self._stale[coin] = stale
+
+    # ----- analysis -------------------------------------------------------------------------------
+    def _merge_flow(self, df: pd.DataFrame, pair: str) -> pd.DataFrame:
+        coin = coin_of(pair)
+        if self._live():
+            flow = self.flow.live(coin)
+        else:
+            flow = self.flow.history(coin, df["date"].iloc[0], df["date"].iloc[-1])
+        cols = [*FLOW_COLUMNS, "complete"]
+        merged = df.drop(columns=[c for c in cols if c in df]).merge(
+            flow[cols], left_on="date", right_index=True, how="left"
+        )
+        merged["cvd_ok"] = merged["complete"].astype("boolean").fillna(False).astype(bool)
+        return merged
+
+    def populate_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+        df = self._merge_flow(dataframe, metadata["pair"])
+        df["atr"] = ta.ATR(df, timeperiod=14)
+        return self._compute(df, metadata["pair"])
+
+    def _compute(self, df: pd.DataFrame, pair: str) -> pd.DataFrame:
+        """Run the method unless this frame already holds a run with the current parameters."""
+        p = self.method_params()
+        if self._computed_with.get(pair) == p and "sf_enter_long" in df:
+            return df
+        out = compute(df, p, timeframe_to_seconds(self.timeframe), CONTEXT_TFS)
+        df = df.drop(columns=[c for c in out.columns if c in df])
+        df = pd.concat([df, out], axis=1)
+        self._computed_with[pair] = p
+        return df
+
+    def populate_entry_trend(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+        df = self._compute(dataframe, metadata["pair"])  # hyperopt: parameters changed
+        df["enter_long"] = df["sf_enter_long"].astype(int)
+        df["enter_short"] = df["sf_enter_short"].astype(int)
+        long_tag = "sf_long_" + df["score_long"].round().astype("Int64").astype(str)
+        short_tag = "sf_short_" + df["score_short"].round().astype("Int64").astype(str)
+        df["enter_tag"] = np.where(df["sf_enter_long"], long_tag,
+                                   np.where(df["sf_enter_short"], short_tag, None))  # fmt: skip
+        if self._live() and self._stale.get(coin_of(metadata["pair"]), False):
+            df.loc[df.index[-1], ["enter_long", "enter_short"]] = 0
+        return df
+
+    def populate_exit_trend(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+        dataframe["exit_long"] = dataframe["sf_exit_long"].astype(int)
+        dataframe["exit_short"] = dataframe["sf_exit_short"].astype(int)
+        return dataframe
+
+    # ----- callbacks ------------------------------------------------------------------------------
+    @staticmethod
+    def _tag_score(entry_tag: str | None) -> float:
+        try:
+            return float((entry_tag or "").rsplit("_", 1)[1])
+        except (IndexError, ValueError):
+            return 0.0
+
+    def _last_row(self, pair: str) -> pd.Series | None:
+        df, _ = self.dp.get_analyzed_dataframe(pair, self.timeframe)
+        return None if df is None or len(df) == 0 else df.iloc[-1]
+
+    def custom_stoploss(
+        self, pair: str, trade: Trade, current_time: datetime, current_rate: float,
+        current_profit: float, after_fill: bool, **kwargs: Any,
+    ) -> float | None:  # fmt: skip
+        """Structure stop: beyond the episode's extreme at entry, plus ``atr_mult`` ATRs."""
+        stop = trade.get_custom_data("sf_stop")
+        if stop is None:
+            df, _ = self.dp.get_analyzed_dataframe(pair, self.timeframe)
+            at_entry = df[df["date"] <= trade.open_date_utc].tail(1)
+            if at_entry.empty:
+                return None
+            row = at_entry.iloc[0]
+            atr = float(row["atr"]) if np.isfinite(row["atr"]) else 0.0
+            if trade.is_short:
+                stop = float(row["stop_short"]) + self.atr_mult.value * atr
+            else:
+                stop = float(row["stop_long"]) - self.atr_mult.value * atr
+            if not np.isfinite(stop) or stop <= 0:
+                return None
+            trade.set_custom_data("sf_stop", stop)
+        return stoploss_from_absolute(float(stop), current_rate, trade.is_short, trade.leverage)
+
+    def custom_exit(
+        self, pair: str, trade: Trade, current_time: datetime, current_rate: float,
+        current_profit: float, **kwargs: Any,
+    ) -> str | None:  # fmt: skip
+        row = self._last_row(pair)
+        if row is None:
+            return None
+        gap = row.get("flow_gap", np.nan)
+        if current_profit > 0 and np.isfinite(gap):
+            if (not trade.is_short and gap < 0) or (trade.is_short and gap > 0):
+                return "gap_resolved"
+        held = (current_time - trade.open_date_utc).total_seconds()
+        if held >= self.max_hold.value * timeframe_to_seconds(self.timeframe) and current_profit < 0.002:
+            return "time_stop"
+        return None
+
+    def leverage(
+        self, pair: str, current_time: datetime, current_rate: float, proposed_leverage: float,
+        max_leverage: float, entry_tag: str | None, side: str, **kwargs: Any,
+    ) -> float:  # fmt: skip
+        score = self._tag_score(entry_tag)
+        band = 3.0 if score >= 8 else 2.0 if score >= 7 else 1.0
+        return max(1.0, min(band, self.sf.max_leverage, max_leverage))
+
+    def custom_stake_amount(
+        self, pair: str, current_time: datetime, current_rate: float, proposed_stake: float,
+        min_stake: float | None, max_stake: float, leverage: float, entry_tag: str | None,
+        side: str, **kwargs: Any,
+    ) -> float:  # fmt: skip
+        score = self._tag_score(entry_tag)
+        factor = 1.0 if score >= 8 else 0.75 if score >= 7 else 0.5
+        stake = proposed_stake * factor * self.sf.max_stake_fraction
+        if min_stake is not None:
+            stake = max(stake, min_stake)
+        return min(stake, max_stake)
