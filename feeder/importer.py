@@ -1,20 +1,17 @@
 """``import``: Binance public archive files -> normalise -> 1s bars + 1m rollups -> the store.
 
-Resumable: every imported file is recorded in a ledger (a JSON file beside the Parquet store,
-one per backend) and skipped next time unless ``force``. Coverage for a file's whole day (or
-month) is recorded only after all its bars are written, so an interrupted import leaves no
-false coverage behind.
+Resumable: every imported file is recorded in the store's own ledger (``imports.json`` in the
+Parquet store, measurement ``sf_imports`` in InfluxDB) and skipped next time unless ``force``.
+Coverage for a file's whole day (or month) is recorded only after all its bars are written, so
+an interrupted import leaves no false coverage behind.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -53,33 +50,9 @@ def spec_for(f: ArchiveFile, settings: Settings) -> MarketSpec:
     return MarketSpec(market=market, kind=kind, exchange="binance", contract_size=size)
 
 
-class ImportLedger:
-    """Archive files already imported into one store (JSON, written atomically)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-
-    @staticmethod
-    def key(f: ArchiveFile) -> str:
-        return f"{f.market_type}/{f.data_type}/{f.symbol}/{f.date}"
-
-    def done(self, f: ArchiveFile) -> bool:
-        return self.key(f) in self.doc
-
-    def mark(self, f: ArchiveFile, info: dict[str, Any]) -> None:
-        self.doc[self.key(f)] = info
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.doc, indent=1, sort_keys=True))
-        tmp.replace(self.path)
-
-
-def ledger_for(settings: Settings) -> ImportLedger:
-    root = settings.store.parquet_dir
-    if settings.store.backend == "influx":
-        return ImportLedger(root / f"imports-influx-{settings.store.influx.database}.json")
-    return ImportLedger(root / "imports.json")
+def ledger_key(f: ArchiveFile) -> str:
+    """The import ledger's key of an archive file (one per market type, stream, symbol, date)."""
+    return f"{f.market_type}/{f.data_type}/{f.symbol}/{f.date}"
 
 
 @dataclass
@@ -120,7 +93,7 @@ def import_files(
 ) -> ImportReport:
     """Import archive files (already discovered or downloaded) into ``store``."""
     files = list(files)
-    ledger = ledger_for(settings)
+    done = store.imported()
     report = ImportReport()
     t0 = time.perf_counter()
     columns = [
@@ -134,7 +107,7 @@ def import_files(
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("import", total=len(files), trades=0)
         for f in files:
-            if not force and ledger.done(f):
+            if not force and ledger_key(f) in done:
                 report.files_skipped += 1
                 bar.advance(task)
                 continue
@@ -156,8 +129,8 @@ def import_files(
             report.malformed_rows += reader.invalid_rows
             report.rejects.merge(stats.rejects)
             report.markets.add(spec.market)
-            ledger.mark(
-                f,
+            store.mark_imported(
+                ledger_key(f),
                 {
                     "market": spec.market,
                     "file": f.path.name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,8 @@ class BarStore(Protocol):
     def coverage(self, market: str) -> Intervals: ...
     def gaps(self, market: str) -> pd.DataFrame: ...
     def markets(self) -> dict[str, str]: ...
+    def imported(self) -> dict[str, Any]: ...
+    def mark_imported(self, key: str, info: dict[str, Any]) -> None: ...
 
 
 def timeframe_seconds(tf: str) -> int:

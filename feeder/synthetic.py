@@ -6,10 +6,11 @@ folder (data.binance.vision layout) so it goes through exactly the same import p
 data; every folder it writes has a ``SYNTHETIC.txt`` saying so.
 
 Markets: spot, USD-M and COIN-M (100-USD contracts) of ``symbol``. Neutral flow: taker buy
-probability 0.5 everywhere, price a small random walk shared by all three. A planted *long* episode: for ``div_len`` seconds-worth of candles spot takers
-buy (probability 0.5 + imbalance) while perp takers sell, and price drifts slightly down
-(absorption); then perp flow flips to buying (a type-A reset) and price rises for
-``run_len``. A *short* episode is the exact mirror. ``mirror=True`` mirrors the whole market.
+probability 0.5 everywhere, price a small random walk shared by all three. A planted *long*
+episode: for ``div_len`` seconds spot takers buy (probability 0.5 + imbalance) while perp takers
+sell and price drifts slightly down (absorption); then perp flow flips to buying (a type-A
+reset) while price stays absorbed, and price rises for ``run_len``. A *short* episode is the
+exact mirror. ``mirror=True`` mirrors the whole market.
 """
 
 from __future__ import annotations

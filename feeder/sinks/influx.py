@@ -11,11 +11,13 @@ InfluxDB 2.x and 3.x serve the same v1 endpoints (DBRP mapping); see the README.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import random
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import numpy as np
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 COVERAGE_MEASUREMENT = "sf_coverage"
 GAPS_MEASUREMENT = "sf_gaps"
+IMPORTS_MEASUREMENT = "sf_imports"
 
 
 class InfluxError(RuntimeError):
@@ -207,6 +210,20 @@ class InfluxStore:
         tags = f"{GAPS_MEASUREMENT},market={escape_tag(market)}"
         line = f'{tags} end={int(end)}i,reason="{r}" {int(start)}'
         self.write_lines([line], rp=None)
+
+    # ----- import ledger -----------------------------------------------------------------------
+    def imported(self) -> dict[str, Any]:
+        """Archive files already imported into this database (key -> recorded details)."""
+        df = self.query(f"SELECT info FROM {quote_ident(IMPORTS_MEASUREMENT)} GROUP BY file")
+        if not len(df):
+            return {}
+        return {
+            t.split("=", 1)[1]: json.loads(i) for t, i in zip(df["tags"], df["info"], strict=True)
+        }
+
+    def mark_imported(self, key: str, info: dict[str, Any]) -> None:
+        doc = json.dumps(info, sort_keys=True).replace("\\", "\\\\").replace('"', '\\"')
+        self.write_lines([f'{IMPORTS_MEASUREMENT},file={escape_tag(key)} info="{doc}" 0'], rp=None)
 
     # ----- reading -----------------------------------------------------------------------------
     def query(self, q: str, *, chunked: bool = True) -> pd.DataFrame:

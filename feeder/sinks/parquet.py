@@ -7,6 +7,7 @@ Layout under ``root``::
     coverage/<market>.parquet               covered [start, end) seconds
     gaps/<market>.parquet                   recorded gaps that could not be filled
     markets.json                            market -> kind
+    imports.json                            archive files already imported (resumable imports)
 
 ``<market>`` is the market id with ``:`` replaced by ``.`` (``BINANCE_FUTURES.btcusdt``). Every
 file is written to a temporary name, fsynced and renamed over the target, so a crash never leaves
@@ -132,6 +133,17 @@ class ParquetStore:
         if markets.get(market) != kind:
             markets[market] = kind
             _write_json(self.root / "markets.json", markets)
+
+    # ----- import ledger -----------------------------------------------------------------------
+    def imported(self) -> dict[str, Any]:
+        """Archive files already imported (key -> what the import recorded)."""
+        path = self.root / "imports.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def mark_imported(self, key: str, info: dict[str, Any]) -> None:
+        doc = self.imported()
+        doc[key] = info
+        _write_json(self.root / "imports.json", doc)
 
     # ----- reading -----------------------------------------------------------------------------
     def markets(self) -> dict[str, str]:

@@ -99,3 +99,27 @@ def test_markets_status_lists_what_is_stored(store):
     bars = cases.fill(store, seconds=600)["BINANCE:btcusdt"]
     assert store.markets() == {m.id: m.kind.value for m in cases.SETTINGS.markets("BTC")}
     assert store.time_range("BINANCE:btcusdt", "1s") == (bars["time"].min(), bars["time"].max())
+
+
+@pytest.mark.shared
+def test_archive_import_into_influx_resumes_and_reads_like_parquet(store, market_data, tmp_path):
+    from feeder.importer import import_files
+    from feeder.settings import settings_from_dict
+    from feeder.sinks.parquet import ParquetStore
+    from feeder.sources.archive import discover
+    from feeder.store import load_flow
+
+    root = market_data / "binance_datatool/tommy-ca/data"
+    settings = settings_from_dict({"coins": {"BTC": {
+        "spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusd_perp"]}}}, env=False)  # fmt: skip
+    files = discover(root, None)
+    first = import_files(files, store, settings, progress=False)
+    again = import_files(files, store, settings, progress=False)
+    assert (first.files_done, again.files_done, again.files_skipped) == (1, 0, 1)
+    pq = ParquetStore(tmp_path)
+    import_files(files, pq, settings, progress=False)
+    for tf in ("1h", "5m", "30s"):
+        a = load_flow(store, settings, "BTC", "2026-05-08", "2026-05-09", tf, per_market=True)
+        b = load_flow(pq, settings, "BTC", "2026-05-08", "2026-05-09", tf, per_market=True)
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+        assert a["BINANCE_FUTURES:btcusd_perp|complete"].all()

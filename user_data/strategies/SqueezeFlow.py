@@ -247,7 +247,10 @@ class SqueezeFlow(IStrategy):
             if (not trade.is_short and gap < 0) or (trade.is_short and gap > 0):
                 return "gap_resolved"
         held = (current_time - trade.open_date_utc).total_seconds()
-        if held >= self.max_hold.value * timeframe_to_seconds(self.timeframe) and current_profit < 0.002:
+        if (
+            held >= self.max_hold.value * timeframe_to_seconds(self.timeframe)
+            and current_profit < 0.002
+        ):
             return "time_stop"
         return None
 

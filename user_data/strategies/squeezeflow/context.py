@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 
 
-def htf_context(
-    dates: pd.Series, d: pd.DataFrame, tf_s: int, htf_s: int, window: int
-) -> pd.Series:
+def htf_context(dates: pd.Series, d: pd.DataFrame, tf_s: int, htf_s: int, window: int) -> pd.Series:
     """+1 / -1 / 0 per base candle for one higher timeframe ``htf_s`` (seconds)."""
     if htf_s <= tf_s or htf_s % tf_s:
         return pd.Series(0.0, index=d.index)

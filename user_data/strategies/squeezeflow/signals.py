@@ -25,7 +25,9 @@ SIGNAL_COLUMNS = (
 )  # fmt: skip
 
 
-def exits(spot_flow: pd.Series, perp_flow: pd.Series, p: MethodParams) -> tuple[pd.Series, pd.Series]:
+def exits(
+    spot_flow: pd.Series, perp_flow: pd.Series, p: MethodParams
+) -> tuple[pd.Series, pd.Series]:
     """Flow reversal: both short flows turned against the position beyond ``exit_flow``."""
     exit_long = (spot_flow < -p.exit_flow) & (perp_flow < -p.exit_flow)
     exit_short = (spot_flow > p.exit_flow) & (perp_flow > p.exit_flow)
