@@ -110,8 +110,8 @@ def test_archive_import_into_influx_resumes_and_reads_like_parquet(store, market
     from feeder.store import load_flow
 
     root = market_data / "binance_datatool/tommy-ca/data"
-    settings = settings_from_dict({"coins": {"BTC": {
-        "spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusd_perp"]}}}, env=False)  # fmt: skip
+    coins = {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusd_perp"]}}
+    settings = settings_from_dict({"coins": coins}, env=False)
     files = discover(root, None)
     first = import_files(files, store, settings, progress=False)
     again = import_files(files, store, settings, progress=False)
