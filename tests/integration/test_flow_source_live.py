@@ -1,0 +1,124 @@
+"""The strategy's live data path against the real Redis: catch-up, stream, fallback, staleness."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feeder.aggregate import rollup
+from feeder.flow_source import FlowSource
+from feeder.settings import settings_from_dict
+from feeder.sinks.parquet import ParquetStore
+from feeder.sinks.redis_stream import RedisBarStream
+from tests.store_cases import make_bars
+
+pytestmark = pytest.mark.backend
+
+T0 = 1_704_067_200
+BOUNDARY = T0 + 3600  # the store is complete until here; later bars only exist on Redis
+MARKETS = {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}
+
+
+def ts(t: int) -> pd.Timestamp:
+    return pd.Timestamp(t, unit="s", tz="UTC")
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def live(tmp_path, redis_url):
+    prefix = f"sflive{uuid.uuid4().hex[:8]}"
+    settings = settings_from_dict(
+        {"coins": {"BTC": MARKETS}, "redis": {"url": redis_url, "prefix": prefix},
+         "staleness_limit_s": 30},
+        env=False,
+    )  # fmt: skip
+    store = ParquetStore(tmp_path)
+    bars = {}
+    for i, m in enumerate(settings.markets("BTC")):
+        b = make_bars(T0, 2 * 3600, seed=i)
+        bars[m.id] = b
+        old = b[b["time"] < BOUNDARY]
+        store.write_bars(m.id, m.kind.value, old, "1s")
+        store.write_bars(m.id, m.kind.value, rollup(old, 60), "1m")
+        store.add_coverage(m.id, T0, BOUNDARY)
+    clock = Clock(BOUNDARY + 900 + 0.5)
+    src = FlowSource(settings, "5m", store=store, clock=clock)
+    pub = RedisBarStream(redis_url, prefix=prefix)
+    return src, pub, bars, clock, settings
+
+
+def _publish(pub, settings, bars, until):
+    for m in settings.markets("BTC"):
+        b = bars[m.id]
+        pub.publish(m.id, m.kind.value, b[(b["time"] >= BOUNDARY) & (b["time"] < until)], watermark=until)
+
+
+def test_catch_up_then_stream_bars_fill_the_candles_exactly(live):
+    src, pub, bars, clock, settings = live
+    flow = src.catch_up("BTC", 24)
+    stored = (flow.index >= ts(T0)) & (flow.index < ts(BOUNDARY))
+    assert flow["complete"].to_numpy().tolist() == stored.tolist()
+    _publish(pub, settings, bars, BOUNDARY + 600)
+    src.poll(["BTC"])
+    f = src.live("BTC")
+    after = f[f.index >= ts(BOUNDARY)]
+    assert after["complete"].tolist() == [True, True, False, False]  # watermark at +600 s
+    b = bars["BINANCE:btcusdt"]
+    want = b[(b["time"] >= BOUNDARY) & (b["time"] < BOUNDARY + 300)]["vbuy"].sum()
+    assert after["spot_vbuy"].iloc[0] == pytest.approx(want)
+    assert np.isnan(after["spot_vbuy"].iloc[-1])  # not covered, nothing arrived: NaN, not 0
+    assert f.loc[ts(T0) : ts(BOUNDARY - 300), "complete"].all()
+    assert not f.loc[: ts(T0 - 300), "complete"].any()  # before the data: a gap
+    assert src.age("BTC") == pytest.approx(clock.t - (BOUNDARY + 600))
+
+
+def test_a_corrected_bar_on_the_stream_replaces_the_old_one(live):
+    src, pub, bars, clock, settings = live
+    src.catch_up("BTC", 24)
+    _publish(pub, settings, bars, BOUNDARY + 600)
+    src.poll(["BTC"])
+    first = src.live("BTC").loc[ts(BOUNDARY), "spot_vbuy"]
+    b = bars["BINANCE:btcusdt"]
+    row = b[b["time"] >= BOUNDARY].iloc[[0]].copy()
+    row["vbuy"] += 1000.0
+    pub.publish("BINANCE:btcusdt", "spot", row, watermark=BOUNDARY + 600)
+    src.poll(["BTC"])
+    assert src.live("BTC").loc[ts(BOUNDARY), "spot_vbuy"] == pytest.approx(first + 1000.0)
+
+
+def test_staleness_is_the_age_of_the_slowest_market(live):
+    src, pub, bars, clock, settings = live
+    src.catch_up("BTC", 24)
+    _publish(pub, settings, bars, BOUNDARY + 900)
+    pub.publish("BINANCE:btcusdt", "spot", bars["BINANCE:btcusdt"].iloc[:0], watermark=BOUNDARY + 300)
+    src.poll(["BTC"])
+    assert src.age("BTC") == pytest.approx(clock.t - (BOUNDARY + 300))
+    assert src.age("BTC") > settings.staleness_limit_s
+
+
+def test_redis_down_falls_back_to_the_store_and_says_so_once(live, caplog):
+    src, pub, bars, clock, settings = live
+    down = settings.model_copy(
+        update={"redis": settings.redis.model_copy(update={"url": "redis://127.0.0.1:9/0"})}
+    )
+    src2 = FlowSource(down, "5m", store=src.store, clock=clock)
+    src2.catch_up("BTC", 24)
+    with caplog.at_level(logging.WARNING, logger="feeder.flow_source"):
+        src2.poll(["BTC"])
+        src2.poll(["BTC"])
+    warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert src2.source == "store"
+    assert src2.live("BTC").loc[ts(T0) : ts(BOUNDARY - 300), "complete"].all()
+    assert src2.age("BTC") == pytest.approx(clock.t - BOUNDARY)  # from the store's coverage
