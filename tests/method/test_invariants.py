@@ -13,9 +13,7 @@ from tests.scenario import eq_nan, mirror
 
 P = MethodParams()
 TF = 300
-# Columns whose value may legitimately depend on the loaded start (plots only).
-LEVELS = {"spot_cvd", "perp_cvd"}
-CAUSAL = [c for c in (*FEATURE_COLUMNS, *SIGNAL_COLUMNS) if c not in LEVELS]
+CAUSAL = list((*FEATURE_COLUMNS, *SIGNAL_COLUMNS))
 SIGNALS = ["sf_enter_long", "sf_enter_short", "sf_exit_long", "sf_exit_short",
            "reset_long", "reset_short", "div_long", "div_short"]  # fmt: skip
 

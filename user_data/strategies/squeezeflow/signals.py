@@ -87,9 +87,12 @@ def compute(
     f["vol_ratio"] = total / total.rolling(p.m).mean().where(lambda v: v != 0)
     ctx = context(df["date"], d, tf_s, htfs_s, p.ctx_window)
     out = pd.concat([d, f], axis=1)
-    # Plot only: the CVD level depends on where the loaded range starts; no signal uses it.
-    out["spot_cvd"] = d["spot_delta"].fillna(0).cumsum()
-    out["perp_cvd"] = d["perp_delta"].fillna(0).cumsum()
+    # Plot only, never used by a signal. A plain cumsum's level depends on where the loaded
+    # range starts; anchored at each UTC midnight (a session CVD) it does not, once the range
+    # holds the whole day, so recursive-analysis and restarts show the same curve.
+    day = pd.DatetimeIndex(df["date"]).floor("1D")
+    out["spot_cvd"] = d["spot_delta"].fillna(0).groupby(day).cumsum().to_numpy()
+    out["perp_cvd"] = d["perp_delta"].fillna(0).groupby(day).cumsum().to_numpy()
     out["context"] = ctx
     for name, sign in (("long", 1), ("short", -1)):
         r = _direction(sign, out, df, ctx, p)
