@@ -171,6 +171,9 @@ class SqueezeFlow(IStrategy):
     def populate_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
         df = self._merge_flow(dataframe, metadata["pair"])
         df["atr"] = ta.ATR(df, timeperiod=14)
+        if self.dp is not None and self.dp.runmode is RunMode.HYPEROPT:
+            return df  # the method runs per epoch in populate_entry_trend, with that epoch's values
+        # Everywhere else the features are indicators too: plots, lookahead/recursive analysis.
         return self._compute(df, metadata["pair"])
 
     def _compute(self, df: pd.DataFrame, pair: str) -> pd.DataFrame:

@@ -1,0 +1,87 @@
+"""Real FreqTrade runs of SqueezeFlow: backtesting, hyperopt, lookahead and recursive analysis.
+
+FreqTrade exits 0 on some configuration errors, so every test asserts on what was produced.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared]
+RANGE = ("--timerange", "20240104-20240111")
+
+
+def test_backtest_trades_the_planted_squeezes_in_their_direction(e2e):
+    out = e2e.root / "bt"
+    out.mkdir()
+    r = e2e.freqtrade("backtesting", *RANGE, "--export", "trades", "--backtest-directory", str(out),
+                      "--cache", "none")  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "0 incomplete" in r.stdout  # flow for every candle
+    from freqtrade.data.btanalysis import load_backtest_data
+
+    trades = load_backtest_data(out, "SqueezeFlow")
+    assert len(trades) == len(e2e.episodes) == 5
+    for e in e2e.episodes:
+        start = pd.Timestamp(e["start"], unit="s", tz="UTC")
+        t = trades[(trades["open_date"] >= start) & (trades["open_date"] <= start + pd.Timedelta("3h"))]
+        assert len(t) == 1, e
+        assert bool(t["is_short"].iloc[0]) == (e["direction"] == -1)
+        assert t["enter_tag"].iloc[0].startswith("sf_long_" if e["direction"] == 1 else "sf_short_")
+    assert trades["profit_abs"].sum() > 0
+    assert not r.stdout.count("MISSING FUNDING")
+
+
+def test_hyperopt_runs_epochs_and_finds_a_result(e2e):
+    r = e2e.freqtrade("hyperopt", *RANGE, "--hyperopt-loss", "SharpeHyperOptLoss", "--spaces",
+                      "buy", "sell", "--epochs", "5", "-j", "1", "--disable-param-export",
+                      "--print-json", "--random-state", "42")  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "Best result:" in r.stdout
+    m = re.search(r"(\d+) trades\.", r.stdout[r.stdout.index("Best result:"):])
+    assert m and int(m.group(1)) > 0
+    params = json.loads(r.stdout[r.stdout.index('{"params"'):].splitlines()[0])["params"]
+    assert {"n", "m", "z_div", "min_score", "exit_flow", "max_hold"} <= set(params)
+    assert "static start value" not in r.stdout  # every sampled value is really used
+    assert not (REPO / "user_data/strategies/SqueezeFlow.json").exists()
+
+
+def test_lookahead_analysis_finds_no_biased_signal(e2e):
+    csv = e2e.root / "lookahead.csv"
+    r = e2e.freqtrade("lookahead-analysis", *RANGE, "--minimum-trade-amount", "4",
+                      "--targeted-trade-amount", "5", "--lookahead-analysis-exportfilename",
+                      str(csv))  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "no bias detected" in r.stdout
+    table = pd.read_csv(csv)
+    row = table[table["strategy"] == "SqueezeFlow"].iloc[-1]
+    assert row["total_signals"] >= 4
+    assert row["biased_entry_signals"] == 0 and row["biased_exit_signals"] == 0
+    assert str(row["has_bias"]).lower() in ("false", "no")
+
+
+def test_recursive_analysis_shows_under_0_1_percent_past_warm_up(e2e):
+    r = e2e.freqtrade("recursive-analysis", "--timerange", "20240105-20240111",
+                      "--startup-candle", "700", "900")  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "No lookahead bias on indicators found" in r.stdout
+    table = r.stdout[r.stdout.index("Recursive Analysis"):]
+    pct = [float(x) for x in re.findall(r"(-?\d+\.\d+)%", table)]
+    assert pct, table
+    assert max(abs(p) for p in pct) < 0.1, table
+
+
+def test_a_bad_squeezeflow_key_stops_freqtrade_naming_the_key(e2e, tmp_path):
+    cfg = json.loads((REPO / "config.json").read_text())
+    cfg["squeezeflow"]["store"]["bakend"] = "influx"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    r = e2e.freqtrade("backtesting", *RANGE, "--export", "none", config=path)
+    assert "squeezeflow.store.bakend: unknown key" in r.stdout
+    assert "BACKTESTING REPORT" not in r.stdout
