@@ -144,11 +144,12 @@ class SqueezeFlow(IStrategy):
             age = self.flow.age(coin)
             stale = age > self.sf.staleness_limit_s
             if stale != self._stale.get(coin, False):
+                what = "no flow recorded yet" if age == float("inf") else f"newest bar {age:.0f}s old"
                 msg = (
-                    f"SqueezeFlow {coin}: flow feed stale ({age:.0f}s > "
+                    f"SqueezeFlow {coin}: flow feed stale ({what}, limit "
                     f"{self.sf.staleness_limit_s:.0f}s): no new entries"
                     if stale
-                    else f"SqueezeFlow {coin}: flow feed fresh again ({age:.0f}s)"
+                    else f"SqueezeFlow {coin}: flow feed fresh again ({what})"
                 )
                 log.warning(msg)
                 self.dp.send_msg(msg, always_send=True)

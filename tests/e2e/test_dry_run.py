@@ -1,0 +1,58 @@
+"""`freqtrade trade --dry-run` for real, offline: live data path, staleness guard, REST API."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared, pytest.mark.backend]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, tmp_path):
+    port = _port()
+    env = {**e2e.env, "SQUEEZEFLOW_REDIS_URL": redis_url,
+           "FREQTRADE__API_SERVER__USERNAME": "sfuser", "FREQTRADE__API_SERVER__PASSWORD": "pw-123456",
+           "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "k" * 40,
+           "FREQTRADE__API_SERVER__WS_TOKEN": "ws-token-123",
+           "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
+           "FREQTRADE__INTERNALS__PROCESS_THROTTLE_SECS": "1"}  # fmt: skip
+    cmd = [sys.executable, "-m", "feeder.offline", "--markets", str(e2e.markets), "trade",
+           "--dry-run", "--config", str(REPO / "config.json"), "--strategy", "SqueezeFlow",
+           "--strategy-path", str(REPO / "user_data/strategies"), "--datadir", str(e2e.datadir),
+           "--userdir", str(e2e.userdir), "--db-url", f"sqlite:///{tmp_path / 'dry.sqlite'}"]  # fmt: skip
+    log = tmp_path / "dry.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        api = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "flow feed stale" not in log.read_text():
+            time.sleep(0.5)
+        time.sleep(6)  # several more bot loops (throttle 1 s)
+        api = httpx.get(f"http://127.0.0.1:{port}/api/v1/show_config", auth=("sfuser", "pw-123456"))
+        denied = httpx.get(f"http://127.0.0.1:{port}/api/v1/show_config", auth=("sfuser", "wrong"))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    text = log.read_text()
+    btc = [ln for ln in text.splitlines() if "SqueezeFlow BTC: flow feed stale" in ln and "WARNING" in ln]
+    assert len(btc) == 1, text[-4000:]  # once, not once per loop
+    assert "caught up from parquet" in text
+    assert text.count("Sending rpc strategy_msg: SqueezeFlow BTC: flow feed stale") == 1
+    assert api is not None and api.status_code == 200 and api.json()["strategy"] == "SqueezeFlow"
+    assert api.json()["dry_run"] is True
+    assert denied.status_code == 401
