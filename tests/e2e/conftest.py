@@ -56,8 +56,14 @@ def e2e(tmp_path_factory, market_data) -> E2E:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FREQTRADE__")}
     env.update({"SQUEEZEFLOW_PARQUET_DIR": str(root / "store"), "PYTHONPATH": str(REPO),
                 "COLUMNS": "200", "NO_COLOR": "1"})  # fmt: skip
-    e = E2E(root, root / "data" / "binance", userdir, env, market_data / "cryptofeed",
-            manifest["episodes"])  # type: ignore[arg-type]
+    e = E2E(
+        root,
+        root / "data" / "binance",
+        userdir,
+        env,
+        market_data / "cryptofeed",
+        manifest["episodes"],
+    )  # type: ignore[arg-type]
     r = e.feeder("import", "--from", str(root / "archive"), "--no-progress")
     assert r.returncode == 0 and "imported 30 file(s)" in r.stdout, r.stdout[-3000:]
     r = e.feeder("export-candles", "--pairs", "BTC/USDT:USDT", "--timeframes", "5m", "1h",

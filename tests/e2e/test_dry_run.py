@@ -25,7 +25,8 @@ def _port() -> int:
 def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, tmp_path):
     port = _port()
     env = {**e2e.env, "SQUEEZEFLOW_REDIS_URL": redis_url,
-           "FREQTRADE__API_SERVER__USERNAME": "sfuser", "FREQTRADE__API_SERVER__PASSWORD": "pw-123456",
+           "FREQTRADE__API_SERVER__USERNAME": "sfuser",
+           "FREQTRADE__API_SERVER__PASSWORD": "pw-123456",
            "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "k" * 40,
            "FREQTRADE__API_SERVER__WS_TOKEN": "ws-token-123",
            "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
@@ -33,7 +34,8 @@ def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, t
     cmd = [sys.executable, "-m", "feeder.offline", "--markets", str(e2e.markets), "trade",
            "--dry-run", "--config", str(REPO / "config.json"), "--strategy", "SqueezeFlow",
            "--strategy-path", str(REPO / "user_data/strategies"), "--datadir", str(e2e.datadir),
-           "--userdir", str(e2e.userdir), "--db-url", f"sqlite:///{tmp_path / 'dry.sqlite'}"]  # fmt: skip
+           "--userdir", str(e2e.userdir),
+           "--db-url", f"sqlite:///{tmp_path / 'dry.sqlite'}"]  # fmt: skip
     log = tmp_path / "dry.log"
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -49,7 +51,11 @@ def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, t
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     text = log.read_text()
-    btc = [ln for ln in text.splitlines() if "SqueezeFlow BTC: flow feed stale" in ln and "WARNING" in ln]
+    btc = [
+        ln
+        for ln in text.splitlines()
+        if "SqueezeFlow BTC: flow feed stale" in ln and "WARNING" in ln
+    ]
     assert len(btc) == 1, text[-4000:]  # once, not once per loop
     assert "caught up from parquet" in text
     assert text.count("Sending rpc strategy_msg: SqueezeFlow BTC: flow feed stale") == 1

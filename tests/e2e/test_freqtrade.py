@@ -30,7 +30,9 @@ def test_backtest_trades_the_planted_squeezes_in_their_direction(e2e):
     assert len(trades) == len(e2e.episodes) == 5
     for e in e2e.episodes:
         start = pd.Timestamp(e["start"], unit="s", tz="UTC")
-        t = trades[(trades["open_date"] >= start) & (trades["open_date"] <= start + pd.Timedelta("3h"))]
+        t = trades[
+            (trades["open_date"] >= start) & (trades["open_date"] <= start + pd.Timedelta("3h"))
+        ]
         assert len(t) == 1, e
         assert bool(t["is_short"].iloc[0]) == (e["direction"] == -1)
         assert t["enter_tag"].iloc[0].startswith("sf_long_" if e["direction"] == 1 else "sf_short_")
@@ -44,9 +46,9 @@ def test_hyperopt_runs_epochs_and_finds_a_result(e2e):
                       "--print-json", "--random-state", "42")  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:]
     assert "Best result:" in r.stdout
-    m = re.search(r"(\d+) trades\.", r.stdout[r.stdout.index("Best result:"):])
+    m = re.search(r"(\d+) trades\.", r.stdout[r.stdout.index("Best result:") :])
     assert m and int(m.group(1)) > 0
-    params = json.loads(r.stdout[r.stdout.index('{"params"'):].splitlines()[0])["params"]
+    params = json.loads(r.stdout[r.stdout.index('{"params"') :].splitlines()[0])["params"]
     assert {"n", "m", "z_div", "min_score", "exit_flow", "max_hold"} <= set(params)
     assert "static start value" not in r.stdout  # every sampled value is really used
     assert not (REPO / "user_data/strategies/SqueezeFlow.json").exists()
@@ -71,7 +73,7 @@ def test_recursive_analysis_shows_under_0_1_percent_past_warm_up(e2e):
                       "--startup-candle", "700", "900")  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:]
     assert "No lookahead bias on indicators found" in r.stdout
-    table = r.stdout[r.stdout.index("Recursive Analysis"):]
+    table = r.stdout[r.stdout.index("Recursive Analysis") :]
     pct = [float(x) for x in re.findall(r"(-?\d+\.\d+)%", table)]
     assert pct, table
     assert max(abs(p) for p in pct) < 0.1, table

@@ -61,7 +61,9 @@ def live(tmp_path, redis_url):
 def _publish(pub, settings, bars, until):
     for m in settings.markets("BTC"):
         b = bars[m.id]
-        pub.publish(m.id, m.kind.value, b[(b["time"] >= BOUNDARY) & (b["time"] < until)], watermark=until)
+        pub.publish(
+            m.id, m.kind.value, b[(b["time"] >= BOUNDARY) & (b["time"] < until)], watermark=until
+        )
 
 
 def test_catch_up_then_stream_bars_fill_the_candles_exactly(live):
@@ -101,7 +103,9 @@ def test_staleness_is_the_age_of_the_slowest_market(live):
     src, pub, bars, clock, settings = live
     src.catch_up("BTC", 24)
     _publish(pub, settings, bars, BOUNDARY + 900)
-    pub.publish("BINANCE:btcusdt", "spot", bars["BINANCE:btcusdt"].iloc[:0], watermark=BOUNDARY + 300)
+    pub.publish(
+        "BINANCE:btcusdt", "spot", bars["BINANCE:btcusdt"].iloc[:0], watermark=BOUNDARY + 300
+    )
     src.poll(["BTC"])
     assert src.age("BTC") == pytest.approx(clock.t - (BOUNDARY + 300))
     assert src.age("BTC") > settings.staleness_limit_s

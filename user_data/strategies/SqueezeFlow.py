@@ -144,7 +144,7 @@ class SqueezeFlow(IStrategy):
             age = self.flow.age(coin)
             stale = age > self.sf.staleness_limit_s
             if stale != self._stale.get(coin, False):
-                what = "no flow recorded yet" if age == float("inf") else f"newest bar {age:.0f}s old"
+                what = f"newest bar {age:.0f}s old" if age < float("inf") else "no flow recorded"
                 msg = (
                     f"SqueezeFlow {coin}: flow feed stale ({what}, limit "
                     f"{self.sf.staleness_limit_s:.0f}s): no new entries"
