@@ -119,11 +119,16 @@ class SqueezeFlow(IStrategy):
             ctx_window=CTX_WINDOW,
         )  # fmt: skip
 
+    def _runmode(self) -> RunMode | None:
+        """FreqTrade sets ``dp`` when it loads the strategy; None when used on its own."""
+        dp = getattr(self, "dp", None)
+        return dp.runmode if dp is not None else None
+
     def _live(self) -> bool:
-        return self.dp is not None and self.dp.runmode in (RunMode.DRY_RUN, RunMode.LIVE)
+        return self._runmode() in (RunMode.DRY_RUN, RunMode.LIVE)
 
     def _coins(self) -> list[str]:
-        pairs = self.dp.current_whitelist() if self.dp else []
+        pairs = self.dp.current_whitelist() if self._runmode() else []
         return sorted({coin_of(p) for p in pairs})
 
     # ----- live data ------------------------------------------------------------------------------
@@ -172,7 +177,7 @@ class SqueezeFlow(IStrategy):
     def populate_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
         df = self._merge_flow(dataframe, metadata["pair"])
         df["atr"] = ta.ATR(df, timeperiod=14)
-        if self.dp is not None and self.dp.runmode is RunMode.HYPEROPT:
+        if self._runmode() is RunMode.HYPEROPT:
             return df  # the method runs per epoch in populate_entry_trend, with that epoch's values
         # Everywhere else the features are indicators too: plots, lookahead/recursive analysis.
         return self._compute(df, metadata["pair"])

@@ -1,0 +1,87 @@
+"""The IStrategy in-process: what FreqUI plots exists, callbacks follow the score bands and caps."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from SqueezeFlow import SqueezeFlow, startup_candles
+
+from feeder.settings import ConfigError
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def strategy(planted):
+    cfg = json.loads((REPO / "config.json").read_text())
+    cfg["squeezeflow"]["store"]["parquet_dir"] = str(planted.store.root)
+    cfg["squeezeflow"]["max_leverage"] = 2.0
+    return SqueezeFlow(cfg)
+
+
+@pytest.fixture(scope="module")
+def analyzed(strategy, planted):
+    candles = planted.frame("5m")[["date", "open", "high", "low", "close", "volume"]]
+    return strategy.analyze_ticker(candles, {"pair": "BTC/USDT:USDT"})
+
+
+def test_everything_plot_config_shows_is_in_the_analyzed_frame(strategy, analyzed):
+    cols = set(strategy.plot_config["main_plot"])
+    for sub in strategy.plot_config["subplots"].values():
+        cols |= set(sub)
+    assert cols <= set(analyzed.columns)
+    assert analyzed[["spot_cvd", "perp_cvd", "spot_flow", "gap_z", "score_long"]].notna().any().all()
+
+
+def test_entries_carry_direction_and_rounded_score_tags(analyzed):
+    tags = analyzed.loc[analyzed["enter_long"] == 1, "enter_tag"].tolist()
+    tags += analyzed.loc[analyzed["enter_short"] == 1, "enter_tag"].tolist()
+    assert len(tags) == 5
+    assert all(t.split("_")[0] == "sf" and t.split("_")[1] in ("long", "short") for t in tags)
+    assert all(6 <= int(t.split("_")[2]) <= 10 for t in tags)
+    assert analyzed["close"].notna().all()  # prices never touched by the merge
+
+
+def test_leverage_by_score_band_capped_by_config_and_exchange(strategy):
+    now = datetime.now(UTC)
+    lev = [strategy.leverage("BTC/USDT:USDT", now, 1.0, 1.0, 10.0, f"sf_long_{s}", "long")
+           for s in (6, 7, 9)]  # fmt: skip
+    assert lev == [1.0, 2.0, 2.0]  # band 3x at score 9, capped at squeezeflow.max_leverage 2
+    assert strategy.leverage("BTC/USDT:USDT", now, 1.0, 1.0, 1.5, "sf_long_9", "long") == 1.5
+
+
+def test_stake_by_score_band_within_freqtrade_limits(strategy):
+    now = datetime.now(UTC)
+    args = ("BTC/USDT:USDT", now, 1.0, 1000.0, 10.0, 900.0, 1.0)
+    assert strategy.custom_stake_amount(*args, "sf_long_6", "long") == 500.0
+    assert strategy.custom_stake_amount(*args, "sf_short_7", "short") == 750.0
+    assert strategy.custom_stake_amount(*args, "sf_long_8", "long") == 900.0  # max_stake
+
+
+@pytest.mark.parametrize(("tf", "at_least"), [("1m", 1680), ("5m", 660), ("1h", 660)])
+def test_startup_candles_cover_the_windows_and_context_at_every_timeframe(tf, at_least):
+    assert startup_candles(tf) >= at_least
+
+
+def test_a_bad_squeezeflow_key_is_refused_naming_it():
+    cfg = json.loads((REPO / "config.json").read_text())
+    cfg["squeezeflow"]["coins"]["BTC"]["prep"] = ["BINANCE_FUTURES:btcusdt"]
+    with pytest.raises(ConfigError, match=r"squeezeflow\.coins\.BTC\.prep: unknown key"):
+        SqueezeFlow(cfg)
+
+
+def test_incomplete_flow_candles_cannot_enter(strategy, planted):
+    candles = planted.frame("5m")[["date", "open", "high", "low", "close", "volume"]]
+    full = strategy.analyze_ticker(candles.copy(), {"pair": "BTC/USDT:USDT"})
+    rows = full.index[(full["enter_long"] == 1) | (full["enter_short"] == 1)]
+    cut = candles.copy()
+    strategy.flow._history.clear()
+    flow = strategy.flow.history("BTC", cut["date"].iloc[0], cut["date"].iloc[-1])
+    flow.loc[flow.index.isin(pd.DatetimeIndex(cut.loc[rows, "date"])), "complete"] = False
+    strategy._computed_with.clear()
+    again = strategy.analyze_ticker(cut, {"pair": "BTC/USDT:USDT"})
+    assert not again.loc[rows, "cvd_ok"].any()
+    assert (again.loc[rows, ["enter_long", "enter_short"]] == 0).all().all()
+    strategy.flow._history.clear()
