@@ -54,18 +54,40 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "exec bash scripts/test" in ci
 
 
-@pytest.mark.shared
-def test_quickstart_imports_a_local_archive_and_shows_the_store(market_data, tmp_path):
-    env = {**os.environ, "SQUEEZEFLOW_PARQUET_DIR": str(tmp_path)}
-    r = subprocess.run(
-        ["bash", "scripts/quickstart", str(market_data / "binance_datatool/tommy-ca/data")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "BINANCE_FUTURES:btcusd_perp" in r.stdout
-    assert "2026-05-08 00:00:00" in r.stdout
-    assert (tmp_path / "bars_1s" / "BINANCE_FUTURES.btcusd_perp" / "2026-05-08.parquet").exists()
+def _quickstart(tmp_path, *args, offline=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FREQTRADE__")}
+    env.update({"SQUEEZEFLOW_PARQUET_DIR": str(tmp_path / "store"), "COLUMNS": "200"})
+    if offline:
+        env["SQUEEZEFLOW_OFFLINE"] = "1"
+    return subprocess.run(
+        ["bash", "scripts/quickstart", *args, "--datadir", str(tmp_path / "data"),
+         "--workdir", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_quickstart_offline_uses_the_labelled_synthetic_sample_and_backtests(tmp_path):
+    r = _quickstart(tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "using the labelled SYNTHETIC sample" in out
+    assert "BINANCE_FUTURES:btcusd_perp" in out  # the store status
+    summary = out[out.index("STRATEGY SUMMARY"):]
+    trades = int(summary.split("SqueezeFlow")[1].split("│")[1])
+    assert trades >= 4
+    assert "Those results are on SYNTHETIC data" in out
+
+
+@pytest.mark.slow
+def test_quickstart_imports_a_given_archive_folder(tmp_path):
+    from feeder.synthetic import Scenario, generate
+
+    generate(Scenario.planted(), tmp_path / "given")
+    r = _quickstart(tmp_path, str(tmp_path / "given"))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "importing the archive files under" in out
+    assert "SYNTHETIC sample" not in out.split("importing")[0]
+    assert "BACKTESTING REPORT" in out
+    assert (tmp_path / "store" / "bars_1s" / "BINANCE_FUTURES.btcusd_perp").is_dir()
