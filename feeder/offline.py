@@ -8,15 +8,17 @@ other HTTP call fails loudly (``ExchangeNotAvailable`` naming the URL): nothing 
 online, and a backtest can never fetch live data.
 
     squeezeflow-freqtrade --markets DIR backtesting --config config.json ...
+    squeezeflow-freqtrade --offline backtesting ...     (built-in minimal markets)
+    squeezeflow-freqtrade backtesting ...               (online: plain FreqTrade)
 
 For commands that never start the API server (backtesting, hyperopt, the analyses) missing
 ``FREQTRADE__API_SERVER__*`` secrets are filled with random throwaway values; ``trade`` needs
 the real ones in the environment.
 
 ``DIR`` holds ``BINANCE.exchangeInfo.json``, ``BINANCE_FUTURES.exchangeInfo.json`` and
-``BINANCE_DELIVERY.exchangeInfo.json`` (any may be absent: that market type is then empty).
-Without ``--markets`` (or ``SQUEEZEFLOW_OFFLINE_MARKETS``) a built-in minimal USD-M exchangeInfo
-with BTCUSDT and ETHUSDT perpetuals is used, labelled as such in the log.
+``BINANCE_DELIVERY.exchangeInfo.json`` (any may be absent: that market type is then empty);
+``SQUEEZEFLOW_OFFLINE_MARKETS=DIR`` does the same. ``--offline`` uses a built-in minimal USD-M
+exchangeInfo with the BTCUSDT and ETHUSDT perpetuals, labelled as such in the log.
 """
 
 from __future__ import annotations
@@ -167,21 +169,24 @@ def throwaway_api_secrets(command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``squeezeflow-freqtrade [--markets DIR] <freqtrade arguments>``."""
+    """``squeezeflow-freqtrade [--markets DIR | --offline] <freqtrade arguments>``."""
     args = list(sys.argv[1:] if argv is None else argv)
     markets: str | None = os.environ.get("SQUEEZEFLOW_OFFLINE_MARKETS")
+    offline = bool(markets)
     if args[:1] == ["--markets"]:
         if len(args) < 2:
             print("--markets needs a directory", file=sys.stderr)
             return 2
-        markets = args[1]
-        args = args[2:]
+        markets, offline, args = args[1], True, args[2:]
+    elif args[:1] == ["--offline"]:
+        offline, args = True, args[1:]
     if args[:1] in (["-h"], ["--help"]) or not args:
         print(__doc__)
         return 0
     logging.basicConfig(level=logging.INFO)
     throwaway_api_secrets(args[0])
-    install(Path(markets) if markets else None)
+    if offline:
+        install(Path(markets) if markets else None)
     from freqtrade.main import main as ft_main
 
     try:

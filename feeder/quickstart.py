@@ -54,10 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("archive_dir", nargs="?", type=Path, help="Binance archive folder to import")
     ap.add_argument("--days", type=int, default=5, help="days to download when online (default 5)")
     ap.add_argument("--base-url", default=PUBLIC_ARCHIVE_URL, help="public archive base URL")
-    ap.add_argument("--datadir", type=Path, default=REPO / "user_data" / "data" / "binance",
-                    help="FreqTrade data folder for the exported candles")
-    ap.add_argument("--workdir", type=Path, default=REPO / "user_data",
-                    help="where downloaded or generated archives are kept (default user_data)")
+    ap.add_argument(
+        "--datadir",
+        type=Path,
+        default=REPO / "user_data" / "data" / "binance",
+        help="FreqTrade data folder for the exported candles",
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / "user_data",
+        help="where downloaded or generated archives are kept (default user_data)",
+    )
     args = ap.parse_args(argv)
     py = sys.executable
     feeder = [py, "-m", "feeder.cli"]
@@ -113,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ft = [py, "-m", "feeder.offline"]
     if synthetic or not online(args.base_url):
-        if SHARED_MARKETS.is_dir():
-            ft += ["--markets", str(SHARED_MARKETS)]
-    else:
-        ft = [py, "-m", "freqtrade"]
-        os.environ.setdefault("FREQTRADE__API_SERVER__ENABLED", "false")
+        ft += ["--markets", str(SHARED_MARKETS)] if SHARED_MARKETS.is_dir() else ["--offline"]
     timerange = f"{bt_start:%Y%m%d}-{last:%Y%m%d}"
     label = " on the SYNTHETIC sample" if synthetic else ""
     console.print(f"[bold]== FreqTrade backtest of SqueezeFlow {timerange}{label}[/]")

@@ -32,7 +32,9 @@ def test_everything_plot_config_shows_is_in_the_analyzed_frame(strategy, analyze
     for sub in strategy.plot_config["subplots"].values():
         cols |= set(sub)
     assert cols <= set(analyzed.columns)
-    assert analyzed[["spot_cvd", "perp_cvd", "spot_flow", "gap_z", "score_long"]].notna().any().all()
+    assert (
+        analyzed[["spot_cvd", "perp_cvd", "spot_flow", "gap_z", "score_long"]].notna().any().all()
+    )
 
 
 def test_entries_carry_direction_and_rounded_score_tags(analyzed):

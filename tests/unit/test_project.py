@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -73,7 +74,7 @@ def test_quickstart_offline_uses_the_labelled_synthetic_sample_and_backtests(tmp
     assert r.returncode == 0, out[-3000:]
     assert "using the labelled SYNTHETIC sample" in out
     assert "BINANCE_FUTURES:btcusd_perp" in out  # the store status
-    summary = out[out.index("STRATEGY SUMMARY"):]
+    summary = out[out.index("STRATEGY SUMMARY") :]
     trades = int(summary.split("SqueezeFlow")[1].split("│")[1])
     assert trades >= 4
     assert "Those results are on SYNTHETIC data" in out
@@ -91,3 +92,23 @@ def test_quickstart_imports_a_given_archive_folder(tmp_path):
     assert "SYNTHETIC sample" not in out.split("importing")[0]
     assert "BACKTESTING REPORT" in out
     assert (tmp_path / "store" / "bars_1s" / "BINANCE_FUTURES.btcusd_perp").is_dir()
+
+
+@pytest.mark.slow
+def test_offline_freqtrade_refuses_every_exchange_call_but_markets(tmp_path):
+    """With --offline, ccxt parses built-in exchangeInfo; anything else fails loudly."""
+    code = (
+        "import ccxt, sys\n"
+        "from feeder.offline import install\n"
+        "install(None)\n"
+        "ex = ccxt.binance({'options': {'defaultType': 'swap'}})\n"
+        "m = ex.load_markets()\n"
+        "assert m['BTC/USDT:USDT']['linear'] and m['ETH/USDT:USDT']['contract'], list(m)\n"
+        "try:\n"
+        "    ex.fetch_ticker('BTC/USDT:USDT')\n"
+        "except ccxt.ExchangeNotAvailable as e:\n"
+        "    print('refused:', e)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "refused: offline mode: refused GET https://fapi.binance.com" in r.stdout
