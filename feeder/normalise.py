@@ -66,12 +66,15 @@ class MarketSpec:
 
     ``contract_size`` is set for inverse (coin-margined) contracts, whose quantity is a number of
     contracts worth ``contract_size`` USD each; for linear and spot markets it is ``None``.
+    ``base_per_contract`` converts a linear contract quantity to base (OKX BTC-USDT-SWAP: 0.01);
+    1.0 for spot and for venues that quote quantity in base.
     """
 
     market: str
     kind: Kind
     exchange: str = "binance"
     contract_size: float | None = None
+    base_per_contract: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,8 +292,8 @@ def normalise(
         notional = q * spec.contract_size
         base = notional / p
     else:
-        notional = p * q
-        base = q
+        base = q if spec.base_per_contract == 1.0 else q * spec.base_per_contract
+        notional = p * base
     return TradeBatch(
         spec.market, spec.kind, ts_ns, p, base, notional, ~bm, ids, liq, recv, spec.exchange
     )

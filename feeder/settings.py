@@ -110,6 +110,54 @@ class CoinSettings(_Strict):
         return self
 
 
+class ExchangeSettings(_Strict):
+    """One ccxt exchange the live feeder collects from, for one kind of market.
+
+    Markets are discovered from the exchange's own market list (base coin among the configured
+    coins, quote among ``quotes``, spot or perpetual swap) unless ``symbols`` lists them.
+    """
+
+    id: str
+    kind: Kind
+    quotes: tuple[str, ...] = ("USDT", "USD", "USDC", "FDUSD")
+    symbols: tuple[str, ...] = ()
+    options: dict[str, Any] = Field(default_factory=dict)
+    urls: dict[str, Any] = Field(default_factory=dict)
+    per_symbol: bool = False
+    quiet_s: float = Field(60.0, gt=0)
+    liquidations: bool = True
+    open_interest: bool = True
+    backfill: bool = True
+
+
+DEFAULT_EXCHANGES = (
+    ExchangeSettings(id="binance", kind=Kind.SPOT),
+    ExchangeSettings(id="binanceusdm", kind=Kind.PERP),
+    ExchangeSettings(id="binancecoinm", kind=Kind.PERP),
+    ExchangeSettings(id="bybit", kind=Kind.SPOT),
+    ExchangeSettings(id="bybit", kind=Kind.PERP, quotes=("USDT",)),
+    ExchangeSettings(id="okx", kind=Kind.SPOT),
+    ExchangeSettings(id="okx", kind=Kind.PERP, quotes=("USDT",)),
+    ExchangeSettings(id="coinbase", kind=Kind.SPOT, quotes=("USD", "USDC")),
+)
+
+
+class FeederSettings(_Strict):
+    """The live feeder (``squeezeflow-feeder run``)."""
+
+    exchanges: tuple[ExchangeSettings, ...] = DEFAULT_EXCHANGES
+    coins: tuple[str, ...] | None = None  # default: every coin of squeezeflow.coins
+    queue_size: int = Field(10_000, ge=10)
+    retain_s: int = Field(900, ge=60)
+    backoff_max_s: float = Field(30.0, gt=0)
+    oi_interval_s: float = Field(60.0, gt=0)
+    flush_interval_s: float = Field(1.0, gt=0)
+    coverage_interval_s: float = Field(10.0, gt=0)
+    spool_dir: Path = Path("user_data/squeezeflow/spool")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8765, ge=0, le=65535)
+
+
 class Settings(_Strict):
     store: StoreSettings = StoreSettings()
     redis: RedisSettings = RedisSettings()
@@ -126,6 +174,7 @@ class Settings(_Strict):
         }
     )
     contract_sizes: dict[str, float] = Field(default_factory=dict)
+    feeder: FeederSettings = FeederSettings()
     staleness_limit_s: float = Field(30.0, gt=0)
     max_leverage: float = Field(3.0, ge=1.0, le=125.0)
     max_stake_fraction: float = Field(1.0, gt=0, le=1.0)

@@ -39,6 +39,8 @@ class BarStore(Protocol):
     def coverage(self, market: str) -> Intervals: ...
     def gaps(self, market: str) -> pd.DataFrame: ...
     def markets(self) -> dict[str, str]: ...
+    def write_oi(self, market: str, oi: pd.DataFrame) -> int: ...
+    def read_oi(self, market: str, start: int, end: int) -> pd.DataFrame: ...
     def imported(self) -> dict[str, Any]: ...
     def mark_imported(self, key: str, info: dict[str, Any]) -> None: ...
 
@@ -108,7 +110,8 @@ def load_flow(
     """Flow of ``coin`` for candles opening in ``[start, end)`` at ``timeframe``.
 
     Columns: ``spot_vbuy, spot_vsell, spot_cbuy, spot_csell, spot_lbuy, spot_lsell, spot_close``
-    and the same for ``perp_``, plus ``complete``. With ``per_market`` also
+    and the same for ``perp_``, ``oi`` (summed perp open interest, USD, last value inside the
+    candle; NaN when not recorded) and ``complete``. With ``per_market`` also
     ``<market>|<field>`` columns for every configured market. vbuy/vsell are USD taker notional.
     """
     tf = timeframe_seconds(timeframe)
@@ -139,7 +142,28 @@ def load_flow(
                 if len(cov):
                     log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
         parts.append((m, sums, covered(opens, tf, cov)))
-    return assemble(opens, parts, per_market=per_market)
+    df = assemble(opens, parts, per_market=per_market)
+    df["oi"] = _open_interest(store, [m.id for m in markets if m.kind is Kind.PERP], s, e, tf, n)
+    return df
+
+
+def _open_interest(
+    store: BarStore, perps: list[str], s: int, e: int, tf: int, n: int
+) -> np.ndarray:
+    """Summed perp open interest (USD): each market's last value observed inside the candle.
+
+    NaN where any perp market has no observation in the candle (history only, never live).
+    """
+    total = np.zeros(n)
+    for market in perps:
+        oi = store.read_oi(market, s, e)
+        if len(oi) == 0:
+            return np.full(n, np.nan)
+        idx = (oi["time"].to_numpy(np.int64) - s) // tf
+        last = np.full(n, np.nan)
+        last[idx] = oi["oi"].to_numpy(np.float64)  # sorted by time: the last one wins
+        total += last
+    return total if perps else np.full(n, np.nan)
 
 
 def assemble(

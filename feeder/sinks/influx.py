@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 COVERAGE_MEASUREMENT = "sf_coverage"
 GAPS_MEASUREMENT = "sf_gaps"
 IMPORTS_MEASUREMENT = "sf_imports"
+OI_MEASUREMENT = "open_interest"
 
 
 class InfluxError(RuntimeError):
@@ -210,6 +211,25 @@ class InfluxStore:
         tags = f"{GAPS_MEASUREMENT},market={escape_tag(market)}"
         line = f'{tags} end={int(end)}i,reason="{r}" {int(start)}'
         self.write_lines([line], rp=None)
+
+    def write_oi(self, market: str, oi: pd.DataFrame) -> int:
+        """Open interest in USD: measurement ``open_interest``, tag ``market``, field ``oi``."""
+        tag = f"{OI_MEASUREMENT},market={escape_tag(market)}"
+        lines = [f"{tag} oi={float(v)!r} {int(t)}"
+                 for t, v in zip(oi["time"].tolist(), oi["oi"].tolist(), strict=True)]  # fmt: skip
+        self.write_lines(lines, rp=None)
+        return len(lines)
+
+    def read_oi(self, market: str, start: int, end: int) -> pd.DataFrame:
+        df = self.query(
+            f"SELECT oi FROM {quote_ident(OI_MEASUREMENT)} WHERE market = {quote_str(market)} "
+            f"AND time >= {int(start)}s AND time < {int(end)}s"
+        )
+        if not len(df):
+            return pd.DataFrame(
+                {"time": pd.Series(dtype="int64"), "oi": pd.Series(dtype="float64")}
+            )
+        return pd.DataFrame({"time": df["time"].to_numpy(np.int64), "oi": df["oi"].to_numpy(float)})
 
     # ----- import ledger -----------------------------------------------------------------------
     def imported(self) -> dict[str, Any]:

@@ -134,6 +134,34 @@ class ParquetStore:
             markets[market] = kind
             _write_json(self.root / "markets.json", markets)
 
+    def write_oi(self, market: str, oi: pd.DataFrame) -> int:
+        """Open interest (``time``, ``oi`` in USD) into ``oi/<market>/<day>.parquet``."""
+        if len(oi) == 0:
+            return 0
+        t = oi["time"].to_numpy(np.int64)
+        days = t - t % DAY
+        for day in np.unique(days):
+            part = oi.loc[days == day, ["time", "oi"]]
+            path = self.root / "oi" / market_dir_name(market) / f"{day_name(int(day))}.parquet"
+            if path.exists():
+                old = pq.read_table(path).to_pandas()
+                part = pd.concat([old[~old["time"].isin(part["time"])], part], ignore_index=True)
+            part = part.sort_values("time", ignore_index=True)
+            _write_table(path, pa.Table.from_pandas(part.astype({"time": "int64", "oi": "float64"}),
+                                                    preserve_index=False))  # fmt: skip
+        return len(oi)
+
+    def read_oi(self, market: str, start: int, end: int) -> pd.DataFrame:
+        base = self.root / "oi" / market_dir_name(market)
+        parts = [pq.read_table(p).to_pandas() for d in range(start - start % DAY, end, DAY)
+                 if (p := base / f"{day_name(d)}.parquet").exists()]  # fmt: skip
+        if not parts:
+            return pd.DataFrame(
+                {"time": pd.Series(dtype="int64"), "oi": pd.Series(dtype="float64")}
+            )
+        df = pd.concat(parts, ignore_index=True)
+        return df[(df["time"] >= start) & (df["time"] < end)].reset_index(drop=True)
+
     # ----- import ledger -----------------------------------------------------------------------
     def imported(self) -> dict[str, Any]:
         """Archive files already imported (key -> what the import recorded)."""

@@ -1,0 +1,406 @@
+"""``squeezeflow-feeder run``: the live feeder process.
+
+Tasks (all tracked in one set; a task that dies is logged and, for collectors, restarted):
+collectors (trades, liquidations), open-interest pollers, the bar clock (closes seconds on the
+watermark), the store writer (with its spool), the Redis publisher and the health server.
+SIGTERM/SIGINT stop collection, close every second that is final, and flush every sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from aiohttp import web
+
+from feeder.aggregate import NS, LiveBarBuilder
+from feeder.live.collector import Collector
+from feeder.live.markets import LiveMarket, select_markets
+from feeder.live.sinks import LiveItem, RedisPublisher, SinkStats, StoreWriter
+from feeder.live.spool import Batch, Spool
+from feeder.models import Kind
+from feeder.normalise import IdDeduplicator, Rejects, normalise
+from feeder.settings import ExchangeSettings, Settings
+from feeder.sinks.redis_stream import AsyncRedisBarStream
+from feeder.store import BarStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+class EventClock:
+    """Replay clock: "now" is the newest exchange event time seen (rehearsals, tests)."""
+
+    def __init__(self) -> None:
+        self.now_ns = 0
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def saw(self, ts_ns: int) -> None:
+        self.now_ns = max(self.now_ns, ts_ns)
+
+
+@dataclass
+class MarketRuntime:
+    m: LiveMarket
+    builder: LiveBarBuilder
+    dedup: IdDeduplicator
+    collector: Collector | None = None
+    covered_until: int | None = None
+    trades: int = 0
+    last_trade_recv: float = 0.0
+
+
+@dataclass
+class Feeder:
+    settings: Settings
+    store: BarStore | None = None
+    exchange_factory: Callable[[ExchangeSettings], Any] | None = None
+    clock: Callable[[], int] = time.time_ns
+    tick_s: float = 0.1
+    redis: bool = True
+    stats: SinkStats = field(default_factory=SinkStats)
+    rejects: Rejects = field(default_factory=Rejects)
+    markets: dict[str, MarketRuntime] = field(default_factory=dict)
+    collectors: list[Collector] = field(default_factory=list)
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _exchanges: list[Any] = field(default_factory=list)
+    _stopping: asyncio.Event | None = None
+
+    # ----- setup ------------------------------------------------------------------------------
+    def _make_exchange(self, entry: ExchangeSettings) -> Any:
+        if self.exchange_factory is not None:
+            return self.exchange_factory(entry)
+        import ccxt.pro as ccxtpro
+
+        cls = getattr(ccxtpro, entry.id)
+        ex = cls({"enableRateLimit": True, "options": dict(entry.options)})
+        for key, val in entry.urls.items():
+            ex.urls[key] = val
+        return ex
+
+    async def setup(self) -> None:
+        fs = self.settings.feeder
+        if self.store is None:
+            self.store = open_store(self.settings)
+        coins = list(fs.coins or self.settings.coins)
+        self.writer = StoreWriter(self.store, Spool(fs.spool_dir), self.stats, fs.queue_size)
+        r = self.settings.redis
+        self.publisher = (
+            RedisPublisher(
+                AsyncRedisBarStream(r.url, r.prefix, r.maxlen), self.stats, fs.queue_size
+            )
+            if self.redis and r.enabled else None
+        )  # fmt: skip
+        for entry in fs.exchanges:
+            ex = self._make_exchange(entry)
+            self._exchanges.append(ex)
+            markets = await ex.load_markets()
+            chosen = [m for m in select_markets(entry.id, markets, entry, coins)
+                      if m.market not in self.markets]  # fmt: skip
+            if not chosen:
+                log.warning("%s %s: no market for %s", entry.id, entry.kind.value, coins)
+                continue
+            col = Collector(entry, ex, chosen, self.on_trades, self.on_gap, fs.backoff_max_s)
+            self.collectors.append(col)
+            for m in chosen:
+                self.markets[m.market] = MarketRuntime(
+                    m, LiveBarBuilder(m.market, self.settings.grace_s, fs.retain_s, self.rejects),
+                    IdDeduplicator(), col,
+                )  # fmt: skip
+            log.info("%s %s: %d markets: %s%s", entry.id, entry.kind.value, len(chosen),
+                     ", ".join(m.market for m in chosen[:12]),
+                     " ..." if len(chosen) > 12 else "")  # fmt: skip
+        configured = {m.id for c in coins for m in self.settings.markets(c)}
+        missing = sorted(configured - set(self.markets))
+        if missing:
+            log.warning("configured in squeezeflow.coins but not collected: %s", ", ".join(missing))
+
+    # ----- trades in --------------------------------------------------------------------------
+    def on_trades(self, m: LiveMarket, raw: dict[str, np.ndarray], recv_ns: int, backfill: bool,
+                  liquidation: bool = False) -> None:  # fmt: skip
+        rt = self.markets[m.market]
+        n = len(raw["price"])
+        batch = normalise(
+            m.spec, ts=raw["ts"], price=raw["price"], qty=raw["qty"],
+            is_buyer_maker=raw["is_buyer_maker"], trade_id=raw["trade_id"],
+            is_market=raw.get("is_market"),
+            liquidation=np.ones(n, np.bool_) if liquidation else None,
+            ts_recv=recv_ns, dedup=None if liquidation else rt.dedup, rejects=self.rejects,
+        )  # fmt: skip
+        self.counters["trades_in"] += n
+        self.counters["trades_backfilled" if backfill else "trades_live"] += len(batch)
+        if len(batch) == 0:
+            return
+        rt.trades += len(batch)
+        rt.last_trade_recv = time.time()
+        if isinstance(self.clock, EventClock):
+            self.clock.saw(int(batch.ts.max()))
+        rt.builder.add(batch)
+
+    async def on_gap(self, m: LiveMarket, start: int, end: int, reason: str) -> None:
+        self.gaps.append({"market": m.market, "start": start, "end": end, "reason": reason})
+        assert self.store is not None
+        await asyncio.to_thread(self.store.record_gap, m.market, start, end, reason)
+        rt = self.markets[m.market]
+        rt.covered_until = max(rt.covered_until or end, end)  # coverage resumes after the gap
+
+    # ----- the bar clock ----------------------------------------------------------------------
+    def _limit_ns(self, rt: MarketRuntime, now_ns: int) -> int:
+        col = rt.collector
+        hold = col.state(rt.m).hold_ms if col is not None else None
+        if hold is None:
+            return now_ns
+        # Seconds from the last trade before the outage on stay open for the backfill.
+        return min(now_ns, (hold // 1000) * NS + int(self.settings.grace_s * NS))
+
+    def tick(self, final: bool = False) -> None:
+        now = self.clock()
+        if final and isinstance(self.clock, EventClock):
+            now += int((self.settings.grace_s + 1) * NS)  # a replay that ended: all seconds final
+        for rt in self.markets.values():
+            out = rt.builder.advance(self._limit_ns(rt, now))
+            self.counters["corrected_seconds"] += out.corrected_seconds
+            kind = rt.m.kind.value
+            wm = rt.builder.watermark
+            if len(out.bars_1s):
+                self.writer.put(Batch(rt.m.market, kind, "1s", out.bars_1s))
+            if len(out.bars_1m):
+                self.writer.put(Batch(rt.m.market, kind, "1m", out.bars_1m))
+            if wm is not None:
+                if rt.covered_until is None:
+                    rt.covered_until = wm
+                if wm > rt.covered_until:
+                    self.writer.put(
+                        Batch(rt.m.market, kind, "coverage", None, rt.covered_until, wm)
+                    )
+                    rt.covered_until = wm
+                if self.publisher is not None and (len(out.bars_1s) or final):
+                    self.publisher.put(LiveItem(rt.m.market, kind, out.bars_1s, wm))
+
+    async def _clock_loop(self) -> None:
+        while True:
+            self.tick()
+            await asyncio.sleep(self.tick_s)
+
+    # ----- open interest and liquidations ----------------------------------------------------
+    async def _oi_loop(self, col: Collector) -> None:
+        perps = [m for m in col.markets.values() if m.kind is Kind.PERP]
+        if not perps or not col.entry.open_interest or not col.ex.has.get("fetchOpenInterest"):
+            return
+        while True:
+            for m in perps:
+                try:
+                    oi = await col.ex.fetch_open_interest(m.symbol)
+                    value = oi.get("openInterestValue")
+                    if value is None and oi.get("openInterestAmount") is not None:
+                        mark = float((oi.get("info") or {}).get("markPrice") or 0)
+                        value = float(oi["openInterestAmount"]) * mark or None
+                    if value:
+                        t = int((oi.get("timestamp") or time.time() * 1000) // 1000)
+                        df = pd.DataFrame({"time": [t], "oi": [float(value)]})
+                        await asyncio.to_thread(self.store.write_oi, m.market, df)  # type: ignore[union-attr]
+                        self.counters["oi_points"] += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - OI is optional: log and go on
+                    self.counters["oi_errors"] += 1
+                    log.debug("open interest %s: %s", m.market, e)
+            await asyncio.sleep(self.settings.feeder.oi_interval_s)
+
+    async def _liquidation_loop(self, col: Collector) -> None:
+        perps = [m for m in col.markets.values() if m.kind is Kind.PERP]
+        if (
+            not perps
+            or not col.entry.liquidations
+            or not col.ex.has.get("watchLiquidationsForSymbols")
+        ):
+            return
+        by_symbol = {m.symbol: m for m in perps}
+        backoff = 1.0
+        while True:
+            try:
+                liqs = await col.ex.watch_liquidations_for_symbols(list(by_symbol))
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - liquidations are optional: retry
+                self.counters["liquidation_errors"] += 1
+                log.debug("liquidations %s: %s", col.name, e)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.feeder.backoff_max_s)
+                continue
+            for lq in liqs:
+                m = by_symbol.get(str(lq.get("symbol")))
+                if m is None:
+                    continue
+                raw = {
+                    "ts": np.array([lq.get("timestamp") or np.nan], np.float64),
+                    "price": np.array([lq.get("price") or np.nan], np.float64),
+                    "qty": np.array([lq.get("contracts") or np.nan], np.float64),
+                    "is_buyer_maker": np.array([lq.get("side") == "sell"]),
+                    "trade_id": np.array([int(lq.get("timestamp") or 0)], np.int64),
+                }
+                self.on_trades(m, raw, time.time_ns(), False, liquidation=True)
+                self.counters["liquidations"] += 1
+
+    # ----- health -----------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        now = time.time()
+        streams = {}
+        for c in self.collectors:
+            streams[c.name] = {
+                "connected": c.stats.connected_since is not None,
+                "reconnects": c.stats.reconnects,
+                "watchdog_reconnects": c.stats.watchdog_reconnects,
+                "backfilled_trades": c.stats.backfilled_trades,
+                "unfilled_gaps": c.stats.unfilled_gaps,
+                "last_error": c.stats.last_error,
+            }  # fmt: skip
+        markets = {
+            k: {"last_trade_age_s": round(now - rt.last_trade_recv, 3)
+                if rt.last_trade_recv else None,
+                "watermark": rt.builder.watermark, "trades": rt.trades,
+                "held": rt.collector.state(rt.m).hold_ms is not None if rt.collector else False}
+            for k, rt in self.markets.items()
+        }  # fmt: skip
+        up = all(s["connected"] for s in streams.values()) and self.stats.store_up
+        return {
+            "status": "ok" if up else "degraded",
+            "streams": streams,
+            "markets": markets,
+            "queues": {"store": {"size": self.writer.queue.qsize(),
+                                 "max": self.writer.queue.maxsize},
+                       "redis": self.publisher.depth() if self.publisher else None},
+            "spool": {"batches": len(self.writer.spool), "bytes": self.writer.spool.bytes},
+            "store_up": self.stats.store_up, "redis_up": self.stats.redis_up,
+            "gaps": self.gaps[-100:],
+            "rejects": dict(self.rejects.counts),
+            "counters": dict(self.counters) | dict(self.stats.counters),
+        }  # fmt: skip
+
+    def metrics(self) -> str:
+        h = self.health()
+        lines = [
+            "# HELP squeezeflow_trades_total Trades received, by path.",
+            "# TYPE squeezeflow_trades_total counter",
+        ]
+        for k in ("trades_live", "trades_backfilled"):
+            lines.append(f'squeezeflow_trades_total{{path="{k[7:]}"}} {self.counters[k]}')
+        lines += ["# HELP squeezeflow_rejected_total Trades refused, by reason.",
+                  "# TYPE squeezeflow_rejected_total counter"]  # fmt: skip
+        for reason, n in sorted(self.rejects.counts.items()):
+            lines.append(f'squeezeflow_rejected_total{{reason="{reason}"}} {n}')
+        lines += ["# HELP squeezeflow_last_trade_age_seconds Seconds since the last trade.",
+                  "# TYPE squeezeflow_last_trade_age_seconds gauge"]  # fmt: skip
+        for k, v in h["markets"].items():
+            if v["last_trade_age_s"] is not None:
+                lines.append(
+                    f'squeezeflow_last_trade_age_seconds{{market="{k}"}} {v["last_trade_age_s"]}'
+                )
+        lines += ["# TYPE squeezeflow_reconnects_total counter"]
+        for k, v in h["streams"].items():
+            lines.append(f'squeezeflow_reconnects_total{{stream="{k}"}} {v["reconnects"]}')
+        redis_depth = h["queues"]["redis"]["size"] if h["queues"]["redis"] else 0
+        lines += [
+            "# TYPE squeezeflow_queue_depth gauge",
+            f'squeezeflow_queue_depth{{queue="store"}} {h["queues"]["store"]["size"]}',
+            f'squeezeflow_queue_depth{{queue="redis"}} {redis_depth}',
+            "# TYPE squeezeflow_spool_batches gauge",
+            f"squeezeflow_spool_batches {h['spool']['batches']}",
+            "# TYPE squeezeflow_gaps_total counter",
+            f"squeezeflow_gaps_total {len(self.gaps)}",
+            "# TYPE squeezeflow_store_up gauge",
+            f"squeezeflow_store_up {int(self.stats.store_up)}",
+            "# TYPE squeezeflow_redis_up gauge",
+            f"squeezeflow_redis_up {int(self.stats.redis_up)}",
+        ]  # fmt: skip
+        return "\n".join(lines) + "\n"
+
+    async def _http(self) -> web.AppRunner:
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response(self.health())
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(text=self.metrics(), content_type="text/plain", charset="utf-8")
+
+        app = web.Application()
+        app.router.add_get("/health", health)
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        fs = self.settings.feeder
+        site = web.TCPSite(runner, fs.http_host, fs.http_port)
+        await site.start()
+        self.http_port = runner.addresses[0][1] if runner.addresses else fs.http_port
+        log.info("health on http://%s:%s/health and /metrics", fs.http_host, self.http_port)
+        return runner
+
+    # ----- running ----------------------------------------------------------------------------
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("task %s died: %r", t.get_name(), t.exception())
+                self.counters["task_deaths"] += 1
+
+        task.add_done_callback(done)
+        return task
+
+    async def run(self, until: asyncio.Event | None = None, install_signals: bool = True) -> None:
+        """Collect until ``until`` is set (or SIGTERM/SIGINT), then flush everything."""
+        self._stopping = until or asyncio.Event()
+        if not self.markets:
+            await self.setup()
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stopping.set)
+        runner = await self._http()
+        self._spawn(self.writer.run(), "store-writer")
+        if self.publisher is not None:
+            self._spawn(self.publisher.run(), "redis-publisher")
+        self._spawn(self._clock_loop(), "bar-clock")
+        collecting = []
+        for col in self.collectors:
+            collecting.append(self._spawn(col.run(), f"collect:{col.name}"))
+            collecting.append(self._spawn(self._liquidation_loop(col), f"liquidations:{col.name}"))
+            collecting.append(self._spawn(self._oi_loop(col), f"oi:{col.name}"))
+        await self._stopping.wait()
+        log.info("stopping: closing streams and flushing every sink")
+        for t in collecting:
+            t.cancel()
+        await asyncio.gather(*collecting, return_exceptions=True)
+        for ex in self._exchanges:
+            try:
+                await ex.close()
+            except Exception:  # noqa: BLE001,S110 - closing anyway
+                pass
+        self.tick(final=True)
+        await self.writer.drain(timeout=30)
+        if self.publisher is not None:
+            await self.publisher.drain(timeout=5)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await runner.cleanup()
+        if self.publisher is not None:
+            await self.publisher.stream.close()
+        log.info("stopped: %s", dict(self.counters))
+
+    def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()

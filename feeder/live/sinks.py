@@ -1,0 +1,176 @@
+"""The live feeder's sinks: the store writer (with its spool) and the Redis publisher.
+
+Overflow policies (both queues are bounded):
+- store: a batch that finds the queue full goes to the on-disk spool instead: never dropped;
+- Redis (live only, the store is the record): the oldest queued item is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from feeder.live.spool import Batch, Spool
+from feeder.sinks.redis_stream import AsyncRedisBarStream
+from feeder.store import BarStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SinkStats:
+    counters: Counter[str] = field(default_factory=Counter)
+    store_up: bool = True
+    redis_up: bool = True
+
+
+class StoreWriter:
+    """Writes batches in order; on failure spools them (fsync) and replays when the store is back.
+
+    While the spool holds anything, new batches are appended behind it, so the store always
+    receives batches in the order they were produced. Writes overwrite by key, so a batch
+    replayed after a partial failure never duplicates anything.
+    """
+
+    def __init__(
+        self, store: BarStore, spool: Spool, stats: SinkStats, queue_size: int = 10_000,
+        retry_s: float = 2.0,
+    ) -> None:  # fmt: skip
+        self.store = store
+        self.spool = spool
+        self.stats = stats
+        self.queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=queue_size)
+        self.retry_s = retry_s
+        self._last_try = 0.0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def put(self, batch: Batch) -> None:
+        try:
+            self.queue.put_nowait(batch)
+            self._idle.clear()
+        except asyncio.QueueFull:
+            self.stats.counters["store_queue_overflow_spooled"] += 1
+            self.spool.append([batch])
+
+    def _write(self, batches: list[Batch]) -> None:
+        for b in batches:
+            if b.resolution == "coverage":
+                self.store.add_coverage(b.market, b.start, b.end)
+            else:
+                assert b.bars is not None
+                self.store.write_bars(b.market, b.kind, b.bars, b.resolution)
+
+    async def _try(self, batches: list[Batch]) -> bool:
+        try:
+            await asyncio.to_thread(self._write, batches)
+        except Exception as e:  # noqa: BLE001 - any store failure: keep the data on disk
+            if self.stats.store_up:
+                log.error(
+                    "store %s failed (%s): spooling to %s", self.store.name, e, self.spool.path
+                )
+            self.stats.store_up = False
+            return False
+        if not self.stats.store_up:
+            log.info("store %s is back", self.store.name)
+        self.stats.store_up = True
+        return True
+
+    async def _replay(self) -> None:
+        if not len(self.spool) or time.monotonic() - self._last_try < self.retry_s:
+            return
+        self._last_try = time.monotonic()
+        batches = list(self.spool.read())
+        if await self._try(batches):
+            self.stats.counters["spool_replayed_batches"] += len(batches)
+            log.info("replayed %d spooled batches into %s", len(batches), self.store.name)
+            self.spool.clear()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                first = await asyncio.wait_for(self.queue.get(), timeout=self.retry_s)
+            except TimeoutError:
+                await self._replay()
+                if self.queue.empty() and not len(self.spool):
+                    self._idle.set()
+                continue
+            batches = [first]
+            while not self.queue.empty():
+                batches.append(self.queue.get_nowait())
+            await self._replay()
+            if len(self.spool) or not await self._try(batches):
+                self.spool.append(batches)
+                self.stats.counters["spooled_batches"] += len(batches)
+            else:
+                self.stats.counters["written_batches"] += len(batches)
+            if self.queue.empty() and not len(self.spool):
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not I/O
+        """Wait until everything queued is written (or spooled, if the store is down)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.queue.empty() and (not len(self.spool) or not self.stats.store_up):
+                await asyncio.sleep(0.05)
+                if self.queue.empty():
+                    return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+@dataclass
+class LiveItem:
+    market: str
+    kind: str
+    bars: pd.DataFrame
+    watermark: int
+
+
+class RedisPublisher:
+    def __init__(self, stream: AsyncRedisBarStream, stats: SinkStats, queue_size: int = 10_000):
+        self.stream = stream
+        self.stats = stats
+        self.queue: asyncio.Queue[LiveItem] = asyncio.Queue(maxsize=queue_size)
+
+    def put(self, item: LiveItem) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.stats.counters["redis_dropped_oldest"] += 1
+        self.queue.put_nowait(item)
+
+    async def run(self) -> None:
+        import redis
+
+        while True:
+            item = await self.queue.get()
+            try:
+                await self.stream.publish(
+                    item.market, item.kind, item.bars, watermark=item.watermark
+                )
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                self.stats.counters["redis_failed"] += 1
+                if self.stats.redis_up:
+                    log.warning(
+                        "Redis unreachable (%s): live bars not published; storage goes on", e
+                    )
+                self.stats.redis_up = False
+                continue
+            if not self.stats.redis_up:
+                log.info("Redis is back: publishing live bars again")
+            self.stats.redis_up = True
+            self.stats.counters["redis_published"] += 1
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline, not I/O
+        deadline = time.monotonic() + timeout
+        while not self.queue.empty() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    def depth(self) -> dict[str, Any]:
+        return {"size": self.queue.qsize(), "max": self.queue.maxsize}

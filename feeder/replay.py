@@ -1,0 +1,1143 @@
+"""Replay recorded Binance websocket sessions on a loopback server that real ccxt pro talks to.
+
+``ReplayServer`` serves one or more hftbacktest recordings (``<local receive ts> <combined-stream
+JSON>`` lines, gzip) the way Binance would, so that unmodified ``ccxt.pro.binance``,
+``binanceusdm`` and ``binancecoinm`` can be pointed at it through their URL configuration
+(:func:`ccxt_overrides`) and collect trades exactly as from Binance:
+
+* websocket market streams: ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` /
+  ``SET_PROPERTY combined`` / ``GET_PROPERTY`` with Binance's replies (``{"result":null,"id":N}``);
+  only the subscribed streams' frames are sent, in recorded order, with the recorded ``data`` JSON
+  text byte for byte: bare on ``/ws`` (ccxt's choice), wrapped ``{"stream":..,"data":..}`` on
+  ``/stream`` (the recorded line itself);
+* REST: ``exchangeInfo`` (saved, byte-exact responses), ``ping``, ``time``, and the raw-trade
+  endpoints ``trades`` and ``historicalTrades`` answered from the recording, limited to the trades
+  the replay has reached so far (see :meth:`ReplayServer.released_trades`);
+* timing: ``speed`` 1.0 replays at the recorded pace (receive timestamps), N is N times faster,
+  0 or None as fast as the clients read (websocket back-pressure). Event times are never changed;
+* fault injection: forced disconnects (:meth:`ReplayServer.disconnect_all`,
+  :meth:`ReplayServer.disconnect_after`, ``Fault("disconnect", at)``) and malformed, truncated,
+  field-less, duplicated and swapped trade frames (:class:`Fault`).
+
+URL layout. The server puts Binance's host name first in the path, so every ccxt base URL maps
+one to one: ``wss://stream.binance.com:9443/ws`` becomes ``ws://127.0.0.1:PORT/stream.binance.com/ws``
+and ``https://fapi.binance.com/fapi/v1`` becomes ``http://127.0.0.1:PORT/fapi.binance.com/fapi/v1``.
+This matters: ccxt decides whether a bare trade frame is spot or contract from the websocket URL
+(``is_spot_url``: the URL must contain ``/stream``), and ``/stream.binance.com/`` keeps that test
+true for spot and false for the futures hosts (``fstream``, ``dstream``). Every ccxt URL is
+rewritten, so a request for something the replay does not serve gets a 404 (Binance-style JSON
+error, listed in :attr:`ReplayServer.unserved`) instead of going to the internet.
+
+Markets served: spot (``stream.binance.com`` / ``api.binance.com/api/v3``), USD-M
+(``fstream.binance.com`` / ``fapi.binance.com/fapi/v1``) and COIN-M (``dstream.binance.com`` /
+``dapi.binance.com/dapi/v1``). ``exchangeInfo`` is served for all three (``ccxt.pro.binance``
+loads all three) from ``BINANCE.exchangeInfo.json``, ``BINANCE_FUTURES.exchangeInfo.json`` and
+``BINANCE_DELIVERY.exchangeInfo.json`` in ``markets_dir``.
+
+CLI::
+
+    squeezeflow-feeder replay --recording PATH[:spot|usdm|cm] ... [--port N] [--speed X] [--loop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import functools
+import gzip
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp import WSMsgType, web
+
+log = logging.getLogger(__name__)
+
+MarketType = Literal["spot", "usdm", "cm"]
+MARKET_TYPES: tuple[MarketType, ...] = ("spot", "usdm", "cm")
+
+FaultKind = Literal["garbage", "truncated", "missing_fields", "duplicate", "swap", "disconnect"]
+FAULT_KINDS: tuple[str, ...] = (
+    "garbage",
+    "truncated",
+    "missing_fields",
+    "duplicate",
+    "swap",
+    "disconnect",
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MARKETS_DIR = REPO.parent / "shared" / "data" / "market" / "cryptofeed"
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """How one Binance market type is addressed (hosts, REST prefix, ccxt names)."""
+
+    market: MarketType
+    ws_host: str
+    rest_host: str
+    rest_prefix: str
+    exchange_info_file: str
+    ccxt_exchange: str
+    ccxt_ws_key: str
+    ccxt_rest_key: str
+    fetch_trades_method: str
+    historical_default_limit: int
+    historical_max_limit: int
+
+
+SPECS: dict[MarketType, MarketSpec] = {
+    "spot": MarketSpec(
+        "spot", "stream.binance.com", "api.binance.com", "api/v3", "BINANCE.exchangeInfo.json",
+        "binance", "spot", "public", "publicGetHistoricalTrades", 500, 1000,
+    ),
+    "usdm": MarketSpec(
+        "usdm", "fstream.binance.com", "fapi.binance.com", "fapi/v1",
+        "BINANCE_FUTURES.exchangeInfo.json", "binanceusdm", "linear", "fapiPublic",
+        "fapiPublicGetHistoricalTrades", 100, 500,
+    ),
+    "cm": MarketSpec(
+        "cm", "dstream.binance.com", "dapi.binance.com", "dapi/v1",
+        "BINANCE_DELIVERY.exchangeInfo.json", "binancecoinm", "inverse", "dapiPublic",
+        "dapiPublicGetHistoricalTrades", 100, 500,
+    ),
+}  # fmt: skip
+WS_HOSTS = {spec.ws_host: m for m, spec in SPECS.items()}
+REST_HOSTS = {spec.rest_host: m for m, spec in SPECS.items()}
+RECENT_DEFAULT_LIMIT = 500
+RECENT_MAX_LIMIT = 1000
+
+
+# --------------------------------------------------------------------------------------------
+# recordings
+
+
+def market_from_path(path: Path) -> MarketType | None:
+    """``spot``/``usdm``/``cm`` from a hftbacktest path (``raw/usdm/x.gz``, ``usdm_x.gz``)."""
+    for part in reversed(path.parts[:-1]):
+        if part in MARKET_TYPES:
+            return cast(MarketType, part)
+    stem = path.name.split("_", 1)[0]
+    return cast(MarketType, stem) if stem in MARKET_TYPES else None
+
+
+def parse_recording_arg(value: str) -> tuple[Path, MarketType]:
+    """``PATH[:spot|usdm|cm]`` (the market defaults to the path's ``spot``/``usdm``/``cm`` part)."""
+    path_s, sep, suffix = value.rpartition(":")
+    market: MarketType | None
+    if sep and suffix in MARKET_TYPES:
+        path, market = Path(path_s), cast(MarketType, suffix)
+    else:
+        path = Path(value)
+        market = market_from_path(path)
+    if market is None:
+        raise ValueError(f"{value!r}: say which market it is, PATH:spot, PATH:usdm or PATH:cm")
+    return path, market
+
+
+def _ts_to_ns(ts: int) -> int:
+    """Receive timestamps: ns (2024 files), us (2023 ``.dat.gz``) or ms."""
+    if ts >= 10**17:
+        return ts
+    if ts >= 10**14:
+        return ts * 1_000
+    return ts * 1_000_000
+
+
+@dataclass
+class Recording:
+    """The stream frames of one recording file, in file order."""
+
+    path: Path
+    market: MarketType
+    ts_ns: list[int] = field(default_factory=list)
+    streams: list[str] = field(default_factory=list)  # lower-cased stream names
+    lines: list[str] = field(default_factory=list)  # the recorded combined-stream JSON text
+    data_offsets: list[int] = field(default_factory=list)  # where the ``data`` value starts
+    skipped: int = 0  # lines that are not stream frames (the REST depth snapshot)
+
+    @classmethod
+    def load(cls, path: Path | str, market: MarketType | None = None) -> Recording:
+        path = Path(path)
+        market = market or market_from_path(path)
+        if market is None:
+            raise ValueError(f"{path}: cannot tell the market type, pass spot, usdm or cm")
+        rec = cls(path, market)
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for raw in fh:
+                line = raw.rstrip("\r\n")
+                if not line:
+                    continue
+                ts_s, _, body = line.partition(" ")
+                # {"stream":"btcusdt@trade","data":{...}}: keep the text, find the data value
+                if not body.startswith('{"stream":"') or not body.endswith("}"):
+                    rec.skipped += 1
+                    continue
+                end = body.find('"', 11)
+                if end < 0 or not body.startswith(',"data":', end + 1):
+                    rec.skipped += 1
+                    continue
+                rec.ts_ns.append(_ts_to_ns(int(ts_s)))
+                rec.streams.append(body[11:end].lower())
+                rec.lines.append(body)
+                rec.data_offsets.append(end + 9)
+        return rec
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+# --------------------------------------------------------------------------------------------
+# faults
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault injected into the live stream (REST answers are never affected).
+
+    ``at`` counts recorded ``@trade`` frames from 0, over all markets in replay order, or only
+    those of ``stream`` (e.g. ``"btcusdt@trade"``) when given. The fault happens at that frame:
+
+    * ``garbage``: a non-JSON text frame (``garbage_text``) is sent before it;
+    * ``truncated``: the first half of the frame's text (invalid JSON) is sent before it;
+    * ``missing_fields``: a copy without ``fields`` (default price, quantity, trade id) first;
+    * ``duplicate``: the frame is sent twice;
+    * ``swap``: the frame and the next trade frame of the same stream change places;
+    * ``disconnect``: every client connection is closed just before the frame is sent (it is
+      then sent only to clients that have already reconnected and resubscribed).
+
+    The recorded frame itself is always delivered too (except to clients cut off by a disconnect).
+    """
+
+    kind: FaultKind
+    at: int
+    stream: str | None = None
+    fields: tuple[str, ...] = ("t", "p", "q")
+    garbage_text: str = "this is not JSON"
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}, expected one of {FAULT_KINDS}")
+        if self.at < 0:
+            raise ValueError("Fault.at must be >= 0")
+
+
+# --------------------------------------------------------------------------------------------
+# REST trades
+
+
+@dataclass
+class _SymbolTrades:
+    """One symbol's recorded trades as Binance's REST ``trades``/``historicalTrades`` rows."""
+
+    frame_index: list[int] = field(default_factory=list)  # timeline index of each trade frame
+    ids: list[int] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+    rows: list[str] = field(default_factory=list)  # JSON object text, Binance REST format
+    market_only: list[bool] = field(default_factory=list)  # X absent or MARKET
+    ids_sorted: bool = True
+
+
+def _mul(a: str, b: str) -> str:
+    return _dec_str(Decimal(a) * Decimal(b))
+
+
+def _dec_str(d: Decimal, places: int | None = None) -> str:
+    if places is not None:
+        d = d.quantize(Decimal(1).scaleb(-places))
+    s = format(d, "f")
+    if places is None and "." in s:
+        s = s.rstrip("0").rstrip(".") or "0"
+    return s
+
+
+def _rest_row(market: MarketType, d: dict[str, Any], contract_size: str | None) -> str:
+    """Binance's REST trade object for a recorded ``@trade`` event.
+
+    Spot ``{"id","price","qty","quoteQty","time","isBuyerMaker","isBestMatch"}``, USD-M
+    ``{"id","price","qty","quoteQty","time","isBuyerMaker"}``, COIN-M with ``baseQty``
+    instead of ``quoteQty``. ``quoteQty``/``baseQty`` are not in the stream: they are computed
+    (spot: price x qty to 8 decimals; USD-M: exact price x qty; COIN-M: qty x contract size /
+    price to 8 decimals).
+    """
+    price, qty = str(d["p"]), str(d["q"])
+    row: dict[str, Any] = {"id": d["t"], "price": price, "qty": qty}
+    if market == "spot":
+        row["quoteQty"] = _dec_str(Decimal(price) * Decimal(qty), 8)
+    elif market == "usdm":
+        row["quoteQty"] = _mul(price, qty)
+    else:
+        p = Decimal(price)
+        base = Decimal(qty) * Decimal(contract_size or "1") / p if p else Decimal(0)
+        row["baseQty"] = _dec_str(base, 8)
+    row["time"] = d["T"]
+    row["isBuyerMaker"] = d["m"]
+    if market == "spot":
+        row["isBestMatch"] = d.get("M", True)
+    return json.dumps(row, separators=(",", ":"))
+
+
+class _BinanceError(Exception):
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+    def response(self) -> web.Response:
+        body = json.dumps({"code": self.code, "msg": self.msg}, separators=(",", ":"))
+        return web.Response(status=self.status, text=body, content_type="application/json")
+
+
+# --------------------------------------------------------------------------------------------
+# the server
+
+
+@dataclass(eq=False)
+class _Conn:
+    ws: web.WebSocketResponse
+    request: web.Request
+    market: MarketType
+    combined: bool
+    streams: set[str] = field(default_factory=set)
+
+
+class ReplayServer:
+    """A loopback Binance (websocket streams + the REST endpoints a trade backfill needs).
+
+    ::
+
+        server = ReplayServer([("…/raw/usdm/btcusdt_20240808.gz", "usdm")], speed=0)
+        await server.start()
+        ex = ccxt.pro.binanceusdm(ccxt_overrides(server, "binanceusdm"))
+        trades = await ex.watch_trades("BTC/USDT:USDT")
+        ...
+        await ex.close()
+        await server.stop()
+
+    ``recordings``: paths (market taken from the path), ``(path, market)`` pairs or loaded
+    :class:`Recording` objects. All recordings share one clock: frames are merged by receive
+    time, so a spot and a perp recording of the same period replay aligned.
+
+    ``speed``: 1.0 recorded pace, N times faster, 0/None as fast as possible. ``loop``: start
+    again at the end (trade ids then repeat). ``start_on_subscribe``: the replay clock starts
+    when this many distinct recorded streams have a subscriber (default 1, the first
+    subscription); None waits for :meth:`start_replay`; 0 starts with :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        recordings: Iterable[Recording | Path | str | tuple[Path | str, MarketType]],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        speed: float | None = 0.0,
+        loop: bool = False,
+        faults: Iterable[Fault] = (),
+        start_on_subscribe: int | None = 1,
+        markets_dir: Path | str | None = None,
+        public_host: str | None = None,
+    ) -> None:
+        recs: list[Recording] = []
+        for r in recordings:
+            if isinstance(r, Recording):
+                recs.append(r)
+            elif isinstance(r, tuple):
+                recs.append(Recording.load(r[0], r[1]))
+            else:
+                recs.append(Recording.load(r))
+        if not recs:
+            raise ValueError("ReplayServer needs at least one recording")
+        self.recordings = recs
+        self.host, self.port = host, port
+        any_address = host in ("0.0.0.0", "", "::")  # noqa: S104 (only naming the URLs)
+        self.public_host = public_host or ("127.0.0.1" if any_address else host)
+        self.speed = float(speed) if speed else 0.0
+        self.loop = loop
+        self.faults = tuple(faults)
+        self.start_on_subscribe = start_on_subscribe
+        self.markets_dir = Path(
+            markets_dir or os.environ.get("SQUEEZEFLOW_OFFLINE_MARKETS") or DEFAULT_MARKETS_DIR
+        )
+        # what happened, for tests and the CLI
+        self.requests: list[str] = []  # every HTTP request: "GET /fapi.binance.com/fapi/v1/..."
+        self.unserved: list[str] = []  # requests answered 404 (nothing goes elsewhere)
+        self.client_messages: list[str] = []  # every text frame received from clients
+        self.connections_total = 0
+        self.disconnects = 0
+        self.frames_sent = 0  # timeline frames delivered to at least one client
+        self.trades_sent = 0
+        self.lap = 0
+        self._build_timeline()
+        self._load_exchange_info()
+        self._build_rest_trades()
+        self._conns: set[_Conn] = set()
+        self._subs: dict[tuple[MarketType, str], set[_Conn]] = {}
+        self._cursor = 0  # timeline slots dispatched in the current lap
+        self._runner: web.AppRunner | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._started: asyncio.Event | None = None
+        self._done: asyncio.Event | None = None
+        self._disconnect_countdown: int | None = None
+        self._last_trade_time: int | None = None
+
+    # ---------------------------------------------------------------- timeline and faults
+
+    def _build_timeline(self) -> None:
+        entries: list[tuple[int, int, int]] = []  # (ts, recording, line)
+        for ri, rec in enumerate(self.recordings):
+            entries.extend((ts, ri, li) for li, ts in enumerate(rec.ts_ns))
+        entries.sort()  # stable merge by receive time; file order breaks ties
+        self._ts = [e[0] for e in entries]
+        self._market: list[MarketType] = [self.recordings[e[1]].market for e in entries]
+        self._stream = [self.recordings[e[1]].streams[e[2]] for e in entries]
+        self._line = [self.recordings[e[1]].lines[e[2]] for e in entries]
+        self._data_off = [self.recordings[e[1]].data_offsets[e[2]] for e in entries]
+        self._is_trade = [s.endswith("@trade") for s in self._stream]
+        self._order = list(range(len(entries)))  # slot -> frame; swaps permute it
+        self._faults_at: dict[int, list[Fault]] = {}
+        trade_frames = [i for i, t in enumerate(self._is_trade) if t]
+        by_stream: dict[str, list[int]] = {}
+        for i in trade_frames:
+            by_stream.setdefault(self._stream[i], []).append(i)
+        for fault in self.faults:
+            scope = by_stream.get(fault.stream.lower(), []) if fault.stream else trade_frames
+            if fault.at >= len(scope):
+                raise ValueError(f"{fault}: only {len(scope)} trade frames in scope")
+            frame = scope[fault.at]
+            if fault.kind == "swap":
+                same = by_stream[self._stream[frame]]
+                k = bisect_left(same, frame)
+                if k + 1 >= len(same):
+                    raise ValueError(f"{fault}: no later trade frame to swap with")
+                other = same[k + 1]
+                sa, sb = self._order.index(frame), self._order.index(other)
+                self._order[sa], self._order[sb] = self._order[sb], self._order[sa]
+            else:
+                self._faults_at.setdefault(frame, []).append(fault)
+
+    def _load_exchange_info(self) -> None:
+        self._exchange_info: dict[MarketType, bytes] = {}
+        self._symbols: dict[MarketType, dict[str, dict[str, Any]]] = {}
+        for market, spec in SPECS.items():
+            path = self.markets_dir / spec.exchange_info_file
+            if path.is_file():
+                body = path.read_bytes()
+                info = json.loads(body)
+            else:
+                log.warning("replay: %s not found: %s exchangeInfo has no symbols", path, market)
+                info = {"timezone": "UTC", "serverTime": 0, "rateLimits": [],
+                        "exchangeFilters": [], "symbols": []}  # fmt: skip
+                body = json.dumps(info).encode()
+            self._exchange_info[market] = body
+            self._symbols[market] = {s["symbol"]: s for s in info.get("symbols", [])}
+        for rec in self.recordings:
+            if not self._symbols[rec.market]:
+                raise FileNotFoundError(
+                    f"{SPECS[rec.market].exchange_info_file} not found in {self.markets_dir}: "
+                    f"ccxt cannot load the {rec.market} markets of {rec.path}"
+                )
+
+    def _build_rest_trades(self) -> None:
+        self._trades: dict[tuple[MarketType, str], _SymbolTrades] = {}
+        for i, is_trade in enumerate(self._is_trade):
+            if not is_trade:
+                continue
+            market, line = self._market[i], self._line[i]
+            d = json.loads(line[self._data_off[i] : -1])
+            symbol = str(d["s"])
+            info = self._symbols[market].get(symbol, {})
+            contract_size = str(info["contractSize"]) if "contractSize" in info else None
+            st = self._trades.setdefault((market, symbol), _SymbolTrades())
+            tid = int(d["t"])
+            if st.ids and tid < st.ids[-1]:
+                st.ids_sorted = False
+            st.frame_index.append(i)
+            st.ids.append(tid)
+            st.times.append(int(d["T"]))
+            st.rows.append(_rest_row(market, d, contract_size))
+            st.market_only.append(d.get("X", "MARKET") == "MARKET")
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port``: prefix of every websocket URL (``{ws_url}/{binance host}/ws``)."""
+        return f"ws://{self.public_host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """``http://host:port``: prefix of every REST URL (``{rest_url}/{binance host}/...``)."""
+        return f"http://{self.public_host}:{self.port}"
+
+    def ws_base(self, market: MarketType) -> str:
+        """The URL to give ccxt for a market's streams, e.g. ``ws://…/fstream.binance.com/ws``."""
+        return f"{self.ws_url}/{SPECS[market].ws_host}/ws"
+
+    def rest_base(self, market: MarketType) -> str:
+        """The REST base URL of a market, e.g. ``http://…/fapi.binance.com/fapi/v1``."""
+        spec = SPECS[market]
+        return f"{self.rest_url}/{spec.rest_host}/{spec.rest_prefix}"
+
+    async def start(self) -> None:
+        """Bind (``port`` 0: a free port) and start serving; the replay waits for subscribers."""
+        app = web.Application()
+        app.router.add_route("*", "/{host}/{tail:.*}", self._handle)
+        app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        self._started = asyncio.Event()
+        self._done = asyncio.Event()
+        self._task = asyncio.create_task(self._replay(), name="replay")
+        if self.start_on_subscribe == 0:
+            self._started.set()
+
+    def start_replay(self) -> None:
+        """Start the replay clock now (when ``start_on_subscribe`` is None or not reached)."""
+        if self._started is None:
+            raise RuntimeError("call await start() first")
+        self._started.set()
+
+    async def wait_done(self) -> None:
+        """Wait until the last frame has been dispatched (never returns with ``loop``)."""
+        if self._done is None:
+            raise RuntimeError("call await start() first")
+        await self._done.wait()
+
+    @property
+    def done(self) -> bool:
+        return self._done is not None and self._done.is_set()
+
+    async def stop(self) -> None:
+        """Close every client connection, stop the replay and the HTTP server."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.disconnect_all(code=1001, message="replay server stopping", count=False)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> ReplayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---------------------------------------------------------------- replay position
+
+    @property
+    def position(self) -> int:
+        """Timeline frames dispatched so far in this lap (0 .. ``len(self)``)."""
+        return self._cursor
+
+    def __len__(self) -> int:
+        return len(self._ts)
+
+    @property
+    def trade_frames(self) -> int:
+        return sum(self._is_trade)
+
+    @property
+    def now_ns(self) -> int:
+        """The replay position as a recorded receive time (ns)."""
+        if self._cursor == 0:
+            return self._ts[0]
+        return self._ts[min(self._cursor, len(self._ts)) - 1]
+
+    def released_trades(self, market: MarketType, symbol: str) -> int:
+        """How many of the symbol's recorded trades REST may return now: those whose frames the
+        replay has reached (sent, or dispatched while a client was away)."""
+        st = self._trades.get((market, symbol))
+        if st is None:
+            return 0
+        return bisect_left(st.frame_index, self._cursor)
+
+    def recorded_trade_ids(self, market: MarketType, symbol: str) -> list[int]:
+        st = self._trades.get((market, symbol))
+        return list(st.ids) if st else []
+
+    # ---------------------------------------------------------------- faults on demand
+
+    def disconnect_after(self, n_frames: int) -> None:
+        """Close every client connection after ``n_frames`` more frames have been delivered
+        (frames sent to at least one client; with trades-only subscribers: trades)."""
+        if n_frames < 0:
+            raise ValueError("n_frames must be >= 0")
+        self._disconnect_countdown = n_frames
+
+    async def disconnect_all(
+        self,
+        *,
+        code: int = 1001,
+        message: str = "replay: forced disconnect",
+        abrupt: bool = False,
+        count: bool = True,
+    ) -> int:
+        """Close every client connection now: a websocket close frame (``code``), or with
+        ``abrupt`` a TCP abort without one. Returns how many connections were closed."""
+        conns = list(self._conns)
+        for conn in conns:
+            self._drop(conn)
+        if count and conns:
+            self.disconnects += 1
+        if abrupt:
+            for conn in conns:
+                if conn.request.transport is not None:
+                    conn.request.transport.abort()
+        elif conns:
+            closes = [self._close(conn, code, message) for conn in conns]
+            await asyncio.gather(*closes, return_exceptions=True)
+        return len(conns)
+
+    @staticmethod
+    async def _close(conn: _Conn, code: int, message: str) -> None:
+        try:
+            await asyncio.wait_for(conn.ws.close(code=code, message=message.encode()), 2.0)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if conn.request.transport is not None:
+                conn.request.transport.abort()
+
+    # ---------------------------------------------------------------- the replay loop
+
+    async def _replay(self) -> None:
+        assert self._started is not None and self._done is not None
+        await self._started.wait()
+        loop = asyncio.get_running_loop()
+        n = len(self._ts)
+        while True:
+            t0, ts0 = loop.time(), self._ts[0]
+            pace = self.speed
+            for slot in range(n):
+                if pace > 0:
+                    wait = t0 + (self._ts[slot] - ts0) / 1e9 / pace - loop.time()
+                    if wait > 0.0005:
+                        await asyncio.sleep(wait)
+                elif slot & 63 == 0:
+                    await asyncio.sleep(0)
+                await self._dispatch(self._order[slot])
+                self._cursor = slot + 1
+            if not self.loop:
+                break
+            self.lap += 1
+            self._cursor = 0
+        self._done.set()
+        log.info("replay: finished (%d frames, %d trades sent)", self.frames_sent, self.trades_sent)
+
+    async def _dispatch(self, frame: int) -> None:
+        faults = self._faults_at.get(frame)
+        if faults and any(f.kind == "disconnect" for f in faults):
+            await self.disconnect_all()
+        subs = self._subs.get((self._market[frame], self._stream[frame]))
+        if not subs:
+            return
+        line = self._line[frame]
+        raw = line[self._data_off[frame] : -1]
+        repeat = 1
+        if faults:
+            for f in faults:
+                if f.kind == "duplicate":
+                    repeat += 1
+                elif f.kind in ("garbage", "truncated", "missing_fields"):
+                    for conn in list(subs):
+                        await self._send(conn, self._bad_frame(f, conn, frame, line, raw))
+        delivered = False
+        for conn in list(subs):
+            text = line if conn.combined else raw
+            for _ in range(repeat):
+                delivered = await self._send(conn, text) or delivered
+        if delivered:
+            self.frames_sent += 1
+            if self._is_trade[frame]:
+                self.trades_sent += 1
+                self._last_trade_time = None  # recomputed lazily by /time
+            if self._disconnect_countdown is not None:
+                self._disconnect_countdown -= 1
+                if self._disconnect_countdown <= 0:
+                    self._disconnect_countdown = None
+                    await self.disconnect_all()
+
+    def _bad_frame(self, fault: Fault, conn: _Conn, frame: int, line: str, raw: str) -> str:
+        if fault.kind == "garbage":
+            return fault.garbage_text
+        text = line if conn.combined else raw
+        if fault.kind == "truncated":
+            return text[: max(1, len(text) // 2)]
+        data = json.loads(raw)
+        for name in fault.fields:
+            data.pop(name, None)
+        body = json.dumps(data, separators=(",", ":"))
+        if conn.combined:
+            return json.dumps({"stream": self._stream[frame], "data": data}, separators=(",", ":"))
+        return body
+
+    async def _send(self, conn: _Conn, text: str) -> bool:
+        if conn.ws.closed:
+            self._drop(conn)
+            return False
+        try:
+            await conn.ws.send_str(text)
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("replay: dropping a client: %s", exc)
+            self._drop(conn)
+            return False
+        return True
+
+    # ---------------------------------------------------------------- HTTP routing
+
+    async def _handle_unknown(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(f"{request.method} {request.path_qs}")
+        return self._unserved(request)
+
+    def _unserved(self, request: web.Request) -> web.Response:
+        self.unserved.append(f"{request.method} {request.path_qs}")
+        log.warning("replay: not served: %s %s", request.method, request.path_qs)
+        return _BinanceError(404, -1000, f"replay server: {request.path} is not served").response()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        host = request.match_info["host"].split(":", 1)[0]
+        tail = request.match_info["tail"]
+        self.requests.append(f"{request.method} {request.path_qs}")
+        if host in WS_HOSTS and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request, WS_HOSTS[host], tail)
+        if host in REST_HOSTS and request.method == "GET":
+            market = REST_HOSTS[host]
+            prefix = SPECS[market].rest_prefix + "/"
+            if tail.startswith(prefix):
+                try:
+                    return self._rest(request, market, tail[len(prefix) :])
+                except _BinanceError as exc:
+                    return exc.response()
+        return self._unserved(request)
+
+    def _rest(self, request: web.Request, market: MarketType, endpoint: str) -> web.Response:
+        q = request.query
+        if endpoint == "ping":
+            return web.json_response({})
+        if endpoint == "time":
+            return web.json_response({"serverTime": self.server_time_ms()})
+        if endpoint == "exchangeInfo":
+            return web.Response(body=self._exchange_info[market], content_type="application/json")
+        if endpoint in ("trades", "historicalTrades"):
+            allowed = {"symbol", "limit"}
+            if endpoint == "historicalTrades":
+                allowed.add("fromId")
+            return self._rest_trades(market, endpoint, q, allowed)
+        if endpoint == "aggTrades":
+            raise _BinanceError(
+                400,
+                -1000,
+                "replay server: aggTrades are not recorded (raw @trade only); use "
+                f"fetchTradesMethod={SPECS[market].fetch_trades_method}",
+            )
+        raise _BinanceError(404, -1000, f"replay server: {request.path} is not served")
+
+    def _rest_trades(
+        self, market: MarketType, endpoint: str, q: Any, allowed: set[str]
+    ) -> web.Response:
+        extra = sorted(set(q.keys()) - allowed)
+        if extra:
+            # Binance reads only its documented parameters and refuses the rest
+            raise _BinanceError(
+                400,
+                -1104,
+                f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) "
+                f"but was sent '{len(q)}'.",
+            )
+        symbol = q.get("symbol", "")
+        if not symbol:
+            raise _BinanceError(
+                400,
+                -1102,
+                "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+            )
+        if symbol not in self._symbols[market]:
+            raise _BinanceError(400, -1121, "Invalid symbol.")
+        spec = SPECS[market]
+        if endpoint == "historicalTrades":
+            default, most = spec.historical_default_limit, spec.historical_max_limit
+        else:
+            default, most = RECENT_DEFAULT_LIMIT, RECENT_MAX_LIMIT
+        limit = _int_param(q, "limit", default)
+        if limit < 1:
+            raise _BinanceError(400, -1100, "Illegal characters found in parameter 'limit'.")
+        limit = min(limit, most)
+        st = self._trades.get((market, symbol))
+        if st is None:
+            return web.Response(text="[]", content_type="application/json")
+        released = self.released_trades(market, symbol)
+        futures = market != "spot"  # futures REST omits insurance-fund/ADL trades
+        from_id = _int_param(q, "fromId", None) if "fromId" in q else None
+        if from_id is not None:
+            if st.ids_sorted:
+                start = bisect_left(st.ids, from_id, 0, released)
+                idx = range(start, released)
+            else:
+                idx = range(0, released)
+            picked: list[int] = []
+            for i in idx:
+                if st.ids[i] >= from_id and (not futures or st.market_only[i]):
+                    picked.append(i)
+                    if len(picked) >= limit:
+                        break
+        else:
+            picked = []
+            for i in range(released - 1, -1, -1):
+                if not futures or st.market_only[i]:
+                    picked.append(i)
+                    if len(picked) >= limit:
+                        break
+            picked.reverse()
+        body = "[" + ",".join(st.rows[i] for i in picked) + "]"
+        return web.Response(text=body, content_type="application/json")
+
+    def server_time_ms(self) -> int:
+        """``/time``: the trade time of the last trade the replay reached (recorded clock)."""
+        best: int | None = None
+        for st in self._trades.values():
+            k = bisect_left(st.frame_index, self._cursor)
+            if k:
+                t = st.times[k - 1]
+                best = t if best is None else max(best, t)
+        if best is None:
+            firsts = [st.times[0] for st in self._trades.values() if st.times]
+            best = min(firsts) - 1 if firsts else 0
+        return best
+
+    # ---------------------------------------------------------------- websocket
+
+    async def _websocket(
+        self, request: web.Request, market: MarketType, tail: str
+    ) -> web.StreamResponse:
+        parts = [p for p in tail.split("/") if p]
+        kind = next((p for p in parts if p in ("ws", "stream")), None)
+        if kind is None:
+            return self._unserved(request)
+        ws = web.WebSocketResponse(compress=False, autoping=True, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        conn = _Conn(ws, request, market, combined=(kind == "stream"))
+        self._conns.add(conn)
+        self.connections_total += 1
+        initial: list[str] = []
+        if kind == "ws":  # /ws/<stream>/<stream>: raw streams in the URL; ccxt uses /ws/0
+            initial = [p for p in parts[parts.index("ws") + 1 :] if "@" in p]
+        elif "streams" in request.query:
+            initial = [s for s in request.query["streams"].split("/") if s]
+        if initial:
+            self._subscribe(conn, initial)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    reply = self._on_client_text(conn, msg.data)
+                    if reply is not None and not ws.closed:
+                        with contextlib.suppress(ConnectionError, RuntimeError):
+                            await ws.send_str(reply)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self._drop(conn)
+        return ws
+
+    def _on_client_text(self, conn: _Conn, text: str) -> str | None:
+        self.client_messages.append(text)
+        try:
+            req = json.loads(text)
+        except ValueError:
+            return _ws_error(3, "Invalid JSON: expected value at line 1 column 1", None)
+        if not isinstance(req, dict):
+            return _ws_error(2, "Invalid request: expected an object", None)
+        rid = req.get("id")
+        if not isinstance(rid, int) or isinstance(rid, bool) or rid < 0:
+            if not (isinstance(rid, str) and rid):
+                return _ws_error(2, "Invalid request: request ID must be an unsigned integer", rid)
+        method, params = req.get("method"), req.get("params", [])
+        if not isinstance(params, list):
+            return _ws_error(2, "Invalid request: params must be an array", rid)
+        if method == "SUBSCRIBE":
+            if not all(isinstance(p, str) for p in params):
+                return _ws_error(2, "Invalid request: invalid stream", rid)
+            self._subscribe(conn, params)
+            return _ws_result(None, rid)
+        if method == "UNSUBSCRIBE":
+            for p in params:
+                if isinstance(p, str):
+                    self._unsubscribe(conn, p.lower())
+            return _ws_result(None, rid)
+        if method == "LIST_SUBSCRIPTIONS":
+            return _ws_result(sorted(conn.streams), rid)
+        if method == "SET_PROPERTY":
+            if len(params) == 2 and params[0] == "combined" and isinstance(params[1], bool):
+                conn.combined = params[1]
+                return _ws_result(None, rid)
+            return _ws_error(0, "Unknown property", rid)
+        if method == "GET_PROPERTY":
+            if params == ["combined"]:
+                return _ws_result(conn.combined, rid)
+            return _ws_error(0, "Unknown property", rid)
+        return _ws_error(
+            2,
+            f"Invalid request: unknown variant {method!r}, expected one of SUBSCRIBE, "
+            "UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY",
+            rid,
+        )
+
+    def _subscribe(self, conn: _Conn, streams: Sequence[str]) -> None:
+        for s in streams:
+            key = s.lower()
+            conn.streams.add(key)
+            self._subs.setdefault((conn.market, key), set()).add(conn)
+        threshold = self.start_on_subscribe
+        if threshold and self._started is not None and not self._started.is_set():
+            recorded = set(zip(self._market, self._stream, strict=True))
+            live = sum(1 for k, v in self._subs.items() if v and k in recorded)
+            if live >= threshold:
+                self._started.set()
+
+    def _unsubscribe(self, conn: _Conn, key: str) -> None:
+        conn.streams.discard(key)
+        subs = self._subs.get((conn.market, key))
+        if subs is not None:
+            subs.discard(conn)
+
+    def _drop(self, conn: _Conn) -> None:
+        for key in list(conn.streams):
+            self._unsubscribe(conn, key)
+        self._conns.discard(conn)
+
+
+def _int_param(q: Any, name: str, default: int | None) -> int:
+    value = q.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise _BinanceError(400, -1102, f"Mandatory parameter '{name}' was not sent.")
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        msg = f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+        raise _BinanceError(400, -1100, msg) from None
+
+
+def _ws_result(result: Any, rid: Any) -> str:
+    return json.dumps({"result": result, "id": rid}, separators=(",", ":"))
+
+
+def _ws_error(code: int, msg: str, rid: Any) -> str:
+    return json.dumps({"error": {"code": code, "msg": msg}, "id": rid}, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------------------------
+# ccxt configuration
+
+
+@functools.lru_cache(maxsize=8)
+def _ccxt_default_api_urls(exchange_id: str) -> dict[str, Any]:
+    import ccxt.pro
+
+    cls = getattr(ccxt.pro, exchange_id)
+    exchange = cls()
+    urls = copy.deepcopy(exchange.urls["api"])
+    return cast(dict[str, Any], urls)
+
+
+def rewrite_url(url: str, server: ReplayServer | str) -> str:
+    """``wss://stream.binance.com:9443/ws`` -> ``ws://127.0.0.1:PORT/stream.binance.com/ws``."""
+    base = server.rest_url if isinstance(server, ReplayServer) else server
+    parts = urlsplit(url)
+    target = urlsplit(base)
+    scheme = "ws" if parts.scheme in ("ws", "wss") else "http"
+    path = f"/{parts.hostname}{parts.path}"
+    return urlunsplit((scheme, target.netloc, path, parts.query, parts.fragment))
+
+
+def _rewrite_all(value: Any, server: ReplayServer | str) -> Any:
+    if isinstance(value, dict):
+        return {k: _rewrite_all(v, server) for k, v in value.items()}
+    if isinstance(value, str) and "://" in value:
+        return rewrite_url(value, server)
+    return value
+
+
+def ccxt_overrides(
+    server: ReplayServer | str,
+    exchange_id: str = "binance",
+    *,
+    api_key: str | None = "replay-no-key",
+) -> dict[str, Any]:
+    """The ccxt constructor config that points ``ccxt.pro.<exchange_id>`` at the replay server.
+
+    Every URL in ccxt's ``urls['api']`` (REST ``public``, ``fapiPublic``, ``dapiPublic``, ``sapi``,
+    … and the websocket ``ws.spot``/``ws.linear``/``ws.inverse``/``ws.ws-api``/…) is rewritten
+    to the server (host name moved into the path), so nothing can reach Binance. Options:
+
+    * ``fetchTradesMethod``: the raw-trade endpoint ``fetch_trades`` uses (``/api/v3/
+      historicalTrades``, ``/fapi/v1/historicalTrades``, ``/dapi/v1/historicalTrades``; ccxt's
+      default is aggTrades, whose ids are not the ``@trade`` ids). Pass ``params={'fromId': N}``
+      to page. For ``binance`` (spot + futures markets in one instance) this is the spot method:
+      pass ``params={'fetchTradesMethod': 'fapiPublicGetHistoricalTrades'}`` for a perp;
+    * ``fetchCurrencies``/``fetchMargins`` False: both call signed ``sapi`` endpoints;
+    * ``apiKey``: ccxt refuses ``historicalTrades`` without one (it sends ``X-MBX-APIKEY``);
+      any string works here. No secret is set, so nothing is ever signed.
+
+    The trade cache limit (``options.tradesLimit``, 1000 by default) is not changed: a watch loop
+    that falls more than that many trades behind loses trades silently; raise it when needed.
+    """
+    exchange_id = exchange_id.lower()
+    market = {"binance": "spot", "binanceusdm": "usdm", "binancecoinm": "cm"}.get(exchange_id)
+    if market is None:
+        raise ValueError(f"{exchange_id!r}: expected binance, binanceusdm or binancecoinm")
+    api = _rewrite_all(_ccxt_default_api_urls(exchange_id), server)
+    config: dict[str, Any] = {
+        "urls": {"api": api},
+        "options": {
+            "fetchTradesMethod": SPECS[cast(MarketType, market)].fetch_trades_method,
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+        },
+    }
+    if api_key:
+        config["apiKey"] = api_key
+    return config
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--recording",
+        action="append",
+        required=True,
+        metavar="PATH[:spot|usdm|cm]",
+        help="hftbacktest recording (gzip '<ts> <combined JSON>' lines); repeat for several "
+        "(one clock for all); the market defaults to the spot/usdm/cm folder in PATH",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="1 = recorded pace (default), N = N times faster, 0 = as fast as clients read",
+    )
+    parser.add_argument("--loop", action="store_true", help="start again at the end")
+    parser.add_argument(
+        "--start-on-subscribe",
+        type=int,
+        default=1,
+        metavar="N",
+        help="start the clock once N recorded streams have subscribers (0: at once; default 1)",
+    )
+    parser.add_argument(
+        "--markets",
+        type=Path,
+        default=None,
+        help="directory with the saved exchangeInfo JSON files (default: "
+        "$SQUEEZEFLOW_OFFLINE_MARKETS or ../shared/data/market/cryptofeed)",
+    )
+    parser.add_argument(
+        "--exit-at-end", action="store_true", help="stop when the replay ends (no --loop)"
+    )
+
+
+def describe(server: ReplayServer) -> str:
+    """The URLs and the ccxt config to use, as printed by the CLI."""
+    markets = sorted({r.market for r in server.recordings}, key=MARKET_TYPES.index)
+    lines = [f"replay server on {server.rest_url} ({len(server)} frames, speed "
+             f"{server.speed or 'max'}{', loop' if server.loop else ''})"]  # fmt: skip
+    for r in server.recordings:
+        lines.append(f"  {r.market:4s} {r.path} ({len(r)} frames)")
+    for m in markets:
+        spec = SPECS[m]
+        lines.append(f"  {m:4s} websocket {server.ws_base(m)}   REST {server.rest_base(m)}")
+        config = ccxt_overrides(server, spec.ccxt_exchange)
+        short = {
+            "urls": {"api": {
+                spec.ccxt_rest_key: config["urls"]["api"][spec.ccxt_rest_key],
+                "ws": {spec.ccxt_ws_key: config["urls"]["api"]["ws"][spec.ccxt_ws_key]},
+            }},
+            "options": config["options"],
+            "apiKey": config["apiKey"],
+        }  # fmt: skip
+        lines.append(
+            f"  ccxt.pro.{spec.ccxt_exchange}(feeder.replay.ccxt_overrides(server_url, "
+            f"'{spec.ccxt_exchange}')) rewrites every URL; the essential part:"
+        )
+        lines.append("    " + json.dumps(short))
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> int:
+    recordings = [parse_recording_arg(v) for v in args.recording]
+    server = ReplayServer(
+        recordings,
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        loop=args.loop,
+        start_on_subscribe=args.start_on_subscribe,
+        markets_dir=args.markets,
+    )
+    await server.start()
+    print(describe(server), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+        if args.exit_at_end:
+            waiters.append(asyncio.create_task(server.wait_done()))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
+    finally:
+        print(
+            f"replay: {server.frames_sent} frames / {server.trades_sent} trades sent, "
+            f"{server.connections_total} connections, {len(server.unserved)} unserved requests",
+            flush=True,
+        )
+        await server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="squeezeflow-feeder replay",
+        description="Replay recorded Binance websocket sessions on a loopback server for ccxt pro.",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(run(args))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
