@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,9 +32,8 @@ from _common import best_median, footer, header, private_influx, table  # noqa: 
 from synthetic import START_S, bar_frames  # noqa: E402
 
 from feeder.aggregate import rollup  # noqa: E402
-from feeder.models import FLOW_FIELDS  # noqa: E402
 from feeder.settings import settings_from_dict  # noqa: E402
-from feeder.sinks.influx import InfluxStore, _regex_escape, quote_ident, quote_str  # noqa: E402
+from feeder.sinks.influx import InfluxStore  # noqa: E402
 from feeder.sinks.parquet import ParquetStore  # noqa: E402
 from feeder.store import load_flow  # noqa: E402
 
@@ -108,61 +106,11 @@ def profile(store, settings, start: int, end: int) -> str:
     return out.getvalue()
 
 
-def diagnose(store: InfluxStore, start: int, end: int, runs: int = 5) -> list[list[str]]:
-    """Time alternative InfluxQL for the same 5m data (diagnostics, not feeder code)."""
-    s = store.s
-    src = f"{quote_ident(s.database)}.{quote_ident(s.rp_1m)}.{quote_ident(s.measurement_1m)}"
-    markets = SPOT + PERP
-    rx = "|".join(_regex_escape(m) for m in markets)
-    where = f"time >= {start}s AND time < {end}s"
-    tf = 300
-    needed = ["last(close) AS close"] + [f"sum({quote_ident(f)}) AS {quote_ident(f)}"
-                                         for f in FLOW_FIELDS]  # what load_flow uses
-
-    def grouped(aggs: list[str], market: str | None = None) -> object:
-        sel = f"market = {quote_str(market)}" if market else f"market =~ /^({rx})$/"
-        by = f"time({tf}s)" + ("" if market else ", market")
-        return store.query(f"SELECT {', '.join(aggs)} FROM {src} WHERE {sel} AND {where} "
-                           f"GROUP BY {by} fill(none)")
-
-    def per_market_2_threads() -> object:
-        with ThreadPoolExecutor(2) as ex:
-            return list(ex.map(lambda m: grouped(needed, m), markets))
-
-    variants = [
-        ("InfluxStore.read_grouped as is (12 aggregates: first/max/min/last, 6 sums, count)",
-         lambda: store.read_grouped(markets, start, end, tf)),
-        ("only what load_flow uses: last(close) + 6 sums (7 aggregates), one query",
-         lambda: grouped(needed)),
-        ("the same 7 aggregates, one query per market, 2 in flight",
-         per_market_2_threads),
-        ("one aggregate only: sum(vbuy) (cost of a single aggregate)",
-         lambda: grouped(["sum(vbuy) AS vbuy"])),
-        ("raw 1m bars, all 10 fields, 4 markets (no server aggregation)",
-         lambda: store.query(f"SELECT * FROM {src} WHERE market =~ /^({rx})$/ AND {where} "
-                             "GROUP BY market")),
-    ]  # fmt: skip
-    rows = []
-    for label, fn in variants:
-        fn()
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        best, med = best_median(times, higher_is_better=False)
-        rows.append([label, f"{best:.3f}", f"{med:.3f}"])
-        print(f"  diagnostic: {label}: best {best:.3f} s, median {med:.3f} s", flush=True)
-    return rows
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="profile both backends, goal or not")
-    ap.add_argument("--diagnose", action="store_true",
-                    help="time alternative InfluxQL queries even when InfluxDB meets its goal")
     args = ap.parse_args(argv)
 
     header(f"load_flow read path (SYNTHETIC, 1 coin, 4 markets, {args.days} days, {TF})")
@@ -172,7 +120,6 @@ def main(argv: list[str] | None = None) -> None:
     frames = {}
     profiles: dict[str, str] = {}
     breakdown: list[tuple[str, float, int]] = []
-    diag_rows: list[list[str]] = []
     tf_rows: list[list[str]] = []
     try:
         with private_influx() as srv:
@@ -204,8 +151,6 @@ def main(argv: list[str] | None = None) -> None:
             influx.log = []
             load_flow(influx, settings, "BTC", start, end, TF)
             breakdown = list(influx.log)
-            if args.diagnose or results["influx"][0] >= GOALS["influx"]:
-                diag_rows = diagnose(influx, start, end, args.runs)
             tf_rows = []
             for tf in ("1h", "5m", "1m"):
                 t0 = time.perf_counter()
@@ -245,11 +190,6 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print("load_flow at other timeframes, one run each (info, no goal):")
     print(table(["timeframe", "influx s", "parquet s"], tf_rows))
-    if diag_rows:
-        print()
-        print("InfluxDB diagnostics: other queries for the same 30 days x 4 markets at 5m "
-              f"(server + parse, best/median of {args.runs}; NOT feeder code):")
-        print(table(["query", "best s", "median s"], diag_rows))
     for name, text in profiles.items():
         print()
         print(f"cProfile of one load_flow call on {name}:")

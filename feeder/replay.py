@@ -405,7 +405,10 @@ class ReplayServer:
         self._stream = [self.recordings[e[1]].streams[e[2]] for e in entries]
         self._line = [self.recordings[e[1]].lines[e[2]] for e in entries]
         self._data_off = [self.recordings[e[1]].data_offsets[e[2]] for e in entries]
+        self._key = list(zip(self._market, self._stream, strict=True))
+        self._recorded_keys = set(self._key)
         self._is_trade = [s.endswith("@trade") for s in self._stream]
+        self.trade_frames = sum(self._is_trade)
         self._order = list(range(len(entries)))  # slot -> frame; swaps permute it
         self._faults_at: dict[int, list[Fault]] = {}
         trade_frames = [i for i, t in enumerate(self._is_trade) if t]
@@ -556,10 +559,6 @@ class ReplayServer:
         return len(self._ts)
 
     @property
-    def trade_frames(self) -> int:
-        return sum(self._is_trade)
-
-    @property
     def now_ns(self) -> int:
         """The replay position as a recorded receive time (ns)."""
         if self._cursor == 0:
@@ -629,14 +628,17 @@ class ReplayServer:
         while True:
             t0, ts0 = loop.time(), self._ts[0]
             pace = self.speed
+            order, keys, subs, faults = self._order, self._key, self._subs, self._faults_at
             for slot in range(n):
                 if pace > 0:
                     wait = t0 + (self._ts[slot] - ts0) / 1e9 / pace - loop.time()
                     if wait > 0.0005:
                         await asyncio.sleep(wait)
-                elif slot & 63 == 0:
+                elif slot & 255 == 0:
                     await asyncio.sleep(0)
-                await self._dispatch(self._order[slot])
+                frame = order[slot]
+                if subs.get(keys[frame]) or frame in faults:
+                    await self._dispatch(frame)
                 self._cursor = slot + 1
             if not self.loop:
                 break
@@ -649,7 +651,7 @@ class ReplayServer:
         faults = self._faults_at.get(frame)
         if faults and any(f.kind == "disconnect" for f in faults):
             await self.disconnect_all()
-        subs = self._subs.get((self._market[frame], self._stream[frame]))
+        subs = self._subs.get(self._key[frame])
         if not subs:
             return
         line = self._line[frame]
@@ -909,8 +911,7 @@ class ReplayServer:
             self._subs.setdefault((conn.market, key), set()).add(conn)
         threshold = self.start_on_subscribe
         if threshold and self._started is not None and not self._started.is_set():
-            recorded = set(zip(self._market, self._stream, strict=True))
-            live = sum(1 for k, v in self._subs.items() if v and k in recorded)
+            live = sum(1 for k, v in self._subs.items() if v and k in self._recorded_keys)
             if live >= threshold:
                 self._started.set()
 

@@ -118,7 +118,7 @@ def test_archive_import_into_influx_resumes_and_reads_like_parquet(store, market
     assert (first.files_done, again.files_done, again.files_skipped) == (1, 0, 1)
     pq = ParquetStore(tmp_path)
     import_files(files, pq, settings, progress=False)
-    for tf in ("1h", "5m", "30s"):
+    for tf in ("1h", "5m", "1m", "30s"):
         a = load_flow(store, settings, "BTC", "2026-05-08", "2026-05-09", tf, per_market=True)
         b = load_flow(pq, settings, "BTC", "2026-05-08", "2026-05-09", tf, per_market=True)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
