@@ -119,6 +119,7 @@ WS_HOSTS = {spec.ws_host: m for m, spec in SPECS.items()}
 REST_HOSTS = {spec.rest_host: m for m, spec in SPECS.items()}
 RECENT_DEFAULT_LIMIT = 500
 RECENT_MAX_LIMIT = 1000
+SLOW_CLIENT_BUFFER = 1 << 16  # bytes queued for a client before it counts as not reading
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +312,7 @@ class _Conn:
     request: web.Request
     market: MarketType
     combined: bool
-    streams: set[str] = field(default_factory=set)
+    streams: dict[str, str] = field(default_factory=dict)  # key (lower case) -> name as sent
 
 
 class ReplayServer:
@@ -335,6 +336,9 @@ class ReplayServer:
     again at the end (trade ids then repeat). ``start_on_subscribe``: the replay clock starts
     when this many distinct recorded streams have a subscriber (default 1, the first
     subscription); None waits for :meth:`start_replay`; 0 starts with :meth:`start`.
+
+    ``slow_client_timeout``: a client that stops reading (its socket buffers full) holds the
+    replay back (back-pressure) for at most this many seconds, then it is disconnected.
     """
 
     def __init__(
@@ -349,6 +353,7 @@ class ReplayServer:
         start_on_subscribe: int | None = 1,
         markets_dir: Path | str | None = None,
         public_host: str | None = None,
+        slow_client_timeout: float = 5.0,
     ) -> None:
         recs: list[Recording] = []
         for r in recordings:
@@ -368,6 +373,7 @@ class ReplayServer:
         self.loop = loop
         self.faults = tuple(faults)
         self.start_on_subscribe = start_on_subscribe
+        self.slow_client_timeout = slow_client_timeout
         self.markets_dir = Path(
             markets_dir or os.environ.get("SQUEEZEFLOW_OFFLINE_MARKETS") or DEFAULT_MARKETS_DIR
         )
@@ -377,6 +383,7 @@ class ReplayServer:
         self.client_messages: list[str] = []  # every text frame received from clients
         self.connections_total = 0
         self.disconnects = 0
+        self.slow_clients_dropped = 0
         self.frames_sent = 0  # timeline frames delivered to at least one client
         self.trades_sent = 0
         self.lap = 0
@@ -389,9 +396,9 @@ class ReplayServer:
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Event | None = None
+        self._running: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
         self._disconnect_countdown: int | None = None
-        self._last_trade_time: int | None = None
 
     # ---------------------------------------------------------------- timeline and faults
 
@@ -509,6 +516,8 @@ class ReplayServer:
         await site.start()
         self._started = asyncio.Event()
         self._done = asyncio.Event()
+        self._running = asyncio.Event()
+        self._running.set()
         self._task = asyncio.create_task(self._replay(), name="replay")
         if self.start_on_subscribe == 0:
             self._started.set()
@@ -518,6 +527,22 @@ class ReplayServer:
         if self._started is None:
             raise RuntimeError("call await start() first")
         self._started.set()
+
+    def pause(self) -> None:
+        """Stop sending (an exchange stall): connections stay open, the clock stops."""
+        if self._running is None:
+            raise RuntimeError("call await start() first")
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause` from where it stopped (the pause is not replayed)."""
+        if self._running is None:
+            raise RuntimeError("call await start() first")
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._running is not None and not self._running.is_set()
 
     async def wait_done(self) -> None:
         """Wait until the last frame has been dispatched (never returns with ``loop``)."""
@@ -573,6 +598,13 @@ class ReplayServer:
             return 0
         return bisect_left(st.frame_index, self._cursor)
 
+    def subscriber_count(self, stream: str, market: MarketType | None = None) -> int:
+        """Connections subscribed to ``stream`` (any market unless given)."""
+        key = stream.lower()
+        return sum(
+            len(conns) for (m, k), conns in self._subs.items() if k == key and market in (None, m)
+        )
+
     def recorded_trade_ids(self, market: MarketType, symbol: str) -> list[int]:
         st = self._trades.get((market, symbol))
         return list(st.ids) if st else []
@@ -622,6 +654,7 @@ class ReplayServer:
 
     async def _replay(self) -> None:
         assert self._started is not None and self._done is not None
+        assert self._running is not None
         await self._started.wait()
         loop = asyncio.get_running_loop()
         n = len(self._ts)
@@ -629,7 +662,12 @@ class ReplayServer:
             t0, ts0 = loop.time(), self._ts[0]
             pace = self.speed
             order, keys, subs, faults = self._order, self._key, self._subs, self._faults_at
+            running = self._running
             for slot in range(n):
+                if not running.is_set():
+                    paused_at = loop.time()
+                    await running.wait()
+                    t0 += loop.time() - paused_at
                 if pace > 0:
                     wait = t0 + (self._ts[slot] - ts0) / 1e9 / pace - loop.time()
                     if wait > 0.0005:
@@ -673,7 +711,6 @@ class ReplayServer:
             self.frames_sent += 1
             if self._is_trade[frame]:
                 self.trades_sent += 1
-                self._last_trade_time = None  # recomputed lazily by /time
             if self._disconnect_countdown is not None:
                 self._disconnect_countdown -= 1
                 if self._disconnect_countdown <= 0:
@@ -698,6 +735,20 @@ class ReplayServer:
         if conn.ws.closed:
             self._drop(conn)
             return False
+        transport = conn.request.transport
+        if transport is not None and transport.get_write_buffer_size() > SLOW_CLIENT_BUFFER:
+            # the client is not reading: wait (back-pressure), then cut it off like Binance
+            # does, so one stuck client cannot stall the replay for everyone else forever
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.slow_client_timeout
+            while transport.get_write_buffer_size() > SLOW_CLIENT_BUFFER // 4:
+                if loop.time() > deadline or transport.is_closing():
+                    log.warning("replay: dropping a client that stopped reading")
+                    self.slow_clients_dropped += 1
+                    self._drop(conn)
+                    transport.abort()
+                    return False
+                await asyncio.sleep(0.002)
         try:
             await conn.ws.send_str(text)
         except (ConnectionError, RuntimeError) as exc:
@@ -870,9 +921,9 @@ class ReplayServer:
         if not isinstance(req, dict):
             return _ws_error(2, "Invalid request: expected an object", None)
         rid = req.get("id")
-        if not isinstance(rid, int) or isinstance(rid, bool) or rid < 0:
-            if not (isinstance(rid, str) and rid):
-                return _ws_error(2, "Invalid request: request ID must be an unsigned integer", rid)
+        valid_int = isinstance(rid, int) and not isinstance(rid, bool) and rid >= 0
+        if not (valid_int or rid is None or isinstance(rid, str)):
+            return _ws_error(2, "Invalid request: request ID must be an unsigned integer", None)
         method, params = req.get("method"), req.get("params", [])
         if not isinstance(params, list):
             return _ws_error(2, "Invalid request: params must be an array", rid)
@@ -887,7 +938,7 @@ class ReplayServer:
                     self._unsubscribe(conn, p.lower())
             return _ws_result(None, rid)
         if method == "LIST_SUBSCRIPTIONS":
-            return _ws_result(sorted(conn.streams), rid)
+            return _ws_result(list(conn.streams.values()), rid)
         if method == "SET_PROPERTY":
             if len(params) == 2 and params[0] == "combined" and isinstance(params[1], bool):
                 conn.combined = params[1]
@@ -907,7 +958,7 @@ class ReplayServer:
     def _subscribe(self, conn: _Conn, streams: Sequence[str]) -> None:
         for s in streams:
             key = s.lower()
-            conn.streams.add(key)
+            conn.streams.setdefault(key, s)
             self._subs.setdefault((conn.market, key), set()).add(conn)
         threshold = self.start_on_subscribe
         if threshold and self._started is not None and not self._started.is_set():
@@ -916,7 +967,7 @@ class ReplayServer:
                 self._started.set()
 
     def _unsubscribe(self, conn: _Conn, key: str) -> None:
-        conn.streams.discard(key)
+        conn.streams.pop(key, None)
         subs = self._subs.get((conn.market, key))
         if subs is not None:
             subs.discard(conn)
