@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -114,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="machine-readable output")
 
     sub.add_parser("setup-influx", help="create the InfluxDB database and retention policies (1.x)")
+
+    run = sub.add_parser(
+        "run",
+        help="collect live trades from the configured exchanges into the stores and Redis",
+        description="The live feeder: ccxt websockets for every exchange in squeezeflow.feeder."
+        "exchanges, 1-second bars on a watermark, 1-minute rollups, the store (or its spool "
+        "while the store is down), Redis streams; /health and /metrics on 127.0.0.1. SIGTERM "
+        "flushes every sink before exit.",
+    )
+    run.add_argument(
+        "--clock",
+        choices=["wall", "event"],
+        default="wall",
+        help="event: time follows the newest exchange event (replay rehearsals)",
+    )
+    run.add_argument("--no-redis", action="store_true", help="do not publish live bars")
+    run.add_argument("--http-port", type=int, help="override squeezeflow.feeder.http_port")
     return p
 
 
@@ -242,11 +260,30 @@ def cmd_setup_influx(args: argparse.Namespace, settings: Settings, store: BarSto
     return 0
 
 
+def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
+    import asyncio
+
+    from feeder.live.runtime import EventClock, Feeder
+
+    if args.http_port is not None:
+        settings = settings.model_copy(update={"feeder": settings.feeder.model_copy(
+            update={"http_port": args.http_port})})  # fmt: skip
+    if settings.store.backend == "influx":
+        from feeder.sinks.influx import InfluxStore
+
+        InfluxStore(settings.store.influx).setup()
+    clock = EventClock() if args.clock == "event" else time.time_ns
+    feeder = Feeder(settings, store=store, redis=not args.no_redis, clock=clock)
+    asyncio.run(feeder.run())
+    return 0
+
+
 COMMANDS = {
     "import": cmd_import,
     "export-candles": cmd_export,
     "status": cmd_status,
     "setup-influx": cmd_setup_influx,
+    "run": cmd_run,
 }
 
 
