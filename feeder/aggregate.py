@@ -193,6 +193,19 @@ class LiveBarBuilder:
             bars = bars[~late_mask]
         self._open = merge_bars(self._open, bars)
 
+    def finish(self) -> pd.DataFrame:
+        """At shutdown: the rollup of the last, partial minute (its emitted seconds only).
+
+        Coverage stops at the watermark, so readers flag that minute incomplete; the rollup still
+        holds every second that was final.
+        """
+        if self.watermark is None or self._minutes_done is None:
+            return empty_bars()
+        em = self._emitted
+        part = em[(em["time"] // 60 >= self._minutes_done) & (em["time"] < self.watermark)]
+        self._minutes_done = self.watermark // 60 + 1
+        return rollup(strip_keys(part), 60)
+
     def advance(self, now_ns: int) -> LiveBars:
         """Close every second that ended more than ``grace`` ago; return what must be written."""
         closable = int((now_ns - self.grace_s * NS) // NS)  # seconds < closable are final
@@ -216,13 +229,17 @@ class LiveBarBuilder:
         ).sort_values("time", ignore_index=True)
         self.watermark = closable
 
-        # Minutes whose every second is now final, plus minutes touched by corrections.
+        # Minutes whose every second is now final, plus minutes touched by corrections; only
+        # minutes that hold bars (a quiet minute has no rollup).
         assert self._minutes_done is not None
         full_minutes_end = closable // 60  # minutes < this are complete
-        minutes = set(range(self._minutes_done, full_minutes_end))
+        em = self._emitted
+        em_min = em["time"].to_numpy() // 60
+        minutes = set(
+            np.unique(em_min[(em_min >= self._minutes_done) & (em_min < full_minutes_end)]).tolist()
+        )
         minutes.update(c // 60 for c in corrected if c // 60 < full_minutes_end)
         self._minutes_done = max(self._minutes_done, full_minutes_end)
-        em = self._emitted
         rolled = rollup(strip_keys(em[(em["time"] // 60).isin(minutes)]), 60)
         self._emitted = em[em["time"] >= closable - self.retain_s].reset_index(drop=True)
         return LiveBars(strip_keys(out_1s), rolled, len(corrected))

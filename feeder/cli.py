@@ -132,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-redis", action="store_true", help="do not publish live bars")
     run.add_argument("--http-port", type=int, help="override squeezeflow.feeder.http_port")
+
+    from feeder import replay
+
+    rp = sub.add_parser(
+        "replay",
+        help="serve recorded Binance sessions on 127.0.0.1 (websocket + REST) for ccxt",
+        description="A loopback exchange: recorded Binance websocket sessions (combined-stream "
+        "frames) and the REST endpoints a backfill needs, at recorded speed, faster, or as fast "
+        "as possible. Point ccxt at it with the URLs it prints (a rehearsal without an exchange).",
+    )
+    replay.add_arguments(rp)
     return p
 
 
@@ -260,6 +271,14 @@ def cmd_setup_influx(args: argparse.Namespace, settings: Settings, store: BarSto
     return 0
 
 
+def cmd_replay(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
+    import asyncio
+
+    from feeder import replay
+
+    return asyncio.run(replay.run(args))
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
     import asyncio
 
@@ -284,6 +303,7 @@ COMMANDS = {
     "status": cmd_status,
     "setup-influx": cmd_setup_influx,
     "run": cmd_run,
+    "replay": cmd_replay,
 }
 
 

@@ -612,10 +612,11 @@ class ReplayServer:
     # ---------------------------------------------------------------- faults on demand
 
     def disconnect_after(self, n_frames: int) -> None:
-        """Close every client connection after ``n_frames`` more frames have been delivered
-        (frames sent to at least one client; with trades-only subscribers: trades)."""
-        if n_frames < 0:
-            raise ValueError("n_frames must be >= 0")
+        """Close every client connection after ``n_frames`` (>= 1) more frames have been
+        delivered (frames sent to at least one client; with trades-only subscribers: trades).
+        For "now" use :meth:`disconnect_all`."""
+        if n_frames < 1:
+            raise ValueError("n_frames must be >= 1")
         self._disconnect_countdown = n_frames
 
     async def disconnect_all(
@@ -1114,6 +1115,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def minimal_overrides(server: ReplayServer | str, exchange_id: str) -> dict[str, Any]:
+    """The smallest config that keeps ``load_markets``, ``watch_trades`` and the
+    ``fetch_trades`` backfill on the server; any other ccxt call would still go to Binance,
+    so prefer :func:`ccxt_overrides`, which rewrites every URL."""
+    full = ccxt_overrides(server, exchange_id)
+    api = full["urls"]["api"]
+    # ccxt.pro.binance loads spot, USD-M and COIN-M markets; the futures classes one each
+    rest_keys, ws_keys = {
+        "binance": (["public", "fapiPublic", "dapiPublic"], ["spot", "linear", "inverse"]),
+        "binanceusdm": (["fapiPublic"], ["linear"]),
+        "binancecoinm": (["dapiPublic"], ["inverse"]),
+    }[exchange_id.lower()]
+    urls = {k: api[k] for k in rest_keys} | {"ws": {k: api["ws"][k] for k in ws_keys}}
+    return {**full, "urls": {"api": urls}}
+
+
 def describe(server: ReplayServer) -> str:
     """The URLs and the ccxt config to use, as printed by the CLI."""
     markets = sorted({r.market for r in server.recordings}, key=MARKET_TYPES.index)
@@ -1122,22 +1139,14 @@ def describe(server: ReplayServer) -> str:
     for r in server.recordings:
         lines.append(f"  {r.market:4s} {r.path} ({len(r)} frames)")
     for m in markets:
-        spec = SPECS[m]
         lines.append(f"  {m:4s} websocket {server.ws_base(m)}   REST {server.rest_base(m)}")
-        config = ccxt_overrides(server, spec.ccxt_exchange)
-        short = {
-            "urls": {"api": {
-                spec.ccxt_rest_key: config["urls"]["api"][spec.ccxt_rest_key],
-                "ws": {spec.ccxt_ws_key: config["urls"]["api"]["ws"][spec.ccxt_ws_key]},
-            }},
-            "options": config["options"],
-            "apiKey": config["apiKey"],
-        }  # fmt: skip
-        lines.append(
-            f"  ccxt.pro.{spec.ccxt_exchange}(feeder.replay.ccxt_overrides(server_url, "
-            f"'{spec.ccxt_exchange}')) rewrites every URL; the essential part:"
-        )
-        lines.append("    " + json.dumps(short))
+    lines.append(
+        "ccxt pro config: ccxt.pro.<id>(feeder.replay.ccxt_overrides("
+        f"'{server.rest_url}', '<id>')) rewrites every Binance URL to this server; at least:"
+    )
+    ids = ["binance"] + [SPECS[m].ccxt_exchange for m in markets if m != "spot"]
+    for exchange_id in ids:
+        lines.append(f"  {exchange_id}: {json.dumps(minimal_overrides(server, exchange_id))}")
     return "\n".join(lines)
 
 

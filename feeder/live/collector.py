@@ -7,8 +7,9 @@ Per stream (one ccxt pro exchange and its symbols):
 - after a reconnect, the gap is backfilled over REST from the last trade id (Binance:
   historical trades ``fromId``) or the last trade time (others), paginated until it meets the
   live stream, deduplicated by trade id downstream. A gap that cannot be filled is recorded.
-While a market is disconnected or backfilling, the runtime holds its watermark at its last
-trade: its seconds stay open, so backfilled trades land in them instead of arriving late.
+While a market is disconnected or has missing trades being fetched, the runtime holds its
+watermark at the last trade before the gap: those seconds stay open, so backfilled trades land
+in them instead of arriving late.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ccxt
+import numpy as np
 
 from feeder.live.markets import LiveMarket, raw_from_ccxt
 from feeder.settings import ExchangeSettings
@@ -34,8 +36,11 @@ FROM_ID_METHOD = {
     "binanceusdm": "fapiPublicGetHistoricalTrades",
     "binancecoinm": "dapiPublicGetHistoricalTrades",
 }
+#: Largest page each endpoint serves (Binance futures historical trades: 500).
+PAGE = {"binance": 1000, "binanceusdm": 500, "binancecoinm": 500}
 
-OnTrades = Callable[[LiveMarket, dict[str, Any], int, bool], None]
+#: The runtime's intake: (market, raw columns, receive ns, backfill?) -> trades accepted.
+OnTrades = Callable[[LiveMarket, dict[str, Any], int, bool], int]
 
 
 @dataclass
@@ -57,20 +62,20 @@ class Backoff:
 
 @dataclass
 class MarketState:
-    last_id: int | None = None
-    last_ts_ms: int | None = None
+    last_id: int | None = None  # the largest trade id seen
+    last_ts_ms: int | None = None  # the latest trade time seen
     last_recv: float = 0.0
     connected: bool = False
-    backfilling: bool = False  # set at the disconnect, cleared when the gap is filled
-    gap_from_id: int | None = None  # the last trade before the disconnect
-    gap_from_ms: int | None = None
+    reconnect_hold_ms: int | None = None  # set at a disconnect until the gap is handled
+    holes: dict[tuple[int, int], int] = field(default_factory=dict)  # id range -> hold (ms)
 
     @property
     def hold_ms(self) -> int | None:
-        """While disconnected or backfilling: the time the market is complete up to."""
-        if self.connected and not self.backfilling:
-            return None
-        return self.gap_from_ms if self.backfilling else self.last_ts_ms
+        """The time this market is complete up to while trades are missing, else None."""
+        holds = list(self.holes.values())
+        if self.reconnect_hold_ms is not None:
+            holds.append(self.reconnect_hold_ms)
+        return min(holds) if holds else None
 
 
 @dataclass
@@ -100,24 +105,34 @@ class Collector:
         self.stats = StreamStats(markets={m.market: MarketState() for m in markets})
         self.name = f"{entry.id}:{entry.kind.value}"
         self._need_backfill = False
+        self.settle_s = 1.0
+        #: Binance numbers each market's trades consecutively: a gap in ids is a missed trade.
+        self.sequential = entry.id in FROM_ID_METHOD
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def state(self, m: LiveMarket) -> MarketState:
         return self.stats.markets[m.market]
 
     # ----- trades in ------------------------------------------------------------------------
     def _deliver(self, trades: list[Mapping[str, Any]], backfill: bool = False) -> int:
+        """Hand trades to the runtime; on id-sequential exchanges find holes in the ids.
+
+        Returns how many trades were new (not duplicates).
+        """
         by_symbol: dict[str, list[Mapping[str, Any]]] = {}
         for t in trades:
             by_symbol.setdefault(str(t.get("symbol")), []).append(t)
         recv = time.time_ns()
-        n = 0
+        fresh = 0
         for sym, group in by_symbol.items():
             m = self.markets.get(sym)
             if m is None:
                 continue
             raw = raw_from_ccxt(group)
-            self.on_trades(m, raw, recv, backfill)
             st = self.state(m)
+            if self.sequential and not backfill and len(group):
+                self._find_holes(m, st, raw)
+            fresh += self.on_trades(m, raw, recv, backfill)
             ids, ts = raw["trade_id"], raw["ts"]
             if len(ids):
                 top = int(ids.max())
@@ -126,9 +141,36 @@ class Collector:
                 if len(finite):
                     t_max = int(finite.max())
                     st.last_ts_ms = t_max if st.last_ts_ms is None else max(st.last_ts_ms, t_max)
-            st.last_recv = time.time()
-            n += len(group)
-        return n
+            if not backfill:
+                st.last_recv = time.time()
+                if st.reconnect_hold_ms is not None and self.sequential:
+                    st.reconnect_hold_ms = None  # the stream is back; holes cover the gap
+        return fresh
+
+    def _find_holes(self, m: LiveMarket, st: MarketState, raw: dict[str, Any]) -> None:
+        """Missing ids between the last id seen and this batch, or inside it: backfill them."""
+        order = np.argsort(raw["trade_id"], kind="stable")
+        ids = raw["trade_id"][order]
+        ts = raw["ts"][order]
+        prev_id = st.last_id
+        prev_ts = st.last_ts_ms
+        newer = ids > (prev_id if prev_id is not None else ids[0] - 1)
+        ids, ts = ids[newer], ts[newer]
+        if prev_id is None or not len(ids):
+            return
+        chain = np.concatenate(([prev_id], ids))
+        chain_ts = np.concatenate(([prev_ts if prev_ts is not None else ts[0]], ts))
+        for i in np.flatnonzero(np.diff(chain) > 1):
+            lo, hi = int(chain[i]) + 1, int(chain[i + 1]) - 1
+            hold = int(chain_ts[i]) if chain_ts[i] == chain_ts[i] else int(ts[0])
+            st.holes[(lo, hi)] = hold
+            self._spawn(self._fill_hole(m, lo, hi))
+
+    def _spawn(self, coro: Any) -> None:
+        """Run a backfill in the background; its reference is kept until it is done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ----- the stream -----------------------------------------------------------------------
     async def _watch(self, symbols: list[str]) -> list[Any]:
@@ -154,21 +196,39 @@ class Collector:
             if first:
                 first = False
                 self.backoff.reset()
-                for s in symbols:
-                    self.state(self.markets[s]).connected = True
-                if self._need_backfill:
-                    self._need_backfill = False
-                    asyncio.get_running_loop().create_task(self._backfill_all())
 
     async def _stream(self) -> None:
         symbols = list(self.markets)
         groups = [[s] for s in symbols] if self.entry.per_symbol or not self.ex.has.get(
             "watchTradesForSymbols") else [symbols]  # fmt: skip
-        self.stats.connected_since = time.time()
-        await asyncio.gather(*(self._stream_group(g) for g in groups))
+        streams = [asyncio.ensure_future(self._stream_group(g)) for g in groups]
+        try:
+            # The subscription is live once the exchange has had a moment to answer; from then
+            # on the stream covers new trades and the REST backfill covers the gap before them
+            # (overlaps are removed by trade id), whether or not the market trades meanwhile.
+            done, _ = await asyncio.wait(streams, timeout=self.settle_s)
+            for t in done:
+                t.result()  # a failed (re)connect raises here
+            self.stats.connected_since = time.time()
+            for st in self.stats.markets.values():
+                st.connected = True
+            if self._need_backfill:
+                self._need_backfill = False
+                self._spawn(self._after_reconnect())
+            await asyncio.gather(*streams)
+        finally:
+            for t in streams:
+                t.cancel()
 
     async def run(self) -> None:
         """Collect until cancelled; every error leads to a reconnect after a backoff."""
+        try:
+            await self._run()
+        finally:
+            for t in list(self._tasks):
+                t.cancel()
+
+    async def _run(self) -> None:
         while True:
             try:
                 await self._stream()
@@ -183,9 +243,12 @@ class Collector:
                 self.stats.connected_since = None
                 for st in self.stats.markets.values():
                     st.connected = False
-                    if self.entry.backfill and st.last_ts_ms is not None and not st.backfilling:
-                        st.backfilling = True
-                        st.gap_from_id, st.gap_from_ms = st.last_id, st.last_ts_ms
+                    if (
+                        self.entry.backfill
+                        and st.last_ts_ms is not None
+                        and st.reconnect_hold_ms is None
+                    ):
+                        st.reconnect_hold_ms = st.last_ts_ms
                 self._need_backfill = self.entry.backfill
                 delay = self.backoff.next()
                 log.warning(
@@ -198,52 +261,83 @@ class Collector:
                 await asyncio.sleep(delay)
 
     # ----- backfill -------------------------------------------------------------------------
-    async def _backfill_all(self) -> None:
-        await asyncio.gather(*(self.backfill(m) for m in self.markets.values()))
+    async def _after_reconnect(self) -> None:
+        """The gap before the resumed stream: on id-sequential exchanges the first resumed batch
+        reveals it as a hole (filled by ``_fill_hole``); a market that has not traded since is
+        probed from its last id. Elsewhere the gap is fetched by time until nothing new comes."""
+        await asyncio.gather(*(self._probe(m) for m in self.markets.values()))
 
-    async def backfill(self, m: LiveMarket, page: int = 1000, max_pages: int = 200) -> None:
-        """Fetch the trades missed since the market's last trade, until the stream's first."""
+    async def _probe(self, m: LiveMarket) -> None:
         st = self.state(m)
-        if st.gap_from_id is None or st.gap_from_ms is None:
-            st.backfilling = False
+        if st.reconnect_hold_ms is None or st.last_ts_ms is None:
             return
-        start_id, start_ms = st.gap_from_id, st.gap_from_ms
-        got = 0
+        start_ms = st.reconnect_hold_ms
         try:
-            method = FROM_ID_METHOD.get(self.entry.id)
-            cursor_id, cursor_ms = start_id + 1, start_ms
-            for _ in range(max_pages):
-                if method:
-                    params = {"fetchTradesMethod": method, "fromId": cursor_id}
-                    trades = await self.ex.fetch_trades(m.symbol, limit=page, params=params)
-                else:
-                    trades = await self.ex.fetch_trades(m.symbol, since=cursor_ms, limit=page)
-                if not trades:
-                    break
-                got += self._deliver(trades, backfill=True)
-                ids = [int(t["id"]) for t in trades if str(t.get("id", "")).isdigit()]
-                new_cursor_ms = max(int(t["timestamp"]) for t in trades)
-                if len(trades) < page or (method and not ids) or (
-                    not method and new_cursor_ms <= cursor_ms):  # fmt: skip
-                    break
-                cursor_id = max(ids) + 1 if ids else cursor_id
-                cursor_ms = new_cursor_ms
-            self.stats.backfilled_trades += got
-            log.info("%s %s: backfilled %d trades after the reconnect", self.name, m.symbol, got)
+            if self.sequential:
+                assert st.last_id is not None
+                await self._fetch_ids(m, st.last_id + 1, None)
+            else:
+                await self._fetch_since(m, start_ms)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - an unfillable gap is recorded, not fatal
-            self.stats.unfilled_gaps += 1
-            end_ms = (
-                st.last_ts_ms
-                if st.last_ts_ms and st.last_ts_ms > start_ms
-                else int(time.time() * 1000)
-            )
-            log.error("%s %s: backfill failed (%s): gap %d..%d recorded", self.name, m.symbol, e,
-                      start_ms, end_ms)  # fmt: skip
-            await self.on_gap(
-                m, start_ms // 1000 + 1, end_ms // 1000, f"backfill failed: {e}"[:200]
-            )
+            await self._record_gap(m, start_ms, e)
         finally:
-            st.backfilling = False
-            st.gap_from_id = st.gap_from_ms = None
+            st.reconnect_hold_ms = None
+
+    async def _fill_hole(self, m: LiveMarket, lo: int, hi: int) -> None:
+        st = self.state(m)
+        hold = st.holes.get((lo, hi))
+        try:
+            got = await self._fetch_ids(m, lo, hi)
+            self.stats.backfilled_trades += got
+            log.info("%s %s: trades %d..%d missing from the stream: %d backfilled",
+                     self.name, m.symbol, lo, hi, got)  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - an unfillable gap is recorded, not fatal
+            await self._record_gap(m, hold if hold is not None else int(time.time() * 1000), e)
+        finally:
+            st.holes.pop((lo, hi), None)
+
+    async def _fetch_ids(self, m: LiveMarket, lo: int, hi: int | None) -> int:
+        """Raw trades by id from ``lo`` (to ``hi``, or until no newer trades), page by page."""
+        method = FROM_ID_METHOD[self.entry.id]
+        page = PAGE.get(self.entry.id, 1000)
+        cursor, got = lo, 0
+        while hi is None or cursor <= hi:
+            params = {"fetchTradesMethod": method, "fromId": cursor}
+            trades = await self.ex.fetch_trades(m.symbol, limit=page, params=params)
+            ids = [int(t["id"]) for t in trades if str(t.get("id", "")).isdigit()]
+            if not ids or max(ids) < cursor:
+                break
+            got += self._deliver(trades, backfill=True)
+            cursor = max(ids) + 1
+        return got
+
+    async def _fetch_since(self, m: LiveMarket, since_ms: int, max_pages: int = 500) -> int:
+        """Trades by time from ``since_ms`` until a page brings nothing new."""
+        got = 0
+        cursor = since_ms
+        for _ in range(max_pages):
+            trades = await self.ex.fetch_trades(m.symbol, since=cursor, limit=1000)
+            if not trades:
+                break
+            new = self._deliver(trades, backfill=True)
+            got += new
+            top = max(int(t["timestamp"]) for t in trades)
+            if new == 0 or top <= cursor:
+                break
+            cursor = top
+        self.stats.backfilled_trades += got
+        return got
+
+    async def _record_gap(self, m: LiveMarket, from_ms: int, err: BaseException) -> None:
+        self.stats.unfilled_gaps += 1
+        st = self.state(m)
+        end_ms = (
+            st.last_ts_ms if st.last_ts_ms and st.last_ts_ms > from_ms else int(time.time() * 1000)
+        )
+        log.error("%s %s: backfill failed (%s): gap %d..%d recorded", self.name, m.symbol, err,
+                  from_ms, end_ms)  # fmt: skip
+        await self.on_gap(m, from_ms // 1000 + 1, end_ms // 1000, f"backfill failed: {err}"[:200])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from collections import Counter
@@ -84,7 +85,15 @@ class Feeder:
         import ccxt.pro as ccxtpro
 
         cls = getattr(ccxtpro, entry.id)
-        ex = cls({"enableRateLimit": True, "options": dict(entry.options)})
+        config: dict[str, Any] = {
+            "enableRateLimit": True,
+            # ccxt keeps this many trades per symbol between watch calls; more than a burst.
+            "options": {"tradesLimit": 50_000, "fetchCurrencies": False, **entry.options},
+        }
+        key = os.environ.get(f"SQUEEZEFLOW_API_KEY_{entry.id.upper()}")
+        if key:  # read-only key: Binance's historical-trades backfill needs one
+            config["apiKey"] = key
+        ex = cls(config)
         for key, val in entry.urls.items():
             ex.urls[key] = val
         return ex
@@ -128,7 +137,9 @@ class Feeder:
 
     # ----- trades in --------------------------------------------------------------------------
     def on_trades(self, m: LiveMarket, raw: dict[str, np.ndarray], recv_ns: int, backfill: bool,
-                  liquidation: bool = False) -> None:  # fmt: skip
+                  liquidation: bool = False) -> int:  # fmt: skip
+        """Normalise, deduplicate and fold trades into the market's bars; returns how many
+        were accepted (new)."""
         rt = self.markets[m.market]
         n = len(raw["price"])
         batch = normalise(
@@ -141,12 +152,13 @@ class Feeder:
         self.counters["trades_in"] += n
         self.counters["trades_backfilled" if backfill else "trades_live"] += len(batch)
         if len(batch) == 0:
-            return
+            return 0
         rt.trades += len(batch)
         rt.last_trade_recv = time.time()
         if isinstance(self.clock, EventClock):
             self.clock.saw(int(batch.ts.max()))
         rt.builder.add(batch)
+        return len(batch)
 
     async def on_gap(self, m: LiveMarket, start: int, end: int, reason: str) -> None:
         self.gaps.append({"market": m.market, "start": start, "end": end, "reason": reason})
@@ -171,6 +183,8 @@ class Feeder:
         for rt in self.markets.values():
             out = rt.builder.advance(self._limit_ns(rt, now))
             self.counters["corrected_seconds"] += out.corrected_seconds
+            if final:
+                out.bars_1m = pd.concat([out.bars_1m, rt.builder.finish()], ignore_index=True)
             kind = rt.m.kind.value
             wm = rt.builder.watermark
             if len(out.bars_1s):

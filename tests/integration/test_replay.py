@@ -26,6 +26,7 @@ from feeder.replay import (
     ReplayServer,
     add_arguments,
     ccxt_overrides,
+    minimal_overrides,
     parse_recording_arg,
     run,
 )
@@ -466,7 +467,7 @@ def test_two_markets_on_one_clock_and_ccxt_overrides(market_data: Path) -> None:
             start_on_subscribe=2,
         )
         await server.start()
-        config = ccxt_overrides(server, "binance")
+        config = minimal_overrides(server, "binance")  # what the CLI prints as the minimum
         config["options"]["tradesLimit"] = 50_000
         exchange = ccxt.pro.binance(config)
         try:
