@@ -24,12 +24,18 @@ from tests.helpers import SPOT, USDM, raw_columns, read_derived_trades
 RAW = "hftbacktest/raw"
 DERIVED = "hftbacktest/derived_trades"
 RECORDINGS = {
-    "BINANCE:btcusdt": (f"{RAW}/spot/btcusdt_20240808.gz", "spot", "spot_btcusdt_20240808_trades.csv", SPOT),
-    "BINANCE_FUTURES:btcusdt": (f"{RAW}/usdm/btcusdt_20240808.gz", "usdm", "usdm_btcusdt_20240808_trades.csv", USDM),
-}  # fmt: skip
+    "BINANCE:btcusdt": (
+        f"{RAW}/spot/btcusdt_20240808.gz", "spot", "spot_btcusdt_20240808_trades.csv", SPOT
+    ),
+    "BINANCE_FUTURES:btcusdt": (
+        f"{RAW}/usdm/btcusdt_20240808.gz", "usdm", "usdm_btcusdt_20240808_trades.csv", USDM
+    ),
+}
 
 
-def feeder_settings(tmp: Path, redis_url: str | None, quiet_s: float = 20.0, **extra: Any) -> Settings:
+def feeder_settings(
+    tmp: Path, redis_url: str | None, quiet_s: float = 20.0, **extra: Any
+) -> Settings:
     common = {"open_interest": False, "liquidations": False, "quiet_s": quiet_s}
     doc: dict[str, Any] = {
         "coins": {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}},
@@ -57,7 +63,7 @@ class Run:
 
 async def run_feeder(
     server: ReplayServer, settings: Settings, store: BarStore, expected_trades: int,
-    during: Any = None, timeout: float = 120.0,
+    during: Any = None, timeout: float = 120.0,  # noqa: ASYNC109 - a test deadline
 ) -> Run:  # fmt: skip
     """Run the real feeder until every expected trade has arrived (or ``timeout``), then stop."""
 

@@ -47,8 +47,8 @@ def test_live_bars_equal_the_import_bars_of_the_same_recording(market_data, impo
         got = store.read_bars(market, 1_723_000_000, 1_724_000_000, "1m")
         want = imported.read_bars(market, 1_723_000_000, 1_724_000_000, "1m")
         # the live session's first minute is partial and is not rolled up
-        pd.testing.assert_frame_equal(got, want[want["time"] >= got["time"].min()].reset_index(drop=True),
-                                      check_exact=False, rtol=1e-12)  # fmt: skip
+        want = want[want["time"] >= got["time"].min()].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
         assert len(got) >= 4
     # live bars reached Redis with a watermark per market
     stream = RedisBarStream(settings.redis.url, prefix=settings.redis.prefix)
@@ -113,7 +113,7 @@ def test_health_and_metrics_are_served_on_loopback(market_data, tmp_path):
     seen = {}
 
     async def probe(feeder):
-        while not hasattr(feeder, "http_port"):
+        while not hasattr(feeder, "http_port"):  # noqa: ASYNC110 - polling a started server
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)
         async with httpx.AsyncClient() as c:
