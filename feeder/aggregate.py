@@ -151,10 +151,11 @@ class LiveBarBuilder:
     """Builds one market's 1-second bars live, closing each second on a watermark.
 
     A second ``s`` closes once the clock passes ``s + 1 + grace`` seconds, whether or not another
-    trade arrives. A trade for a second already emitted (late) re-emits that second's corrected
-    bar and its minute's rollup; sinks overwrite by key, so writes stay idempotent. Emitted bars
-    are kept ``retain_s`` seconds for such corrections; a trade later than that is counted as
-    ``late_dropped`` in ``rejects`` (it cannot be merged without re-reading the store).
+    trade arrives. ``add`` only queues trades; ``advance`` aggregates every second that closed, in
+    one vectorised pass. A trade for a second already emitted (late) re-emits that second's
+    corrected bar and its minute's rollup; sinks overwrite by key, so writes stay idempotent.
+    Emitted bars are kept ``retain_s`` seconds for such corrections; a trade later than that is
+    counted as ``late_dropped`` in ``rejects`` (it cannot be merged without re-reading the store).
     """
 
     market: str
@@ -163,35 +164,37 @@ class LiveBarBuilder:
     rejects: Rejects = field(default_factory=Rejects)
     watermark: int | None = None  # every second < watermark has been emitted
     late_trades: int = 0
-    _open: pd.DataFrame = field(default_factory=lambda: empty_bars(keys=True))
+    _pending: list[TradeBatch] = field(default_factory=list)
     _emitted: pd.DataFrame = field(default_factory=lambda: empty_bars(keys=True))
     _dirty: set[int] = field(default_factory=set)
     _minutes_done: int | None = None  # every minute < this has been emitted
 
     def add(self, batch: TradeBatch) -> None:
-        """Fold accepted trades in; trades of already-emitted seconds become corrections."""
+        """Queue accepted trades; trades of already-emitted seconds become corrections."""
         if len(batch) == 0:
             return
-        bars = bars_from_trades(batch)
-        if self.watermark is None:
-            self._open = merge_bars(self._open, bars)
-            return
-        late_mask = bars["time"].to_numpy() < self.watermark
-        if late_mask.any():
-            late = bars[late_mask]
+        if self.watermark is not None:
             sec = batch.ts // NS
-            oldest = self.watermark - self.retain_s
-            too_old = late["time"].to_numpy() < oldest
-            n_late_trades = int(np.count_nonzero(sec < self.watermark))
-            n_too_old = int(np.count_nonzero(sec < oldest))
-            self.late_trades += n_late_trades - n_too_old
-            self.rejects.add("late_dropped", n_too_old)
-            keep = late[~too_old]
-            if len(keep):
-                self._emitted = merge_bars(self._emitted, keep)
-                self._dirty.update(int(t) for t in keep["time"])
-            bars = bars[~late_mask]
-        self._open = merge_bars(self._open, bars)
+            late = sec < self.watermark
+            if late.any():
+                self._correct(batch.take(late), sec[late])
+                batch = batch.take(~late)
+                if len(batch) == 0:
+                    return
+        self._pending.append(batch)
+
+    def _correct(self, late: TradeBatch, sec: np.ndarray) -> None:
+        assert self.watermark is not None
+        oldest = self.watermark - self.retain_s
+        too_old = sec < oldest
+        self.rejects.add("late_dropped", int(too_old.sum()))
+        keep = late.take(~too_old)
+        if len(keep) == 0:
+            return
+        self.late_trades += len(keep)
+        bars = bars_from_trades(keep)
+        self._emitted = merge_bars(self._emitted, bars)
+        self._dirty.update(int(t) for t in bars["time"])
 
     def finish(self) -> pd.DataFrame:
         """At shutdown: the rollup of the last, partial minute (its emitted seconds only).
@@ -210,36 +213,59 @@ class LiveBarBuilder:
         """Close every second that ended more than ``grace`` ago; return what must be written."""
         closable = int((now_ns - self.grace_s * NS) // NS)  # seconds < closable are final
         if self.watermark is None:
-            self.watermark = (
-                closable if len(self._open) == 0 else min(closable, int(self._open["time"].iloc[0]))
-            )
-            if self._minutes_done is None:
-                self._minutes_done = self.watermark // 60 + 1  # first minute seen may be partial
+            if not self._pending:  # nothing seen yet: the session starts with the first trade
+                return LiveBars(_EMPTY, _EMPTY)
+            first = min(int(b.ts.min()) for b in self._pending) // NS
+            self.watermark = min(closable, first)
+            self._minutes_done = self.watermark // 60 + 1  # the first minute may be partial
         closable = max(closable, self.watermark)
-        t = self._open["time"].to_numpy()
-        done = t < closable
-        new = self._open[done]
-        self._open = self._open[~done].reset_index(drop=True)
+        if closable == self.watermark and not self._dirty:
+            return LiveBars(_EMPTY, _EMPTY)
+
+        new = _EMPTY_KEYS
+        if self._pending:
+            batch = TradeBatch.concat(self._pending)
+            due = batch.ts // NS < closable
+            if due.all():
+                self._pending = []
+            else:
+                self._pending = [batch.take(~due)]
+                batch = batch.take(due)
+            if len(batch):
+                new = bars_from_trades(batch)
         corrected = sorted(self._dirty)
         self._dirty.clear()
         if len(new):
-            self._emitted = merge_bars(self._emitted, new)
-        out_1s = pd.concat(
-            [new, self._emitted[self._emitted["time"].isin(corrected)]], ignore_index=True
-        ).sort_values("time", ignore_index=True)
+            self._emitted = pd.concat([self._emitted, new], ignore_index=True)
+        out_1s = new
+        if corrected:
+            fixed = self._emitted[self._emitted["time"].isin(corrected)]
+            out_1s = pd.concat([fixed, new], ignore_index=True).sort_values(
+                "time", ignore_index=True
+            )
+        old_watermark = self.watermark
         self.watermark = closable
 
-        # Minutes whose every second is now final, plus minutes touched by corrections; only
-        # minutes that hold bars (a quiet minute has no rollup).
+        # Rollups: minutes that just became complete, and minutes touched by corrections.
         assert self._minutes_done is not None
         full_minutes_end = closable // 60  # minutes < this are complete
-        em = self._emitted
-        em_min = em["time"].to_numpy() // 60
-        minutes = set(
-            np.unique(em_min[(em_min >= self._minutes_done) & (em_min < full_minutes_end)]).tolist()
-        )
-        minutes.update(c // 60 for c in corrected if c // 60 < full_minutes_end)
-        self._minutes_done = max(self._minutes_done, full_minutes_end)
-        rolled = rollup(strip_keys(em[(em["time"] // 60).isin(minutes)]), 60)
-        self._emitted = em[em["time"] >= closable - self.retain_s].reset_index(drop=True)
-        return LiveBars(strip_keys(out_1s), rolled, len(corrected))
+        rolled = _EMPTY
+        if full_minutes_end > self._minutes_done or corrected:
+            em = self._emitted
+            em_min = em["time"].to_numpy() // 60
+            want = (em_min >= self._minutes_done) & (em_min < full_minutes_end)
+            if corrected:
+                want |= np.isin(em_min, [c // 60 for c in corrected if c // 60 < full_minutes_end])
+            if want.any():
+                rolled = rollup(strip_keys(em[want]), 60)
+            self._minutes_done = max(self._minutes_done, full_minutes_end)
+        # Trim the correction window now and then, not on every tick.
+        if closable // 60 != old_watermark // 60 and len(self._emitted):
+            self._emitted = self._emitted[
+                self._emitted["time"] >= closable - self.retain_s
+            ].reset_index(drop=True)
+        return LiveBars(strip_keys(out_1s) if len(out_1s) else _EMPTY, rolled, len(corrected))
+
+
+_EMPTY = empty_bars()
+_EMPTY_KEYS = empty_bars(keys=True)

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -114,6 +115,20 @@ class TradeBatch:
             None if self.ts_recv is None else self.ts_recv[mask_or_idx],
             self.exchange,
         )
+
+    @classmethod
+    def concat(cls, batches: list[TradeBatch]) -> TradeBatch:
+        """One batch from several of the same market (receive times kept when all have them)."""
+        if len(batches) == 1:
+            return batches[0]
+        b0 = batches[0]
+        recv = None if any(b.ts_recv is None for b in batches) else np.concatenate(
+            [b.ts_recv for b in batches if b.ts_recv is not None])  # fmt: skip
+        def cat(name: str) -> Any:
+            return np.concatenate([getattr(b, name) for b in batches])
+
+        return cls(b0.market, b0.kind, cat("ts"), cat("price"), cat("qty"), cat("notional"),
+                   cat("buy"), cat("trade_id"), cat("liq"), recv, b0.exchange)  # fmt: skip
 
     def records(self) -> Iterator[Trade]:
         """The trades one by one as normalised ``Trade`` records."""

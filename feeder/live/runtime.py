@@ -103,7 +103,8 @@ class Feeder:
         if self.store is None:
             self.store = open_store(self.settings)
         coins = list(fs.coins or self.settings.coins)
-        self.writer = StoreWriter(self.store, Spool(fs.spool_dir), self.stats, fs.queue_size)
+        self.writer = StoreWriter(self.store, Spool(fs.spool_dir), self.stats, fs.queue_size,
+                                  flush_s=fs.flush_interval_s)  # fmt: skip
         r = self.settings.redis
         self.publisher = (
             RedisPublisher(
@@ -130,7 +131,8 @@ class Feeder:
             log.info("%s %s: %d markets: %s%s", entry.id, entry.kind.value, len(chosen),
                      ", ".join(m.market for m in chosen[:12]),
                      " ..." if len(chosen) > 12 else "")  # fmt: skip
-        configured = {m.id for c in coins for m in self.settings.markets(c)}
+        configured = {m.id for c in coins if c in self.settings.coins
+                      for m in self.settings.markets(c)}  # fmt: skip
         missing = sorted(configured - set(self.markets))
         if missing:
             log.warning("configured in squeezeflow.coins but not collected: %s", ", ".join(missing))

@@ -40,32 +40,39 @@ class StoreWriter:
 
     def __init__(
         self, store: BarStore, spool: Spool, stats: SinkStats, queue_size: int = 10_000,
-        retry_s: float = 2.0,
+        retry_s: float = 2.0, flush_s: float = 1.0,
     ) -> None:  # fmt: skip
         self.store = store
         self.spool = spool
         self.stats = stats
         self.queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=queue_size)
         self.retry_s = retry_s
+        self.flush_s = flush_s
         self._last_try = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
 
     def put(self, batch: Batch) -> None:
+        self._idle.clear()
         try:
             self.queue.put_nowait(batch)
-            self._idle.clear()
         except asyncio.QueueFull:
             self.stats.counters["store_queue_overflow_spooled"] += 1
             self.spool.append([batch])
 
     def _write(self, batches: list[Batch]) -> None:
+        """Bars first (merged per market and resolution: one append each), then coverage."""
+        bars: dict[tuple[str, str, str], list[pd.DataFrame]] = {}
+        for b in batches:
+            if b.bars is not None:
+                bars.setdefault((b.market, b.kind, b.resolution), []).append(b.bars)
+        for (market, kind, res), frames in bars.items():
+            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            df = df.drop_duplicates("time", keep="last").sort_values("time", ignore_index=True)
+            self.store.append_bars(market, kind, df, res)
         for b in batches:
             if b.resolution == "coverage":
                 self.store.add_coverage(b.market, b.start, b.end)
-            else:
-                assert b.bars is not None
-                self.store.write_bars(b.market, b.kind, b.bars, b.resolution)
 
     async def _try(self, batches: list[Batch]) -> bool:
         try:
@@ -98,31 +105,36 @@ class StoreWriter:
                 first = await asyncio.wait_for(self.queue.get(), timeout=self.retry_s)
             except TimeoutError:
                 await self._replay()
-                if self.queue.empty() and not len(self.spool):
-                    self._idle.set()
+                self._mark_idle()
                 continue
+            self._idle.clear()
             batches = [first]
-            while not self.queue.empty():
-                batches.append(self.queue.get_nowait())
+            # Gather for one flush interval: one small write per market instead of one per tick.
+            deadline = time.monotonic() + self.flush_s
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    batches.append(await asyncio.wait_for(self.queue.get(), timeout=left))
+                except TimeoutError:
+                    break
             await self._replay()
             if len(self.spool) or not await self._try(batches):
                 self.spool.append(batches)
                 self.stats.counters["spooled_batches"] += len(batches)
             else:
                 self.stats.counters["written_batches"] += len(batches)
-            if self.queue.empty() and not len(self.spool):
-                self._idle.set()
+            self._mark_idle()
+
+    def _mark_idle(self) -> None:
+        if self.queue.empty() and (not len(self.spool) or not self.stats.store_up):
+            self._idle.set()
 
     async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not I/O
-        """Wait until everything queued is written (or spooled, if the store is down)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.queue.empty() and (not len(self.spool) or not self.stats.store_up):
-                await asyncio.sleep(0.05)
-                if self.queue.empty():
-                    return True
-            await asyncio.sleep(0.05)
-        return False
+        """Wait until everything queued is written (or spooled, while the store is down)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return self.queue.empty()
 
 
 @dataclass

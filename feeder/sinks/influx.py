@@ -212,6 +212,10 @@ class InfluxStore:
             f.result()
         return len(bars)
 
+    def append_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
+        """Live appends are ordinary writes here (points overwrite by key)."""
+        return self.write_bars(market, kind, bars, resolution)
+
     def add_coverage(self, market: str, start: int, end: int) -> None:
         line = f"{COVERAGE_MEASUREMENT},market={escape_tag(market)} end={int(end)}i {int(start)}"
         self.write_lines([line], rp=None)

@@ -3,6 +3,7 @@
 Layout under ``root``::
 
     bars_1s/<market>/<YYYY-MM-DD>.parquet   1-second bars of one market and day
+    bars_1s/<market>/<YYYY-MM-DD>.part-<n>.parquet  live appends, merged in on compaction
     bars_1m/<market>/<YYYY-MM-DD>.parquet   exact 1-minute rollups
     coverage/<market>.parquet               covered [start, end) seconds
     gaps/<market>.parquet                   recorded gaps that could not be filled
@@ -12,7 +13,9 @@ Layout under ``root``::
 ``<market>`` is the market id with ``:`` replaced by ``.`` (``BINANCE_FUTURES.btcusdt``). Every
 file is written to a temporary name, fsynced and renamed over the target, so a crash never leaves
 a half-written file. Rewriting bars overwrites rows with the same ``time``: writes are idempotent.
-One writer process per store is assumed (the feeder or an import).
+One writer process per store is assumed (the feeder or an import). The live feeder appends
+small part files (``append_bars``) instead of rewriting a day file every second; readers merge
+the parts over the day file (a later part wins for the same second) and ``compact`` folds them in.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -96,6 +100,7 @@ class ParquetStore:
         for day in np.unique(days):
             part = bars.loc[days == day, ["time", *BAR_FIELDS]]
             path = base / f"{day_name(int(day))}.parquet"
+            self.compact(market, resolution, day_name(int(day)))
             if path.exists():
                 old = pq.read_table(path).to_pandas()
                 old = old[~old["time"].isin(part["time"])]
@@ -105,6 +110,50 @@ class ParquetStore:
             _write_table(path, table)
             written += len(part)
         return written
+
+    def append_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
+        """Write bars as a new part file (cheap, for the live feeder); compacts every 64 parts."""
+        if len(bars) == 0:
+            return 0
+        self._register(market, kind)
+        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+        t = bars["time"].to_numpy(np.int64)
+        days = t - t % DAY
+        for day in np.unique(days):
+            part = bars.loc[days == day, ["time", *BAR_FIELDS]].sort_values("time")
+            name = day_name(int(day))
+            path = base / f"{name}.part-{time.time_ns():020d}.parquet"
+            table = pa.Table.from_pandas(part, schema=_BAR_SCHEMA, preserve_index=False)
+            _write_table(path, table)
+            if len(list(base.glob(f"{name}.part-*.parquet"))) >= 64:
+                self.compact(market, resolution, name)
+        return len(bars)
+
+    def compact(self, market: str, resolution: str, day: str) -> None:
+        """Fold a day's part files into its day file (atomically), then remove them."""
+        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+        parts = sorted(base.glob(f"{day}.part-*.parquet"))
+        if not parts:
+            return
+        df = self._read_day(base, day)
+        table = pa.Table.from_pandas(df, schema=_BAR_SCHEMA, preserve_index=False)
+        _write_table(base / f"{day}.parquet", table)
+        for p in parts:
+            p.unlink(missing_ok=True)
+
+    def _read_day(self, base: Path, day: str) -> pd.DataFrame:
+        """The day file with its live parts merged over it (a later write wins per second)."""
+        files = ([base / f"{day}.parquet"] if (base / f"{day}.parquet").exists() else []) + sorted(
+            base.glob(f"{day}.part-*.parquet")
+        )
+        if not files:
+            return pd.DataFrame(columns=["time", *BAR_FIELDS])
+        tables = [pq.read_table(f) for f in files]
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        df = pd.DataFrame({n: table.column(n).to_numpy() for n in table.column_names})
+        if len(files) > 1:
+            df = df.drop_duplicates("time", keep="last").sort_values("time", ignore_index=True)
+        return df
 
     def add_coverage(self, market: str, start: int, end: int) -> None:
         self._write_intervals("coverage", market, [(start, end)], merge=True)
@@ -184,8 +233,12 @@ class ParquetStore:
         first_day = start - start % DAY
         tables = []
         for day in range(first_day, end, DAY):
-            path = base / f"{day_name(day)}.parquet"
-            if path.exists():
+            name = day_name(day)
+            path = base / f"{name}.parquet"
+            if any(base.glob(f"{name}.part-*.parquet")) if base.exists() else False:
+                tables.append(pa.Table.from_pandas(self._read_day(base, name), schema=_BAR_SCHEMA,
+                                                   preserve_index=False))  # fmt: skip
+            elif path.exists():
                 tables.append(pq.read_table(path))
         if not tables:
             return pd.DataFrame(
@@ -212,7 +265,9 @@ class ParquetStore:
 
     def bar_days(self, market: str, resolution: str = "1s") -> list[str]:
         base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
-        return sorted(p.stem for p in base.glob("*.parquet")) if base.exists() else []
+        if not base.exists():
+            return []
+        return sorted({p.name.split(".")[0] for p in base.glob("*.parquet")})
 
     @staticmethod
     def _read_intervals(path: Path) -> Intervals:

@@ -80,3 +80,21 @@ def test_a_writer_killed_mid_write_never_leaves_a_half_file(tmp_path):
     assert (
         pd.read_parquet(tmp_path / "bars_1s/BINANCE.btcusdt/2024-01-01.parquet").shape[0] == 86_400
     )
+
+
+def test_live_appends_are_parts_merged_on_read_and_compacted(tmp_path):
+    store = ParquetStore(tmp_path)
+    bars = cases.make_bars(cases.DAY0, 300, 4, quiet_every=10**9)
+    for i in range(0, 300, 10):
+        store.append_bars("BINANCE:btcusdt", "spot", bars.iloc[i : i + 10], "1s")
+    fix = bars.iloc[[5]].copy()
+    fix["vbuy"] = 1.0
+    store.append_bars("BINANCE:btcusdt", "spot", fix, "1s")  # a correction: the later part wins
+    got = store.read_bars("BINANCE:btcusdt", cases.DAY0, cases.DAY0 + 300, "1s")
+    assert len(got) == 300 and got["vbuy"].iloc[5] == 1.0
+    base = tmp_path / "bars_1s" / "BINANCE.btcusdt"
+    assert len(list(base.glob("*.part-*.parquet"))) < 64  # compacted along the way
+    store.compact("BINANCE:btcusdt", "1s", "2024-01-01")
+    assert [p.name for p in base.iterdir()] == ["2024-01-01.parquet"]
+    again = store.read_bars("BINANCE:btcusdt", cases.DAY0, cases.DAY0 + 300, "1s")
+    pd.testing.assert_frame_equal(again, got)
