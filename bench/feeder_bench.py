@@ -71,7 +71,7 @@ def _settings(tmp: Path, exchanges: list[dict[str, Any]], redis_url: str | None 
     }, env=False)  # fmt: skip
 
 
-def _factory(url: str) -> Any:
+def _factory(url: str, trades_limit: int = 50_000) -> Any:
     import ccxt.pro
 
     from feeder.replay import ccxt_overrides
@@ -79,7 +79,7 @@ def _factory(url: str) -> Any:
     def make(entry: Any) -> Any:
         cfg = ccxt_overrides(url, entry.id)
         cfg["enableRateLimit"] = False
-        cfg.setdefault("options", {})["tradesLimit"] = 50_000
+        cfg.setdefault("options", {})["tradesLimit"] = trades_limit
         return getattr(ccxt.pro, entry.id)(cfg)
 
     return make
@@ -238,13 +238,18 @@ async def memory_150() -> tuple[float, float, int]:
                   "quotes": ["USDT"]}  # fmt: skip
         settings = _settings(tmp, [{"id": "binance", "kind": "spot", **common}], coins=coins)
         url = f"http://127.0.0.1:{port}"
-        f = Feeder(settings, store=ParquetStore(tmp / "store"), exchange_factory=_factory(url),
-                   clock=EventClock(), tick_s=0.1)  # fmt: skip
+        from feeder.live.runtime import TRADES_LIMIT
+
+        f = Feeder(settings, store=ParquetStore(tmp / "store"),
+                   exchange_factory=_factory(url, TRADES_LIMIT), clock=EventClock(),
+                   tick_s=0.1)  # fmt: skip
         await f.setup()
         n_markets = len(f.markets)
+        print(f"  RSS after setup ({n_markets} markets, markets loaded): {_rss_mb():.0f} MB")
         stop = asyncio.Event()
         task = asyncio.create_task(f.run(until=stop, install_signals=False))
         await asyncio.sleep(5)
+        print(f"  RSS with {n_markets} subscriptions running: {_rss_mb():.0f} MB")
         # 15 minutes (the correction window) of SYNTHETIC seconds in every market's builder
         rng = np.random.default_rng(2)
         t0 = 1_723_161_300
@@ -258,7 +263,12 @@ async def memory_150() -> tuple[float, float, int]:
                 f.on_trades(rt.m, raw, time.time_ns(), False)
             await asyncio.sleep(0.05)
         await asyncio.sleep(3)
+        import ctypes
+
+        before_trim = _rss_mb()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
         rss = _rss_mb()
+        print(f"  RSS {before_trim:.0f} MB before malloc_trim, {rss:.0f} MB after")
         stop.set()
         await task
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

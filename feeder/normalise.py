@@ -124,6 +124,7 @@ class TradeBatch:
         b0 = batches[0]
         recv = None if any(b.ts_recv is None for b in batches) else np.concatenate(
             [b.ts_recv for b in batches if b.ts_recv is not None])  # fmt: skip
+
         def cat(name: str) -> Any:
             return np.concatenate([getattr(b, name) for b in batches])
 
@@ -302,6 +303,7 @@ def normalise(
                 bm[fresh],
                 liq[fresh],
             )
+            recv = recv[fresh]
 
     if spec.contract_size is not None:
         notional = q * spec.contract_size

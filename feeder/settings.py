@@ -148,7 +148,7 @@ class FeederSettings(_Strict):
     exchanges: tuple[ExchangeSettings, ...] = DEFAULT_EXCHANGES
     coins: tuple[str, ...] | None = None  # default: every coin of squeezeflow.coins
     queue_size: int = Field(10_000, ge=10)
-    retain_s: int = Field(900, ge=60)
+    retain_s: int = Field(600, ge=60)
     backoff_max_s: float = Field(30.0, gt=0)
     oi_interval_s: float = Field(60.0, gt=0)
     flush_interval_s: float = Field(1.0, gt=0)

@@ -35,6 +35,8 @@ from feeder.store import BarStore, open_store
 
 log = logging.getLogger(__name__)
 
+TRADES_LIMIT = 2_000
+
 
 class EventClock:
     """Replay clock: "now" is the newest exchange event time seen (rehearsals, tests)."""
@@ -87,8 +89,10 @@ class Feeder:
         cls = getattr(ccxtpro, entry.id)
         config: dict[str, Any] = {
             "enableRateLimit": True,
-            # ccxt keeps this many trades per symbol between watch calls; more than a burst.
-            "options": {"tradesLimit": 50_000, "fetchCurrencies": False, **entry.options},
+            # ccxt keeps this many parsed trades per symbol between watch calls: enough for a
+            # burst (a loop that still falls behind leaves an id hole, which is backfilled),
+            # small enough that 150 markets stay light.
+            "options": {"tradesLimit": TRADES_LIMIT, "fetchCurrencies": False, **entry.options},
         }
         key = os.environ.get(f"SQUEEZEFLOW_API_KEY_{entry.id.upper()}")
         if key:  # read-only key: Binance's historical-trades backfill needs one
@@ -126,7 +130,7 @@ class Feeder:
             for m in chosen:
                 self.markets[m.market] = MarketRuntime(
                     m, LiveBarBuilder(m.market, self.settings.grace_s, fs.retain_s, self.rejects),
-                    IdDeduplicator(), col,
+                    IdDeduplicator(window=20_000), col,
                 )  # fmt: skip
             log.info("%s %s: %d markets: %s%s", entry.id, entry.kind.value, len(chosen),
                      ", ".join(m.market for m in chosen[:12]),
@@ -183,26 +187,32 @@ class Feeder:
         if final and isinstance(self.clock, EventClock):
             now += int((self.settings.grace_s + 1) * NS)  # a replay that ended: all seconds final
         for rt in self.markets.values():
-            out = rt.builder.advance(self._limit_ns(rt, now))
-            self.counters["corrected_seconds"] += out.corrected_seconds
-            if final:
-                out.bars_1m = pd.concat([out.bars_1m, rt.builder.finish()], ignore_index=True)
-            kind = rt.m.kind.value
-            wm = rt.builder.watermark
-            if len(out.bars_1s):
-                self.writer.put(Batch(rt.m.market, kind, "1s", out.bars_1s))
-            if len(out.bars_1m):
-                self.writer.put(Batch(rt.m.market, kind, "1m", out.bars_1m))
-            if wm is not None:
-                if rt.covered_until is None:
-                    rt.covered_until = wm
-                if wm > rt.covered_until:
-                    self.writer.put(
-                        Batch(rt.m.market, kind, "coverage", None, rt.covered_until, wm)
-                    )
-                    rt.covered_until = wm
-                if self.publisher is not None and (len(out.bars_1s) or final):
-                    self.publisher.put(LiveItem(rt.m.market, kind, out.bars_1s, wm))
+            try:
+                self._tick_market(rt, now, final)
+            except Exception:  # one market's failure must not stop every other market's bars
+                self.counters["tick_errors"] += 1
+                log.exception("bar clock: %s failed", rt.m.market)
+
+    def _tick_market(self, rt: MarketRuntime, now: int, final: bool) -> None:
+        """Close the market's final seconds and queue its bars, rollups, coverage, live item."""
+        out = rt.builder.advance(self._limit_ns(rt, now))
+        self.counters["corrected_seconds"] += out.corrected_seconds
+        if final:
+            out.bars_1m = pd.concat([out.bars_1m, rt.builder.finish()], ignore_index=True)
+        kind = rt.m.kind.value
+        wm = rt.builder.watermark
+        if len(out.bars_1s):
+            self.writer.put(Batch(rt.m.market, kind, "1s", out.bars_1s))
+        if len(out.bars_1m):
+            self.writer.put(Batch(rt.m.market, kind, "1m", out.bars_1m))
+        if wm is not None:
+            if rt.covered_until is None:
+                rt.covered_until = wm
+            if wm > rt.covered_until:
+                self.writer.put(Batch(rt.m.market, kind, "coverage", None, rt.covered_until, wm))
+                rt.covered_until = wm
+            if self.publisher is not None and (len(out.bars_1s) or final):
+                self.publisher.put(LiveItem(rt.m.market, kind, out.bars_1s, wm))
 
     async def _clock_loop(self) -> None:
         while True:

@@ -25,10 +25,16 @@ RAW = "hftbacktest/raw"
 DERIVED = "hftbacktest/derived_trades"
 RECORDINGS = {
     "BINANCE:btcusdt": (
-        f"{RAW}/spot/btcusdt_20240808.gz", "spot", "spot_btcusdt_20240808_trades.csv", SPOT
+        f"{RAW}/spot/btcusdt_20240808.gz",
+        "spot",
+        "spot_btcusdt_20240808_trades.csv",
+        SPOT,
     ),
     "BINANCE_FUTURES:btcusdt": (
-        f"{RAW}/usdm/btcusdt_20240808.gz", "usdm", "usdm_btcusdt_20240808_trades.csv", USDM
+        f"{RAW}/usdm/btcusdt_20240808.gz",
+        "usdm",
+        "usdm_btcusdt_20240808_trades.csv",
+        USDM,
     ),
 }
 

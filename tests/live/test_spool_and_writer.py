@@ -32,8 +32,9 @@ def test_a_failing_store_spools_then_replays_everything_once_in_order(tmp_path):
     root.write_text("not a directory")  # every write fails: a real I/O error
     store = ParquetStore(root)
     stats = SinkStats()
-    writer = StoreWriter(store, Spool(tmp_path / "spool"), stats, queue_size=4, retry_s=0.2,
-                         flush_s=0.1)
+    writer = StoreWriter(
+        store, Spool(tmp_path / "spool"), stats, queue_size=4, retry_s=0.2, flush_s=0.1
+    )
     bars = make_bars(DAY0, 600, 7, quiet_every=10**9)
 
     async def scenario():

@@ -176,3 +176,19 @@ def test_records_carry_exchange_and_receive_time_beside_event_time():
         side=Side.SELL,
         trade_id=7,
     )
+
+
+def test_receive_times_stay_aligned_when_duplicates_and_bad_rows_are_dropped():
+    dedup = IdDeduplicator()
+    kw = dict(
+        price=np.array([1.0, -1.0, 1.0, 1.0]),
+        qty=np.ones(4),
+        is_buyer_maker=np.zeros(4, bool),
+        ts=np.full(4, T0_S * 1000),
+        ts_recv=np.array([10, 11, 12, 13]),
+    )
+    normalise(SPOT, trade_id=np.array([1, 2, 3, 4]), dedup=dedup, **kw)
+    b = normalise(SPOT, trade_id=np.array([4, 5, 4, 6]), dedup=dedup, **kw)
+    assert b.trade_id.tolist() == [6]  # 4 seen, 5 has a bad price, 4 again
+    assert b.ts_recv is not None and b.ts_recv.tolist() == [13]
+    assert len(b.take(np.ones(1, bool))) == 1
