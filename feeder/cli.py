@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-redis", action="store_true", help="do not publish live bars")
     run.add_argument("--http-port", type=int, help="override squeezeflow.feeder.http_port")
+    run.add_argument("--http-host", help="override squeezeflow.feeder.http_host (127.0.0.1); "
+                     "0.0.0.0 only inside a container whose port is published on loopback")
 
     from feeder import replay
 
@@ -284,9 +286,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
 
     from feeder.live.runtime import EventClock, Feeder
 
-    if args.http_port is not None:
-        settings = settings.model_copy(update={"feeder": settings.feeder.model_copy(
-            update={"http_port": args.http_port})})  # fmt: skip
+    http = {k: v for k, v in (("http_port", args.http_port), ("http_host", args.http_host))
+            if v is not None}  # fmt: skip
+    if http:
+        settings = settings.model_copy(update={"feeder": settings.feeder.model_copy(update=http)})
     if settings.store.backend == "influx":
         from feeder.sinks.influx import InfluxStore
 
