@@ -111,3 +111,16 @@ def check_gaps_are_flagged_not_zero(store: BarStore) -> None:
     part = flow.iloc[12:36]
     assert part["BINANCE_FUTURES:btcusdt|complete"].all()
     assert not part["BINANCE_FUTURES:btcusd_perp|complete"].any()
+
+
+def check_open_interest_is_the_last_value_in_each_candle_summed_over_perps(store: BarStore) -> None:
+    fill(store, seconds=3600)
+    perps = [m.id for m in SETTINGS.markets("BTC") if m.kind.value == "perp"]
+    t = np.arange(DAY0, DAY0 + 3600, 60, dtype=np.int64)
+    store.write_oi(perps[0], pd.DataFrame({"time": t, "oi": 1e6 + t - DAY0}))
+    flow = load_flow(store, SETTINGS, "BTC", DAY0, DAY0 + 3600, "5m")
+    assert flow["oi"].isna().all()  # the second perp has no OI: never a partial sum
+    store.write_oi(perps[1], pd.DataFrame({"time": t[:30], "oi": np.full(30, 5e5)}))
+    flow = load_flow(store, SETTINGS, "BTC", DAY0, DAY0 + 3600, "5m")
+    assert flow["oi"].iloc[0] == 1e6 + 240 + 5e5  # the last values inside [0, 300)
+    assert flow["oi"].iloc[6:].isna().all()  # the second perp stopped after 30 minutes

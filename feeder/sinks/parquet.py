@@ -24,7 +24,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,19 +88,24 @@ class ParquetStore:
         self.root = Path(root)
 
     # ----- writing -----------------------------------------------------------------------------
+    @staticmethod
+    def _by_day(frame: pd.DataFrame, columns: list[str]) -> Iterator[tuple[str, pd.DataFrame]]:
+        """The frame split into UTC days: (``YYYY-MM-DD``, rows of that day)."""
+        t = frame["time"].to_numpy(np.int64)
+        days = t - t % DAY
+        for day in np.unique(days):
+            yield day_name(int(day)), frame.loc[days == day, columns]
+
     def write_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
         """Overwrite-by-time merge of one market's bars into its day files. Returns rows written."""
         if len(bars) == 0:
             return 0
         self._register(market, kind)
         base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
-        t = bars["time"].to_numpy(np.int64)
-        days = t - t % DAY
         written = 0
-        for day in np.unique(days):
-            part = bars.loc[days == day, ["time", *BAR_FIELDS]]
-            path = base / f"{day_name(int(day))}.parquet"
-            self.compact(market, resolution, day_name(int(day)))
+        for name, part in self._by_day(bars, ["time", *BAR_FIELDS]):
+            path = base / f"{name}.parquet"
+            self.compact(market, resolution, name)
             if path.exists():
                 old = pq.read_table(path).to_pandas()
                 old = old[~old["time"].isin(part["time"])]
@@ -117,11 +122,8 @@ class ParquetStore:
             return 0
         self._register(market, kind)
         base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
-        t = bars["time"].to_numpy(np.int64)
-        days = t - t % DAY
-        for day in np.unique(days):
-            part = bars.loc[days == day, ["time", *BAR_FIELDS]].sort_values("time")
-            name = day_name(int(day))
+        for name, part in self._by_day(bars, ["time", *BAR_FIELDS]):
+            part = part.sort_values("time")
             path = base / f"{name}.part-{time.time_ns():020d}.parquet"
             table = pa.Table.from_pandas(part, schema=_BAR_SCHEMA, preserve_index=False)
             _write_table(path, table)
@@ -187,11 +189,8 @@ class ParquetStore:
         """Open interest (``time``, ``oi`` in USD) into ``oi/<market>/<day>.parquet``."""
         if len(oi) == 0:
             return 0
-        t = oi["time"].to_numpy(np.int64)
-        days = t - t % DAY
-        for day in np.unique(days):
-            part = oi.loc[days == day, ["time", "oi"]]
-            path = self.root / "oi" / market_dir_name(market) / f"{day_name(int(day))}.parquet"
+        for name, part in self._by_day(oi, ["time", "oi"]):
+            path = self.root / "oi" / market_dir_name(market) / f"{name}.parquet"
             if path.exists():
                 old = pq.read_table(path).to_pandas()
                 part = pd.concat([old[~old["time"].isin(part["time"])], part], ignore_index=True)

@@ -123,3 +123,7 @@ def test_archive_import_into_influx_resumes_and_reads_like_parquet(store, market
         b = load_flow(pq, settings, "BTC", "2026-05-08", "2026-05-09", tf, per_market=True)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
         assert a["BINANCE_FUTURES:btcusd_perp|complete"].all()
+
+
+def test_open_interest_sums_the_last_value_of_every_perp(store):
+    cases.check_open_interest_is_the_last_value_in_each_candle_summed_over_perps(store)

@@ -98,3 +98,9 @@ def test_live_appends_are_parts_merged_on_read_and_compacted(tmp_path):
     assert [p.name for p in base.iterdir()] == ["2024-01-01.parquet"]
     again = store.read_bars("BINANCE:btcusdt", cases.DAY0, cases.DAY0 + 300, "1s")
     pd.testing.assert_frame_equal(again, got)
+
+
+def test_open_interest_sums_the_last_value_of_every_perp(tmp_path):
+    cases.check_open_interest_is_the_last_value_in_each_candle_summed_over_perps(
+        ParquetStore(tmp_path)
+    )
