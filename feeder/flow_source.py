@@ -173,6 +173,9 @@ class FlowSource:
             if s is not None and len(s) > 200_000:
                 self._seconds[m.id] = s.iloc[-200_000:].reset_index(drop=True)
 
+    def caught_up(self, coin: str) -> bool:
+        return coin in self._candles
+
     def live(self, coin: str) -> pd.DataFrame:
         return self._candles[coin]
 

@@ -142,7 +142,7 @@ class SqueezeFlow(IStrategy):
             return
         coins = self._coins()
         for coin in coins:
-            if coin not in self.flow._candles:
+            if not self.flow.caught_up(coin):
                 self.flow.catch_up(coin, self.startup_candle_count + 10)
         self.flow.poll(coins)
         for coin in coins:
