@@ -132,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-redis", action="store_true", help="do not publish live bars")
     run.add_argument("--http-port", type=int, help="override squeezeflow.feeder.http_port")
-    run.add_argument("--http-host", help="override squeezeflow.feeder.http_host (127.0.0.1); "
-                     "0.0.0.0 only inside a container whose port is published on loopback")
+    run.add_argument(
+        "--http-host",
+        help="override squeezeflow.feeder.http_host (127.0.0.1); "
+        "0.0.0.0 only inside a container whose port is published on loopback",
+    )
 
     from feeder import replay
 

@@ -63,8 +63,3 @@ def covered(
     ok = idx >= 0
     safe = np.where(ok, idx, 0)
     return ok & (iv[safe, 1] >= starts + length)
-
-
-def gaps_within(intervals: Intervals, start: int, end: int) -> Intervals:
-    """Uncovered parts of ``[start, end)``."""
-    return subtract_intervals(as_intervals([(start, end)]), intervals)

@@ -19,7 +19,7 @@ import redis
 
 from feeder.coverage import covered
 from feeder.models import BAR_FIELDS, FLOW_FIELDS
-from feeder.settings import MarketSettings, Settings
+from feeder.settings import Settings
 from feeder.sinks.redis_stream import RedisBarStream
 from feeder.store import (
     BarStore,
@@ -192,9 +192,6 @@ class FlowSource:
                 return float("inf")
             marks.append(float(wm))
         return now - min(marks)
-
-    def markets(self, coin: str) -> list[MarketSettings]:
-        return self.settings.markets(coin)
 
 
 def _empty_seconds() -> pd.DataFrame:

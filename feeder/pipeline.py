@@ -9,7 +9,7 @@ it. Memory therefore stays bounded by one chunk plus one day of bars, whatever t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,12 +95,3 @@ class DayBarWriter:
         """Write every day still held."""
         self._flush(before=None)
         return self.stats
-
-
-def ingest(
-    store: BarStore, spec: MarketSpec, chunks: Iterable[Mapping[str, np.ndarray]]
-) -> IngestStats:
-    writer = DayBarWriter(store, spec)
-    for raw in chunks:
-        writer.add_raw(raw)
-    return writer.close()
