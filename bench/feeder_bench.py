@@ -223,6 +223,9 @@ async def latency(seconds: int = 30, markets: int = 10, rate: int = 1000) -> lis
 
 
 async def memory_150() -> tuple[float, float, int]:
+    from feeder.live import ccxt_slim
+
+    ccxt_slim.install(["binance"])  # as `squeezeflow-feeder run` does before importing ccxt
     from feeder.live.runtime import EventClock, Feeder
     from feeder.sinks.parquet import ParquetStore
 

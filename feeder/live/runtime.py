@@ -9,6 +9,7 @@ SIGTERM/SIGINT stop collection, close every second that is final, and flush ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import ccxt
 import numpy as np
 import pandas as pd
 from aiohttp import web
@@ -36,6 +38,12 @@ from feeder.store import BarStore, open_store
 log = logging.getLogger(__name__)
 
 TRADES_LIMIT = 2_000
+#: attempts at loading an exchange's markets at start (1, 2, 4, 8 s apart) before giving up
+STARTUP_ATTEMPTS = 5
+
+
+class FeederStartError(RuntimeError):
+    """The feeder cannot start (an exchange's markets cannot be loaded)."""
 
 
 class EventClock:
@@ -119,13 +127,24 @@ class Feeder:
         for entry in fs.exchanges:
             ex = self._make_exchange(entry)
             self._exchanges.append(ex)
-            markets = await ex.load_markets()
+            markets = await self._load_markets(ex, entry)
             chosen = [m for m in select_markets(entry.id, markets, entry, coins)
                       if m.market not in self.markets]  # fmt: skip
             if not chosen:
                 log.warning("%s %s: no market for %s", entry.id, entry.kind.value, coins)
                 continue
-            col = Collector(entry, ex, chosen, self.on_trades, self.on_gap, fs.backoff_max_s)
+            # ccxt keeps every market it loaded (Binance: spot, USD-M and COIN-M, thousands);
+            # keep the chosen ones only, which is all its parsers and REST calls look up
+            ex.set_markets([markets[m.symbol] for m in chosen])
+            col = Collector(
+                entry,
+                ex,
+                chosen,
+                self.on_trades,
+                self.on_gap,
+                fs.backoff_max_s,
+                now_ms=lambda: self.clock() // 1_000_000,
+            )
             self.collectors.append(col)
             for m in chosen:
                 self.markets[m.market] = MarketRuntime(
@@ -141,6 +160,29 @@ class Feeder:
         if missing:
             log.warning("configured in squeezeflow.coins but not collected: %s", ", ".join(missing))
 
+    async def _load_markets(self, ex: Any, entry: ExchangeSettings) -> dict[str, Any]:
+        """The exchange's markets; a network failure is retried with backoff a few times, then
+        the feeder refuses to start with an error naming the exchange and the URL."""
+        delay = 1.0
+        for attempt in range(1, STARTUP_ATTEMPTS + 1):
+            try:
+                return dict(await ex.load_markets())
+            except ccxt.NetworkError as e:
+                if attempt == STARTUP_ATTEMPTS:
+                    for x in self._exchanges:
+                        with contextlib.suppress(Exception):
+                            await x.close()
+                    raise FeederStartError(
+                        f"{entry.id} ({entry.kind.value}): cannot load its markets after "
+                        f"{attempt} attempts: {type(e).__name__}: {str(e)[:300]}. Check the "
+                        "network, or squeezeflow.feeder.exchanges[].urls"
+                    ) from e
+                log.warning("%s %s: markets not loaded (%s); retrying in %.0f s", entry.id,
+                            entry.kind.value, type(e).__name__, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.feeder.backoff_max_s)
+        raise AssertionError("unreachable")
+
     # ----- trades in --------------------------------------------------------------------------
     def on_trades(self, m: LiveMarket, raw: dict[str, np.ndarray], recv_ns: int, backfill: bool,
                   liquidation: bool = False) -> int:  # fmt: skip
@@ -155,12 +197,16 @@ class Feeder:
             liquidation=np.ones(n, np.bool_) if liquidation else None,
             ts_recv=recv_ns, dedup=None if liquidation else rt.dedup, rejects=self.rejects,
         )  # fmt: skip
-        self.counters["trades_in"] += n
-        self.counters["trades_backfilled" if backfill else "trades_live"] += len(batch)
+        if liquidation:  # not trades: neither the trade counters nor the stream's liveness
+            self.counters["liquidations"] += len(batch)
+        else:
+            self.counters["trades_in"] += n
+            self.counters["trades_backfilled" if backfill else "trades_live"] += len(batch)
         if len(batch) == 0:
             return 0
-        rt.trades += len(batch)
-        rt.last_trade_recv = time.time()
+        if not liquidation:
+            rt.trades += len(batch)
+            rt.last_trade_recv = time.time()
         if isinstance(self.clock, EventClock):
             self.clock.saw(int(batch.ts.max()))
         rt.builder.add(batch)
@@ -195,7 +241,7 @@ class Feeder:
 
     def _tick_market(self, rt: MarketRuntime, now: int, final: bool) -> None:
         """Close the market's final seconds and queue its bars, rollups, coverage, live item."""
-        out = rt.builder.advance(self._limit_ns(rt, now))
+        out = rt.builder.advance(now if final else self._limit_ns(rt, now))
         self.counters["corrected_seconds"] += out.corrected_seconds
         if final:
             out.bars_1m = pd.concat([out.bars_1m, rt.builder.finish()], ignore_index=True)
@@ -229,14 +275,27 @@ class Feeder:
                 try:
                     oi = await col.ex.fetch_open_interest(m.symbol)
                     value = oi.get("openInterestValue")
-                    if value is None and oi.get("openInterestAmount") is not None:
-                        mark = float((oi.get("info") or {}).get("markPrice") or 0)
-                        value = float(oi["openInterestAmount"]) * mark or None
-                    if value:
-                        t = int((oi.get("timestamp") or time.time() * 1000) // 1000)
-                        df = pd.DataFrame({"time": [t], "oi": [float(value)]})
-                        await asyncio.to_thread(self.store.write_oi, m.market, df)  # type: ignore[union-attr]
-                        self.counters["oi_points"] += 1
+                    amount = oi.get("openInterestAmount")
+                    if value is None and amount is not None:
+                        if m.spec.contract_size is not None:
+                            # inverse (Binance COIN-M): contracts of contract_size USD each
+                            value = float(amount) * m.spec.contract_size
+                        else:
+                            # linear: base units x mark price. Binance's openInterest has no
+                            # price in it: ask for the mark price (premiumIndex)
+                            mark = (oi.get("info") or {}).get("markPrice")
+                            if mark is None:
+                                mark = (await col.ex.fetch_mark_price(m.symbol)).get("markPrice")
+                            if mark is None:
+                                raise ValueError("no mark price to value the open interest")
+                            value = float(amount) * float(mark)
+                    if value is None or not np.isfinite(value) or value < 0:
+                        raise ValueError(f"no USD open interest in {oi.get('info')!r}")
+                    t = int((oi.get("timestamp") or time.time() * 1000) // 1000)
+                    df = pd.DataFrame({"time": [t], "oi": [float(value)]})
+                    # through the writer: a store outage spools OI like bars, nothing lost
+                    self.writer.put(Batch(m.market, m.kind.value, "oi", df))
+                    self.counters["oi_points"] += 1
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # noqa: BLE001 - OI is optional: log and go on
@@ -266,6 +325,13 @@ class Feeder:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.feeder.backoff_max_s)
                 continue
+            # ccxt resolves the watch with the one liquidation that woke it; others handled in
+            # the same socket read (a burst, several symbols) are only in its cache: take every
+            # entry that is new since the last look
+            cache = getattr(col.ex, "liquidations", None)
+            if cache is not None and hasattr(cache, "getLimit"):
+                new = cache.getLimit(None, None) or 0
+                liqs = list(cache[-new:]) if new else []
             for lq in liqs:
                 m = by_symbol.get(str(lq.get("symbol")))
                 if m is None:
@@ -278,7 +344,6 @@ class Feeder:
                     "trade_id": np.array([int(lq.get("timestamp") or 0)], np.int64),
                 }
                 self.on_trades(m, raw, time.time_ns(), False, liquidation=True)
-                self.counters["liquidations"] += 1
 
     # ----- health -----------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -334,6 +399,15 @@ class Feeder:
                 lines.append(
                     f'squeezeflow_last_trade_age_seconds{{market="{k}"}} {v["last_trade_age_s"]}'
                 )
+        lines += [
+            "# HELP squeezeflow_liquidations_total Liquidation fills received (lbuy/lsell).",
+            "# TYPE squeezeflow_liquidations_total counter",
+            f"squeezeflow_liquidations_total {self.counters['liquidations']}",
+            "# HELP squeezeflow_open_interest_total Open-interest points polled, by outcome.",
+            "# TYPE squeezeflow_open_interest_total counter",
+            f'squeezeflow_open_interest_total{{outcome="stored"}} {self.counters["oi_points"]}',
+            f'squeezeflow_open_interest_total{{outcome="error"}} {self.counters["oi_errors"]}',
+        ]  # fmt: skip
         lines += ["# TYPE squeezeflow_reconnects_total counter"]
         for k, v in h["streams"].items():
             lines.append(f'squeezeflow_reconnects_total{{stream="{k}"}} {v["reconnects"]}')
@@ -415,6 +489,16 @@ class Feeder:
                 await ex.close()
             except Exception:  # noqa: BLE001,S110 - closing anyway
                 pass
+        # A backfill the stop cut short: its seconds are written with what arrived, and flagged.
+        end_s = self.clock() // NS + int(self.settings.grace_s) + 2
+        for rt in self.markets.values():
+            hold = rt.collector.state(rt.m).hold_ms if rt.collector is not None else None
+            if hold is not None:
+                try:
+                    await self.on_gap(rt.m, hold // 1000, end_s, "stopped before its backfill "
+                                      "finished")  # fmt: skip
+                except Exception:  # noqa: BLE001 - the store may be down: flush the rest anyway
+                    log.exception("%s: could not record the gap at stop", rt.m.market)
         self.tick(final=True)
         await self.writer.drain(timeout=30)
         if self.publisher is not None:
