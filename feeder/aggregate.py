@@ -3,7 +3,9 @@
 A bar's ``time`` is the open of its interval in epoch seconds; it holds every trade whose
 *exchange* timestamp falls in ``[time, time + interval)``. Open and close are the prices of the
 first and last trade by ``(exchange time, trade id)``, so the order in which trades arrive never
-changes a bar. Liquidation fills count into ``lbuy``/``lsell`` only.
+changes a bar. Liquidation fills count into ``lbuy``/``lsell`` only; they set a bar's price only
+in a second without any taker trade (aggr-server leaves such a second's price empty; a price
+from the fill keeps every stored bar complete).
 """
 
 from __future__ import annotations
@@ -44,26 +46,36 @@ def bars_from_trades(batch: TradeBatch) -> pd.DataFrame:
     starts = np.flatnonzero(np.concatenate(([True], sec[1:] != sec[:-1])))
     ends = np.concatenate((starts[1:], [n])) - 1
     taker = ~liq
+    first, last = starts, ends  # the trades that set open/close (and the merge keys)
+    hl_price = price
+    if liq.any():  # price comes from taker trades; a second of liquidations only uses theirs
+        pos = np.arange(n)
+        first_tk = np.minimum.reduceat(np.where(taker, pos, n), starts)
+        has_tk = first_tk < n
+        first = np.where(has_tk, first_tk, starts)
+        last = np.where(has_tk, np.maximum.reduceat(np.where(taker, pos, -1), starts), ends)
+        use = taker | ~np.repeat(has_tk, ends - starts + 1)
+        hl_price = np.where(use, price, np.nan)
     buy_f = buy.astype(np.float64)
     sell_f = 1.0 - buy_f
     tk = taker.astype(np.float64)
     lq = liq.astype(np.float64)
     cols: dict[str, npt.NDArray[np.generic]] = {
         "time": sec[starts],
-        "open": price[starts],
-        "high": np.maximum.reduceat(price, starts),
-        "low": np.minimum.reduceat(price, starts),
-        "close": price[ends],
+        "open": price[first],
+        "high": np.fmax.reduceat(hl_price, starts),
+        "low": np.fmin.reduceat(hl_price, starts),
+        "close": price[last],
         "vbuy": np.add.reduceat(notional * buy_f * tk, starts),
         "vsell": np.add.reduceat(notional * sell_f * tk, starts),
         "cbuy": np.add.reduceat(buy_f * tk, starts),
         "csell": np.add.reduceat(sell_f * tk, starts),
         "lbuy": np.add.reduceat(notional * buy_f * lq, starts),
         "lsell": np.add.reduceat(notional * sell_f * lq, starts),
-        "_fts": ts[starts],
-        "_fid": tid[starts],
-        "_lts": ts[ends],
-        "_lid": tid[ends],
+        "_fts": ts[first],
+        "_fid": tid[first],
+        "_lts": ts[last],
+        "_lid": tid[last],
     }
     return pd.DataFrame(cols)
 
@@ -86,6 +98,15 @@ def merge_bars(*frames: pd.DataFrame) -> pd.DataFrame:
     df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     if not df["time"].duplicated().any():
         return df.sort_values("time", ignore_index=True)
+    liq_only = (df["cbuy"] + df["csell"]).to_numpy() == 0
+    if liq_only.any():  # a part with taker trades sets the price: drop liquidation-only prices
+        has_tk = pd.Series(~liq_only).groupby(df["time"].to_numpy()).transform("any").to_numpy()
+        drop = liq_only & has_tk
+        if drop.any():
+            df = df.copy()
+            df.loc[drop, ["open", "high", "low", "close"]] = np.nan  # skipped by first/max/...
+            df.loc[drop, "_fts"] = np.iinfo(np.int64).max
+            df.loc[drop, "_lts"] = np.iinfo(np.int64).min
     first = df.sort_values(["time", "_fts", "_fid"]).groupby("time", sort=True)
     last = df.sort_values(["time", "_lts", "_lid"]).groupby("time", sort=True)
     g = df.groupby("time", sort=True)

@@ -17,7 +17,23 @@ JSON>`` lines, gzip) the way Binance would, so that unmodified ``ccxt.pro.binanc
   0 or None as fast as the clients read (websocket back-pressure). Event times are never changed;
 * fault injection: forced disconnects (:meth:`ReplayServer.disconnect_all`,
   :meth:`ReplayServer.disconnect_after`, ``Fault("disconnect", at)``) and malformed, truncated,
-  field-less, duplicated and swapped trade frames (:class:`Fault`).
+  field-less, duplicated and swapped trade frames (:class:`Fault`); failing REST answers
+  (:class:`RestFault`: HTTP 5xx, Binance error JSON, an HTML gateway page).
+
+Open interest and liquidations (futures). The recordings have neither (no open-interest history,
+no ``forceOrder`` stream), so the replay serves only what the caller supplies, clearly not
+recorded data, in Binance's formats:
+
+* ``openInterest?symbol=`` (USD-M ``{"openInterest","symbol","time"}``, COIN-M
+  ``{"symbol","pair","openInterest","contractType","time"}``) from :class:`OpenInterestPoint`
+  series: the last point at or before the replay's exchange clock (:meth:`ReplayServer.
+  server_time_ms`), never a later one; an error before the first point;
+* ``premiumIndex[?symbol=]`` (the mark price ccxt's ``fetch_mark_price`` reads, which values USD-M
+  open interest): the recording's ``@markPrice@1s`` frames where it has them (2023 USD-M), else
+  stand-ins from the last recorded trade price (index and settle price the same, funding 0);
+* websocket ``<symbol>@forceOrder`` and ``!forceOrder@arr``: :class:`Liquidation` events are
+  injected into the timeline at their event time (moved onto the recordings' receive clock), in
+  order among the recorded frames; Binance's event JSON, wrapped on ``/stream``.
 
 URL layout. The server puts Binance's host name first in the path, so every ccxt base URL maps
 one to one: ``wss://stream.binance.com:9443/ws`` becomes ``ws://127.0.0.1:PORT/stream.binance.com/ws``
@@ -37,6 +53,7 @@ loads all three) from ``BINANCE.exchangeInfo.json``, ``BINANCE_FUTURES.exchangeI
 CLI::
 
     squeezeflow-feeder replay --recording PATH[:spot|usdm|cm] ... [--port N] [--speed X] [--loop]
+        [--open-interest FILE.csv ...] [--liquidations FILE.jsonl[:usdm|cm] ...]
 """
 
 from __future__ import annotations
@@ -53,7 +70,7 @@ import os
 import signal
 import socket
 import sys
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -238,6 +255,190 @@ class Fault:
 
 
 # --------------------------------------------------------------------------------------------
+# caller-supplied open interest and liquidations (nothing of either is recorded)
+
+
+@dataclass(frozen=True)
+class OpenInterestPoint:
+    """One open-interest value to serve on ``openInterest`` (USD-M ``/fapi/v1``, COIN-M
+    ``/dapi/v1``). Supplied by the caller: the recordings carry no open interest.
+
+    ``time_ms`` is the exchange time of the value (Binance's ``time``); the point is served from
+    the moment the replay's exchange clock (:meth:`ReplayServer.server_time_ms`) reaches it until
+    the next point of the symbol. ``open_interest`` is the decimal text Binance would send: base
+    units for USD-M (``"10659.509"`` BTC), contracts for COIN-M (``"1342"`` x 100 USD).
+    """
+
+    market: MarketType
+    symbol: str  # exchange id: BTCUSDT, BTCUSD_PERP
+    time_ms: int
+    open_interest: str
+
+    def __post_init__(self) -> None:
+        if self.market not in ("usdm", "cm"):
+            raise ValueError(f"{self}: open interest exists for usdm and cm markets only")
+        object.__setattr__(self, "open_interest", _decimal_text(self.open_interest))
+
+
+@dataclass(frozen=True)
+class Liquidation:
+    """One ``forceOrder`` event to inject into the websocket timeline, sent on
+    ``<symbol>@forceOrder`` and ``!forceOrder@arr`` of its market. Supplied by the caller: the
+    recordings carry no liquidation stream.
+
+    Binance's fields: ``side`` ``S`` (``SELL``: a long position was liquidated, a forced sell;
+    ``BUY``: a short), ``qty`` ``q`` (base units for USD-M, contracts for COIN-M), ``price``
+    ``p``, ``avg_price`` ``ap`` (default ``price``), ``time_ms`` ``T`` (trade time),
+    ``event_ms`` ``E`` (default ``time_ms``), ``status`` ``X``, ``last_qty`` ``l`` and
+    ``filled_qty`` ``z`` (default ``qty``). COIN-M events also carry the pair ``ps`` (from
+    exchangeInfo unless given).
+    """
+
+    market: MarketType
+    symbol: str
+    side: Literal["BUY", "SELL"]
+    qty: str
+    price: str
+    time_ms: int
+    avg_price: str | None = None
+    event_ms: int | None = None
+    status: str = "FILLED"
+    last_qty: str | None = None
+    filled_qty: str | None = None
+    order_type: str = "LIMIT"
+    time_in_force: str = "IOC"
+    pair: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.market not in ("usdm", "cm"):
+            raise ValueError(f"{self}: liquidation streams exist for usdm and cm markets only")
+        if self.side not in ("BUY", "SELL"):
+            raise ValueError(f"{self}: side must be BUY or SELL")
+        for name in ("qty", "price", "avg_price", "last_qty", "filled_qty"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _decimal_text(value))
+
+    @property
+    def stream(self) -> str:
+        """The stream name as Binance sends it, e.g. ``btcusdt@forceOrder``."""
+        return f"{self.symbol.lower()}@forceOrder"
+
+    def event(self, pair: str | None = None) -> dict[str, Any]:
+        """The event in Binance's format and key order."""
+        o: dict[str, Any] = {"s": self.symbol}
+        if self.market == "cm":
+            o["ps"] = self.pair or pair or self.symbol.split("_", 1)[0]
+        o |= {
+            "S": self.side,
+            "o": self.order_type,
+            "f": self.time_in_force,
+            "q": self.qty,
+            "p": self.price,
+            "ap": self.avg_price if self.avg_price is not None else self.price,
+            "X": self.status,
+            "l": self.last_qty if self.last_qty is not None else self.qty,
+            "z": self.filled_qty if self.filled_qty is not None else self.qty,
+            "T": self.time_ms,
+        }
+        event_ms = self.event_ms if self.event_ms is not None else self.time_ms
+        return {"e": "forceOrder", "E": event_ms, "o": o}
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any], market: MarketType | None = None) -> Liquidation:
+        """A Binance ``forceOrder`` event (or its combined ``{"stream":..,"data":..}`` form).
+        The market defaults to ``cm`` when the order has a pair (``ps``), else ``usdm``."""
+        data = event.get("data", event) if "stream" in event else event
+        if data.get("e") != "forceOrder" or not isinstance(data.get("o"), dict):
+            raise ValueError(f"not a Binance forceOrder event: {event!r}")
+        o = data["o"]
+        return cls(
+            market=market or ("cm" if "ps" in o else "usdm"),
+            symbol=str(o["s"]),
+            side=o["S"],
+            qty=str(o["q"]),
+            price=str(o["p"]),
+            time_ms=int(o["T"]),
+            avg_price=str(o["ap"]) if "ap" in o else None,
+            event_ms=int(data["E"]) if "E" in data else None,
+            status=str(o.get("X", "FILLED")),
+            last_qty=str(o["l"]) if "l" in o else None,
+            filled_qty=str(o["z"]) if "z" in o else None,
+            order_type=str(o.get("o", "LIMIT")),
+            time_in_force=str(o.get("f", "IOC")),
+            pair=str(o["ps"]) if "ps" in o else None,
+        )
+
+
+@dataclass(frozen=True)
+class RestFault:
+    """A REST failure: the next ``times`` requests for ``endpoint`` (e.g. ``"openInterest"``,
+    ``"premiumIndex"``) of ``market`` (any when None) get ``status`` and Binance's error JSON
+    ``{"code":code,"msg":msg}``, or ``body`` verbatim (as ``text/html``) when given."""
+
+    endpoint: str
+    status: int = 500
+    code: int = -1001
+    msg: str = "Internal error; unable to process your request. Please try again."
+    times: int = 1
+    market: MarketType | None = None
+    body: str | None = None
+
+    def response(self) -> web.Response:
+        if self.body is not None:
+            return web.Response(status=self.status, text=self.body, content_type="text/html")
+        return _BinanceError(self.status, self.code, self.msg).response()
+
+
+def _decimal_text(value: str | float | int | Decimal) -> str:
+    """Binance's decimal text for a number (``"10659.509"``); text is kept as given."""
+    if isinstance(value, str):
+        Decimal(value)  # refuse what is not a number
+        return value
+    return _dec_str(Decimal(str(value)))
+
+
+def load_open_interest_csv(path: Path | str) -> list[OpenInterestPoint]:
+    """Open-interest points from a CSV with the header ``market,symbol,time,openInterest``
+    (``market`` usdm or cm, ``time`` in ms, ``openInterest`` as Binance sends it)."""
+    import csv
+
+    out = []
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"market", "symbol", "time", "openInterest"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+        for row in reader:
+            market = row["market"].strip()
+            if market not in ("usdm", "cm"):
+                raise ValueError(f"{path}: market {market!r}: expected usdm or cm")
+            point = OpenInterestPoint(
+                cast(MarketType, market), row["symbol"].strip(), int(row["time"]),
+                row["openInterest"].strip(),
+            )  # fmt: skip
+            out.append(point)
+    return out
+
+
+def load_liquidations_jsonl(value: Path | str) -> list[Liquidation]:
+    """``PATH[:usdm|cm]``: Binance ``forceOrder`` events, one JSON object per line (the event or
+    its combined-stream form); without the suffix the market is told by each event's ``ps``."""
+    path_s, sep, suffix = str(value).rpartition(":")
+    market: MarketType | None = None
+    if sep and suffix in ("usdm", "cm"):
+        path, market = Path(path_s), cast(MarketType, suffix)
+    else:
+        path = Path(value)
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                out.append(Liquidation.from_event(json.loads(line), market))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # REST trades
 
 
@@ -249,6 +450,7 @@ class _SymbolTrades:
     ids: list[int] = field(default_factory=list)
     times: list[int] = field(default_factory=list)
     rows: list[str] = field(default_factory=list)  # JSON object text, Binance REST format
+    prices: list[str] = field(default_factory=list)  # the trade price text (mark stand-in)
     market_only: list[bool] = field(default_factory=list)  # X absent or MARKET
     ids_sorted: bool = True
 
@@ -354,6 +556,9 @@ class ReplayServer:
         markets_dir: Path | str | None = None,
         public_host: str | None = None,
         slow_client_timeout: float = 5.0,
+        open_interest: Iterable[OpenInterestPoint] = (),
+        liquidations: Iterable[Liquidation] = (),
+        rest_faults: Iterable[RestFault] = (),
     ) -> None:
         recs: list[Recording] = []
         for r in recordings:
@@ -386,10 +591,22 @@ class ReplayServer:
         self.slow_clients_dropped = 0
         self.frames_sent = 0  # timeline frames delivered to at least one client
         self.trades_sent = 0
+        self.liquidations_sent = 0  # injected forceOrder frames delivered to a client
         self.lap = 0
-        self._build_timeline()
+        # caller-supplied data (not recorded) and what was served from it
+        self.open_interest = sorted(open_interest, key=lambda p: (p.market, p.symbol, p.time_ms))
+        self.liquidations = sorted(
+            liquidations, key=lambda lq: lq.time_ms if lq.event_ms is None else lq.event_ms
+        )
+        self.open_interest_served: list[tuple[MarketType, dict[str, Any]]] = []
+        self.mark_prices_served: list[tuple[MarketType, dict[str, Any]]] = []
+        self._rest_faults: list[list[Any]] = [[f, f.times] for f in rest_faults]
+        self.rest_faults_served: list[str] = []  # requests answered with a RestFault
         self._load_exchange_info()
+        self._check_supplied()
+        self._build_timeline()
         self._build_rest_trades()
+        self._build_open_interest()
         self._conns: set[_Conn] = set()
         self._subs: dict[tuple[MarketType, str], set[_Conn]] = {}
         self._cursor = 0  # timeline slots dispatched in the current lap
@@ -406,14 +623,32 @@ class ReplayServer:
         entries: list[tuple[int, int, int]] = []  # (ts, recording, line)
         for ri, rec in enumerate(self.recordings):
             entries.extend((ts, ri, li) for li, ts in enumerate(rec.ts_ns))
+        # injected forceOrder frames: a pseudo recording after the real ones (ties: after them)
+        injected = self._liquidation_frames()
+        nrec = len(self.recordings)
+        entries.extend((f[0], nrec, k) for k, f in enumerate(injected))
         entries.sort()  # stable merge by receive time; file order breaks ties
         self._ts = [e[0] for e in entries]
-        self._market: list[MarketType] = [self.recordings[e[1]].market for e in entries]
-        self._stream = [self.recordings[e[1]].streams[e[2]] for e in entries]
-        self._line = [self.recordings[e[1]].lines[e[2]] for e in entries]
-        self._data_off = [self.recordings[e[1]].data_offsets[e[2]] for e in entries]
+        self._market: list[MarketType] = []
+        self._stream: list[str] = []
+        self._line: list[str] = []
+        self._data_off: list[int] = []
+        self._alt_key: dict[int, tuple[MarketType, str]] = {}  # frame -> !forceOrder@arr key
+        for i, (_ts, ri, li) in enumerate(entries):
+            if ri < nrec:
+                rec = self.recordings[ri]
+                market, stream = rec.market, rec.streams[li]
+                line, off = rec.lines[li], rec.data_offsets[li]
+            else:
+                _, market, stream, line, off = injected[li]
+                self._alt_key[i] = (market, "!forceorder@arr")
+            self._market.append(market)
+            self._stream.append(stream)
+            self._line.append(line)
+            self._data_off.append(off)
         self._key = list(zip(self._market, self._stream, strict=True))
-        self._recorded_keys = set(self._key)
+        # the replay starts on subscriptions to recorded streams (not to injected ones)
+        self._recorded_keys = {k for i, k in enumerate(self._key) if entries[i][1] < nrec}
         self._is_trade = [s.endswith("@trade") for s in self._stream]
         self.trade_frames = sum(self._is_trade)
         self._order = list(range(len(entries)))  # slot -> frame; swaps permute it
@@ -437,6 +672,68 @@ class ReplayServer:
                 self._order[sa], self._order[sb] = self._order[sb], self._order[sa]
             else:
                 self._faults_at.setdefault(frame, []).append(fault)
+
+    def _check_supplied(self) -> None:
+        """Supplied open interest and liquidations must name symbols of their market."""
+        items: list[OpenInterestPoint | Liquidation] = [*self.open_interest, *self.liquidations]
+        for item in items:
+            symbols = self._symbols[item.market]
+            if symbols and item.symbol not in symbols:
+                raise ValueError(f"{item}: {item.symbol} is not a {item.market} symbol in "
+                                 f"{SPECS[item.market].exchange_info_file}")  # fmt: skip
+
+    def _clock_offsets(self) -> dict[MarketType | None, int]:
+        """Median (receive time - event time ``E``) of the recorded trade frames, per market
+        (None: over all): where an exchange time falls on the recordings' receive clock."""
+        per: dict[MarketType | None, list[int]] = {}
+        for rec in self.recordings:
+            for ts, stream, line, off in zip(rec.ts_ns, rec.streams, rec.lines,
+                                             rec.data_offsets, strict=True):  # fmt: skip
+                if stream.endswith("@trade"):
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        delta = ts - int(json.loads(line[off:-1])["E"]) * 1_000_000
+                        per.setdefault(rec.market, []).append(delta)
+                        per.setdefault(None, []).append(delta)
+        return {m: sorted(v)[len(v) // 2] for m, v in per.items()}
+
+    def _liquidation_frames(self) -> list[tuple[int, MarketType, str, str, int]]:
+        """(receive ts, market, stream key, combined-stream line, data offset) per liquidation.
+
+        An event is placed at its event time ``E`` moved onto the recordings' receive clock (the
+        recording machine's clock differs from Binance's by a constant-ish offset), so it is sent
+        among the recorded frames of the same exchange time."""
+        if not self.liquidations:
+            return []
+        offsets = self._clock_offsets()
+        out = []
+        for lq in self.liquidations:
+            info = self._symbols[lq.market].get(lq.symbol, {})
+            event = lq.event(pair=info.get("pair"))
+            offset = offsets.get(lq.market, offsets.get(None, 0))
+            head = json.dumps({"stream": lq.stream}, separators=(",", ":"))[:-1] + ',"data":'
+            line = head + json.dumps(event, separators=(",", ":")) + "}"
+            out.append((event["E"] * 1_000_000 + offset, lq.market, lq.stream.lower(), line,
+                        len(head)))  # fmt: skip
+        return out
+
+    def _build_open_interest(self) -> None:
+        self._oi: dict[tuple[MarketType, str], tuple[list[int], list[str]]] = {}
+        for point in self.open_interest:  # sorted by (market, symbol, time)
+            times, values = self._oi.setdefault((point.market, point.symbol), ([], []))
+            if times and times[-1] == point.time_ms:
+                values[-1] = point.open_interest  # the later one of equal times wins
+            else:
+                times.append(point.time_ms)
+                values.append(point.open_interest)
+        # recorded mark prices (``@markPrice@1s``, 2023 USD-M recordings), else trade prices
+        self._marks: dict[tuple[MarketType, str], tuple[list[int], list[dict[str, Any]]]] = {}
+        for i, stream in enumerate(self._stream):
+            if "@markprice" in stream and i not in self._alt_key:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    d = json.loads(self._line[i][self._data_off[i] : -1])
+                    frames, data = self._marks.setdefault((self._market[i], str(d["s"])), ([], []))
+                    frames.append(i)
+                    data.append(d)
 
     def _load_exchange_info(self) -> None:
         self._exchange_info: dict[MarketType, bytes] = {}
@@ -478,6 +775,7 @@ class ReplayServer:
             st.ids.append(tid)
             st.times.append(int(d["T"]))
             st.rows.append(_rest_row(market, d, contract_size))
+            st.prices.append(str(d["p"]))
             st.market_only.append(d.get("X", "MARKET") == "MARKET")
 
     # ---------------------------------------------------------------- lifecycle
@@ -663,6 +961,7 @@ class ReplayServer:
             t0, ts0 = loop.time(), self._ts[0]
             pace = self.speed
             order, keys, subs, faults = self._order, self._key, self._subs, self._faults_at
+            alt = self._alt_key
             running = self._running
             for slot in range(n):
                 if not running.is_set():
@@ -676,7 +975,11 @@ class ReplayServer:
                 elif slot & 255 == 0:
                     await asyncio.sleep(0)
                 frame = order[slot]
-                if subs.get(keys[frame]) or frame in faults:
+                if (
+                    subs.get(keys[frame])
+                    or frame in faults
+                    or (frame in alt and subs.get(alt[frame]))
+                ):
                     await self._dispatch(frame)
                 self._cursor = slot + 1
             if not self.loop:
@@ -691,8 +994,11 @@ class ReplayServer:
         if faults and any(f.kind == "disconnect" for f in faults):
             await self.disconnect_all()
         subs = self._subs.get(self._key[frame])
-        if not subs:
+        alt_key = self._alt_key.get(frame)
+        alt_subs = self._subs.get(alt_key) if alt_key is not None else None
+        if not subs and not alt_subs:
             return
+        subs = subs or set()
         line = self._line[frame]
         raw = line[self._data_off[frame] : -1]
         repeat = 1
@@ -708,10 +1014,16 @@ class ReplayServer:
             text = line if conn.combined else raw
             for _ in range(repeat):
                 delivered = await self._send(conn, text) or delivered
+        if alt_subs:  # the all-market stream: the same event under its own stream name
+            wrapped = '{"stream":"!forceOrder@arr","data":' + raw + "}"
+            for conn in list(alt_subs):
+                delivered = await self._send(conn, wrapped if conn.combined else raw) or delivered
         if delivered:
             self.frames_sent += 1
             if self._is_trade[frame]:
                 self.trades_sent += 1
+            elif alt_key is not None:
+                self.liquidations_sent += 1
             if self._disconnect_countdown is not None:
                 self._disconnect_countdown -= 1
                 if self._disconnect_countdown <= 0:
@@ -785,8 +1097,26 @@ class ReplayServer:
                     return exc.response()
         return self._unserved(request)
 
+    def add_rest_fault(self, fault: RestFault) -> None:
+        """Fail the next ``fault.times`` matching REST requests (see :class:`RestFault`)."""
+        self._rest_faults.append([fault, fault.times])
+
+    def _rest_fault(
+        self, request: web.Request, market: MarketType, endpoint: str
+    ) -> RestFault | None:
+        for entry in self._rest_faults:
+            fault, left = entry
+            if left > 0 and fault.endpoint == endpoint and fault.market in (None, market):
+                entry[1] = left - 1
+                self.rest_faults_served.append(f"{request.method} {request.path_qs}")
+                return cast(RestFault, fault)
+        return None
+
     def _rest(self, request: web.Request, market: MarketType, endpoint: str) -> web.Response:
         q = request.query
+        fault = self._rest_fault(request, market, endpoint)
+        if fault is not None:
+            return fault.response()
         if endpoint == "ping":
             return web.json_response({})
         if endpoint == "time":
@@ -798,6 +1128,10 @@ class ReplayServer:
             if endpoint == "historicalTrades":
                 allowed.add("fromId")
             return self._rest_trades(market, endpoint, q, allowed)
+        if endpoint == "openInterest" and market != "spot":
+            return self._rest_open_interest(market, q)
+        if endpoint == "premiumIndex" and market != "spot":
+            return self._rest_premium_index(market, q)
         if endpoint == "aggTrades":
             raise _BinanceError(
                 400,
@@ -865,6 +1199,118 @@ class ReplayServer:
             picked.reverse()
         body = "[" + ",".join(st.rows[i] for i in picked) + "]"
         return web.Response(text=body, content_type="application/json")
+
+    def _symbol_param(self, market: MarketType, q: Any, allowed: set[str]) -> str | None:
+        extra = sorted(set(q.keys()) - allowed)
+        if extra:
+            raise _BinanceError(
+                400,
+                -1104,
+                f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) "
+                f"but was sent '{len(q)}'.",
+            )
+        symbol = q.get("symbol") or None
+        if symbol is not None and symbol not in self._symbols[market]:
+            raise _BinanceError(400, -1121, "Invalid symbol.")
+        return cast(str | None, symbol)
+
+    def open_interest_at(self, market: MarketType, symbol: str) -> tuple[int, str] | None:
+        """The supplied point ``openInterest`` serves now: the last one at or before the
+        replay's exchange clock (:meth:`server_time_ms`); None before the first one."""
+        series = self._oi.get((market, symbol))
+        if series is None:
+            return None
+        times, values = series
+        k = bisect_right(times, self.server_time_ms())
+        return (times[k - 1], values[k - 1]) if k else None
+
+    def _rest_open_interest(self, market: MarketType, q: Any) -> web.Response:
+        """``GET openInterest?symbol=``: USD-M ``{"openInterest","symbol","time"}``, COIN-M
+        ``{"symbol","pair","openInterest","contractType","time"}``, from the supplied series."""
+        symbol = self._symbol_param(market, q, {"symbol"})
+        if symbol is None:
+            raise _BinanceError(
+                400,
+                -1102,
+                "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+            )
+        point = self.open_interest_at(market, symbol)
+        if point is None:
+            # Binance always has a value; the replay only has what the caller supplied
+            what = (
+                "no open interest was supplied"
+                if (market, symbol) not in self._oi
+                else (f"the first supplied open interest is later than {self.server_time_ms()}")
+            )
+            raise _BinanceError(400, -1000, f"replay server: {what} for {symbol}")
+        t, value = point
+        body: dict[str, Any]
+        if market == "usdm":
+            body = {"openInterest": value, "symbol": symbol, "time": t}
+        else:
+            info = self._symbols[market].get(symbol, {})
+            body = {"symbol": symbol, "pair": info.get("pair", symbol.split("_", 1)[0]),
+                    "openInterest": value, "contractType": info.get("contractType", ""),
+                    "time": t}  # fmt: skip
+        self.open_interest_served.append((market, body))
+        return web.Response(text=json.dumps(body, separators=(",", ":")),
+                            content_type="application/json")  # fmt: skip
+
+    def mark_price_at(self, market: MarketType, symbol: str) -> dict[str, str | int] | None:
+        """``premiumIndex`` values now: the last recorded ``@markPrice`` frame the replay reached,
+        else stand-ins from the last recorded trade price (the first one before any is reached).
+        None for a symbol with neither."""
+        cursor = self._cursor
+        marks = self._marks.get((market, symbol))
+        if marks is not None:
+            k = bisect_left(marks[0], cursor)
+            d = marks[1][k - 1 if k else 0]
+            return {"markPrice": str(d["p"]), "indexPrice": str(d.get("i", d["p"])),
+                    "estimatedSettlePrice": str(d.get("P", d["p"])),
+                    "lastFundingRate": str(d.get("r", "0.00000000")),
+                    "nextFundingTime": int(d.get("T", 0))}  # fmt: skip
+        st = self._trades.get((market, symbol))
+        if st is None or not st.prices:
+            return None
+        k = bisect_left(st.frame_index, cursor)
+        price = _dec_str(Decimal(st.prices[k - 1 if k else 0]), 8)
+        eight_hours = 8 * 3600 * 1000
+        next_funding = (self.server_time_ms() // eight_hours + 1) * eight_hours
+        # not recorded: index and settle price are the mark stand-in, the funding rate zero
+        return {"markPrice": price, "indexPrice": price, "estimatedSettlePrice": price,
+                "lastFundingRate": "0.00000000", "nextFundingTime": next_funding}  # fmt: skip
+
+    def _rest_premium_index(self, market: MarketType, q: Any) -> web.Response:
+        """``GET premiumIndex[?symbol=]`` (mark price and funding): USD-M an object for a
+        symbol, else a list; COIN-M always a list (``symbol`` or ``pair`` filter)."""
+        allowed = {"symbol"} if market == "usdm" else {"symbol", "pair"}
+        symbol = self._symbol_param(market, q, allowed)
+        pair = q.get("pair") or None
+        known = sorted({s for m, s in (*self._trades, *self._marks) if m == market})
+        wanted = [symbol] if symbol is not None else known
+        now = self.server_time_ms()
+        rows = []
+        for sym in wanted:
+            info = self._symbols[market].get(sym, {})
+            if pair is not None and info.get("pair") != pair:
+                continue
+            mark = self.mark_price_at(market, sym)
+            if mark is None:
+                if symbol is not None:
+                    raise _BinanceError(400, -1000, f"replay server: no price recorded for {sym}")
+                continue
+            row: dict[str, Any] = {"symbol": sym}
+            if market == "cm":
+                row["pair"] = info.get("pair", sym.split("_", 1)[0])
+            row |= {k: mark[k] for k in ("markPrice", "indexPrice", "estimatedSettlePrice",
+                                         "lastFundingRate")}  # fmt: skip
+            row |= {"interestRate": "0.00010000", "nextFundingTime": mark["nextFundingTime"],
+                    "time": now}  # fmt: skip
+            rows.append(row)
+            self.mark_prices_served.append((market, row))
+        body: Any = rows[0] if market == "usdm" and symbol is not None else rows
+        return web.Response(text=json.dumps(body, separators=(",", ":")),
+                            content_type="application/json")  # fmt: skip
 
     def server_time_ms(self) -> int:
         """``/time``: the trade time of the last trade the replay reached (recorded clock)."""
@@ -1113,6 +1559,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exit-at-end", action="store_true", help="stop when the replay ends (no --loop)"
     )
+    parser.add_argument(
+        "--open-interest",
+        action="append",
+        default=[],
+        metavar="FILE.csv",
+        help="open interest to serve on /fapi/v1/openInterest and /dapi/v1/openInterest (NOT "
+        "recorded data: the recordings have none). CSV with the header "
+        "market,symbol,time,openInterest: market usdm or cm, symbol as Binance names it "
+        "(BTCUSDT, BTCUSD_PERP), time in ms, openInterest as Binance sends it (base units for "
+        "USD-M, contracts for COIN-M). Each value is served from its time on (replay clock) "
+        "until the next one; repeatable",
+    )
+    parser.add_argument(
+        "--liquidations",
+        action="append",
+        default=[],
+        metavar="FILE.jsonl[:usdm|cm]",
+        help="liquidations to send on <symbol>@forceOrder and !forceOrder@arr (NOT recorded "
+        'data). One Binance forceOrder event per line: {"e":"forceOrder","E":ms,"o":{"s":..,'
+        '"S":"SELL"|"BUY","o":"LIMIT","f":"IOC","q":..,"p":..,"ap":..,"X":"FILLED","l":..,'
+        '"z":..,"T":ms}} (or its {"stream":..,"data":..} form); sent among the recorded frames '
+        "at its event time E. The market defaults to cm for events with a pair (ps), else "
+        "usdm; repeatable",
+    )
 
 
 def minimal_overrides(server: ReplayServer | str, exchange_id: str) -> dict[str, Any]:
@@ -1140,6 +1610,13 @@ def describe(server: ReplayServer) -> str:
         lines.append(f"  {r.market:4s} {r.path} ({len(r)} frames)")
     for m in markets:
         lines.append(f"  {m:4s} websocket {server.ws_base(m)}   REST {server.rest_base(m)}")
+    if server.open_interest:
+        series = sorted({f"{p.market} {p.symbol}" for p in server.open_interest})
+        lines.append(f"  open interest (supplied, not recorded): {len(server.open_interest)} "
+                     f"points: {', '.join(series)}")  # fmt: skip
+    if server.liquidations:
+        lines.append(f"  liquidations (supplied, not recorded): {len(server.liquidations)} "
+                     "forceOrder events")  # fmt: skip
     lines.append(
         "ccxt pro config: ccxt.pro.<id>(feeder.replay.ccxt_overrides("
         f"'{server.rest_url}', '<id>')) rewrites every Binance URL to this server; at least:"
@@ -1152,6 +1629,8 @@ def describe(server: ReplayServer) -> str:
 
 async def run(args: argparse.Namespace) -> int:
     recordings = [parse_recording_arg(v) for v in args.recording]
+    open_interest = [p for f in args.open_interest for p in load_open_interest_csv(f)]
+    liquidations = [lq for f in args.liquidations for lq in load_liquidations_jsonl(f)]
     server = ReplayServer(
         recordings,
         host=args.host,
@@ -1160,6 +1639,8 @@ async def run(args: argparse.Namespace) -> int:
         loop=args.loop,
         start_on_subscribe=args.start_on_subscribe,
         markets_dir=args.markets,
+        open_interest=open_interest,
+        liquidations=liquidations,
     )
     await server.start()
     print(describe(server), flush=True)
@@ -1177,7 +1658,8 @@ async def run(args: argparse.Namespace) -> int:
             w.cancel()
     finally:
         print(
-            f"replay: {server.frames_sent} frames / {server.trades_sent} trades sent, "
+            f"replay: {server.frames_sent} frames / {server.trades_sent} trades / "
+            f"{server.liquidations_sent} liquidations sent, "
             f"{server.connections_total} connections, {len(server.unserved)} unserved requests",
             flush=True,
         )

@@ -61,7 +61,8 @@ class StoreWriter:
             self.spool.append([batch])
 
     def _write(self, batches: list[Batch]) -> None:
-        """Bars first (merged per market and resolution: one append each), then coverage."""
+        """Bars and open interest first (merged per market and resolution: one write each),
+        then coverage."""
         bars: dict[tuple[str, str, str], list[pd.DataFrame]] = {}
         for b in batches:
             if b.bars is not None:
@@ -69,7 +70,10 @@ class StoreWriter:
         for (market, kind, res), frames in bars.items():
             df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             df = df.drop_duplicates("time", keep="last").sort_values("time", ignore_index=True)
-            self.store.append_bars(market, kind, df, res)
+            if res == "oi":
+                self.store.write_oi(market, df)
+            else:
+                self.store.append_bars(market, kind, df, res)
         for b in batches:
             if b.resolution == "coverage":
                 self.store.add_coverage(b.market, b.start, b.end)

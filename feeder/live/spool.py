@@ -25,18 +25,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Batch:
-    """Bars of one market and resolution, or a coverage record (``bars`` None)."""
+    """Bars of one market and resolution ("1s", "1m"), open interest ("oi": ``time``, ``oi``),
+    or a coverage record (``bars`` None)."""
 
     market: str
     kind: str
-    resolution: str  # "1s", "1m", or "coverage"
+    resolution: str  # "1s", "1m", "oi" or "coverage"
     bars: pd.DataFrame | None = None
     start: int = 0
     end: int = 0
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {"m": self.market, "k": self.kind, "r": self.resolution}
-        if self.bars is not None:
+        if self.resolution == "oi" and self.bars is not None:
+            doc["t"] = self.bars["time"].astype(np.int64).tolist()
+            doc["oi"] = self.bars["oi"].astype(np.float64).tolist()
+        elif self.bars is not None:
             doc["t"] = self.bars["time"].astype(np.int64).tolist()
             for f in BAR_FIELDS:
                 doc[f] = self.bars[f].astype(np.float64).tolist()
@@ -50,6 +54,9 @@ class Batch:
         if d["r"] == "coverage":
             return cls(d["m"], d["k"], "coverage", None, int(d["s"]), int(d["e"]))
         bars = pd.DataFrame({"time": np.asarray(d["t"], np.int64)})
+        if d["r"] == "oi":
+            bars["oi"] = np.asarray(d["oi"], np.float64)
+            return cls(d["m"], d["k"], "oi", bars)
         for f in BAR_FIELDS:
             bars[f] = np.asarray(d[f], np.float64)
         return cls(d["m"], d["k"], d["r"], bars)

@@ -135,6 +135,19 @@ def test_liquidations_count_only_as_liquidations():
     assert (bar["lbuy"], bar["vbuy"], bar["vsell"], bar["cbuy"], bar["csell"]) == (10, 0, 20, 0, 1)
 
 
+@settings(max_examples=150, deadline=None)
+@given(trades_strategy)
+def test_price_comes_from_taker_trades_and_from_liquidations_only_in_seconds_without(trades):
+    b = _batch(trades)
+    bars = bars_from_trades(b).set_index("time")
+    ohlc = ["open", "high", "low", "close"]
+    taker, liq = b.take(~b.liq), b.take(b.liq)
+    want = bars_from_trades(taker).set_index("time")[ohlc]
+    only_liq = bars_from_trades(liq).set_index("time")[ohlc]
+    want = pd.concat([want, only_liq.loc[only_liq.index.difference(want.index)]]).sort_index()
+    pd.testing.assert_frame_equal(bars[ohlc], want, check_exact=False, rtol=1e-12)
+
+
 @pytest.mark.shared
 @pytest.mark.parametrize(
     ("name", "spec", "size"),
