@@ -187,7 +187,9 @@ class IdDeduplicator:
 
     Archive files and live streams deliver increasing ids, so the common case costs one pass
     (a strictly increasing batch above everything seen). Otherwise ids are checked against the
-    last ``window`` ids seen, which covers reconnect overlaps and REST backfills.
+    last ``window`` ids seen in arrival order, which covers reconnect overlaps and REST
+    backfills; arrival order, not the largest ids, because hashed ids (Bybit's uuids) carry no
+    order.
     """
 
     window: int = 200_000
@@ -211,17 +213,18 @@ class IdDeduplicator:
         new_ids = ids[keep]
         if new_ids.shape[0]:
             self.last_id = max(self.last_id, int(new_ids.max()))
-            self._remember(np.sort(new_ids))
+            self._remember(new_ids)
         return keep
 
-    def _remember(self, sorted_ids: I64) -> None:
+    def _remember(self, ids: I64) -> None:
+        """Keep the last ``window`` ids, in the order they arrived."""
         if self.window <= 0:
             return
-        if sorted_ids.shape[0] >= self.window:
-            self.recent = sorted_ids[-self.window :].copy()
+        if ids.shape[0] >= self.window:
+            self.recent = ids[-self.window :].copy()
             return
-        merged = np.union1d(self.recent, sorted_ids) if self.recent.shape[0] else sorted_ids
-        self.recent = merged[-self.window :]
+        joined = np.concatenate((self.recent, ids)) if self.recent.shape[0] else ids.copy()
+        self.recent = joined[-self.window :]
 
 
 def normalise(

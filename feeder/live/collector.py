@@ -5,8 +5,10 @@ Per stream (one ccxt pro exchange and its symbols):
 - a watchdog: no message for ``quiet_s`` -> the connection is closed and reopened;
 - reconnect with capped exponential backoff and full jitter, reset after data flows again;
 - after a reconnect, the gap is backfilled over REST from the last trade id (Binance:
-  historical trades ``fromId``) or the last trade time (others), paginated until it meets the
-  live stream, deduplicated by trade id downstream. A gap that cannot be filled is recorded.
+  historical trades ``fromId``) or the last trade time (others; OKX: history pages backwards by
+  trade id), paginated until it meets the live stream, deduplicated by trade id downstream. A
+  gap that cannot be filled is recorded, as is the part of it a REST answer does not reach back
+  to (Bybit's public REST has only its most recent trades).
 While a market is disconnected or has missing trades being fetched, the runtime holds its
 watermark at the last trade before the gap: those seconds stay open, so backfilled trades land
 in them instead of arriving late.
@@ -25,7 +27,7 @@ from typing import Any
 import ccxt
 import numpy as np
 
-from feeder.live.markets import LiveMarket, raw_from_ccxt
+from feeder.live.markets import LiveMarket, raw_from_ccxt, trade_id_int
 from feeder.settings import ExchangeSettings
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,15 @@ FROM_ID_METHOD = {
 }
 #: Largest page each endpoint serves (Binance futures historical trades: 500).
 PAGE = {"binance": 1000, "binanceusdm": 500, "binancecoinm": 500}
+#: Exchanges whose public REST reaches back only by paging backwards from the newest trade by
+#: trade id (ccxt does not send ``since`` to them): (fixed params, cursor param, page size).
+#: OKX: ``/api/v5/market/history-trades``, newest first, ``after`` = older than this trade id.
+BACKWARD_PAGING: dict[str, tuple[dict[str, Any], str, int]] = {
+    "okx": ({"method": "publicGetMarketHistoryTrades", "type": "1"}, "after", 100),
+}
+
+#: Exchanges whose ccxt ``fetch_trades`` needs ``params.until`` whenever ``since`` is given.
+UNTIL_REQUIRED = frozenset({"coinbase", "coinbaseadvanced"})
 
 #: The runtime's intake: (market, raw columns, receive ns, backfill?) -> trades accepted.
 OnTrades = Callable[[LiveMarket, dict[str, Any], int, bool], int]
@@ -67,6 +78,8 @@ class MarketState:
     last_recv: float = 0.0
     connected: bool = False
     reconnect_hold_ms: int | None = None  # set at a disconnect until the gap is handled
+    edge_ids: set[int] = field(default_factory=set)  # ids of the trades at ``last_ts_ms``
+    anchor_ids: frozenset[int] = frozenset()  # ``edge_ids`` when the stream was lost
     holes: dict[tuple[int, int], int] = field(default_factory=dict)  # id range -> hold (ms)
 
     @property
@@ -94,9 +107,11 @@ class Collector:
     def __init__(
         self, entry: ExchangeSettings, exchange: Any, markets: list[LiveMarket],
         on_trades: OnTrades, on_gap: Callable[[LiveMarket, int, int, str], Awaitable[None]],
-        backoff_max_s: float = 30.0,
+        backoff_max_s: float = 30.0, now_ms: Callable[[], int] | None = None,
     ) -> None:  # fmt: skip
         self.entry = entry
+        #: the feeder's clock (event time in a replay rehearsal): an open gap ends "now"
+        self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self.ex = exchange
         self.markets = {m.symbol: m for m in markets}
         self.on_trades = on_trades
@@ -140,7 +155,11 @@ class Collector:
                 finite = ts[ts == ts]
                 if len(finite):
                     t_max = int(finite.max())
-                    st.last_ts_ms = t_max if st.last_ts_ms is None else max(st.last_ts_ms, t_max)
+                    at_max = {int(i) for i in ids[ts == t_max]}
+                    if st.last_ts_ms is None or t_max > st.last_ts_ms:
+                        st.last_ts_ms, st.edge_ids = t_max, at_max
+                    elif t_max == st.last_ts_ms:
+                        st.edge_ids |= at_max
             if not backfill:
                 st.last_recv = time.time()
                 if st.reconnect_hold_ms is not None and self.sequential:
@@ -186,7 +205,12 @@ class Collector:
         first = True
         while True:
             try:
-                trades = await asyncio.wait_for(self._watch(symbols), timeout=self.entry.quiet_s)
+                # ``asyncio.timeout``, not ``wait_for``: ``wait_for`` runs the watch in a new task
+                # that starts one loop turn later, and a message ccxt handles in that turn finds
+                # no waiter; ccxt keeps its trades but returns them only with the next message
+                # of the symbol (a quiet market: much later; the last trades before a stop: never)
+                async with asyncio.timeout(self.entry.quiet_s):
+                    trades = await self._watch(symbols)
             except TimeoutError:
                 self.stats.watchdog_reconnects += 1
                 raise ccxt.NetworkError(
@@ -249,6 +273,7 @@ class Collector:
                         and st.reconnect_hold_ms is None
                     ):
                         st.reconnect_hold_ms = st.last_ts_ms
+                        st.anchor_ids = frozenset(st.edge_ids)
                 self._need_backfill = self.entry.backfill
                 delay = self.backoff.next()
                 log.warning(
@@ -276,8 +301,10 @@ class Collector:
             if self.sequential:
                 assert st.last_id is not None
                 await self._fetch_ids(m, st.last_id + 1, None)
+            elif self.entry.id in BACKWARD_PAGING:
+                await self._fetch_back(m, start_ms, st.anchor_ids)
             else:
-                await self._fetch_since(m, start_ms)
+                await self._fetch_since(m, start_ms, st.anchor_ids)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - an unfillable gap is recorded, not fatal
@@ -296,7 +323,7 @@ class Collector:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - an unfillable gap is recorded, not fatal
-            await self._record_gap(m, hold if hold is not None else int(time.time() * 1000), e)
+            await self._record_gap(m, hold if hold is not None else self.now_ms(), e)
         finally:
             st.holes.pop((lo, hi), None)
 
@@ -315,12 +342,36 @@ class Collector:
             cursor = max(ids) + 1
         return got
 
-    async def _fetch_since(self, m: LiveMarket, since_ms: int, max_pages: int = 500) -> int:
-        """Trades by time from ``since_ms`` until a page brings nothing new."""
+    @staticmethod
+    def _reaches(trades: list[Mapping[str, Any]], since_ms: int, anchors: frozenset[int]) -> bool:
+        """Do these REST trades reach back to the stream before the outage: one of the last
+        trades seen then (``anchors``), or a trade older than them?"""
+        if any(trade_id_int(t.get("id")) in anchors for t in trades):
+            return True
+        times = [int(t["timestamp"]) for t in trades if t.get("timestamp") is not None]
+        return bool(times) and min(times) < since_ms
+
+    async def _fetch_since(
+        self, m: LiveMarket, since_ms: int, anchors: frozenset[int] = frozenset(),
+        max_pages: int = 500,
+    ) -> int:  # fmt: skip
+        """Trades by time from ``since_ms`` until a page brings nothing new.
+
+        Many exchanges ignore ``since`` and answer with their most recent trades only (Bybit:
+        the last 60 spot / 1000 linear; ccxt then drops those before ``since``). If the first
+        page does not reach back to the last trades seen before the outage, the time between
+        them and the page's oldest trade cannot be filled: it is recorded as a gap."""
         got = 0
         cursor = since_ms
-        for _ in range(max_pages):
-            trades = await self.ex.fetch_trades(m.symbol, since=cursor, limit=1000)
+        for page in range(max_pages):
+            # ccxt's coinbase refuses ``since`` without ``until`` (ArgumentsRequired)
+            params = {"until": self.now_ms()} if self.entry.id in UNTIL_REQUIRED else {}
+            trades = await self.ex.fetch_trades(m.symbol, since=cursor, limit=1000, params=params)
+            if page == 0 and not self._reaches(trades, since_ms, anchors):
+                oldest = min((int(t["timestamp"]) for t in trades), default=None)
+                end_ms = oldest if oldest is not None else (self.state(m).last_ts_ms or since_ms)
+                await self._gap(m, since_ms // 1000, end_ms // 1000 + 1,
+                                "REST trades do not reach back to the outage")  # fmt: skip
             if not trades:
                 break
             new = self._deliver(trades, backfill=True)
@@ -332,12 +383,47 @@ class Collector:
         self.stats.backfilled_trades += got
         return got
 
+    async def _fetch_back(
+        self, m: LiveMarket, since_ms: int, anchors: frozenset[int], max_pages: int = 2000
+    ) -> int:
+        """Page backwards from the newest trade (``BACKWARD_PAGING``) until the pages reach the
+        last trades seen before the outage; a history that ends first leaves a recorded gap."""
+        fixed, cursor_param, page = BACKWARD_PAGING[self.entry.id]
+        got, cursor, oldest_ms = 0, None, None
+        reached = False
+        try:
+            for _ in range(max_pages):
+                params = dict(fixed)
+                if cursor is not None:
+                    params[cursor_param] = cursor
+                trades = await self.ex.fetch_trades(m.symbol, limit=page, params=params)
+                if not trades:
+                    break
+                got += self._deliver(trades, backfill=True)
+                oldest = min(trades, key=lambda t: trade_id_int(t.get("id")))
+                oldest_ms = int(oldest["timestamp"])
+                if self._reaches(trades, since_ms, anchors):
+                    reached = True
+                    break
+                cursor = oldest["id"]
+        finally:
+            self.stats.backfilled_trades += got
+        if not reached:
+            end_ms = oldest_ms if oldest_ms is not None else (self.state(m).last_ts_ms or since_ms)
+            await self._gap(m, since_ms // 1000, end_ms // 1000 + 1,
+                            "REST trade history does not reach back to the outage")  # fmt: skip
+        return got
+
+    async def _gap(self, m: LiveMarket, start_s: int, end_s: int, reason: str) -> None:
+        """Seconds ``[start_s, end_s)`` may miss trades that no REST call could return."""
+        self.stats.unfilled_gaps += 1
+        log.error("%s %s: %s: gap %d..%d recorded", self.name, m.symbol, reason, start_s, end_s)
+        await self.on_gap(m, start_s, end_s, reason)
+
     async def _record_gap(self, m: LiveMarket, from_ms: int, err: BaseException) -> None:
         self.stats.unfilled_gaps += 1
         st = self.state(m)
-        end_ms = (
-            st.last_ts_ms if st.last_ts_ms and st.last_ts_ms > from_ms else int(time.time() * 1000)
-        )
+        end_ms = st.last_ts_ms if st.last_ts_ms and st.last_ts_ms > from_ms else self.now_ms()
         log.error("%s %s: backfill failed (%s): gap %d..%d recorded", self.name, m.symbol, err,
                   from_ms, end_ms)  # fmt: skip
         await self.on_gap(m, from_ms // 1000 + 1, end_ms // 1000, f"backfill failed: {err}"[:200])

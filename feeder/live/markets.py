@@ -101,6 +101,41 @@ def trade_id_int(tid: Any) -> int:
         return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+#: The info keys of an OKX ``trades``-channel row (``count`` matches of one taker order).
+_OKX_AGGREGATE_KEYS = ("instId", "tradeId", "count")
+
+
+def split_aggregated(trades: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """OKX's ``trades`` websocket channel sends one row per taker order and price: ``tradeId``
+    is the *last* of ``count`` consecutive trade ids and ``sz`` their total (OKX API v5 docs,
+    "Trades channel"). Its REST trades are single matches. Each such row becomes ``count``
+    rows with ids ``tradeId - count + 1 .. tradeId`` and equal shares of the amount, so trade
+    counts match the venue's and a REST backfill overlapping it is deduplicated by id instead of
+    being counted again (per-second volume is the same up to float rounding). Rows of other
+    exchanges, and OKX rows with ``count`` 1, are returned as they are."""
+    out: list[Mapping[str, Any]] | None = None
+    for i, t in enumerate(trades):
+        info = t.get("info")
+        n = 1
+        if isinstance(info, dict) and all(k in info for k in _OKX_AGGREGATE_KEYS):
+            try:
+                n = int(info["count"])
+                last = int(t["id"])
+            except (TypeError, ValueError, KeyError):
+                n = 1
+        if n > 1 and out is None:
+            out = list(trades[:i])
+        if out is None:
+            continue
+        if n <= 1:
+            out.append(t)
+            continue
+        a = t.get("amount")
+        share = None if a is None else float(a) / n
+        out.extend({**t, "id": str(last - n + 1 + k), "amount": share} for k in range(n))
+    return trades if out is None else out
+
+
 def raw_from_ccxt(trades: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """ccxt unified trades -> the normaliser's raw columns.
 
@@ -112,7 +147,10 @@ def raw_from_ccxt(trades: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
 
     ``side`` is the taker's side (ccxt derives it from ``m``). Futures frames carry ``X``: only
     ``MARKET`` fills are trades. Missing values become NaN and are refused by the normaliser.
+    OKX ``trades``-channel rows that aggregate several matches are split back into them
+    (:func:`split_aggregated`).
     """
+    trades = split_aggregated(trades)
     n = len(trades)
     ts = np.empty(n, np.float64)
     price = np.empty(n, np.float64)

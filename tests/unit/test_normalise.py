@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 
+from feeder.live.markets import trade_id_int
 from feeder.normalise import IdDeduplicator, Rejects, normalise, timestamps_to_ns
 from tests.helpers import COINM, SPOT, USDM
 
@@ -192,3 +195,13 @@ def test_receive_times_stay_aligned_when_duplicates_and_bad_rows_are_dropped():
     assert b.trade_id.tolist() == [6]  # 4 seen, 5 has a bad price, 4 again
     assert b.ts_recv is not None and b.ts_recv.tolist() == [13]
     assert len(b.take(np.ones(1, bool))) == 1
+
+
+def test_recent_hashed_trade_ids_are_recognised_as_duplicates():
+    ids = np.array([trade_id_int(str(uuid.uuid5(uuid.NAMESPACE_OID, str(i))))
+                    for i in range(25_000)], np.int64)  # fmt: skip
+    dedup = IdDeduplicator(window=20_000)  # the live runtime's window
+    for k in range(0, len(ids), 50):  # the live stream, 50 trades a message
+        dedup.fresh(ids[k : k + 50])
+    again = dedup.fresh(ids[-500:])  # a backfill returning the last 500 trades again
+    assert int(again.sum()) == 0
