@@ -16,15 +16,17 @@ def test_spool_round_trips_batches_in_order_and_skips_a_torn_last_line(tmp_path)
     sp = Spool(tmp_path)
     a = Batch("BINANCE:btcusdt", "spot", "1s", make_bars(DAY0, 30, 1))
     b = Batch("BINANCE:btcusdt", "spot", "coverage", None, DAY0, DAY0 + 30)
-    sp.append([a, b])
+    c = Batch("BINANCE_FUTURES:btcusdt", "perp", "oi", pd.DataFrame({"time": [DAY0], "oi": [1.5]}))
+    sp.append([a, b, c])
     with sp.path.open("ab") as fh:
         fh.write(b'{"m":"BINANCE:btcusdt","k":"spot","r":"1s","t":[1,2')  # crash mid-write
     got = list(sp.read())
-    assert [g.resolution for g in got] == ["1s", "coverage"]
+    assert [g.resolution for g in got] == ["1s", "coverage", "oi"]
+    assert got[2].bars is not None and got[2].bars.to_dict("list") == {"time": [DAY0], "oi": [1.5]}
     assert got[0].bars is not None
     pd.testing.assert_frame_equal(got[0].bars, a.bars.reset_index(drop=True), check_dtype=False)
     assert (got[1].start, got[1].end) == (DAY0, DAY0 + 30)
-    assert sp.torn_lines == 1 and len(sp) == 2
+    assert sp.torn_lines == 1 and len(sp) == 3
 
 
 def test_a_failing_store_spools_then_replays_everything_once_in_order(tmp_path):
@@ -36,14 +38,16 @@ def test_a_failing_store_spools_then_replays_everything_once_in_order(tmp_path):
         store, Spool(tmp_path / "spool"), stats, queue_size=4, retry_s=0.2, flush_s=0.1
     )
     bars = make_bars(DAY0, 600, 7, quiet_every=10**9)
+    oi = pd.DataFrame({"time": [DAY0, DAY0 + 60], "oi": [8.5e9, 8.25e9]})
 
     async def scenario():
         task = asyncio.create_task(writer.run())
         for i in range(0, 600, 60):  # ten batches; the queue holds four: overflow spools too
             writer.put(Batch("BINANCE:btcusdt", "spot", "1s", bars.iloc[i : i + 60]))
         writer.put(Batch("BINANCE:btcusdt", "spot", "coverage", None, DAY0, DAY0 + 600))
+        writer.put(Batch("BINANCE_FUTURES:btcusdt", "perp", "oi", oi))  # open interest too
         await asyncio.sleep(1.0)
-        assert not stats.store_up and len(writer.spool) >= 11
+        assert not stats.store_up and len(writer.spool) >= 12
         root.unlink()  # the store comes back
         for _ in range(100):
             await asyncio.sleep(0.1)
@@ -55,4 +59,6 @@ def test_a_failing_store_spools_then_replays_everything_once_in_order(tmp_path):
     got = ParquetStore(root).read_bars("BINANCE:btcusdt", DAY0, DAY0 + 600, "1s")
     pd.testing.assert_frame_equal(got, bars.reset_index(drop=True), check_dtype=False)
     assert ParquetStore(root).coverage("BINANCE:btcusdt").tolist() == [[DAY0, DAY0 + 600]]
-    assert stats.counters["spool_replayed_batches"] >= 11
+    assert stats.counters["spool_replayed_batches"] >= 12
+    got_oi = ParquetStore(root).read_oi("BINANCE_FUTURES:btcusdt", DAY0, DAY0 + 600)
+    assert got_oi["time"].tolist() == [DAY0, DAY0 + 60] and got_oi["oi"].tolist() == [8.5e9, 8.25e9]
