@@ -1144,15 +1144,7 @@ class ReplayServer:
     def _rest_trades(
         self, market: MarketType, endpoint: str, q: Any, allowed: set[str]
     ) -> web.Response:
-        extra = sorted(set(q.keys()) - allowed)
-        if extra:
-            # Binance reads only its documented parameters and refuses the rest
-            raise _BinanceError(
-                400,
-                -1104,
-                f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) "
-                f"but was sent '{len(q)}'.",
-            )
+        _refuse_unread(q, allowed)
         symbol = q.get("symbol", "")
         if not symbol:
             raise _BinanceError(
@@ -1201,14 +1193,7 @@ class ReplayServer:
         return web.Response(text=body, content_type="application/json")
 
     def _symbol_param(self, market: MarketType, q: Any, allowed: set[str]) -> str | None:
-        extra = sorted(set(q.keys()) - allowed)
-        if extra:
-            raise _BinanceError(
-                400,
-                -1104,
-                f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) "
-                f"but was sent '{len(q)}'.",
-            )
+        _refuse_unread(q, allowed)
         symbol = q.get("symbol") or None
         if symbol is not None and symbol not in self._symbols[market]:
             raise _BinanceError(400, -1121, "Invalid symbol.")
@@ -1423,6 +1408,18 @@ class ReplayServer:
         for key in list(conn.streams):
             self._unsubscribe(conn, key)
         self._conns.discard(conn)
+
+
+def _refuse_unread(q: Any, allowed: set[str]) -> None:
+    """Binance reads only its documented parameters and refuses a request with others."""
+    extra = set(q.keys()) - allowed
+    if extra:
+        raise _BinanceError(
+            400,
+            -1104,
+            f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) "
+            f"but was sent '{len(q)}'.",
+        )
 
 
 def _int_param(q: Any, name: str, default: int | None) -> int:

@@ -59,6 +59,18 @@ def feeder_settings(
     return settings_from_dict(doc, env=False)
 
 
+def replay_factory(server: ReplayServer) -> Any:
+    """ccxt pro exchanges pointed at the replay server, unthrottled, with a large trade cache."""
+
+    def factory(entry: Any) -> Any:
+        cfg = ccxt_overrides(server, entry.id)
+        cfg["enableRateLimit"] = False  # the loopback server needs no throttling
+        cfg.setdefault("options", {})["tradesLimit"] = 50_000
+        return getattr(ccxt.pro, entry.id)(cfg)
+
+    return factory
+
+
 @dataclass
 class Run:
     feeder: Feeder
@@ -72,14 +84,8 @@ async def run_feeder(
     during: Any = None, timeout: float = 120.0,  # noqa: ASYNC109 - a test deadline
 ) -> Run:  # fmt: skip
     """Run the real feeder until every expected trade has arrived (or ``timeout``), then stop."""
-
-    def factory(entry: Any) -> Any:
-        cfg = ccxt_overrides(server, entry.id)
-        cfg["enableRateLimit"] = False  # the loopback server needs no throttling
-        cfg.setdefault("options", {})["tradesLimit"] = 50_000
-        return getattr(ccxt.pro, entry.id)(cfg)
-
-    feeder = Feeder(settings, store=store, exchange_factory=factory, clock=EventClock(),
+    feeder = Feeder(settings, store=store, exchange_factory=replay_factory(server),
+                    clock=EventClock(),
                     tick_s=0.05)  # fmt: skip
     stop = asyncio.Event()
     t0 = time.perf_counter()

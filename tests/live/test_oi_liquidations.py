@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import ccxt.pro
 import httpx
 import numpy as np
 import pandas as pd
@@ -38,12 +37,12 @@ from feeder.replay import (
     OpenInterestPoint,
     ReplayServer,
     RestFault,
-    ccxt_overrides,
 )
 from feeder.settings import InfluxSettings, Settings, settings_from_dict
 from feeder.sinks.parquet import ParquetStore
 from feeder.store import BarStore, load_flow
 from tests.helpers import independent_bars, read_derived_trades
+from tests.live.conftest import replay_factory
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
@@ -172,13 +171,8 @@ async def run_feeder(
     )  # fmt: skip
     await server.start()
 
-    def factory(entry: Any) -> Any:
-        cfg = ccxt_overrides(server, entry.id)
-        cfg["enableRateLimit"] = False  # the loopback server needs no throttling
-        cfg.setdefault("options", {})["tradesLimit"] = 50_000
-        return getattr(ccxt.pro, entry.id)(cfg)
-
-    feeder = Feeder(settings, store=store, exchange_factory=factory, clock=EventClock(),
+    feeder = Feeder(settings, store=store, exchange_factory=replay_factory(server),
+                    clock=EventClock(),
                     tick_s=0.05, redis=False)  # fmt: skip
     stop = asyncio.Event()
     task = asyncio.create_task(feeder.run(until=stop, install_signals=False))
@@ -192,7 +186,6 @@ async def run_feeder(
             await asyncio.sleep(0.02)
         server.start_replay()
         # done when each market's collector has seen its last recorded trade with no hole
-        # (trade counters cannot tell: runtime.on_trades counts liquidations as live trades)
         last_ids = {m: last_trade_id(market_data, m) for m in (USDM, CM)}
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
