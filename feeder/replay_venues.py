@@ -1,14 +1,16 @@
-"""Bybit v5 and OKX v5 public APIs on a loopback server, fed with recorded *Binance* trades.
+"""Bybit v5, OKX v5 and Coinbase Advanced Trade public APIs on a loopback server, fed with
+recorded *Binance* trades.
 
-There are no Bybit or OKX recordings. This server speaks those venues' real public protocols
-(websocket subscribe/ping/push frames and the REST endpoints ccxt calls) so that unmodified
-``ccxt.pro.bybit`` and ``ccxt.pro.okx`` can be pointed at it (:func:`venue_ccxt_overrides`), but
-the trades it serves are the recorded Binance trades of ``feeder.replay.Recording`` files,
-re-expressed in each venue's format: **the protocol is the venue's, the trades are Binance's
-recordings.** Every Binance ``@trade`` event (futures: ``X`` = ``MARKET`` only) becomes one venue
-trade with the same trade time, price and taker side (``m`` true = buyer was maker = taker
-SELL); the quantity is the same in base currency, or in contracts where the venue counts
-contracts (OKX ``BTC-USDT-SWAP``: ``ctVal`` 0.01 BTC, so ``sz`` = qty / 0.01, exact decimals).
+There are no Bybit, OKX or Coinbase recordings. This server speaks those venues' real public
+protocols (websocket subscribe/ping/push frames and the REST endpoints ccxt calls) so that
+unmodified ``ccxt.pro.bybit``, ``ccxt.pro.okx`` and ``ccxt.pro.coinbase`` can be pointed at it
+(:func:`venue_ccxt_overrides`), but the trades it serves are the recorded Binance trades of
+``feeder.replay.Recording`` files, re-expressed in each venue's format: **the protocol is the
+venue's, the trades are Binance's recordings.** Every Binance ``@trade`` event (futures: ``X`` =
+``MARKET`` only) becomes one venue trade with the same trade time, price and taker side (``m`` true
+= buyer was maker = taker SELL); the quantity is the same in base currency, or in contracts where
+the venue counts contracts (OKX ``BTC-USDT-SWAP``: ``ctVal`` 0.01 BTC, so ``sz`` = qty / 0.01, exact
+decimals).
 
 Markets (``source`` = which Binance recording feeds it)::
 
@@ -17,6 +19,9 @@ Markets (``source`` = which Binance recording feeds it)::
     bybit  perp  usdm    BTCUSDT (linear)  BTC/USDT:USDT  uuid5 of the Binance id
     okx    spot  spot    BTC-USDT          BTC/USDT       consecutive integers per instrument
     okx    perp  usdm    BTC-USDT-SWAP     BTC/USDT:USDT  consecutive integers per instrument
+    coinbase spot spot   BTC-USD           BTC/USD        consecutive integers per product
+
+(Coinbase: the USDT prices are served as USD prices; Coinbase's perpetuals are not served.)
 
 Protocol details (each checked against what ccxt 4.5 sends and parses):
 
@@ -43,6 +48,27 @@ Protocol details (each checked against what ccxt 4.5 sends and parses):
   ``/api/v5/market/trades`` (single trades, newest first, ``limit`` <= 500, default 100),
   ``/api/v5/market/history-trades`` (single trades, newest first, ``limit`` <= 100; ``type`` 1:
   ``after``/``before`` are trade ids, 2: ``after`` is a time) and ``/api/v5/public/time``.
+* Coinbase websocket ``advanced-trade-ws.coinbase.com`` (path ``/``): ``{"type":"subscribe",
+  "product_ids":["BTC-USD"],"channel":"market_trades"}`` (ccxt adds a ``jwt`` for private
+  channels only; none is needed or checked here) -> a ``snapshot`` event with the 50 most recent
+  trades (none before the replay has released any: ccxt cannot parse an empty one) and
+  ``{"channel":"subscriptions",..,"events":[{"subscriptions":{"market_trades":[..]}}]}``;
+  ``unsubscribe`` -> the remaining subscriptions (``{}``: ccxt's unsubscribe acknowledgement).
+  Pushes ``{"channel":"market_trades","client_id":"","timestamp":..,"sequence_num":..,
+  "events":[{"type":"update","trades":[{"trade_id","product_id","price","size","side","time"}]}]}``
+  collect 250 ms of trades (recorded receive time), **newest first** (ccxt reverses them);
+  ``sequence_num`` counts the messages of each connection. ``side`` is ``BUY``/``SELL`` = the
+  taker's side: ccxt (``parse_trade``: ``side`` lower-cased, no inversion) and other clients
+  read it so; unlike the legacy Coinbase Exchange feed, whose ``side`` is the maker's. Other
+  channels (``heartbeats``, ``level2``, ..) get ``{"type":"error","message":..}``.
+* Coinbase REST ``api.coinbase.com``: what ``load_markets`` calls without keys:
+  ``/v2/currencies``, ``/v2/currencies/crypto``, ``/v2/exchange-rates`` (``fetch_currencies``;
+  ccxt calls it whatever ``options.fetchCurrencies`` says), ``/api/v3/brokerage/market/products``
+  (and ``?product_type=FUTURE``: empty); ``/api/v3/brokerage/market/products/{id}/ticker``
+  (``limit`` required, <= 1000; ``start``/``end`` UNIX seconds, both inclusive: the newest
+  ``limit`` trades in [start, end], newest first, ``best_bid``/``best_ask`` empty: no book is
+  recorded); ``/v2/time`` and ``/api/v3/brokerage/time``. Errors: ``{"error":"NOT_FOUND"|
+  "INVALID_ARGUMENT",..}``.
 * REST answers only hold trades the replay has reached (as in :mod:`feeder.replay`); limits
   out of range are clamped (what the real venues do with them is not documented).
 * Any other path gets a 404 in the venue's error format naming the path, and is listed in
@@ -62,6 +88,7 @@ import functools
 import json
 import logging
 import socket
+import time
 import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
@@ -76,14 +103,20 @@ from feeder.replay import MarketType, Recording, rewrite_url
 
 log = logging.getLogger(__name__)
 
-Venue = Literal["bybit", "okx"]
-VENUES: tuple[Venue, ...] = ("bybit", "okx")
+Venue = Literal["bybit", "okx", "coinbase"]
+VENUES: tuple[Venue, ...] = ("bybit", "okx", "coinbase")
 SLOW_CLIENT_BUFFER = 1 << 16
 
 BYBIT_WS_HOST = "stream.bybit.com"
 BYBIT_REST_HOST = "api.bybit.com"
 OKX_WS_HOST = "ws.okx.com"
 OKX_REST_HOST = "www.okx.com"
+COINBASE_WS_HOST = "advanced-trade-ws.coinbase.com"
+COINBASE_REST_HOST = "api.coinbase.com"
+VENUE_OF_HOST: dict[str, Venue] = {
+    BYBIT_WS_HOST: "bybit", BYBIT_REST_HOST: "bybit", OKX_WS_HOST: "okx", OKX_REST_HOST: "okx",
+    COINBASE_WS_HOST: "coinbase", COINBASE_REST_HOST: "coinbase",
+}  # fmt: skip
 
 #: Bybit recent-trade limits: (default, max) per category.
 BYBIT_RECENT_LIMITS = {"spot": (60, 60), "linear": (500, 1000), "inverse": (500, 1000)}
@@ -92,6 +125,13 @@ OKX_HISTORY_LIMITS = (100, 100)
 OKX_SWAP_CT_VAL = "0.01"
 BYBIT_SPOT_ID_BASE = 2_290_000_000_000_000_000
 OKX_ID_BASE = {"spot": 500_000_000, "usdm": 1_300_000_000}
+#: Coinbase Advanced Trade: ``market_trades`` pushes collect the trades of 250 ms; the public
+#: ticker endpoint serves at most 1000 trades; a (re)subscription first gets a snapshot of the
+#: most recent trades (its size is not documented; 50 here).
+COINBASE_BATCH_NS = 250_000_000
+COINBASE_TRADES_MAX = 1000
+COINBASE_SNAPSHOT = 50
+COINBASE_ID_BASE = 690_000_000
 _UUID_NS = uuid.UUID("6f1d2c8e-93c1-4b43-9d62-0c7a2f5d8e11")
 
 
@@ -107,6 +147,18 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+def _iso_ms(ms: int) -> str:
+    """Coinbase's RFC 3339 trade time (microseconds): ``2024-08-08T23:54:16.322000Z``."""
+    sec, frac = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:03d}000Z"
+
+
+def _iso_ns(ns: int) -> str:
+    """Coinbase's message timestamp (nanoseconds): ``2024-08-08T23:54:16.322123456Z``."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
 # --------------------------------------------------------------------------------------------
 # markets
 
@@ -119,7 +171,7 @@ class VenueMarket:
     source: MarketType  # the Binance recording that feeds it: spot or usdm
     binance_symbol: str  # BTCUSDT
     symbol: str  # the venue's id: BTCUSDT, BTC-USDT, BTC-USDT-SWAP
-    category: str  # Bybit: spot/linear; OKX: SPOT/SWAP
+    category: str  # Bybit: spot/linear; OKX: SPOT/SWAP; Coinbase: SPOT
     ccxt_symbol: str
     contract_value: str | None  # base per contract where sizes are contracts (OKX swap), else None
 
@@ -133,7 +185,8 @@ class VenueMarket:
 
 
 def venue_markets(venue: Venue, binance_symbol: str) -> dict[MarketType, VenueMarket]:
-    """The venue markets a Binance ``<BASE>USDT`` spot / USD-M recording is served as."""
+    """The venue markets a Binance ``<BASE>USDT`` spot / USD-M recording is served as (Coinbase:
+    spot only, quoted in USD: ``BTC-USD``)."""
     if not binance_symbol.endswith("USDT"):
         raise ValueError(f"{binance_symbol}: only <BASE>USDT recordings can be re-expressed")
     base = binance_symbol[:-4]
@@ -151,6 +204,9 @@ def venue_markets(venue: Venue, binance_symbol: str) -> dict[MarketType, VenueMa
             "usdm": VenueMarket("okx", "usdm", binance_symbol, f"{base}-USDT-SWAP", "SWAP",
                                 f"{base}/USDT:USDT", OKX_SWAP_CT_VAL),
         }  # fmt: skip
+    if venue == "coinbase":
+        return {"spot": VenueMarket("coinbase", "spot", binance_symbol, f"{base}-USD", "SPOT",
+                                    f"{base}/USD", None)}  # fmt: skip
     raise ValueError(f"unknown venue {venue!r}, expected one of {VENUES}")
 
 
@@ -208,6 +264,25 @@ def _okx_instrument(m: VenueMarket) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _coinbase_product(m: VenueMarket, price: str) -> dict[str, Any]:
+    """``/api/v3/brokerage/market/products`` row (the real field set; 24 h statistics are not
+    recorded and left empty)."""
+    base = m.ccxt_symbol.split("/")[0]
+    return {
+        "product_id": m.symbol, "price": price, "price_percentage_change_24h": "",
+        "volume_24h": "", "volume_percentage_change_24h": "", "base_increment": "0.00000001",
+        "quote_increment": "0.01", "quote_min_size": "1", "quote_max_size": "150000000",
+        "base_min_size": "0.00000001", "base_max_size": "3400", "base_name": "Bitcoin",
+        "quote_name": "US Dollar", "watched": False, "is_disabled": False, "new": False,
+        "status": "online", "cancel_only": False, "limit_only": False, "post_only": False,
+        "trading_disabled": False, "auction_mode": False, "product_type": "SPOT",
+        "quote_currency_id": "USD", "base_currency_id": base, "fcm_trading_session_details": None,
+        "mid_market_price": "", "alias": "", "alias_to": [], "base_display_symbol": base,
+        "quote_display_symbol": "USD", "view_only": False, "price_increment": "0.01",
+        "display_name": m.symbol, "product_venue": "CBE",
+    }  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # trades
 
@@ -223,6 +298,7 @@ class _Book:
     times: list[int] = field(default_factory=list)  # trade time, ms
     push_slot: list[int] = field(default_factory=list)  # timeline slot of the push carrying it
     rows: list[str] = field(default_factory=list)  # REST JSON object text
+    ws_rows: list[str] = field(default_factory=list)  # Coinbase: websocket trade objects
 
     def released(self, cursor: int) -> int:
         return bisect_left(self.push_slot, cursor)
@@ -353,6 +429,42 @@ def _okx_book(m: VenueMarket, raws: list[_Raw]) -> tuple[_Book, list[_Push]]:
     return book, pushes
 
 
+def _coinbase_book(m: VenueMarket, raws: list[_Raw]) -> tuple[_Book, list[_Push]]:
+    book = _Book(m)
+    pushes: list[_Push] = []
+    for k, r in enumerate(raws):
+        tid = str(COINBASE_ID_BASE + k)
+        side = "SELL" if r.sell else "BUY"  # the taker's side, as ccxt reads it (no inversion)
+        t = _iso_ms(r.ts_ms)
+        ws_row = {"trade_id": tid, "product_id": m.symbol, "price": r.price, "size": r.qty,
+                  "side": side, "time": t}  # fmt: skip
+        row = {"trade_id": tid, "product_id": m.symbol, "price": r.price, "size": r.qty,
+               "time": t, "side": side, "bid": "", "ask": "", "exchange": "coinbase"}  # fmt: skip
+        book.binance_ids.append(r.binance_id)
+        book.ids.append(tid)
+        book.id_ints.append(COINBASE_ID_BASE + k)
+        book.times.append(r.ts_ms)
+        book.rows.append(_dumps(row))
+        book.ws_rows.append(_dumps(ws_row))
+    # ``market_trades``: the trades of 250 ms (recorded receive time) in one push, newest first;
+    # ``sequence_num`` is per connection (numbered when sent)
+    i = 0
+    while i < len(raws):
+        j = i + 1
+        while j < len(raws) and raws[j].recv_ns < raws[i].recv_ns + COINBASE_BATCH_NS:
+            j += 1
+        trades = ",".join(book.ws_rows[k] for k in range(j - 1, i - 1, -1))
+        text = (f'{{"channel":"market_trades","client_id":"","timestamp":'
+                f'"{_iso_ns(raws[j - 1].recv_ns)}","sequence_num":0,"events":[{{"type":"update",'
+                f'"trades":[{trades}]}}]}}')  # fmt: skip
+        pushes.append(_Push(raws[j - 1].recv_ns, m.key, text, i, j - i))
+        i = j
+    return book, pushes
+
+
+_BOOK_MAKERS = {"bybit": _bybit_book, "okx": _okx_book, "coinbase": _coinbase_book}
+
+
 # --------------------------------------------------------------------------------------------
 # the server
 
@@ -362,9 +474,10 @@ class _Conn:
     ws: web.WebSocketResponse
     request: web.Request
     venue: Venue
-    path: str  # bybit: spot/linear/inverse/option; okx: public/business/private
+    path: str  # bybit: spot/linear/inverse/option; okx: public/business/private; coinbase: ""
     conn_id: str
     keys: set[tuple[str, str, str]] = field(default_factory=set)
+    seq: int = 0  # Coinbase: the connection's next ``sequence_num``
 
 
 class _VenueError(Exception):
@@ -376,13 +489,16 @@ class _VenueError(Exception):
         if self.venue == "bybit":
             body: dict[str, Any] = {"retCode": int(self.code), "retMsg": self.msg, "result": {},
                                     "retExtInfo": {}, "time": now_ms}  # fmt: skip
+        elif self.venue == "coinbase":
+            body = {"error": str(self.code), "error_details": self.msg, "message": self.msg}
         else:
             body = {"code": str(self.code), "msg": self.msg, "data": []}
         return web.Response(status=self.status, text=_dumps(body), content_type="application/json")
 
 
 class VenueReplayServer:
-    """A loopback Bybit v5 and/or OKX v5 (public websocket + REST) replaying Binance trades.
+    """A loopback Bybit v5, OKX v5 and/or Coinbase Advanced Trade (public websocket + REST)
+    replaying Binance trades.
 
     ::
 
@@ -440,6 +556,7 @@ class VenueReplayServer:
         self.disconnects = 0
         self.pushes_sent = 0
         self.trades_sent = 0
+        self.snapshots_sent = 0  # Coinbase: snapshots of the most recent trades on subscribe
         self.markets: dict[tuple[str, str, str], VenueMarket] = {}
         self.books: dict[tuple[str, str, str], _Book] = {}
         self._build(set(disconnect_at))
@@ -463,11 +580,12 @@ class VenueReplayServer:
             for sym in symbols:
                 raws = _read_trades(rec, sym)
                 for venue in self.venues:
-                    m = venue_markets(venue, sym)[rec.market]
+                    m = venue_markets(venue, sym).get(rec.market)
+                    if m is None:
+                        continue  # Coinbase: spot only
                     if m.key in self.books:
                         raise ValueError(f"{m.key} is fed by two recordings")
-                    maker = _bybit_book if venue == "bybit" else _okx_book
-                    book, ps = maker(m, raws)
+                    book, ps = _BOOK_MAKERS[venue](m, raws)
                     self.markets[m.key] = m
                     self.books[m.key] = book
                     pushes.extend(ps)
@@ -505,6 +623,7 @@ class VenueReplayServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{host}/{tail:.*}", self._handle)
+        app.router.add_route("*", "/{host}", self._handle)  # Coinbase's websocket is at "/"
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -657,6 +776,9 @@ class VenueReplayServer:
                     transport.abort()
                     return False
                 await asyncio.sleep(0.002)
+        if conn.venue == "coinbase":  # numbered per connection
+            text = text.replace('"sequence_num":0', f'"sequence_num":{conn.seq}', 1)
+            conn.seq += 1
         try:
             await conn.ws.send_str(text)
         except (ConnectionError, RuntimeError) as exc:
@@ -675,17 +797,25 @@ class VenueReplayServer:
         self.unserved.append(f"{request.method} {request.path_qs}")
         log.warning("venue replay: not served: %s %s", request.method, request.path_qs)
         msg = f"replay server: {request.path} is not served"
-        code: int | str = 10404 if venue == "bybit" else "50000"
+        codes: dict[str, int | str] = {"bybit": 10404, "okx": "50000", "coinbase": "NOT_FOUND"}
+        code = codes[venue]
         return _VenueError(venue, 404, code, msg).response(self.server_time_ms())
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         host = request.match_info["host"].split(":", 1)[0]
-        tail = request.match_info["tail"].strip("/")
+        tail = request.match_info.get("tail", "").strip("/")
         self.requests.append(f"{request.method} {request.path_qs}")
         is_ws = request.headers.get("Upgrade", "").lower() == "websocket"
-        venue: Venue = "okx" if host in (OKX_WS_HOST, OKX_REST_HOST) else "bybit"
+        venue: Venue = VENUE_OF_HOST.get(host, "bybit")
         if venue not in self.venues:
             return self._unserved(request, venue)
+        if is_ws and host == COINBASE_WS_HOST and tail == "":
+            return await self._websocket(request, "coinbase", "")
+        if request.method == "GET" and host == COINBASE_REST_HOST:
+            try:
+                return self._coinbase_rest(request, tail)
+            except _VenueError as exc:
+                return exc.response(self.server_time_ms())
         if is_ws and host == BYBIT_WS_HOST and tail in (
             "v5/public/spot", "v5/public/linear", "v5/public/inverse", "v5/public/option"
         ):  # fmt: skip
@@ -795,6 +925,80 @@ class VenueReplayServer:
             return self._okx_ok("[" + ",".join(book.rows[i] for i in picked) + "]")
         return self._unserved(request, "okx")
 
+    # ---------------------------------------------------------------- Coinbase REST
+
+    def _coinbase_ok(self, body: Any) -> web.Response:
+        text = body if isinstance(body, str) else _dumps(body)
+        return web.Response(text=text, content_type="application/json")
+
+    def _last_price(self, key: tuple[str, str, str]) -> str:
+        book = self.books[key]
+        k = self.released(key)
+        return str(json.loads(book.rows[max(k, 1) - 1])["price"]) if book.rows else ""
+
+    def _coinbase_rest(self, request: web.Request, tail: str) -> web.Response:
+        q = request.query
+        ours = [k for k in self.books if k[0] == "coinbase"]
+        if tail == "v2/time":
+            ms = self.server_time_ms()
+            return self._coinbase_ok({"data": {"iso": _iso_ms(ms)[:19] + "Z",
+                                               "epoch": ms // 1000}})  # fmt: skip
+        if tail == "api/v3/brokerage/time":
+            ms = self.server_time_ms()
+            return self._coinbase_ok({"iso": _iso_ms(ms)[:19] + "Z",
+                                      "epochSeconds": str(ms // 1000),
+                                      "epochMillis": str(ms)})  # fmt: skip
+        # ccxt's load_markets calls fetch_currencies (``has['fetchCurrencies']``; its
+        # ``fetchCurrencies`` option does not stop it): three public v2 endpoints
+        if tail == "v2/currencies":
+            return self._coinbase_ok({"data": [{"id": "USD", "name": "US Dollar",
+                                                "min_size": "0.01"}]})  # fmt: skip
+        if tail == "v2/currencies/crypto":
+            bases = sorted({self.markets[k].ccxt_symbol.split("/")[0] for k in ours})
+            data = [{"asset_id": str(uuid.uuid5(_UUID_NS, f"asset:{b}")), "code": b,
+                     "name": "Bitcoin" if b == "BTC" else b, "color": "#F7931A",
+                     "sort_index": "100", "exponent": "8", "type": "crypto",
+                     "address_regex": ""} for b in bases]  # fmt: skip
+            return self._coinbase_ok({"data": data})
+        if tail == "v2/exchange-rates":
+            cur = q.get("currency", "USD").upper()
+            usd_per = {self.markets[k].ccxt_symbol.split("/")[0]: Decimal(self._last_price(k))
+                       for k in ours if self.books[k].rows}  # fmt: skip
+            usd_per["USD"] = Decimal(1)
+            if cur not in usd_per:
+                raise _VenueError("coinbase", 400, "invalid_request", f"Invalid currency {cur}")
+            rates = {c: _dec_str(usd_per[cur] / v) for c, v in sorted(usd_per.items())}
+            return self._coinbase_ok({"data": {"currency": cur, "rates": rates}})
+        if tail == "api/v3/brokerage/market/products":
+            wanted = q.getall("product_ids", [])
+            rows = []
+            if q.get("product_type", "SPOT") == "SPOT":  # no futures are recorded
+                rows = [_coinbase_product(self.markets[k], self._last_price(k)) for k in ours
+                        if not wanted or k[2] in wanted]  # fmt: skip
+            return self._coinbase_ok({"products": rows, "num_products": len(rows),
+                                      "pagination": None})  # fmt: skip
+        prefix, _, rest = tail.partition("api/v3/brokerage/market/products/")
+        product, _, what = rest.partition("/")
+        if prefix == "" and what == "ticker":
+            keys = [k for k in ours if k[2] == product]
+            if not keys:
+                raise _VenueError("coinbase", 404, "NOT_FOUND", "ProductID is invalid")
+            key = keys[0]
+            book = self.books[key]
+            hi = self.released(key)
+            lo = 0
+            # ``start``/``end``: UNIX seconds, both inclusive (``end`` as the instant end.000)
+            if q.get("start"):
+                lo = bisect_left(book.times, _int_arg("coinbase", q, "start", None) * 1000, 0, hi)
+            if q.get("end"):
+                end_ms = _int_arg("coinbase", q, "end", None) * 1000
+                hi = min(hi, bisect_right(book.times, end_ms, 0, hi))
+            limit = min(_int_arg("coinbase", q, "limit", None), COINBASE_TRADES_MAX)
+            picked = range(hi - 1, max(lo, hi - limit) - 1, -1)  # newest first
+            text = ",".join(book.rows[i] for i in picked)
+            return self._coinbase_ok(f'{{"trades":[{text}],"best_bid":"","best_ask":""}}')
+        return self._unserved(request, "coinbase")
+
     # ---------------------------------------------------------------- websockets
 
     async def _websocket(self, request: web.Request, venue: Venue, path: str) -> web.StreamResponse:
@@ -810,7 +1014,8 @@ class VenueReplayServer:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     self.client_messages.append(msg.data)
-                    handler = self._bybit_text if venue == "bybit" else self._okx_text
+                    handler = {"bybit": self._bybit_text, "okx": self._okx_text,
+                               "coinbase": self._coinbase_text}[venue]  # fmt: skip
                     for reply in handler(conn, msg.data):
                         if ws.closed:
                             break
@@ -907,6 +1112,57 @@ class VenueReplayServer:
             out.append(_dumps(reply))
         return out
 
+    def _coinbase_text(self, conn: _Conn, text: str) -> list[str]:
+        """``{"type":"subscribe"|"unsubscribe","product_ids":[..],"channel":"market_trades"}``
+        (a ``jwt`` is optional for public channels): a snapshot of the most recent trades per
+        newly subscribed product (none before the replay has released any), then the
+        ``subscriptions`` message listing what the connection is subscribed to."""
+
+        def frame(channel: str, events: str) -> str:
+            conn.seq += 1
+            return (f'{{"channel":"{channel}","client_id":"","timestamp":'
+                    f'"{_iso_ns(self.server_time_ms() * 1_000_000)}","sequence_num":{conn.seq - 1},'
+                    f'"events":{events}}}')  # fmt: skip
+
+        def error(msg: str) -> list[str]:
+            return [_dumps({"type": "error", "message": msg})]
+
+        try:
+            req = json.loads(text)
+        except ValueError:
+            return error("failed to parse message")
+        if not isinstance(req, dict) or req.get("type") not in ("subscribe", "unsubscribe"):
+            return error(f"unknown message type: {text[:200]}")
+        op, channel, products = req["type"], req.get("channel"), req.get("product_ids") or []
+        if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
+            return error("product_ids must be a list of product ids")
+        keys = [("coinbase", "SPOT", p) for p in products]
+        bad = [p for p, k in zip(products, keys, strict=True) if k not in self.books]
+        if op == "subscribe" and (channel != "market_trades" or bad or not products):
+            return error(
+                f"Failure to subscribe: replay serves the recorded market_trades "
+                f"channel only; not channel {channel!r} products {bad or products}"
+            )
+        out: list[str] = []
+        for key in keys:
+            if op == "unsubscribe":
+                self._unsubscribe(conn, key)
+                continue
+            fresh = key not in conn.keys
+            self._subscribe(conn, key)
+            k = self.released(key)
+            if fresh and k:  # newest first
+                rows = self.books[key].ws_rows
+                trades = ",".join(
+                    rows[i] for i in range(k - 1, max(0, k - COINBASE_SNAPSHOT) - 1, -1)
+                )
+                out.append(frame("market_trades", f'[{{"type":"snapshot","trades":[{trades}]}}]'))
+                self.snapshots_sent += 1
+        subs = sorted(k[2] for k in conn.keys)
+        out.append(frame("subscriptions", _dumps([{"subscriptions": (
+            {"market_trades": subs} if subs else {})}])))  # fmt: skip
+        return out
+
     def _subscribe(self, conn: _Conn, key: tuple[str, str, str]) -> None:
         conn.keys.add(key)
         self._subs.setdefault(key, set()).add(conn)
@@ -931,20 +1187,23 @@ class VenueReplayServer:
 
 
 def _int_arg(venue: Venue, q: Any, name: str, default: int | None) -> int:
+    errors: dict[str, tuple[int, int | str]] = {
+        "bybit": (200, 10001),
+        "okx": (200, "51000"),
+        "coinbase": (400, "INVALID_ARGUMENT"),
+    }
+    status, code = errors[venue]
     value = q.get(name)
     if value is None or value == "":
         if default is None:
-            raise _VenueError(venue, 200, 10001 if venue == "bybit" else "51000",
-                              f"Parameter {name} error")  # fmt: skip
+            raise _VenueError(venue, status, code, f"Parameter {name} error")
         return default
     try:
         n = int(value)
     except ValueError:
-        raise _VenueError(venue, 200, 10001 if venue == "bybit" else "51000",
-                          f"Parameter {name} error") from None  # fmt: skip
+        raise _VenueError(venue, status, code, f"Parameter {name} error") from None
     if n < 1 and name == "limit":
-        raise _VenueError(venue, 200, 10001 if venue == "bybit" else "51000",
-                          f"Parameter {name} error")  # fmt: skip
+        raise _VenueError(venue, status, code, f"Parameter {name} error")
     return n
 
 
@@ -969,12 +1228,15 @@ def _rewrite_all(value: Any, base: str, hostname: str) -> Any:
 
 
 def venue_ccxt_overrides(server: VenueReplayServer | str, exchange_id: str) -> dict[str, Any]:
-    """The ccxt constructor config pointing ``ccxt.pro.bybit`` / ``ccxt.pro.okx`` at the server.
+    """The ccxt constructor config pointing ``ccxt.pro.bybit`` / ``okx`` / ``coinbase`` at the
+    server.
 
     Every URL in ccxt's ``urls['api']`` (REST and websocket, public and private; ``{hostname}``
     filled in first) is rewritten to ``{server}/{venue host}/{path}``, so nothing can reach the
-    venue. No key is set: ``fetch_currencies`` of both venues returns ``{}`` without one, and
-    ``fetchCurrencies`` is off anyway; ``load_markets`` calls only the instruments endpoints.
+    venue. No key is set: ``fetch_currencies`` of Bybit and OKX returns ``{}`` without one, and
+    ``fetchCurrencies`` is off anyway; their ``load_markets`` calls only the instruments
+    endpoints. Coinbase's ``load_markets`` calls its public currency endpoints regardless (they
+    are served) and the public products endpoint.
     """
     exchange_id = exchange_id.lower()
     if exchange_id not in VENUES:

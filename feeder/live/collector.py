@@ -6,9 +6,10 @@ Per stream (one ccxt pro exchange and its symbols):
 - reconnect with capped exponential backoff and full jitter, reset after data flows again;
 - after a reconnect, the gap is backfilled over REST from the last trade id (Binance:
   historical trades ``fromId``) or the last trade time (others; OKX: history pages backwards by
-  trade id), paginated until it meets the live stream, deduplicated by trade id downstream. A
-  gap that cannot be filled is recorded, as is the part of it a REST answer does not reach back
-  to (Bybit's public REST has only its most recent trades).
+  trade id; Coinbase: pages backwards by time), paginated until it meets the live stream,
+  deduplicated by trade id downstream. A gap that cannot be filled is recorded, as is the part
+  of it a REST answer does not reach back to (Bybit's public REST has only its most recent
+  trades).
 While a market is disconnected or has missing trades being fetched, the runtime holds its
 watermark at the last trade before the gap: those seconds stay open, so backfilled trades land
 in them instead of arriving late.
@@ -48,7 +49,10 @@ BACKWARD_PAGING: dict[str, tuple[dict[str, Any], str, int]] = {
 }
 
 #: Exchanges whose ccxt ``fetch_trades`` needs ``params.until`` whenever ``since`` is given.
+#: Coinbase's public ticker endpoint answers the *newest* ``limit`` (<= 1000) trades in
+#: [``start``, ``end``] (whole UNIX seconds, ccxt truncates): pages go backwards by ``until``.
 UNTIL_REQUIRED = frozenset({"coinbase", "coinbaseadvanced"})
+UNTIL_PAGE = 1000
 
 #: The runtime's intake: (market, raw columns, receive ns, backfill?) -> trades accepted.
 OnTrades = Callable[[LiveMarket, dict[str, Any], int, bool], int]
@@ -303,6 +307,8 @@ class Collector:
                 await self._fetch_ids(m, st.last_id + 1, None)
             elif self.entry.id in BACKWARD_PAGING:
                 await self._fetch_back(m, start_ms, st.anchor_ids)
+            elif self.entry.id in UNTIL_REQUIRED:
+                await self._fetch_until_back(m, start_ms, st.anchor_ids)
             else:
                 await self._fetch_since(m, start_ms, st.anchor_ids)
         except asyncio.CancelledError:
@@ -364,9 +370,7 @@ class Collector:
         got = 0
         cursor = since_ms
         for page in range(max_pages):
-            # ccxt's coinbase refuses ``since`` without ``until`` (ArgumentsRequired)
-            params = {"until": self.now_ms()} if self.entry.id in UNTIL_REQUIRED else {}
-            trades = await self.ex.fetch_trades(m.symbol, since=cursor, limit=1000, params=params)
+            trades = await self.ex.fetch_trades(m.symbol, since=cursor, limit=1000)
             if page == 0 and not self._reaches(trades, since_ms, anchors):
                 oldest = min((int(t["timestamp"]) for t in trades), default=None)
                 end_ms = oldest if oldest is not None else (self.state(m).last_ts_ms or since_ms)
@@ -381,6 +385,41 @@ class Collector:
                 break
             cursor = top
         self.stats.backfilled_trades += got
+        return got
+
+    async def _fetch_until_back(
+        self, m: LiveMarket, since_ms: int, anchors: frozenset[int], max_pages: int = 2000
+    ) -> int:
+        """Page backwards by time (``UNTIL_REQUIRED``): each page is the newest ``UNTIL_PAGE``
+        trades in [``since``, ``until``]; the next ``until`` is the end of the second of the
+        page's oldest trade (the endpoint takes whole seconds), until a page reaches the last
+        trades seen before the outage or is not full (it then holds everything back to
+        ``since``). A page that does not move back (a second with more trades than a page)
+        leaves the rest a recorded gap."""
+        got, oldest_ms = 0, None
+        until = (self.now_ms() // 1000 + 1) * 1000  # all of the current second
+        reached = False
+        try:
+            for _ in range(max_pages):
+                trades = await self.ex.fetch_trades(m.symbol, since=since_ms, limit=UNTIL_PAGE,
+                                                    params={"until": until})  # fmt: skip
+                if not trades:  # not even the trades seen at ``since``: unproven
+                    break
+                got += self._deliver(trades, backfill=True)
+                oldest_ms = min(int(t["timestamp"]) for t in trades)
+                if len(trades) < UNTIL_PAGE or self._reaches(trades, since_ms, anchors):
+                    reached = True
+                    break
+                nxt = (oldest_ms // 1000 + 1) * 1000
+                if nxt >= until:
+                    break
+                until = nxt
+        finally:
+            self.stats.backfilled_trades += got
+        if not reached:
+            end_ms = oldest_ms if oldest_ms is not None else (self.state(m).last_ts_ms or since_ms)
+            await self._gap(m, since_ms // 1000, end_ms // 1000 + 1,
+                            "REST trades do not reach back to the outage")  # fmt: skip
         return got
 
     async def _fetch_back(

@@ -1,11 +1,13 @@
-"""The live feeder (real ccxt pro) against Bybit v5 and OKX v5 protocols on 127.0.0.1.
+"""The live feeder (real ccxt pro) against Bybit v5, OKX v5 and Coinbase Advanced Trade
+protocols on 127.0.0.1.
 
 The websocket and REST protocols are the venues'; the trades are recorded real Binance trades
 re-expressed in each venue's format (``feeder.replay_venues``). The import path computes the
 reference bars from the same recorded trades (``derived_trades`` CSV), so live bars must equal
 them: OKX swap sizes are contracts (x ``ctVal`` 0.01), OKX's websocket aggregates matches of one
-taker order (``count``), Bybit linear trade ids are uuids, and the backfill after a disconnect
-goes by time (Bybit: recent trades only; OKX: history pages by trade id).
+taker order (``count``), Bybit linear trade ids are uuids, Coinbase (spot ``BTC-USD`` only)
+pushes 250 ms of trades newest first, and the backfill after a disconnect goes by time (Bybit:
+recent trades only; OKX: history pages by trade id; Coinbase: pages back by ``until``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import ccxt.pro
@@ -50,9 +53,11 @@ SOURCES = {  # Binance recording market -> (recording, derived trades of the sam
 MARKETS = {  # venue -> Binance recording market -> aggr-server market id the feeder derives
     "bybit": {"spot": "BYBIT_SPOT:btcusdt", "usdm": "BYBIT:btcusdt"},
     "okx": {"spot": "OKEX:btc-usdt", "usdm": "OKEX:btc-usdt-swap"},
+    "coinbase": {"spot": "COINBASE:btc-usd"},  # spot only, quoted in USD
 }
 KIND = {"spot": Kind.SPOT, "usdm": Kind.PERP}
 SYMBOL = {"spot": "BTC/USDT", "usdm": "BTC/USDT:USDT"}
+VENUE_SYMBOL = {"coinbase": {"spot": "BTC/USD"}}
 
 
 @pytest.fixture(scope="session")
@@ -66,33 +71,42 @@ def imported(market_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Par
     (quantities in BTC, as recorded)."""
     store = ParquetStore(tmp_path_factory.mktemp("venues_imported"))
     for venue in MARKETS:
-        for mt, (_raw, csv) in SOURCES.items():
-            w = DayBarWriter(store, MarketSpec(MARKETS[venue][mt], KIND[mt], venue))
+        for mt, market in MARKETS[venue].items():
+            csv = SOURCES[mt][1]
+            w = DayBarWriter(store, MarketSpec(market, KIND[mt], venue))
             w.add_raw(raw_columns(read_derived_trades(market_data / DERIVED / csv)))
             w.close()
     return store
 
 
+def _symbol(venue: str, mt: str) -> str:
+    return VENUE_SYMBOL.get(venue, SYMBOL)[mt]
+
+
 def _server(recordings: dict[str, Recording], venue: str, **kw: Any) -> VenueReplayServer:
+    """The venue's markets; the clock starts once every one of them has a subscriber."""
     return VenueReplayServer(list(recordings.values()), venues=[venue],
-                             start_on_subscribe=2, **kw)  # fmt: skip
+                             start_on_subscribe=len(MARKETS[venue]), **kw)  # fmt: skip
 
 
 def _settings(tmp: Path, venue: str, server: VenueReplayServer | None = None) -> Settings:
-    """Bybit or OKX spot + perp. With ``server``, the exchanges' URLs and options come from the
-    settings (``exchanges[].urls/options``, as a user would configure them), not a factory."""
+    """Bybit or OKX spot + perp, Coinbase spot. With ``server``, the exchanges' URLs and options
+    come from the settings (``exchanges[].urls/options``, as a user would configure them), not a
+    factory."""
     common: dict[str, Any] = {"open_interest": False, "liquidations": False, "quiet_s": 20.0}
     if server is not None:
         common.update(venue_ccxt_overrides(server, venue))
+    kinds = {"spot": "spot", "usdm": "perp"}
     doc: dict[str, Any] = {
-        "coins": {"BTC": {"spot": [MARKETS[venue]["spot"]], "perp": [MARKETS[venue]["usdm"]]}},
+        # a coin needs a spot and a perp market: Coinbase (spot only) borrows one it does not
+        # collect (the feeder warns about it)
+        "coins": {"BTC": {"perp": ["BINANCE_FUTURES:btcusdt"]}
+                  | {kinds[mt]: [market] for mt, market in MARKETS[venue].items()}},
         "store": {"parquet_dir": str(tmp / "store")},
         "redis": {"enabled": False},
         "feeder": {
-            "exchanges": [
-                {"id": venue, "kind": "spot", "symbols": [SYMBOL["spot"]], **common},
-                {"id": venue, "kind": "perp", "symbols": [SYMBOL["usdm"]], **common},
-            ],
+            "exchanges": [{"id": venue, "kind": kinds[mt], "symbols": [_symbol(venue, mt)],
+                           **common} for mt in MARKETS[venue]],
             "spool_dir": str(tmp / "spool"), "http_port": 0,
         },
     }  # fmt: skip
@@ -158,7 +172,7 @@ def _trades(bars: pd.DataFrame) -> float:
 
 def _check_loopback(run: Run) -> None:
     assert run.server.unserved == []
-    assert len(run.exchanges) == 2
+    assert len(run.exchanges) == len(MARKETS[run.server.venues[0]])
     for ex in run.exchanges:
         assert non_loopback_urls(ex, run.server) == []  # ccxt cannot reach the real venue
 
@@ -176,6 +190,10 @@ def _venue_import(server: VenueReplayServer, venue: str, tmp: Path) -> ParquetSt
             qty = [float(r["size"]) for r in rows]
             price = [float(r["price"]) for r in rows]
             sell = [r["side"] == "Sell" for r in rows]
+        elif venue == "coinbase":
+            qty = [float(r["size"]) for r in rows]
+            price = [float(r["price"]) for r in rows]
+            sell = [r["side"] == "SELL" for r in rows]
         else:
             qty = [float(r["sz"]) * ct for r in rows]
             price = [float(r["px"]) for r in rows]
@@ -239,7 +257,7 @@ def _same_bars(run: Run, imported: ParquetStore, venue: str, market_data: Path,
 
 @pytest.mark.shared
 @pytest.mark.slow
-@pytest.mark.parametrize("venue", ["bybit", "okx"])
+@pytest.mark.parametrize("venue", ["bybit", "okx", "coinbase"])
 def test_live_bars_from_venue_protocol_equal_the_import_bars(venue, recordings, imported,
                                                              market_data, tmp_path):  # fmt: skip
     store = ParquetStore(tmp_path / "store")
@@ -256,10 +274,24 @@ def test_live_bars_from_venue_protocol_equal_the_import_bars(venue, recordings, 
     assert f.counters["trades_backfilled"] == 0
     assert f.rejects.counts.get("duplicate_id", 0) == 0
     # the venue's wire format was exercised: several trades per push (Bybit: one matching
-    # event; OKX: the trades channel aggregates one taker order's matches, ``count`` > 1)
+    # event; OKX: the trades channel aggregates one taker order's matches, ``count`` > 1;
+    # Coinbase: 250 ms of trades per push)
     assert run.server.pushes_sent < run.server.trades_sent == run.server.total_trades
     subs = [m for m in run.server.client_messages if "subscribe" in m]
-    if venue == "bybit":
+    if venue == "coinbase":
+        # public channel: no jwt / api_key in the subscribe message (ccxt signs private only)
+        assert [json.loads(m) for m in subs] == [
+            {"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "market_trades"}
+        ]
+        # load_markets without keys: currencies (v2) and products (v3), all public
+        paths = {r.split("?")[0] for r in run.server.requests if r.startswith("GET /api.")}
+        assert paths == {
+            "GET /api.coinbase.com/v2/currencies",
+            "GET /api.coinbase.com/v2/currencies/crypto",
+            "GET /api.coinbase.com/v2/exchange-rates",
+            "GET /api.coinbase.com/api/v3/brokerage/market/products",
+        }
+    elif venue == "bybit":
         assert {json.loads(m)["args"][0] for m in subs} == {"publicTrade.BTCUSDT"}
         assert len(subs) == 2  # /v5/public/spot and /v5/public/linear
     else:
@@ -284,27 +316,36 @@ def _in(iv: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 @pytest.mark.shared
 @pytest.mark.slow
-@pytest.mark.parametrize("venue", ["bybit", "okx"])
+@pytest.mark.parametrize("venue", ["bybit", "okx", "coinbase"])
 def test_forced_disconnect_then_backfill_by_time_loses_nothing_silently(
     venue, recordings, imported, market_data, tmp_path
 ):
     """A forced disconnect of every client in the middle of the session, at 25x the recorded
-    pace: the feeder reconnects and backfills the outage over REST by time.
+    pace (Coinbase 40x): the feeder reconnects and backfills the outage over REST by time.
 
     OKX pages back through ``history-trades`` by trade id: nothing lost, nothing twice, no gap.
-    Bybit's public REST has only the most recent trades (spot 60, linear 1000): what it cannot
+    Coinbase's public ticker endpoint answers the newest <= 1000 trades in [start, end] (whole
+    seconds) and reaches back by time: the collector pages back by ``until`` (the outage and
+    the trades after it up to "now" are more than one page): nothing lost, nothing twice, no
+    gap. Bybit's public REST has only the most recent trades (spot 60, linear 1000): what it cannot
     return must be recorded as a gap with bounds (and left out of coverage); every second
     outside the gaps equals the import, and no second anywhere has a trade twice."""
     store = ParquetStore(tmp_path / "store")
-    middle = sum(s.endswith("@trade") for r in recordings.values() for s in r.streams) // 2
+    served = [recordings[mt] for mt in MARKETS[venue]]
+    middle = sum(s.endswith("@trade") for r in served for s in r.streams) // 2
+
+    # Coinbase: 40x, so that [outage, reconnect] surely holds more than one REST page (1000
+    # trades: >= 0.75 s of wall-clock outage; backoff + settle take >= 1.25 s)
+    speed = 40 if venue == "coinbase" else 25
 
     async def go() -> Run:
-        async with _server(recordings, venue, speed=25, disconnect_at=[middle]) as server:
-            # Bybit: the feeder builds its exchanges itself from the settings' urls/options
-            # (ccxt's rate limit on); OKX: the test factory (its many history pages at 25x
-            # would take ~10 s of rate limit)
-            settings = _settings(tmp_path, venue, server if venue == "bybit" else None)
-            return await _run(server, settings, store, factory=venue != "bybit")
+        async with _server(recordings, venue, speed=speed, disconnect_at=[middle]) as server:
+            # Bybit, Coinbase: the feeder builds its exchanges itself from the settings'
+            # urls/options (ccxt's rate limit on); OKX: the test factory (its many history pages
+            # at 25x would take ~10 s of rate limit)
+            own = venue != "okx"
+            settings = _settings(tmp_path, venue, server if own else None)
+            return await _run(server, settings, store, factory=not own)
 
     run = asyncio.run(go())
     _check_loopback(run)
@@ -319,6 +360,23 @@ def test_forced_disconnect_then_backfill_by_time_loses_nothing_silently(
         _same_bars(run, imported, venue, market_data, tmp_path)
         pages = [r for r in server.requests if "/market/history-trades" in r]
         assert any("after=" in r for r in pages)  # paged back by trade id
+        return
+    if venue == "coinbase":
+        assert f.counters["trades_backfilled"] > 0
+        assert not f.gaps
+        _same_bars(run, imported, venue, market_data, tmp_path)
+        pages = [parse_qs(urlsplit(r.split(" ", 1)[1]).query) for r in server.requests
+                 if r.split("?")[0].endswith("/market/products/BTC-USD/ticker")]  # fmt: skip
+        # one backfill, paged back: same start (the outage's second), ``end`` moving back
+        assert len(pages) >= 2, pages
+        assert {p["start"][0] for p in pages} == {str(server.book(venue, "spot").times[
+            server.book(venue, "spot").released(slot) - 1] // 1000)}  # fmt: skip
+        ends = [int(p["end"][0]) for p in pages]
+        assert ends == sorted(ends, reverse=True) and len(set(ends)) == len(ends), ends
+        assert all(p["limit"] == ["1000"] for p in pages)
+        # the resubscription got a snapshot of the most recent trades (the first subscription
+        # none: nothing was released yet)
+        assert server.snapshots_sent == 1
         return
     # Bybit: recent trades only. Reference: the import path over the venue's trades (Bybit
     # linear ids are uuids: same-millisecond order follows them, see ``_same_bars``)
@@ -428,11 +486,11 @@ def test_venue_protocol_replies_and_unserved_paths(recordings):
 @pytest.mark.shared
 def test_venue_trades_are_the_recorded_binance_trades(recordings, market_data):
     """Every served trade is one recorded Binance trade: same time, price, taker side and
-    quantity (OKX swap: contracts x 0.01)."""
+    quantity (OKX swap: contracts x 0.01; Coinbase: spot only, RFC 3339 times, BUY/SELL)."""
     server = VenueReplayServer(list(recordings.values()))
     for mt, (_raw, csv) in SOURCES.items():
         df = read_derived_trades(market_data / DERIVED / csv)
-        for venue in ("bybit", "okx"):
+        for venue in [v for v in MARKETS if mt in MARKETS[v]]:
             book = server.book(venue, mt)
             assert book.binance_ids == df["trade_id"].tolist()
             rows = [json.loads(r) for r in book.rows]
@@ -442,6 +500,16 @@ def test_venue_trades_are_the_recorded_binance_trades(recordings, market_data):
                 price = np.array([float(r["price"]) for r in rows])
                 sell = np.array([r["side"] == "Sell" for r in rows])
                 ts = np.array([int(r["time"]) for r in rows])
+            elif venue == "coinbase":
+                qty = np.array([float(r["size"]) for r in rows])
+                price = np.array([float(r["price"]) for r in rows])
+                sell = np.array([r["side"] == "SELL" for r in rows])
+                ts = np.array([pd.Timestamp(r["time"]).value // 10**6 for r in rows])
+                ids = np.array([int(r["trade_id"]) for r in rows])
+                assert (np.diff(ids) == 1).all()  # consecutive per product, in trade order
+                assert [json.loads(w) for w in book.ws_rows] == [
+                    {k: r[k] for k in ("trade_id", "product_id", "price", "size", "side", "time")}
+                    for r in rows]  # fmt: skip
             else:
                 ct = float(m.contract_value or 1.0)
                 qty = np.array([float(r["sz"]) for r in rows]) * ct
@@ -454,6 +522,89 @@ def test_venue_trades_are_the_recorded_binance_trades(recordings, market_data):
             np.testing.assert_array_equal(price, df["price"].to_numpy())
             np.testing.assert_array_equal(sell, (df["is_buyer_maker"].str.lower() == "true"))
             np.testing.assert_array_equal(ts, df["trade_time_ms"].to_numpy())
+
+
+@pytest.mark.shared
+def test_coinbase_protocol_replies_and_rest_window(recordings):
+    """Coinbase Advanced Trade as ccxt uses it without keys: ``subscriptions`` replies,
+    ``market_trades`` pushes (250 ms, newest first, ``sequence_num`` per connection), errors
+    naming what is not served; the public ticker endpoint answers the newest ``limit`` (<= 1000)
+    trades in [start, end] (UNIX seconds), newest first; ccxt parses BUY/SELL as the taker's
+    side."""
+    sub = {"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "market_trades"}
+
+    async def go() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with VenueReplayServer([recordings["spot"]], venues=["coinbase"],
+                                     start_on_subscribe=None) as s:  # fmt: skip
+            book = s.book("coinbase", "spot")
+            async with aiohttp.ClientSession() as http:
+                ws_url = "ws" + s.url[4:] + "/advanced-trade-ws.coinbase.com"
+                async with http.ws_connect(ws_url) as ws:
+                    await ws.send_str(json.dumps({**sub, "channel": "level2"}))
+                    out["bad"] = json.loads(await ws.receive_str())
+                    await ws.send_str(json.dumps(sub))
+                    out["sub"] = json.loads(await ws.receive_str())  # nothing released: no snapshot
+                    s.start_replay()
+                    out["pushes"] = [json.loads(await ws.receive_str()) for _ in range(3)]
+                    await ws.send_str(json.dumps({**sub, "type": "unsubscribe"}))
+                    while (msg := json.loads(await ws.receive_str()))["channel"] != "subscriptions":
+                        pass
+                    out["unsub"] = msg
+                await s.wait_done()
+                rest = f"{s.url}/api.coinbase.com/api/v3/brokerage/market/products/BTC-USD/ticker"
+                t = book.times
+                mid_s = t[len(t) // 2] // 1000
+                for name, q in (
+                    ("window", f"start={mid_s}&end={mid_s + 1}&limit=1000"),
+                    ("newest", "limit=5000"),
+                    ("no_limit", f"start={mid_s}"),
+                ):
+                    async with http.get(f"{rest}?{q}") as r:
+                        out[name] = (r.status, await r.json())
+            ex = ccxt.pro.coinbase(
+                {**venue_ccxt_overrides(s, "coinbase"), "enableRateLimit": False}
+            )
+            try:
+                out["ccxt"] = await ex.fetch_trades(
+                    "BTC/USD", since=mid_s * 1000, limit=1000, params={"until": (mid_s + 1) * 1000}
+                )
+                with pytest.raises(ccxt.BaseError) as err:
+                    await ex.fetch_order_book("BTC/USD")
+                out["ccxt_error"] = str(err.value)
+            finally:
+                await ex.close()
+            out["mid_s"], out["times"], out["ids"] = mid_s, list(t), list(book.ids)
+        return out
+
+    out = asyncio.run(go())
+    assert out["bad"]["type"] == "error" and "level2" in out["bad"]["message"]
+    assert out["sub"]["channel"] == "subscriptions" and out["sub"]["sequence_num"] == 0
+    assert out["sub"]["events"] == [{"subscriptions": {"market_trades": ["BTC-USD"]}}]
+    assert [p["sequence_num"] for p in out["pushes"]] == [1, 2, 3]
+    assert sum(len(p["events"][0]["trades"]) for p in out["pushes"]) > 3  # 250 ms per push
+    for p in out["pushes"]:
+        assert p["channel"] == "market_trades" and p["events"][0]["type"] == "update"
+        trades = p["events"][0]["trades"]
+        times = [pd.Timestamp(x["time"]) for x in trades]
+        assert times == sorted(times, reverse=True)  # newest first
+    assert out["unsub"]["events"] == [{"subscriptions": {}}]
+    # [start, end]: both ends inclusive, whole seconds; newest first
+    lo_ms, hi_ms = out["mid_s"] * 1000, (out["mid_s"] + 1) * 1000
+    want = [i for i, x in zip(out["ids"], out["times"], strict=True) if lo_ms <= x <= hi_ms]
+    status, body = out["window"]
+    assert status == 200 and [x["trade_id"] for x in body["trades"]] == want[::-1]
+    assert set(body) == {"trades", "best_bid", "best_ask"}
+    status, body = out["newest"]  # limit clamped to 1000: the newest 1000
+    assert status == 200 and [x["trade_id"] for x in body["trades"]] == out["ids"][::-1][:1000]
+    status, body = out["no_limit"]  # ``limit`` is required (Coinbase's API reference)
+    assert status == 400 and body["error"] == "INVALID_ARGUMENT"
+    # ccxt: ascending, taker side from BUY/SELL as is, since-filtered
+    got = out["ccxt"]
+    assert [x["id"] for x in got] == want
+    assert {x["side"] for x in got} <= {"buy", "sell"}
+    assert all(x["side"] == x["info"]["side"].lower() for x in got)
+    assert "product_book" in out["ccxt_error"] and "is not served" in out["ccxt_error"]
 
 
 # ---------------------------------------------------------------- unit: aggregated OKX rows
