@@ -75,7 +75,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import WSMsgType, web
@@ -517,7 +517,158 @@ class _Conn:
     streams: dict[str, str] = field(default_factory=dict)  # key (lower case) -> name as sent
 
 
-class ReplayServer:
+def load_recordings(
+    recordings: Iterable[Recording | Path | str | tuple[Path | str, MarketType | None]], who: str
+) -> list[Recording]:
+    """Recordings given as loaded ones, paths, or (path, market) pairs; at least one."""
+    recs = [r if isinstance(r, Recording)
+            else Recording.load(r[0], r[1]) if isinstance(r, tuple) else Recording.load(r)
+            for r in recordings]  # fmt: skip
+    if not recs:
+        raise ValueError(f"{who} needs at least one recording")
+    return recs
+
+
+class LoopbackServer:
+    """Start, stop and forced disconnects shared by the loopback exchange servers
+    (:class:`ReplayServer`, ``feeder.replay_venues.VenueReplayServer``).
+
+    A subclass sets ``_task``, ``_runner``, ``_started``, ``_done``, ``_cursor``, ``_conns`` and
+    ``disconnects`` and implements ``_drop(conn)``; a connection has ``ws`` and ``request``.
+    """
+
+    _task: asyncio.Task[None] | None
+    _runner: web.AppRunner | None
+    _started: asyncio.Event | None
+    _done: asyncio.Event | None
+    _cursor: int
+    _conns: set[Any]
+    disconnects: int
+    slow_client_timeout: float
+    slow_clients_dropped: int
+
+    host: str
+    port: int
+
+    def _drop(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    async def _serve(self, app: web.Application) -> None:
+        """Bind ``host``:``port`` (0: a free port, then stored in ``port``) and serve ``app``."""
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    def start_replay(self) -> None:
+        """Start the replay clock now (when ``start_on_subscribe`` is None or not reached)."""
+        if self._started is None:
+            raise RuntimeError("call await start() first")
+        self._started.set()
+
+    async def wait_done(self) -> None:
+        """Wait until the last frame has been dispatched (never returns with ``loop``)."""
+        if self._done is None:
+            raise RuntimeError("call await start() first")
+        await self._done.wait()
+
+    @property
+    def done(self) -> bool:
+        return self._done is not None and self._done.is_set()
+
+    @property
+    def position(self) -> int:
+        """Timeline slots dispatched so far (in this lap)."""
+        return self._cursor
+
+    async def stop(self) -> None:
+        """Close every client connection, stop the replay and the HTTP server."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.disconnect_all(code=1001, message="replay server stopping", count=False)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()  # type: ignore[attr-defined]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def disconnect_all(
+        self,
+        *,
+        code: int = 1001,
+        message: str = "replay: forced disconnect",
+        abrupt: bool = False,
+        count: bool = True,
+    ) -> int:
+        """Close every client connection now: a websocket close frame (``code``), or with
+        ``abrupt`` a TCP abort without one. Returns how many connections were closed."""
+        conns = list(self._conns)
+        for conn in conns:
+            self._drop(conn)
+        if count and conns:
+            self.disconnects += 1
+        if abrupt:
+            for conn in conns:
+                if conn.request.transport is not None:
+                    conn.request.transport.abort()
+        elif conns:
+            closes = [self._close(conn, code, message) for conn in conns]
+            await asyncio.gather(*closes, return_exceptions=True)
+        return len(conns)
+
+    def _outgoing(self, conn: Any, text: str) -> str:
+        """The frame as this connection receives it (a venue may number frames per client)."""
+        return text
+
+    async def _send(self, conn: Any, text: str) -> bool:
+        """Send one frame; a client that stopped reading is dropped after
+        ``slow_client_timeout`` (counted), a closed one at once. Returns whether it was sent."""
+        if conn.ws.closed:
+            self._drop(conn)
+            return False
+        transport = conn.request.transport
+        if transport is not None and transport.get_write_buffer_size() > SLOW_CLIENT_BUFFER:
+            # the client is not reading: wait (back-pressure), then cut it off like Binance
+            # does, so one stuck client cannot stall the replay for everyone else forever
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.slow_client_timeout
+            while transport.get_write_buffer_size() > SLOW_CLIENT_BUFFER // 4:
+                if loop.time() > deadline or transport.is_closing():
+                    log.warning("replay: dropping a client that stopped reading")
+                    self.slow_clients_dropped += 1
+                    self._drop(conn)
+                    transport.abort()
+                    return False
+                await asyncio.sleep(0.002)
+        try:
+            await conn.ws.send_str(self._outgoing(conn, text))
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("replay: dropping a client: %s", exc)
+            self._drop(conn)
+            return False
+        return True
+
+    @staticmethod
+    async def _close(conn: Any, code: int, message: str) -> None:
+        try:
+            await asyncio.wait_for(conn.ws.close(code=code, message=message.encode()), 2.0)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if conn.request.transport is not None:
+                conn.request.transport.abort()
+
+
+class ReplayServer(LoopbackServer):
     """A loopback Binance (websocket streams + the REST endpoints a trade backfill needs).
 
     ::
@@ -560,17 +711,7 @@ class ReplayServer:
         liquidations: Iterable[Liquidation] = (),
         rest_faults: Iterable[RestFault] = (),
     ) -> None:
-        recs: list[Recording] = []
-        for r in recordings:
-            if isinstance(r, Recording):
-                recs.append(r)
-            elif isinstance(r, tuple):
-                recs.append(Recording.load(r[0], r[1]))
-            else:
-                recs.append(Recording.load(r))
-        if not recs:
-            raise ValueError("ReplayServer needs at least one recording")
-        self.recordings = recs
+        self.recordings = load_recordings(recordings, "ReplayServer")
         self.host, self.port = host, port
         any_address = host in ("0.0.0.0", "", "::")  # noqa: S104 (only naming the URLs)
         self.public_host = public_host or ("127.0.0.1" if any_address else host)
@@ -804,14 +945,7 @@ class ReplayServer:
         app = web.Application()
         app.router.add_route("*", "/{host}/{tail:.*}", self._handle)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock)
-        await site.start()
+        await self._serve(app)
         self._started = asyncio.Event()
         self._done = asyncio.Event()
         self._running = asyncio.Event()
@@ -819,12 +953,6 @@ class ReplayServer:
         self._task = asyncio.create_task(self._replay(), name="replay")
         if self.start_on_subscribe == 0:
             self._started.set()
-
-    def start_replay(self) -> None:
-        """Start the replay clock now (when ``start_on_subscribe`` is None or not reached)."""
-        if self._started is None:
-            raise RuntimeError("call await start() first")
-        self._started.set()
 
     def pause(self) -> None:
         """Stop sending (an exchange stall): connections stay open, the clock stops."""
@@ -842,41 +970,7 @@ class ReplayServer:
     def paused(self) -> bool:
         return self._running is not None and not self._running.is_set()
 
-    async def wait_done(self) -> None:
-        """Wait until the last frame has been dispatched (never returns with ``loop``)."""
-        if self._done is None:
-            raise RuntimeError("call await start() first")
-        await self._done.wait()
-
-    @property
-    def done(self) -> bool:
-        return self._done is not None and self._done.is_set()
-
-    async def stop(self) -> None:
-        """Close every client connection, stop the replay and the HTTP server."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.disconnect_all(code=1001, message="replay server stopping", count=False)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> ReplayServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     # ---------------------------------------------------------------- replay position
-
-    @property
-    def position(self) -> int:
-        """Timeline frames dispatched so far in this lap (0 .. ``len(self)``)."""
-        return self._cursor
 
     def __len__(self) -> int:
         return len(self._ts)
@@ -916,38 +1010,6 @@ class ReplayServer:
         if n_frames < 1:
             raise ValueError("n_frames must be >= 1")
         self._disconnect_countdown = n_frames
-
-    async def disconnect_all(
-        self,
-        *,
-        code: int = 1001,
-        message: str = "replay: forced disconnect",
-        abrupt: bool = False,
-        count: bool = True,
-    ) -> int:
-        """Close every client connection now: a websocket close frame (``code``), or with
-        ``abrupt`` a TCP abort without one. Returns how many connections were closed."""
-        conns = list(self._conns)
-        for conn in conns:
-            self._drop(conn)
-        if count and conns:
-            self.disconnects += 1
-        if abrupt:
-            for conn in conns:
-                if conn.request.transport is not None:
-                    conn.request.transport.abort()
-        elif conns:
-            closes = [self._close(conn, code, message) for conn in conns]
-            await asyncio.gather(*closes, return_exceptions=True)
-        return len(conns)
-
-    @staticmethod
-    async def _close(conn: _Conn, code: int, message: str) -> None:
-        try:
-            await asyncio.wait_for(conn.ws.close(code=code, message=message.encode()), 2.0)
-        except (TimeoutError, ConnectionError, RuntimeError):
-            if conn.request.transport is not None:
-                conn.request.transport.abort()
 
     # ---------------------------------------------------------------- the replay loop
 
@@ -1043,32 +1105,6 @@ class ReplayServer:
         if conn.combined:
             return json.dumps({"stream": self._stream[frame], "data": data}, separators=(",", ":"))
         return body
-
-    async def _send(self, conn: _Conn, text: str) -> bool:
-        if conn.ws.closed:
-            self._drop(conn)
-            return False
-        transport = conn.request.transport
-        if transport is not None and transport.get_write_buffer_size() > SLOW_CLIENT_BUFFER:
-            # the client is not reading: wait (back-pressure), then cut it off like Binance
-            # does, so one stuck client cannot stall the replay for everyone else forever
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.slow_client_timeout
-            while transport.get_write_buffer_size() > SLOW_CLIENT_BUFFER // 4:
-                if loop.time() > deadline or transport.is_closing():
-                    log.warning("replay: dropping a client that stopped reading")
-                    self.slow_clients_dropped += 1
-                    self._drop(conn)
-                    transport.abort()
-                    return False
-                await asyncio.sleep(0.002)
-        try:
-            await conn.ws.send_str(text)
-        except (ConnectionError, RuntimeError) as exc:
-            log.debug("replay: dropping a client: %s", exc)
-            self._drop(conn)
-            return False
-        return True
 
     # ---------------------------------------------------------------- HTTP routing
 

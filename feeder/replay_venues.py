@@ -87,7 +87,6 @@ import copy
 import functools
 import json
 import logging
-import socket
 import time
 import uuid
 from bisect import bisect_left, bisect_right
@@ -99,13 +98,12 @@ from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 
-from feeder.replay import MarketType, Recording, rewrite_url
+from feeder.replay import LoopbackServer, MarketType, Recording, load_recordings, rewrite_url
 
 log = logging.getLogger(__name__)
 
 Venue = Literal["bybit", "okx", "coinbase"]
 VENUES: tuple[Venue, ...] = ("bybit", "okx", "coinbase")
-SLOW_CLIENT_BUFFER = 1 << 16
 
 BYBIT_WS_HOST = "stream.bybit.com"
 BYBIT_REST_HOST = "api.bybit.com"
@@ -496,7 +494,7 @@ class _VenueError(Exception):
         return web.Response(status=self.status, text=_dumps(body), content_type="application/json")
 
 
-class VenueReplayServer:
+class VenueReplayServer(LoopbackServer):
     """A loopback Bybit v5, OKX v5 and/or Coinbase Advanced Trade (public websocket + REST)
     replaying Binance trades.
 
@@ -529,17 +527,7 @@ class VenueReplayServer:
         disconnect_at: Iterable[int] = (),
         slow_client_timeout: float = 5.0,
     ) -> None:
-        recs: list[Recording] = []
-        for r in recordings:
-            if isinstance(r, Recording):
-                recs.append(r)
-            elif isinstance(r, tuple):
-                recs.append(Recording.load(r[0], r[1]))
-            else:
-                recs.append(Recording.load(r))
-        if not recs:
-            raise ValueError("VenueReplayServer needs at least one recording")
-        self.recordings = recs
+        self.recordings = load_recordings(recordings, "VenueReplayServer")
         self.venues: tuple[Venue, ...] = tuple(venues)
         for v in self.venues:
             if v not in VENUES:
@@ -548,6 +536,7 @@ class VenueReplayServer:
         self.speed = float(speed) if speed else 0.0
         self.start_on_subscribe = start_on_subscribe
         self.slow_client_timeout = slow_client_timeout
+        self.slow_clients_dropped = 0
         # what happened, for tests
         self.requests: list[str] = []
         self.unserved: list[str] = []
@@ -625,55 +614,12 @@ class VenueReplayServer:
         app.router.add_route("*", "/{host}/{tail:.*}", self._handle)
         app.router.add_route("*", "/{host}", self._handle)  # Coinbase's websocket is at "/"
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        await self._serve(app)
         self._started = asyncio.Event()
         self._done = asyncio.Event()
         self._task = asyncio.create_task(self._replay(), name="venue-replay")
         if self.start_on_subscribe == 0:
             self._started.set()
-
-    def start_replay(self) -> None:
-        if self._started is None:
-            raise RuntimeError("call await start() first")
-        self._started.set()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.disconnect_all(code=1001, message="replay server stopping", count=False)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> VenueReplayServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def wait_done(self) -> None:
-        if self._done is None:
-            raise RuntimeError("call await start() first")
-        await self._done.wait()
-
-    @property
-    def done(self) -> bool:
-        return self._done is not None and self._done.is_set()
-
-    @property
-    def position(self) -> int:
-        """Pushes dispatched so far (0 .. ``len(self)``)."""
-        return self._cursor
 
     def __len__(self) -> int:
         return len(self._pushes)
@@ -702,33 +648,6 @@ class VenueReplayServer:
         return best
 
     # ---------------------------------------------------------------- faults
-
-    async def disconnect_all(
-        self, *, code: int = 1001, message: str = "replay: forced disconnect",
-        abrupt: bool = False, count: bool = True,
-    ) -> int:  # fmt: skip
-        """Close every client connection now (``abrupt``: TCP abort, no close frame)."""
-        conns = list(self._conns)
-        for conn in conns:
-            self._drop(conn)
-        if count and conns:
-            self.disconnects += 1
-        if abrupt:
-            for conn in conns:
-                if conn.request.transport is not None:
-                    conn.request.transport.abort()
-        elif conns:
-            await asyncio.gather(*(self._close(c, code, message) for c in conns),
-                                 return_exceptions=True)  # fmt: skip
-        return len(conns)
-
-    @staticmethod
-    async def _close(conn: _Conn, code: int, message: str) -> None:
-        try:
-            await asyncio.wait_for(conn.ws.close(code=code, message=message.encode()), 2.0)
-        except (TimeoutError, ConnectionError, RuntimeError):
-            if conn.request.transport is not None:
-                conn.request.transport.abort()
 
     # ---------------------------------------------------------------- the replay loop
 
@@ -761,31 +680,11 @@ class VenueReplayServer:
         log.info("venue replay: finished (%d pushes, %d trades sent)", self.pushes_sent,
                  self.trades_sent)  # fmt: skip
 
-    async def _send(self, conn: _Conn, text: str) -> bool:
-        if conn.ws.closed:
-            self._drop(conn)
-            return False
-        transport = conn.request.transport
-        if transport is not None and transport.get_write_buffer_size() > SLOW_CLIENT_BUFFER:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.slow_client_timeout
-            while transport.get_write_buffer_size() > SLOW_CLIENT_BUFFER // 4:
-                if loop.time() > deadline or transport.is_closing():
-                    log.warning("venue replay: dropping a client that stopped reading")
-                    self._drop(conn)
-                    transport.abort()
-                    return False
-                await asyncio.sleep(0.002)
+    def _outgoing(self, conn: _Conn, text: str) -> str:
         if conn.venue == "coinbase":  # numbered per connection
             text = text.replace('"sequence_num":0', f'"sequence_num":{conn.seq}', 1)
             conn.seq += 1
-        try:
-            await conn.ws.send_str(text)
-        except (ConnectionError, RuntimeError) as exc:
-            log.debug("venue replay: dropping a client: %s", exc)
-            self._drop(conn)
-            return False
-        return True
+        return text
 
     # ---------------------------------------------------------------- HTTP routing
 
