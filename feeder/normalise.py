@@ -194,7 +194,9 @@ class IdDeduplicator:
 
     window: int = 200_000
     last_id: int = -1
-    recent: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    _ring: I64 = field(default_factory=lambda: np.empty(0, np.int64))  # the last ids, a ring
+    _filled: int = 0  # how many slots of the ring hold ids
+    _pos: int = 0  # where the next id goes
 
     def fresh(self, ids: I64) -> B:
         """Mask of ids not seen before (first occurrence kept); updates the state."""
@@ -208,8 +210,8 @@ class IdDeduplicator:
         keep = np.zeros(n, np.bool_)
         _, first = np.unique(ids, return_index=True)
         keep[first] = True
-        if self.recent.shape[0]:
-            keep &= ~np.isin(ids, self.recent)
+        if self._filled:
+            keep &= ~np.isin(ids, self._ring[: self._filled])
         new_ids = ids[keep]
         if new_ids.shape[0]:
             self.last_id = max(self.last_id, int(new_ids.max()))
@@ -217,14 +219,19 @@ class IdDeduplicator:
         return keep
 
     def _remember(self, ids: I64) -> None:
-        """Keep the last ``window`` ids, in the order they arrived."""
-        if self.window <= 0:
+        """Keep the last ``window`` ids in the order they arrived: O(len(ids)), not O(window)."""
+        w = self.window
+        if w <= 0:
             return
-        if ids.shape[0] >= self.window:
-            self.recent = ids[-self.window :].copy()
-            return
-        joined = np.concatenate((self.recent, ids)) if self.recent.shape[0] else ids.copy()
-        self.recent = joined[-self.window :]
+        if self._ring.shape[0] != w:
+            self._ring = np.empty(w, np.int64)
+        ids = ids[-w:]
+        k = ids.shape[0]
+        head = min(k, w - self._pos)
+        self._ring[self._pos : self._pos + head] = ids[:head]
+        self._ring[: k - head] = ids[head:]
+        self._pos = (self._pos + k) % w
+        self._filled = min(w, self._filled + k)
 
 
 def normalise(

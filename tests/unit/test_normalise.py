@@ -4,6 +4,8 @@ import uuid
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feeder.live.markets import trade_id_int
 from feeder.normalise import IdDeduplicator, Rejects, normalise, timestamps_to_ns
@@ -205,3 +207,22 @@ def test_recent_hashed_trade_ids_are_recognised_as_duplicates():
         dedup.fresh(ids[k : k + 50])
     again = dedup.fresh(ids[-500:])  # a backfill returning the last 500 trades again
     assert int(again.sum()) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 60), max_size=12), max_size=30), st.integers(1, 20))
+def test_dedup_remembers_exactly_the_last_window_ids_in_arrival_order(batches, window):
+    dedup = IdDeduplicator(window=window)
+    seen: list[int] = []  # every accepted id, in arrival order
+    for batch in batches:
+        ids = np.asarray(batch, np.int64)
+        keep = dedup.fresh(ids)
+        recent, top = set(seen[-window:]), max(seen, default=-1)
+        increasing = len(batch) and batch[0] > top and all(np.diff(ids) > 0)
+        want = (
+            [True] * len(batch)
+            if increasing
+            else [i not in recent and i not in batch[:k] for k, i in enumerate(batch)]
+        )
+        assert keep.tolist() == want
+        seen += [int(i) for i, k in zip(ids, keep, strict=True) if k]
