@@ -373,9 +373,7 @@ class Collector:
             trades = await self.ex.fetch_trades(m.symbol, since=cursor, limit=1000)
             if page == 0 and not self._reaches(trades, since_ms, anchors):
                 oldest = min((int(t["timestamp"]) for t in trades), default=None)
-                end_ms = oldest if oldest is not None else (self.state(m).last_ts_ms or since_ms)
-                await self._gap(m, since_ms // 1000, end_ms // 1000 + 1,
-                                "REST trades do not reach back to the outage")  # fmt: skip
+                await self._unreached(m, since_ms, oldest, "REST trades do not reach back")
             if not trades:
                 break
             new = self._deliver(trades, backfill=True)
@@ -417,9 +415,7 @@ class Collector:
         finally:
             self.stats.backfilled_trades += got
         if not reached:
-            end_ms = oldest_ms if oldest_ms is not None else (self.state(m).last_ts_ms or since_ms)
-            await self._gap(m, since_ms // 1000, end_ms // 1000 + 1,
-                            "REST trades do not reach back to the outage")  # fmt: skip
+            await self._unreached(m, since_ms, oldest_ms, "REST trades do not reach back")
         return got
 
     async def _fetch_back(
@@ -448,10 +444,16 @@ class Collector:
         finally:
             self.stats.backfilled_trades += got
         if not reached:
-            end_ms = oldest_ms if oldest_ms is not None else (self.state(m).last_ts_ms or since_ms)
-            await self._gap(m, since_ms // 1000, end_ms // 1000 + 1,
-                            "REST trade history does not reach back to the outage")  # fmt: skip
+            await self._unreached(m, since_ms, oldest_ms, "REST trade history does not reach back")
         return got
+
+    async def _unreached(
+        self, m: LiveMarket, since_ms: int, oldest_ms: int | None, what: str
+    ) -> None:
+        """The REST pages stopped short of the outage: from the last trade before it to the
+        oldest trade REST returned (or the last one seen) is a gap."""
+        end_ms = oldest_ms if oldest_ms is not None else (self.state(m).last_ts_ms or since_ms)
+        await self._gap(m, since_ms // 1000, end_ms // 1000 + 1, f"{what} to the outage")
 
     async def _gap(self, m: LiveMarket, start_s: int, end_s: int, reason: str) -> None:
         """Seconds ``[start_s, end_s)`` may miss trades that no REST call could return."""
