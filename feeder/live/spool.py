@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from feeder.models import BAR_FIELDS
-
 log = logging.getLogger(__name__)
 
 
@@ -36,14 +34,13 @@ class Batch:
     end: int = 0
 
     def to_json(self) -> str:
+        """One JSON line: ``t`` the times, then each other column of the frame under its name
+        (bar fields, or ``oi``), all as floats."""
         doc: dict[str, Any] = {"m": self.market, "k": self.kind, "r": self.resolution}
-        if self.resolution == "oi" and self.bars is not None:
+        if self.bars is not None:
             doc["t"] = self.bars["time"].astype(np.int64).tolist()
-            doc["oi"] = self.bars["oi"].astype(np.float64).tolist()
-        elif self.bars is not None:
-            doc["t"] = self.bars["time"].astype(np.int64).tolist()
-            for f in BAR_FIELDS:
-                doc[f] = self.bars[f].astype(np.float64).tolist()
+            for c in self.bars.columns.drop("time"):
+                doc[c] = self.bars[c].astype(np.float64).tolist()
         else:
             doc["s"], doc["e"] = self.start, self.end
         return json.dumps(doc, separators=(",", ":"))
@@ -53,13 +50,14 @@ class Batch:
         d = json.loads(line)
         if d["r"] == "coverage":
             return cls(d["m"], d["k"], "coverage", None, int(d["s"]), int(d["e"]))
-        bars = pd.DataFrame({"time": np.asarray(d["t"], np.int64)})
-        if d["r"] == "oi":
-            bars["oi"] = np.asarray(d["oi"], np.float64)
-            return cls(d["m"], d["k"], "oi", bars)
-        for f in BAR_FIELDS:
-            bars[f] = np.asarray(d[f], np.float64)
+        bars = pd.DataFrame({"time": np.asarray(d.pop("t"), np.int64)})
+        for c, values in d.items():
+            if c not in _HEADER:
+                bars[c] = np.asarray(values, np.float64)
         return cls(d["m"], d["k"], d["r"], bars)
+
+
+_HEADER = frozenset({"m", "k", "r"})
 
 
 class Spool:
