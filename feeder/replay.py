@@ -71,7 +71,7 @@ import signal
 import socket
 import sys
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -658,6 +658,22 @@ class LoopbackServer:
             self._drop(conn)
             return False
         return True
+
+    async def _talk(self, conn: Any, answer: Callable[[str], Iterable[str]]) -> None:
+        """Answer the client's text frames (request -> replies) until it goes, then drop it."""
+        ws = conn.ws
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    for reply in answer(msg.data):
+                        if ws.closed:
+                            break
+                        with contextlib.suppress(ConnectionError, RuntimeError):
+                            await ws.send_str(reply)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self._drop(conn)
 
     @staticmethod
     async def _close(conn: Any, code: int, message: str) -> None:
@@ -1367,20 +1383,10 @@ class ReplayServer(LoopbackServer):
             initial = [s for s in request.query["streams"].split("/") if s]
         if initial:
             self._subscribe(conn, initial)
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    reply = self._on_client_text(conn, msg.data)
-                    if reply is not None and not ws.closed:
-                        with contextlib.suppress(ConnectionError, RuntimeError):
-                            await ws.send_str(reply)
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            self._drop(conn)
+        await self._talk(conn, lambda text: [self._on_client_text(conn, text)])
         return ws
 
-    def _on_client_text(self, conn: _Conn, text: str) -> str | None:
+    def _on_client_text(self, conn: _Conn, text: str) -> str:
         self.client_messages.append(text)
         try:
             req = json.loads(text)

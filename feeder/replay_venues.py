@@ -82,7 +82,6 @@ the recorded Binance prices and quantities (OKX spot ``tickSz`` is 0.01 here, fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import functools
 import json
@@ -96,7 +95,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from feeder.replay import LoopbackServer, MarketType, Recording, load_recordings, rewrite_url
 
@@ -909,21 +908,14 @@ class VenueReplayServer(LoopbackServer):
         conn = _Conn(ws, request, venue, path, conn_id)
         self._conns.add(conn)
         self.connections_total += 1
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    self.client_messages.append(msg.data)
-                    handler = {"bybit": self._bybit_text, "okx": self._okx_text,
-                               "coinbase": self._coinbase_text}[venue]  # fmt: skip
-                    for reply in handler(conn, msg.data):
-                        if ws.closed:
-                            break
-                        with contextlib.suppress(ConnectionError, RuntimeError):
-                            await ws.send_str(reply)
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            self._drop(conn)
+        handler = {"bybit": self._bybit_text, "okx": self._okx_text,
+                   "coinbase": self._coinbase_text}[venue]  # fmt: skip
+
+        def answer(text: str) -> list[str]:
+            self.client_messages.append(text)
+            return handler(conn, text)
+
+        await self._talk(conn, answer)
         return ws
 
     def _bybit_text(self, conn: _Conn, text: str) -> list[str]:
