@@ -22,16 +22,11 @@ import pytest
 from feeder.replay import ccxt_overrides
 from feeder.sinks.parquet import ParquetStore
 from tests.live.conftest import RECORDINGS, bars_of, expected_trades
+from tests.live.servers import free_port
 from tests.live.test_feeder_replay import _same_bars
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _closed(port: int) -> bool:
@@ -69,7 +64,7 @@ def _config(tmp: Path, url: str, **feeder: Any) -> Path:
 @contextlib.contextmanager
 def _processes(market_data: Path, tmp: Path, speed: float) -> Iterator[Any]:
     """A replay process and a feeder process (`run --clock event`) reading from it."""
-    rport, hport = _port(), _port()
+    rport, hport = free_port(), free_port()
     replay_cmd = [sys.executable, "-m", "feeder.cli", "replay", "--port", str(rport),
                   "--speed", str(speed), "--start-on-subscribe", "2"]  # fmt: skip
     for raw, mt, _csv, _spec in RECORDINGS.values():
