@@ -153,3 +153,15 @@ def test_exchange_gone_then_sigterm_keeps_every_trade_received_and_flags_the_res
         assert len(gaps), (market, log.read_text()[-2000:])
         # the flagged range starts at or before the last stored second and runs past it
         assert gaps["start"].min() <= bars["time"].max() + 1 < gaps["end"].max(), (market, gaps)
+
+
+def test_feeder_cli_refuses_to_start_when_an_exchange_is_unreachable(tmp_path):
+    port = free_port()  # nothing listens there
+    cfg = _config(tmp_path, f"http://127.0.0.1:{port}", http_port=0, backoff_max_s=0.2)
+    out = subprocess.run([sys.executable, "-m", "feeder.cli", "--config", str(cfg), "run"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text
+    assert text.count("markets not loaded (ExchangeNotAvailable); retrying") == 4, text
+    assert "binance (spot): cannot load its markets after 5 attempts" in text, text
+    assert f"127.0.0.1:{port}" in text and "Traceback" not in text, text
