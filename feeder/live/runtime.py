@@ -168,20 +168,20 @@ class Feeder:
             try:
                 return dict(await ex.load_markets())
             except ccxt.NetworkError as e:
-                if attempt == STARTUP_ATTEMPTS:
-                    for x in self._exchanges:
-                        with contextlib.suppress(Exception):
-                            await x.close()
-                    raise FeederStartError(
-                        f"{entry.id} ({entry.kind.value}): cannot load its markets after "
-                        f"{attempt} attempts: {type(e).__name__}: {str(e)[:300]}. Check the "
-                        "network, or squeezeflow.feeder.exchanges[].urls"
-                    ) from e
+                error = e
+            if attempt < STARTUP_ATTEMPTS:
                 log.warning("%s %s: markets not loaded (%s); retrying in %.0f s", entry.id,
-                            entry.kind.value, type(e).__name__, delay)  # fmt: skip
+                            entry.kind.value, type(error).__name__, delay)  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.feeder.backoff_max_s)
-        raise AssertionError("unreachable")
+        for x in self._exchanges:
+            with contextlib.suppress(Exception):
+                await x.close()
+        raise FeederStartError(
+            f"{entry.id} ({entry.kind.value}): cannot load its markets after {STARTUP_ATTEMPTS} "
+            f"attempts: {type(error).__name__}: {str(error)[:300]}. Check the network, or "
+            "squeezeflow.feeder.exchanges[].urls"
+        ) from error
 
     # ----- trades in --------------------------------------------------------------------------
     def on_trades(self, m: LiveMarket, raw: dict[str, np.ndarray], recv_ns: int, backfill: bool,
