@@ -32,11 +32,15 @@ class E2E:
     def feeder(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self._run([sys.executable, "-m", "feeder.cli", *args])
 
-    def freqtrade(self, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def freqtrade(self, *args: str, config: Path | None = None,
+                  strategy_path: Path | None = REPO / "user_data/strategies",
+                  ) -> subprocess.CompletedProcess[str]:
+        """FreqTrade on the strategy in the repository, or (``strategy_path=None``) on the copy
+        a user keeps in their own ``user_data/strategies``."""
+        where = ["--strategy-path", str(strategy_path)] if strategy_path else []
         cmd = [sys.executable, "-m", "feeder.offline", "--markets", str(self.markets), *args,
                "--config", str(config or REPO / "config.json"), "--strategy", "SqueezeFlow",
-               "--strategy-path", str(REPO / "user_data/strategies"),
-               "--datadir", str(self.datadir), "--userdir", str(self.userdir),
+               *where, "--datadir", str(self.datadir), "--userdir", str(self.userdir),
                "--pairs", "BTC/USDT:USDT"]  # fmt: skip
         return self._run(cmd)
 

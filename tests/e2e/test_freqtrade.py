@@ -5,8 +5,10 @@ FreqTrade exits 0 on some configuration errors, so every test asserts on what wa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -41,10 +43,13 @@ def test_backtest_trades_the_planted_squeezes_in_their_direction(e2e):
 
 
 def test_hyperopt_runs_epochs_and_finds_a_result(e2e):
+    # FreqTrade's default job count: the epochs run in joblib/loky worker processes, which must
+    # import the method package beside the strategy themselves.
     r = e2e.freqtrade("hyperopt", *RANGE, "--hyperopt-loss", "SharpeHyperOptLoss", "--spaces",
-                      "buy", "sell", "--epochs", "5", "-j", "1", "--disable-param-export",
+                      "buy", "sell", "--epochs", "6", "--disable-param-export",
                       "--print-json", "--random-state", "42")  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:]
+    assert "ModuleNotFoundError" not in r.stdout
     assert "Best result:" in r.stdout
     m = re.search(r"(\d+) trades\.", r.stdout[r.stdout.index("Best result:") :])
     assert m and int(m.group(1)) > 0
@@ -52,6 +57,26 @@ def test_hyperopt_runs_epochs_and_finds_a_result(e2e):
     assert {"n", "m", "z_div", "min_score", "exit_flow", "max_hold"} <= set(params)
     assert "static start value" not in r.stdout  # every sampled value is really used
     assert not (REPO / "user_data/strategies/SqueezeFlow.json").exists()
+
+
+def test_hyperopt_in_parallel_from_a_users_own_user_data(e2e, tmp_path):
+    """A user copies the strategy and its method package into their own user_data/strategies
+    (no --strategy-path, no PYTHONPATH to it): parallel hyperopt workers still import it."""
+    userdir = tmp_path / "my_user_data"
+    for sub in ("hyperopt_results", "backtest_results", "logs"):
+        (userdir / sub).mkdir(parents=True)
+    src = REPO / "user_data/strategies"
+    shutil.copytree(src, userdir / "strategies",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.json"))  # fmt: skip
+    e2e_user = dataclasses.replace(e2e, userdir=userdir)
+    r = e2e_user.freqtrade("hyperopt", *RANGE, "--hyperopt-loss", "SharpeHyperOptLoss",
+                           "--spaces", "buy", "sell", "--epochs", "6", "-j", "2",
+                           "--disable-param-export", "--random-state", "42",
+                           strategy_path=None)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "ModuleNotFoundError" not in r.stdout
+    assert "Best result:" in r.stdout
+    assert str(userdir / "strategies") in r.stdout  # the user's copy was the one loaded
 
 
 def test_lookahead_analysis_finds_no_biased_signal(e2e):
