@@ -36,6 +36,15 @@ def _parse_day(s: str) -> date:
         raise argparse.ArgumentTypeError(f"{s!r} is not a date YYYY-MM-DD") from None
 
 
+def _timeframe(s: str) -> str:
+    from feeder.export import check_timeframe
+
+    try:
+        return check_timeframe(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="squeezeflow-feeder",
@@ -100,9 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         "plus the 1h mark and funding-rate files a futures backtest needs.",
     )
     exp.add_argument("--pairs", nargs="+", required=True, help="e.g. BTC/USDT:USDT ETH/USDT:USDT")
-    exp.add_argument("--timeframes", nargs="+", default=["5m", "1h", "4h"], help="default 5m 1h 4h")
-    exp.add_argument("--start", type=_parse_day, help="first day (default: first stored)")
-    exp.add_argument("--end", type=_parse_day, help="last day, inclusive (default: last stored)")
+    exp.add_argument("--timeframes", nargs="+", default=["5m", "1h", "4h"], type=_timeframe,
+                     help="FreqTrade timeframes (1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w); "
+                     "default 5m 1h 4h")  # fmt: skip
+    exp.add_argument("--start", type=_parse_day,
+                     help="first day (default: first stored); alone: from it to the last stored")
+    exp.add_argument("--end", type=_parse_day,
+                     help="last day, inclusive (default: last stored); alone: from the first "
+                     "stored to it")  # fmt: skip
     exp.add_argument("--datadir", type=Path, default=Path("user_data/data/binance"))
     exp.add_argument(
         "--archive-dir",
@@ -192,8 +206,13 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
         if not files:
             raise archive.ArchiveError("nothing was downloaded")
     else:
+        if not args.source.exists():
+            raise archive.ArchiveError(f"--from {args.source}: the folder does not exist")
+        if not args.source.is_dir():
+            raise archive.ArchiveError(f"--from {args.source}: not a folder")
         mt = args.market_types[0] if args.market_types else None
         files = archive.discover(args.source, args.symbols, mt)
+        non_trade = archive.non_trade_archives(args.source)
         if not files:
             raise archive.ArchiveError(
                 f"no Binance trade archive files under {args.source} (expected the "
@@ -201,24 +220,45 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
                 "--market-types for a flat folder)"
             )
     report = import_files(files, store, settings, force=args.force, progress=not args.no_progress)
+    if not args.download:
+        report.non_trade = non_trade
     console.print(report.summary())
     _print_status(store, settings, only=report.markets or None)
+    if report.failed:
+        console.print(f"[bold red]error:[/] {len(report.failed)} file(s) could not be imported "
+                      "(listed above); fix or remove them and run again")  # fmt: skip
+        return 2
     return 0
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
-    from feeder.export import Pair, export_candles
+    from feeder.export import Pair, check_timeframe, export_candles
+    from feeder.provenance import LABEL, provenance
 
+    for tf in args.timeframes:
+        check_timeframe(tf)
+    if args.start and args.end and args.end < args.start:
+        raise ValueError(f"--end {args.end} is before --start {args.start}")
+    synthetic = provenance(store).synthetic
     for pair in args.pairs:
         market = Pair.parse(pair).market
-        if args.start and args.end:
-            start = int(pd.Timestamp(args.start, tz="UTC").timestamp())
-            end = int(pd.Timestamp(args.end, tz="UTC").timestamp()) + 86_400
-        else:
-            cov = store.coverage(market)
-            if not len(cov):
-                raise ValueError(f"{pair}: nothing stored for {market}; import data first")
-            start, end = int(cov[0, 0]), int(cov[-1, 1])
+        cov = store.coverage(market)
+        if not len(cov):
+            raise ValueError(f"{pair}: nothing stored for {market}; import data first")
+        first, last = int(cov[0, 0]), int(cov[-1, 1])
+        start = int(pd.Timestamp(args.start, tz="UTC").timestamp()) if args.start else first
+        end = int(pd.Timestamp(args.end, tz="UTC").timestamp()) + 86_400 if args.end else last
+        if start >= last or end <= first or start >= end:
+            stored = f"{_day(first)}..{_day(last - 1)}"
+            raise ValueError(
+                f"{pair}: the range {_day(start)}..{_day(end - 1)} holds no data of {market} "
+                f"(stored: {stored}); choose --start/--end inside it or import that range first"
+            )
+        if start < first or end > last:
+            console.print(
+                f"[bold yellow]WARNING[/] {pair}: {market} is stored for {_day(first)}.."
+                f"{_day(last - 1)} only; candles outside it are not written"
+            )
         res = export_candles(
             store, pair, args.timeframes, args.datadir, start, end, archive_dir=args.archive_dir
         )
@@ -226,20 +266,29 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: BarStore) ->
             console.print(f"wrote {f}")
         for w in res.warnings:
             console.print(f"[bold yellow]WARNING[/] {w}")
+        if market in synthetic:
+            console.print(f"[bold yellow]SYNTHETIC:[/] {pair} candles are from {LABEL}")
     return 0
 
 
+def _day(t: int) -> str:
+    return pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d")
+
+
 def _print_status(store: BarStore, settings: Settings, only: set[str] | None = None) -> None:
+    from feeder.provenance import LABEL, where
     from feeder.status import store_status
 
     rows = [r for r in store_status(store, settings) if only is None or r.market in only]
-    t = Table(title=f"SqueezeFlow store ({store.name})")
+    synthetic = any(r.synthetic for r in rows)
+    t = Table(title=f"SqueezeFlow {where(store)}" + (f": {LABEL}" if synthetic else ""))
     for col in ("market", "kind", "first bar (UTC)", "last bar (UTC)", "covered h"):
         t.add_column(col, no_wrap=True)
     t.add_column("gaps")
     for r in rows:
         t.add_row(
-            r.market + ("" if r.configured else " (not configured)"),
+            r.market + ("" if r.configured else " (not configured)")
+            + (" SYNTHETIC" if r.synthetic else ""),
             r.kind,
             r.first_bar or "-",
             r.last_bar or "-",
@@ -252,6 +301,9 @@ def _print_status(store: BarStore, settings: Settings, only: set[str] | None = N
     if not out.is_terminal:
         out = Console(width=200)  # piped or captured: do not squeeze the table to 80 columns
     out.print(t)
+    if synthetic:
+        console.print(f"[bold yellow]SYNTHETIC:[/] this store holds {LABEL}; real imports into it "
+                      "are refused")  # fmt: skip
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:

@@ -88,12 +88,32 @@ def candles(store: BarStore, market: str, start: int, end: int, timeframe: str) 
     return out[["date", "open", "high", "low", "close", "volume"]]
 
 
+#: Timeframes FreqTrade can backtest on Binance futures (the exchange's candle intervals).
+FREQTRADE_TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d",
+                        "3d", "1w")  # fmt: skip
+
+
+def check_timeframe(tf: str) -> str:
+    """A timeframe FreqTrade can use, else ValueError naming the valid ones."""
+    if tf not in FREQTRADE_TIMEFRAMES:
+        raise ValueError(
+            f"timeframe {tf!r} is not one FreqTrade can use on Binance; choose from "
+            + " ".join(FREQTRADE_TIMEFRAMES)
+        )
+    return tf
+
+
+def funding_folder(pair: Pair) -> str:
+    """The archive folder (below the archive root) of a pair's fundingRate files."""
+    mt = "cm" if pair.settle == pair.base else "um"
+    return f"futures/{mt}/monthly/fundingRate/{pair.archive_symbol}"
+
+
 def find_funding_files(archive_dir: Path | None, pair: Pair) -> list[Path]:
     if archive_dir is None or not pair.futures:
         return []
-    mt = "cm" if pair.settle == pair.base else "um"
     sym = pair.archive_symbol
-    base = archive_dir / "futures" / mt / "monthly" / "fundingRate" / sym
+    base = archive_dir / funding_folder(pair)
     files = sorted(base.glob(f"{sym}-fundingRate-*.zip")) + sorted(
         base.glob(f"{sym}-fundingRate-*.csv")
     )
@@ -158,11 +178,17 @@ def export_candles(
         if len(out) == 0:
             res.warnings.append(f"{path.name}: fundingRate files found but none inside the range")
     else:
-        where = archive_dir / "futures" if archive_dir else "no --archive-dir given"
+        folder_rel = funding_folder(pair)
+        where = archive_dir / folder_rel if archive_dir else "no --archive-dir given"
+        stale = folder / f"{pair.file_stem}-1h-funding_rate.feather"
+        removed = ""
+        if stale.exists():  # from an earlier export: it would not match these candles
+            stale.unlink()
+            removed = f" The earlier {stale.name} was removed (it belonged to another export)."
         res.warnings.append(
             f"MISSING FUNDING: no fundingRate archive for {pair.archive_symbol} ({where}); no "
-            f"{pair.file_stem}-1h-funding_rate.feather written. FreqTrade will warn and the "
-            "backtest will ignore funding fees: results will differ from live trading. Download "
-            "futures/um/monthly/fundingRate/<SYMBOL> from the public archive to fix this."
+            f"{pair.file_stem}-1h-funding_rate.feather written.{removed} FreqTrade will warn "
+            "and the backtest will ignore funding fees: results will differ from live trading. "
+            f"Download {folder_rel} from the public archive into --archive-dir to fix this."
         )
     return res

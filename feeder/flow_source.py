@@ -18,6 +18,7 @@ import pandas as pd
 import redis
 
 from feeder.coverage import covered
+from feeder.diagnostics import catch_up_message, history_warnings
 from feeder.models import BAR_FIELDS, FLOW_FIELDS
 from feeder.settings import Settings
 from feeder.sinks.redis_stream import RedisBarStream
@@ -56,6 +57,7 @@ class FlowSource:
         self._history: dict[tuple[str, int, int], pd.DataFrame] = {}
         self._candles: dict[str, pd.DataFrame] = {}
         self._boundary: dict[str, int] = {}
+        self._logged_until: dict[str, int | None] = {}
         self._seconds: dict[str, pd.DataFrame] = {}
         self._stream_ids: dict[str, str] = {}
         self._watermarks: dict[str, int | None] = {}
@@ -78,6 +80,8 @@ class FlowSource:
                 coin, df.index[0] if len(df) else "-", df.index[-1] if len(df) else "-",
                 len(df), int((~df["complete"]).sum()), self.store.name, time.perf_counter() - t0,
             )  # fmt: skip
+            for warning in history_warnings(self.store, self.settings, coin, df, self.tf):
+                log.warning(warning)
         return self._history[key]
 
     # ----- live / dry-run ---------------------------------------------------------------------
@@ -94,9 +98,10 @@ class FlowSource:
         self._candles[coin] = flow
         for m in self.settings.markets(coin):
             self._seconds.setdefault(m.id, _empty_seconds())
-        log.info("SqueezeFlow: %s caught up from %s: %d candles, store complete until %s",
-                 coin, self.store.name, len(flow),
-                 pd.Timestamp(self._boundary[coin], unit="s", tz="UTC"))  # fmt: skip
+        until = self._boundary[coin] if ok.any() else None
+        if self._logged_until.get(coin, -1) != until:  # said once, again only when it changes
+            self._logged_until[coin] = until
+            log.info(catch_up_message(coin, self.store.name, len(flow), until, now, self.tf))
         return flow
 
     def _redis_client(self) -> RedisBarStream:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
+import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,8 +28,9 @@ from rich.progress import (
 from feeder.models import Kind, market_id
 from feeder.normalise import MarketSpec, Rejects
 from feeder.pipeline import DayBarWriter
+from feeder.provenance import archive_is_synthetic, check_import
 from feeder.settings import Settings
-from feeder.sources.archive import ArchiveFile, RawChunkReader, verify_checksum
+from feeder.sources.archive import ArchiveError, ArchiveFile, RawChunkReader, verify_checksum
 from feeder.store import BarStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,10 @@ def ledger_key(f: ArchiveFile) -> str:
     return f"{f.market_type}/{f.data_type}/{f.symbol}/{f.date}"
 
 
+#: What a damaged archive file raises while it is read: the file is reported and skipped.
+BAD_FILE_ERRORS = (ArchiveError, zipfile.BadZipFile, zlib.error, EOFError, pa.ArrowInvalid)
+
+
 @dataclass
 class ImportReport:
     files_done: int = 0
@@ -66,6 +74,9 @@ class ImportReport:
     rejects: Rejects = field(default_factory=Rejects)
     markets: set[str] = field(default_factory=set)
     seconds: float = 0.0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
+    non_trade: dict[str, int] = field(default_factory=dict)  # archives found, not trades: skipped
+    synthetic: bool = False
 
     def summary(self) -> str:
         rate = self.trades_in / self.seconds if self.seconds else 0.0
@@ -79,6 +90,16 @@ class ImportReport:
         if self.rejects.total():
             reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(self.rejects.counts.items()))
             lines.append(f"refused trades: {reasons}")
+        if self.non_trade:
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.non_trade.items()))
+            lines.append(f"skipped {sum(self.non_trade.values())} archive file(s) that are not "
+                         f"trades or aggTrades ({kinds})")  # fmt: skip
+        if self.synthetic:
+            lines.append("these files are SYNTHETIC (planted squeezes, not market data): "
+                         "the store is marked so")  # fmt: skip
+        if self.failed:
+            lines.append(f"FAILED {len(self.failed)} file(s), not imported (the others are):")
+            lines += [f"  {name}: {why}" for name, why in self.failed]
         return "\n".join(lines)
 
 
@@ -95,6 +116,11 @@ def import_files(
     files = list(files)
     done = store.imported()
     report = ImportReport()
+    todo = [f for f in files if force or ledger_key(f) not in done]
+    synthetic = {ledger_key(f): archive_is_synthetic(f.path) for f in todo}
+    n_syn = sum(synthetic.values())
+    check_import(store, n_syn, len(todo) - n_syn)  # before anything is written
+    report.synthetic = n_syn > 0
     t0 = time.perf_counter()
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -112,14 +138,22 @@ def import_files(
                 bar.advance(task)
                 continue
             bar.update(task, description=f"{f.symbol} {f.data_type} {f.date}")
-            ok = verify_checksum(f.path)  # raises ArchiveError on mismatch
-            spec = spec_for(f, settings)
-            writer = DayBarWriter(store, spec)
-            reader = RawChunkReader(f, chunk_rows)
-            for raw in reader:
-                writer.add_raw(raw)
-                bar.update(task, trades=report.trades_in + writer.stats.trades_in)
-            stats = writer.close()
+            try:
+                ok = verify_checksum(f.path)  # ArchiveError on mismatch
+                spec = spec_for(f, settings)
+                writer = DayBarWriter(store, spec)
+                reader = RawChunkReader(f, chunk_rows)
+                for raw in reader:
+                    writer.add_raw(raw)
+                    bar.update(task, trades=report.trades_in + writer.stats.trades_in)
+                stats = writer.close()
+            except BAD_FILE_ERRORS as e:
+                # Days written before the damage stay, without coverage: flagged, never complete.
+                why = str(e).replace(str(f.path), f.path.name) or type(e).__name__
+                report.failed.append((str(f.path), f"{type(e).__name__}: {why}"))
+                log.error("%s: not imported: %s", f.path, why)
+                bar.advance(task)
+                continue
             start, end = f.day_range
             store.add_coverage(spec.market, start, end)
             report.files_done += 1
@@ -139,6 +173,7 @@ def import_files(
                     "accepted": stats.trades_ok,
                     "refused": dict(stats.rejects.counts),
                     "malformed_rows": reader.invalid_rows,
+                    **({"synthetic": True} if synthetic[ledger_key(f)] else {}),
                 },
             )
             log.info(

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from feeder.coverage import as_intervals, subtract_intervals
+from feeder.provenance import provenance
 from feeder.settings import Settings
 from feeder.store import BarStore
 
@@ -19,6 +20,7 @@ class MarketStatus:
     first_bar: str | None
     last_bar: str | None
     covered_hours: float
+    synthetic: bool = False  # imported from the labelled SYNTHETIC sample
     coverage: list[tuple[str, str]] = field(default_factory=list)
     gaps: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -44,6 +46,7 @@ def _bar_range(store: BarStore, market: str) -> tuple[int, int] | None:
 
 def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
     stored = store.markets()
+    synthetic = provenance(store).synthetic
     configured = {m.id: m.kind.value for m in settings.all_markets()}
     out = []
     for market in sorted(set(stored) | set(configured)):
@@ -65,6 +68,7 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
                 covered_hours=round(float((cov[:, 1] - cov[:, 0]).sum()) / 3600, 3)
                 if len(cov)
                 else 0.0,
+                synthetic=market in synthetic,
                 coverage=[(_iso(s), _iso(e)) for s, e in cov],
                 gaps=sorted(set(gaps)),
             )

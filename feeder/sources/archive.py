@@ -301,6 +301,26 @@ def discover(
     return result
 
 
+_ARCHIVE_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_]+-(?P<data_type>[A-Za-z0-9_]+)-\d{4}-\d{2}")
+
+
+def non_trade_archives(root: Path) -> dict[str, int]:
+    """Archive files below ``root`` that are not trade streams (fundingRate, klines, ...), by
+    data type: ``import`` skips them and counts them in its summary."""
+    out: dict[str, int] = {}
+    for path in root.rglob("*"):
+        if path.suffix.lower() not in (".zip", ".csv") or not path.is_file():
+            continue
+        parts = path.parent.parts
+        periods = [i for i, p in enumerate(parts[:-1]) if p in PERIODS]
+        m = _ARCHIVE_NAME_RE.match(path.name)
+        kind = parts[periods[-1] + 1] if periods else m.group("data_type") if m else None
+        if kind is None or kind in DATA_TYPES or parse_archive_name(path) is not None:
+            continue
+        out[kind] = out.get(kind, 0) + 1
+    return out
+
+
 def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".CHECKSUM")
 
