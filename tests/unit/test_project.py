@@ -139,6 +139,14 @@ def test_env_example_lists_every_variable_compose_requires_and_env_is_ignored():
     assert r.returncode == 0, ".env is not in .gitignore"
 
 
+def test_the_readme_points_only_inside_the_repository():
+    readme = (REPO / "README.md").read_text()
+    assert "../shared/docs" not in readme  # the method and the docs are in the repository
+    docs = set(re.findall(r"\b((?:docs|deploy)/[\w.-]+\.(?:md|service))", readme))
+    assert {"docs/method.md", "docs/settings.md"} <= docs
+    assert [d for d in docs if not (REPO / d).is_file()] == []
+
+
 def test_ci_runs_exactly_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci/run").read_text()
