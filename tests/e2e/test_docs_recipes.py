@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -91,3 +92,28 @@ def test_freqtrade_client_python_recipe(webserver):
         text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "'version':" in r.stdout
+
+
+@pytest.mark.shared
+def test_frequi_offline_recipe_installs_a_build_freqtrade_serves(webserver):
+    """The recipe with the FreqUI 3.1.1 build in ../shared/frequi (never copied into the repo)."""
+    dist = REPO.parent / "shared" / "frequi" / "dist"
+    if not (dist / "index.html").is_file():
+        pytest.skip(f"no FreqUI build at {dist}")
+    import freqtrade.rpc.api_server as api
+
+    installed = Path(api.__file__).parent / "ui" / "installed"  # the recipe's .venv is this one
+    if installed.exists():
+        pytest.skip(f"{installed} already holds a FreqUI: not overwriting it")
+    script = recipe("### FreqUI when").replace("FREQUI_DIST", str(dist))
+    port = webserver["FREQTRADE__API_SERVER__LISTEN_PORT"]
+    try:
+        r = subprocess.run(["bash", "-e", "-c", script], cwd=REPO, env=webserver,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/ui_version").json() == {"version": "3.1.1"}
+        page = httpx.get(f"http://127.0.0.1:{port}/trade")
+        assert page.status_code == 200 and '<div id="app"' in page.text, page.text[:500]
+    finally:
+        subprocess.run(["rm", "-rf", str(installed)], check=True)
+    assert httpx.get(f"http://127.0.0.1:{port}/ui_version").json() == {"version": "not_installed"}
