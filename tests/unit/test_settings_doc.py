@@ -122,3 +122,16 @@ def test_the_market_id_table_follows_the_code():
     ]
     for ex, m in cases:
         assert f"`{m['id']}` -> `{market_id(ex, m)}`" in text, (ex, m)
+
+
+def test_the_recipes_settings_snippets_are_valid_settings():
+    from feeder.settings import settings_from_dict
+
+    text = DOC.read_text()
+    coin = re.search(r'`("SOL": \{.*?\]\})`', text)
+    exchange = re.search(r'`(\{"id": "kraken".*?\})`', text)
+    assert coin and exchange
+    s = settings_from_dict(json.loads("{" + f'"coins": {{{coin.group(1)}}}' + "}"), env=False)
+    assert [m.id for m in s.markets("SOL")] == ["BINANCE:solusdt", "BINANCE_FUTURES:solusdt"]
+    s = settings_from_dict({"feeder": {"exchanges": [json.loads(exchange.group(1))]}}, env=False)
+    assert [e.id for e in s.feeder.exchanges] == ["kraken"]  # the list replaces the default
