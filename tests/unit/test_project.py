@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +48,103 @@ def test_every_published_port_is_on_loopback():
     doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     ports = [p for s in doc["services"].values() for p in s.get("ports", [])]
     assert ports and all(p.startswith("127.0.0.1:") for p in ports)
+
+
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+#: What each service's healthcheck must probe.
+PROBES = {
+    "influxdb": "8086/ping",
+    "redis": "ping",
+    "feeder": "8765/health",
+    "freqtrade": "8080/api/v1/ping",
+}
+
+
+def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies():
+    services = _compose()["services"]
+    assert set(services) == set(PROBES)
+    for name, svc in services.items():
+        test = svc.get("healthcheck", {}).get("test")
+        assert test and test[0] == "CMD" and PROBES[name] in " ".join(test), name
+    for name, svc in services.items():
+        deps = svc.get("depends_on", {})
+        assert isinstance(deps, dict), f"{name}: depends_on without conditions"
+        for dep, cond in deps.items():
+            assert cond == {"condition": "service_healthy"}, (name, dep)
+    assert set(services["feeder"]["depends_on"]) == {"influxdb", "redis"}
+    assert set(services["freqtrade"]["depends_on"]) == {"influxdb", "redis", "feeder"}
+
+
+def test_influxdb_and_redis_are_on_an_internal_network_only():
+    doc = _compose()
+    assert doc["networks"]["stores"] == {"internal": True}
+    for name in ("influxdb", "redis"):
+        svc = doc["services"][name]
+        assert svc["networks"] == ["stores"] and "ports" not in svc, name
+    for name in ("feeder", "freqtrade"):  # they reach the stores and the exchanges
+        assert set(doc["services"][name]["networks"]) == {"stores", "default"}, name
+
+
+def _docker_context() -> set[str]:
+    """The build context docker would send, by docker-py's own .dockerignore matcher."""
+    code = (
+        "import sys, json\n"
+        "from docker.utils.build import exclude_paths\n"
+        "root = sys.argv[1]\n"
+        "pats = [l.strip() for l in open(root + '/.dockerignore') if l.strip()"
+        " and not l.startswith('#')]\n"
+        "print(json.dumps(sorted(exclude_paths(root, pats))))\n"
+    )
+    py = "/usr/bin/python3"
+    probe = (
+        subprocess.run([py, "-c", "import docker"], capture_output=True)
+        if shutil.which(py)
+        else None
+    )
+    if probe is None or probe.returncode:
+        if os.environ.get("CI"):
+            pytest.fail("docker-py missing: scripts/test installs docker-compose, which brings it")
+        pytest.skip("docker-py (Debian's python3-docker, with docker-compose) is not installed")
+    r = subprocess.run([py, "-c", code, str(REPO)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+    return set(json.loads(r.stdout))
+
+
+def test_the_docker_build_context_is_only_what_the_images_copy():
+    ctx = _docker_context()
+    copied = set()
+    for dockerfile in ("Dockerfile", "docker/freqtrade.Dockerfile"):
+        for line in (REPO / dockerfile).read_text().splitlines():
+            if line.startswith("COPY"):
+                copied |= {w for w in line.split()[1:-1] if not w.startswith("--")}
+    assert copied == {"pyproject.toml", "README.md", "feeder"}
+    assert {"pyproject.toml", "README.md", "feeder/cli.py", "feeder/live/runtime.py"} <= ctx
+    always = {"Dockerfile", ".dockerignore"}  # docker sends these whatever the patterns say
+    stray = sorted(p for p in ctx if p.split("/")[0] not in copied | always)
+    assert stray == [], stray[:20]  # no .venv, .git, user_data, tests, data
+    assert not [p for p in ctx if "__pycache__" in p]
+
+
+def test_env_example_lists_every_variable_compose_requires_and_env_is_ignored():
+
+    required = set(re.findall(r"\$\{(\w+):\?", (REPO / "docker-compose.yml").read_text()))
+    example = (REPO / ".env.example").read_text()
+    listed = set(re.findall(r"^(\w+)=", example, flags=re.M))
+    assert required and required <= listed, required - listed
+    r = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO)
+    assert r.returncode == 0, ".env is not in .gitignore"
+
+
+def test_the_readme_points_only_inside_the_repository():
+    readme = (REPO / "README.md").read_text()
+    assert "../shared/docs" not in readme  # the method and the docs are in the repository
+    docs = set(re.findall(r"\b((?:docs|deploy)/[\w.-]+\.(?:md|service))", readme))
+    assert {"docs/method.md", "docs/settings.md"} <= docs
+    assert [d for d in docs if not (REPO / d).is_file()] == []
 
 
 def test_ci_runs_exactly_the_readme_test_command():

@@ -1,4 +1,4 @@
-"""SqueezeFlow: trade spot-vs-perp CVD squeezes (method: ../shared/docs/method.md).
+"""SqueezeFlow: trade spot-vs-perp CVD squeezes (method: docs/method.md).
 
 A thin IStrategy. The method lives in the pure ``squeezeflow`` package beside this file; all
 I/O sits behind ``feeder.flow_source.FlowSource``. Settings come from the ``squeezeflow`` section

@@ -1,4 +1,4 @@
-"""The SqueezeFlow method: spot-vs-perp CVD squeezes, made causal (../shared/docs/method.md).
+"""The SqueezeFlow method: spot-vs-perp CVD squeezes, made causal (docs/method.md).
 
 Pure functions over pandas/numpy: no FreqTrade, Redis or InfluxDB imports. Every function
 returns data on the index it received, uses only rolling windows that end at the current
