@@ -184,6 +184,9 @@ class LiveBarBuilder:
     retain_s: int = 600
     rejects: Rejects = field(default_factory=Rejects)
     watermark: int | None = None  # every second < watermark has been emitted
+    #: the first second this session can vouch for entirely: the one after its first trade's
+    #: (trades of that second before the first one received were never seen), None before
+    covered_from: int | None = None
     late_trades: int = 0
     _pending: list[TradeBatch] = field(default_factory=list)
     _emitted: pd.DataFrame = field(default_factory=lambda: empty_bars(keys=True))
@@ -238,7 +241,9 @@ class LiveBarBuilder:
                 return LiveBars(_EMPTY, _EMPTY)
             first = min(int(b.ts.min()) for b in self._pending) // NS
             self.watermark = min(closable, first)
-            self._minutes_done = self.watermark // 60 + 1  # the first minute may be partial
+            self.covered_from = first + 1
+            # minutes from the first one that is covered whole are rolled up (not a partial one)
+            self._minutes_done = -(-self.covered_from // 60)
         closable = max(closable, self.watermark)
         if closable == self.watermark and not self._dirty:
             return LiveBars(_EMPTY, _EMPTY)

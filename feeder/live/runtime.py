@@ -252,8 +252,11 @@ class Feeder:
         if len(out.bars_1m):
             self.writer.put(Batch(rt.m.market, kind, "1m", out.bars_1m))
         if wm is not None:
-            if rt.covered_until is None:
-                rt.covered_until = wm
+            # a session covers only what it received whole: from after its first trade's second
+            start = rt.builder.covered_from
+            assert start is not None
+            if rt.covered_until is None or rt.covered_until < start:
+                rt.covered_until = start
             if wm > rt.covered_until:
                 self.writer.put(Batch(rt.m.market, kind, "coverage", None, rt.covered_until, wm))
                 rt.covered_until = wm
