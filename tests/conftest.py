@@ -53,3 +53,13 @@ def influx_db(influx_url: str) -> Iterator[tuple[str, str]]:
     name = f"sf_test_{uuid.uuid4().hex[:10]}"
     yield influx_url, name
     httpx.post(f"{influx_url}/query", params={"q": f'DROP DATABASE "{name}"'}, timeout=30)
+
+
+@pytest.fixture
+def telegram(tmp_path: Path) -> Iterator[object]:
+    """A fake Telegram Bot API behind a loopback TLS CONNECT proxy (tests/clients/telegram.py):
+    put ``telegram.env()`` into FreqTrade's environment and its real Telegram client talks to it."""
+    from tests.clients.telegram import FakeTelegram
+
+    with FakeTelegram.started(tmp_path / "telegram") as tg:
+        yield tg
