@@ -70,6 +70,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -750,6 +751,9 @@ class ReplayServer(LoopbackServer):
         self.trades_sent = 0
         self.liquidations_sent = 0  # injected forceOrder frames delivered to a client
         self.lap = 0
+        #: pace frames to the wall clock: a frame with receive time ts is sent at ts (epoch ns)
+        #: instead of relative to the replay's start (the paper exchange's shifted recordings)
+        self.wall_clock = False
         # caller-supplied data (not recorded) and what was served from it
         self.open_interest = sorted(open_interest, key=lambda p: (p.market, p.symbol, p.time_ms))
         self.liquidations = sorted(
@@ -1038,6 +1042,8 @@ class ReplayServer(LoopbackServer):
         while True:
             t0, ts0 = loop.time(), self._ts[0]
             pace = self.speed
+            if self.wall_clock:
+                t0 += (ts0 - time.time_ns()) / 1e9 / (pace or 1.0)
             order, keys, subs, faults = self._order, self._key, self._subs, self._faults_at
             alt = self._alt_key
             running = self._running
@@ -1146,6 +1152,9 @@ class ReplayServer(LoopbackServer):
                 try:
                     return self._rest(request, market, tail[len(prefix) :])
                 except _BinanceError as exc:
+                    if exc.status == 404:  # an endpoint not served: listed and logged too
+                        self.unserved.append(f"{request.method} {request.path_qs}")
+                        log.warning("replay: not served: %s %s", request.method, request.path_qs)
                     return exc.response()
         return self._unserved(request)
 
