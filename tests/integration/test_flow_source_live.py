@@ -62,8 +62,9 @@ def _publish(pub, settings, bars, until):
     for m in settings.markets("BTC"):
         b = bars[m.id]
         pub.publish(
-            m.id, m.kind.value, b[(b["time"] >= BOUNDARY) & (b["time"] < until)], watermark=until
-        )
+            m.id, m.kind.value, b[(b["time"] >= BOUNDARY) & (b["time"] < until)], watermark=until,
+            coverage=[[BOUNDARY - 60, until]],
+        )  # fmt: skip
 
 
 def test_catch_up_then_stream_bars_fill_the_candles_exactly(live):
