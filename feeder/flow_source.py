@@ -26,7 +26,7 @@ import pandas as pd
 import redis
 
 from feeder.coverage import Intervals, as_intervals, covered, merge_intervals, subtract_intervals
-from feeder.models import BAR_FIELDS, FLOW_FIELDS
+from feeder.models import BAR_FIELDS, FLOW_FIELDS, Kind
 from feeder.settings import Settings
 from feeder.sinks.redis_stream import LiveState, RedisBarStream, stream_id
 from feeder.store import (
@@ -34,6 +34,7 @@ from feeder.store import (
     assemble,
     bucket_bars,
     load_flow,
+    open_interest,
     open_store,
     timeframe_seconds,
 )
@@ -232,6 +233,8 @@ class FlowSource:
             sums = bucket_bars(secs[secs["time"] >= b], b, self.tf, n)
             parts.append((m, sums, covered(opens, self.tf, self.coverage(m.id))))
         live = assemble(opens, parts)
+        perps = [m.id for m in markets if m.kind is Kind.PERP]
+        live["oi"] = open_interest(self.store, perps, b, b + n * self.tf, self.tf, n)
         hist = self._candles[coin]
         hist = hist[hist.index < pd.Timestamp(b, unit="s", tz="UTC")]
         self._candles[coin] = pd.concat([hist[list(live.columns)], live])

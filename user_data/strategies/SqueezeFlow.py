@@ -167,7 +167,7 @@ class SqueezeFlow(IStrategy):
             flow = self.flow.live(coin)
         else:
             flow = self.flow.history(coin, df["date"].iloc[0], df["date"].iloc[-1])
-        cols = [*FLOW_COLUMNS, "complete"]
+        cols = [*FLOW_COLUMNS, "oi", "complete"]
         merged = df.drop(columns=[c for c in cols if c in df]).merge(
             flow[cols], left_on="date", right_index=True, how="left"
         )
