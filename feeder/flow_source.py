@@ -198,6 +198,27 @@ class FlowSource:
                     market, pd.Timestamp(start, unit="s", tz="UTC"),
                     pd.Timestamp(end, unit="s", tz="UTC"))  # fmt: skip
 
+    def wait_final(self, coins: list[str], until: int, timeout: float, every: float = 0.05) -> bool:
+        """Wait up to ``timeout`` seconds for every market's watermark to reach ``until``.
+
+        Polls only the watermarks (one round trip for all markets), every ``every`` seconds.
+        True when they all got there; False at the bound, when Redis is off or unreachable.
+        """
+        if not self.settings.redis.enabled:
+            return False
+        ids = [m.id for c in coins for m in self.settings.markets(c)]
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                marks = self._redis_client().watermarks(ids)
+            except (redis.ConnectionError, redis.TimeoutError):
+                return False
+            if all(w is not None and w >= until for w in marks.values()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(every, max(0.0, deadline - time.monotonic())))
+
     def _poll_store(self, coins: list[str]) -> None:
         self.source = "store"
         for coin in coins:
