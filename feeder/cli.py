@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("user_data/archive"),
         help="where downloads are kept (default user_data/archive)",
     )
+    imp.add_argument(
+        "--format",
+        choices=["binance", "bybit", "okx", "tardis"],
+        help="force one archive format (default: recognised by layout and file names; with "
+        "--download: binance). bybit: --market-types spot and/or um (derivatives); tardis: "
+        "--symbols EXCHANGE:SYMBOL, API key from TARDIS_API_KEY",
+    )
     imp.add_argument("--force", action="store_true", help="re-import files already imported")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -168,8 +175,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
     from feeder.importer import import_files
-    from feeder.sources import archive
+    from feeder.sources import archive, venues
 
+    if args.format not in (None, "binance"):
+        return venues.cmd_import(args, settings, store, console, _print_status)
+    if args.source and args.format is None and venues.discover_venue_files(args.source):
+        if not archive.discover(args.source, args.symbols, None):
+            return venues.cmd_import(args, settings, store, console, _print_status)
+        venues.cmd_import(args, settings, store, console, _print_status)
     if args.download:
         if not (args.symbols and args.start and args.end):
             raise ValueError("--download needs --symbols, --start and --end")
