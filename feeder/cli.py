@@ -175,7 +175,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
     from feeder.importer import import_files
-    from feeder.sources import archive, venues
+    from feeder.sources import archive, binance_extras, venues
 
     if args.format not in (None, "binance"):
         return venues.cmd_import(args, settings, store, console, _print_status)
@@ -183,6 +183,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
         if not archive.discover(args.source, args.symbols, None):
             return venues.cmd_import(args, settings, store, console, _print_status)
         venues.cmd_import(args, settings, store, console, _print_status)
+    if args.source and binance_extras.import_found(args, settings, store, console, _print_status):
+        mt = args.market_types[0] if args.market_types else None
+        if not archive.discover(args.source, args.symbols, mt):
+            return 0
     if args.download:
         if not (args.symbols and args.start and args.end):
             raise ValueError("--download needs --symbols, --start and --end")
