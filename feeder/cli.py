@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -232,7 +233,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: BarStore) ->
             start = int(pd.Timestamp(args.start, tz="UTC").timestamp())
             end = int(pd.Timestamp(args.end, tz="UTC").timestamp()) + 86_400
         else:
-            cov = store.coverage(market)
+            from feeder.coverage import merge_intervals
+            from feeder.store import MINUTE_SUFFIX
+
+            # trade-built and kline (minute-resolution) coverage alike
+            cov = merge_intervals(
+                np.concatenate([store.coverage(market), store.coverage(market + MINUTE_SUFFIX)])
+            )
             if not len(cov):
                 raise ValueError(f"{pair}: nothing stored for {market}; import data first")
             start, end = int(cov[0, 0]), int(cov[-1, 1])

@@ -174,3 +174,16 @@ def test_kline_minutes_in_influx_leave_unknown_counts_out(market_data, influx_db
         assert df["BINANCE:btcusdt|vbuy"].sum() == pytest.approx(bars["vbuy"].sum())
     finally:
         s.close()
+
+
+@pytest.mark.shared
+def test_export_candles_finds_the_range_of_kline_only_markets(market_data, tmp_path, capsys):
+    store = tmp_path / "s"
+    src = market_data / "binance_datatool/lostleaf"
+    assert _import(capsys, store, "--from", str(src), "--market-types", "spot")[0] == 0
+    rc = main(["--store-dir", str(store), "export-candles", "--pairs", "BTC/USDT",
+               "--timeframes", "5m", "--datadir", str(tmp_path / "d")])  # fmt: skip
+    out = capsys.readouterr()
+    assert rc == 0, out.out + out.err
+    files = list((tmp_path / "d").rglob("BTC_USDT-5m*.feather"))
+    assert files and len(pd.read_feather(files[0])) == 3 * 288
