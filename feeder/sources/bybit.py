@@ -32,6 +32,7 @@ from feeder.models import Kind, market_id
 from feeder.normalise import MarketSpec
 from feeder.settings import Settings
 from feeder.sources.venues import (
+    TEXT,
     Adapter,
     RawDay,
     VenueFile,
@@ -86,7 +87,7 @@ def read(f: VenueFile) -> RawDay:
         cols, bad = read_columns(
             f.path,
             {"id": pa.int64(), "timestamp": pa.int64(), "price": pa.float64(),
-             "volume": pa.float64(), "side": pa.string()},
+             "volume": pa.float64(), "side": TEXT},
         )  # fmt: skip
         ids = np.asarray(cols["id"].to_numpy(), np.int64)
         ts = np.asarray(cols["timestamp"].to_numpy(), np.int64)
@@ -94,7 +95,7 @@ def read(f: VenueFile) -> RawDay:
     else:
         cols, bad = read_columns(
             f.path,
-            {"timestamp": pa.float64(), "side": pa.string(), "size": pa.float64(),
+            {"timestamp": pa.float64(), "side": TEXT, "size": pa.float64(),
              "price": pa.float64(), "trdMatchID": pa.string()},
         )  # fmt: skip
         ids = ids_from_text(cols["trdMatchID"])

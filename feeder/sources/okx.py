@@ -31,6 +31,8 @@ from feeder.normalise import MarketSpec
 from feeder.settings import Settings
 from feeder.sources.archive import ArchiveError
 from feeder.sources.venues import (
+    AUTO_ID,
+    TEXT,
     Adapter,
     RawDay,
     VenueFile,
@@ -89,7 +91,7 @@ def spec(f: VenueFile, settings: Settings) -> MarketSpec:
 def read(f: VenueFile) -> RawDay:
     cols, bad = read_columns(
         f.path,
-        {"trade_id": pa.string(), "side": pa.string(), "price": pa.float64(),
+        {"trade_id": AUTO_ID, "side": TEXT, "price": pa.float64(),
          "size": pa.float64(), "created_time": pa.int64()},
         aliases={"created_time": ("ts", "timestamp"), "trade_id": ("tradeId",)},
     )  # fmt: skip

@@ -32,6 +32,8 @@ from feeder.settings import Settings
 from feeder.sources import bybit, okx
 from feeder.sources.archive import ArchiveError
 from feeder.sources.venues import (
+    AUTO_ID,
+    TEXT,
     Adapter,
     RawDay,
     VenueFile,
@@ -99,8 +101,8 @@ def spec(f: VenueFile, settings: Settings) -> MarketSpec:
 def read(f: VenueFile) -> RawDay:
     cols, bad = read_columns(
         f.path,
-        {"exchange": pa.string(), "symbol": pa.string(), "timestamp": pa.int64(),
-         "local_timestamp": pa.int64(), "id": pa.string(), "side": pa.string(),
+        {"exchange": TEXT, "symbol": TEXT, "timestamp": pa.int64(),
+         "local_timestamp": pa.int64(), "id": AUTO_ID, "side": TEXT,
          "price": pa.float64(), "amount": pa.float64()},
     )  # fmt: skip
     n = len(cols["timestamp"])

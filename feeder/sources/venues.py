@@ -64,6 +64,10 @@ FORMATS: Final = ("bybit", "okx", "tardis")
 #: Seconds before midnight up to which the last day of a Tardis stream counts as covered.
 TARDIS_TAIL_S: Final = 10
 CHUNK_ROWS: Final = 1_000_000
+#: Column type of short repeated text (sides, exchange names): decoded once per distinct value.
+TEXT: Final = pa.dictionary(pa.int32(), pa.string())
+#: Column type of trade ids: int64 when the first row's id is an integer, else text.
+AUTO_ID: Final = pa.large_string()
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,12 @@ def read_columns(
             head = fh.read(1 << 16)
             rest = fh.read()
         data = head + rest
-        first = data.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
+        lines = head.split(b"\n", 2)
+        first = lines[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
         header = [h.strip().strip('"') for h in first.decode("utf-8", "replace").split(",")]
+        row1 = (
+            lines[1].rstrip(b"\r").decode("utf-8", "replace").split(",") if len(lines) > 1 else []
+        )
         lower = [h.lower() for h in header]
         rename: dict[str, str] = {}
         for want in columns:
@@ -180,9 +188,13 @@ def read_columns(
                     f"{path}: header {header!r} has no column {want!r} (expected {names})"
                 )
             rename[hit] = want
+            if types[want] == AUTO_ID:  # integer ids read as integers, others as text
+                pos = header.index(hit)
+                digits = pos < len(row1) and row1[pos].strip().isdigit()
+                types = {**types, want: pa.int64() if digits else pa.string()}
         table = pa_csv.read_csv(
             io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(use_threads=False, block_size=4 << 20),
+            read_options=pa_csv.ReadOptions(use_threads=True, block_size=4 << 20),
             parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pa_csv.ConvertOptions(
                 include_columns=list(rename),
@@ -202,7 +214,8 @@ def read_columns(
         out = {}
         for k, t in columns.items():
             col = table.column(k)
-            out[k] = col if pa.types.is_string(t) else _cast_or_null(col, t)
+            text = t == AUTO_ID or pa.types.is_string(t) or pa.types.is_dictionary(t)
+            out[k] = col if text else _cast_or_null(col, t)
         table = pa.table(out)
     except (OSError, EOFError) as exc:
         raise ArchiveError(f"{path}: cannot read ({exc})") from exc
@@ -229,11 +242,24 @@ def _cast_or_null(col: pa.ChunkedArray, t: pa.DataType) -> pa.Array:
 
 
 def sides_to_seller(side: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """``is_buyer_maker`` (the taker sold) from a taker-side column, and a mask of valid sides."""
-    low = pc.utf8_lower(side)
-    sell = pc.equal(low, "sell").to_numpy(zero_copy_only=False)
-    buy = pc.equal(low, "buy").to_numpy(zero_copy_only=False)
-    return np.asarray(sell, np.bool_), np.asarray(sell | buy, np.bool_)
+    """``is_buyer_maker`` (the taker sold) from a taker-side column, and a mask of valid sides.
+    A dictionary column (``TEXT``) is decided once per distinct value."""
+    arr = side.combine_chunks() if isinstance(side, pa.ChunkedArray) else side
+    if pa.types.is_dictionary(arr.type):
+        low = pc.utf8_lower(arr.dictionary)
+        sell_v = np.asarray(pc.equal(low, "sell").to_numpy(zero_copy_only=False), np.bool_)
+        buy_v = np.asarray(pc.equal(low, "buy").to_numpy(zero_copy_only=False), np.bool_)
+        idx = np.asarray(pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False), np.int64)
+        valid = idx >= 0
+        safe = np.where(valid, idx, 0)
+        if len(sell_v) == 0:
+            return np.zeros(len(idx), np.bool_), np.zeros(len(idx), np.bool_)
+        sell = sell_v[safe] & valid
+        return sell, (sell | buy_v[safe]) & valid
+    low = pc.utf8_lower(arr)
+    sell = np.asarray(pc.fill_null(pc.equal(low, "sell"), False).to_numpy(zero_copy_only=False))
+    buy = np.asarray(pc.fill_null(pc.equal(low, "buy"), False).to_numpy(zero_copy_only=False))
+    return sell.astype(np.bool_), (sell | buy).astype(np.bool_)
 
 
 _HEX = np.full(256, 255, np.uint8)
