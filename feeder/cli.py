@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -98,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("user_data/archive"),
         help="where downloads are kept (default user_data/archive)",
+    )
+    imp.add_argument(
+        "--format",
+        choices=["binance", "bybit", "okx", "tardis"],
+        help="force one archive format (default: recognised by layout and file names; with "
+        "--download: binance). bybit: --market-types spot and/or um (derivatives); tardis: "
+        "--symbols EXCHANGE:SYMBOL, API key from TARDIS_API_KEY",
     )
     imp.add_argument("--force", action="store_true", help="re-import files already imported")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -182,8 +190,18 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
     from feeder.importer import import_files
-    from feeder.sources import archive
+    from feeder.sources import archive, binance_extras, venues
 
+    if args.format not in (None, "binance"):
+        return venues.cmd_import(args, settings, store, console, _print_status)
+    if args.source and args.format is None and venues.discover_venue_files(args.source):
+        if not archive.discover(args.source, args.symbols, None):
+            return venues.cmd_import(args, settings, store, console, _print_status)
+        venues.cmd_import(args, settings, store, console, _print_status)
+    if args.source and binance_extras.import_found(args, settings, store, console, _print_status):
+        mt = args.market_types[0] if args.market_types else None
+        if not archive.discover(args.source, args.symbols, mt):
+            return 0
     if args.download:
         if not (args.symbols and args.start and args.end):
             raise ValueError("--download needs --symbols, --start and --end")
@@ -232,8 +250,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
+    from feeder.coverage import merge_intervals
     from feeder.export import Pair, check_timeframe, export_candles
     from feeder.provenance import LABEL, provenance
+    from feeder.store import MINUTE_SUFFIX
 
     for tf in args.timeframes:
         check_timeframe(tf)
@@ -242,7 +262,10 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: BarStore) ->
     synthetic = provenance(store).synthetic
     for pair in args.pairs:
         market = Pair.parse(pair).market
-        cov = store.coverage(market)
+        # trade-built and kline (minute-resolution) coverage alike
+        cov = merge_intervals(
+            np.concatenate([store.coverage(market), store.coverage(market + MINUTE_SUFFIX)])
+        )
         if not len(cov):
             raise ValueError(f"{pair}: nothing stored for {market}; import data first")
         first, last = int(cov[0, 0]), int(cov[-1, 1])

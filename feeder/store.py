@@ -15,11 +15,20 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from feeder.coverage import Intervals, as_intervals, covered, merge_intervals
+from feeder.coverage import (
+    Intervals,
+    as_intervals,
+    covered,
+    merge_intervals,
+    subtract_intervals,
+)
 from feeder.models import FLOW_FIELDS, Kind
 from feeder.settings import MarketSettings, Settings
 
 log = logging.getLogger(__name__)
+
+#: Suffix of a market's minute-resolution coverage key (1-minute klines, no 1-second bars).
+MINUTE_SUFFIX = "@1m"
 
 _TF_RE = re.compile(r"^(\d+)([smhdw])$")
 _TF_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -92,6 +101,10 @@ def bucket_bars(bars: pd.DataFrame, opens_start: int, tf: int, n: int) -> dict[s
     return out
 
 
+def _utc(t: int) -> str:
+    return pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+
 def _inferred_coverage(bars_1m: pd.DataFrame) -> Intervals:
     """Coverage of a store without coverage records (plain aggr-server): minutes that have bars."""
     t = bars_1m["time"].to_numpy(np.int64)
@@ -130,21 +143,38 @@ def load_flow(
         grouped = store.read_grouped([m.id for m in markets], s, e, tf)  # type: ignore[attr-defined]
 
     parts = []
+    notes: list[str] = []
     for m in markets:
         cov = store.coverage(m.id)
+        minutes = store.coverage(m.id + MINUTE_SUFFIX)  # kline minutes: no 1s bars behind them
         if grouped is not None:
             sums = bucket_bars(grouped[m.id], s, tf, n)
-            if len(cov) == 0:
+            if len(cov) == 0 and len(minutes) == 0:
                 cov = _inferred_coverage(store.read_bars(m.id, s, e, "1m"))
         else:
             bars = store.read_bars(m.id, s, e, "1m" if use_1m else "1s")
             sums = bucket_bars(bars, s, tf, n)
-            if len(cov) == 0:
+            if len(cov) == 0 and len(minutes) == 0:
                 cov = _inferred_coverage(bars if use_1m else store.read_bars(m.id, s, e, "1m"))
                 if len(cov):
                     log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
+        if len(minutes) and use_1m:
+            cov = merge_intervals(np.concatenate([cov.reshape(-1, 2), minutes]))
+        elif len(minutes):
+            only = subtract_intervals(minutes, cov)
+            only = only[(only[:, 1] > s) & (only[:, 0] < e)] if len(only) else only
+            if len(only):
+                notes.append(
+                    f"{m.id}: only 1-minute bars (klines) exist for "
+                    f"{_utc(max(int(only[0, 0]), s))}..{_utc(min(int(only[-1, 1]), e))}; "
+                    f"{timeframe} candles need 1-second bars there and are flagged incomplete "
+                    "(use a whole-minute timeframe, or import trades for that range)"
+                )
+                log.warning(notes[-1])
         parts.append((m, sums, covered(opens, tf, cov)))
     df = assemble(opens, parts, per_market=per_market)
+    if notes:
+        df.attrs["notes"] = notes
     df["oi"] = open_interest(store, [m.id for m in markets if m.kind is Kind.PERP], s, e, tf, n)
     return df
 
