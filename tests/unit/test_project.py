@@ -106,7 +106,7 @@ def _docker_context() -> set[str]:
     )
     if probe is None or probe.returncode:
         if os.environ.get("CI"):
-            pytest.fail("docker-py missing: scripts/test installs docker-compose, which brings it")
+            pytest.fail("docker-py missing: scripts/test installs python3-docker")
         pytest.skip("docker-py (Debian's python3-docker, with docker-compose) is not installed")
     r = subprocess.run([py, "-c", code, str(REPO)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
