@@ -2,9 +2,17 @@
 
 Backtesting and hyperopt call ``history`` once per coin and range. Live and dry-run call
 ``catch_up`` once (candles from the store), then ``poll`` every bot loop: new 1-second bars come
-from the Redis streams and are folded into the candles after the store's coverage; when Redis is
-unreachable the store is polled instead, and the log says so once. ``age`` is the time since
-the slowest market's newest final bar (its watermark), for the staleness guard.
+from the Redis streams and are folded into the candles after the store boundary (the end of the
+store's last complete candle at catch-up); when Redis is unreachable the store is polled instead,
+and the log says so once. ``age`` is the time since the slowest market's newest final bar (its
+watermark), for the staleness guard.
+
+Completeness means the same live as in the store (``load_flow``): a candle is complete when every
+market's coverage holds all of it. Live coverage after the boundary is the store's coverage seen
+at catch-up plus the feeder session's coverage published with the watermark (exactly what it
+writes to the store), minus every range whose bars did not reach the stream (the publisher's
+``lost`` ranges, entries trimmed before they were read). A live outage is therefore a gap, never
+zero flow. Each poll reads the live state first, then drains the streams completely.
 """
 
 from __future__ import annotations
@@ -17,15 +25,16 @@ import numpy as np
 import pandas as pd
 import redis
 
-from feeder.coverage import covered
-from feeder.models import BAR_FIELDS, FLOW_FIELDS
+from feeder.coverage import Intervals, as_intervals, covered, merge_intervals, subtract_intervals
+from feeder.models import BAR_FIELDS, FLOW_FIELDS, Kind
 from feeder.settings import Settings
-from feeder.sinks.redis_stream import RedisBarStream
+from feeder.sinks.redis_stream import LiveState, RedisBarStream, stream_id
 from feeder.store import (
     BarStore,
     assemble,
     bucket_bars,
     load_flow,
+    open_interest,
     open_store,
     timeframe_seconds,
 )
@@ -58,9 +67,13 @@ class FlowSource:
         self._boundary: dict[str, int] = {}
         self._seconds: dict[str, pd.DataFrame] = {}
         self._stream_ids: dict[str, str] = {}
-        self._watermarks: dict[str, int | None] = {}
+        self._states: dict[str, LiveState | None] = {}
+        self._store_cov: dict[str, Intervals] = {}
+        self._lost: dict[str, list[tuple[int, int]]] = {}
+        self._read_wm: dict[str, int] = {}
         self._redis: RedisBarStream | None = None
         self._redis_up: bool | None = None
+        self.trimmed = 0  # times the stream was trimmed past what this reader had read
         self.source = "store"
 
     # ----- backtesting / hyperopt -------------------------------------------------------------
@@ -90,13 +103,22 @@ class FlowSource:
         ok = flow["complete"].to_numpy()
         # Candles up to the last complete one come from the store; later ones from Redis.
         last = int(np.flatnonzero(ok)[-1]) + 1 if ok.any() else 0
-        self._boundary[coin] = start + last * self.tf
+        b = start + last * self.tf
+        self._boundary[coin] = b
         self._candles[coin] = flow
         for m in self.settings.markets(coin):
-            self._seconds.setdefault(m.id, _empty_seconds())
+            # What the store already holds after the boundary stays (coverage first, then bars:
+            # the writer stores bars before the coverage that vouches for them).
+            cov = self.store.coverage(m.id)
+            cov = cov[cov[:, 1] > b].copy()
+            cov[:, 0] = np.maximum(cov[:, 0], b)
+            self._store_cov[m.id] = cov
+            secs = self.store.read_bars(m.id, b, end + self.tf, "1s")
+            self._seconds[m.id] = secs[["time", *BAR_FIELDS]].reset_index(drop=True)
+            self._stream_ids.pop(m.id, None)  # the next poll reads the stream from the boundary
+            self._lost[m.id] = []
         log.info("SqueezeFlow: %s caught up from %s: %d candles, store complete until %s",
-                 coin, self.store.name, len(flow),
-                 pd.Timestamp(self._boundary[coin], unit="s", tz="UTC"))  # fmt: skip
+                 coin, self.store.name, len(flow), pd.Timestamp(b, unit="s", tz="UTC"))  # fmt: skip
         return flow
 
     def _redis_client(self) -> RedisBarStream:
@@ -105,18 +127,27 @@ class FlowSource:
             self._redis = RedisBarStream(r.url, prefix=r.prefix, maxlen=r.maxlen)
         return self._redis
 
+    @property
+    def bad_entries(self) -> dict[str, int]:
+        """Stream entries and states skipped as invalid, by reason."""
+        return dict(self._redis.bad.counts) if self._redis is not None else {}
+
     def poll(self, coins: list[str]) -> None:
         """Fold new live bars into each coin's candles (Redis, or the store as a fallback)."""
         if not self.settings.redis.enabled:
             self._poll_store(coins)
             return
-        markets = [m for c in coins for m in self.settings.markets(c)]
+        boundary = {m.id: self._boundary[c] for c in coins for m in self.settings.markets(c)}
+        ids = list(boundary)
         try:
             client = self._redis_client()
-            bars, self._stream_ids = client.read(
-                [m.id for m in markets], after=self._stream_ids, block_ms=None
-            )
-            self._watermarks.update(client.watermarks([m.id for m in markets]))
+            states = client.states(ids)  # first: every bar below these watermarks is published
+            frames = [self._read_new(client, [m for m in ids if m in self._stream_ids])]
+            for m in (m for m in ids if m not in self._stream_ids):
+                bars, self._stream_ids[m], trimmed_until = client.read_from(m, boundary[m])
+                if trimmed_until is not None and trimmed_until > boundary[m]:
+                    self._trimmed(m, boundary[m], trimmed_until)
+                frames.append(bars)
         except (redis.ConnectionError, redis.TimeoutError) as e:
             if self._redis_up is not False:
                 log.warning(
@@ -130,21 +161,82 @@ class FlowSource:
             log.info("SqueezeFlow: Redis is back; live bars from the stream again")
         self._redis_up = True
         self.source = "redis"
-        for m in markets:
-            new = bars[bars["market"] == m.id]
-            if len(new):
-                old = self._seconds.get(m.id, _empty_seconds())
-                merged = pd.concat([old, new[["time", *BAR_FIELDS]]], ignore_index=True)
-                merged = merged.drop_duplicates("time", keep="last").sort_values("time")
-                self._seconds[m.id] = merged.reset_index(drop=True)
+        self._states.update(states)
+        bars = pd.concat(frames, ignore_index=True)
+        for m, new in bars.groupby("market", sort=False):
+            self._read_wm[str(m)] = max(self._read_wm.get(str(m), 0), int(new["wm"].max()))
+            old = self._seconds.get(str(m))
+            merged = pd.concat([old, new[["time", *BAR_FIELDS]]], ignore_index=True)
+            merged = merged.drop_duplicates("time", keep="last").sort_values("time")
+            self._seconds[str(m)] = merged.reset_index(drop=True)
         for coin in coins:
             self._rebuild(coin)
+
+    def _read_new(self, client: RedisBarStream, markets: list[str]) -> pd.DataFrame:
+        """Drain the streams after each market's cursor; detect entries trimmed unread."""
+        if not markets:
+            return client.read([], after={})[0]
+        prev = {m: self._stream_ids[m] for m in markets}
+        bars, self._stream_ids = client.read(markets, after=self._stream_ids)
+        for m, (first, _) in client.first_ids(markets).items():
+            if prev[m] != "0" and first > stream_id(prev[m]):
+                # The last entry this reader saw is gone: entries after it may be too. They held
+                # bars below the watermark of the first entry left, and at most retain_s older
+                # (corrections) than what was read before.
+                got = bars.loc[bars["market"] == m, "wm"]
+                st = client.states([m])[m]
+                wm_now = st.watermark if st else self._read_wm.get(m, 0)
+                hi = int(got.min()) if len(got) else wm_now
+                lo = self._read_wm.get(m, hi) - self.settings.feeder.retain_s
+                self._trimmed(m, lo, hi)
+        return bars
+
+    def _trimmed(self, market: str, start: int, end: int) -> None:
+        self.trimmed += 1
+        self._lost.setdefault(market, []).append((start, end))
+        log.warning("SqueezeFlow: %s: Redis stream trimmed before it was read: %s..%s is a gap",
+                    market, pd.Timestamp(start, unit="s", tz="UTC"),
+                    pd.Timestamp(end, unit="s", tz="UTC"))  # fmt: skip
+
+    def wait_final(self, coins: list[str], until: int, timeout: float, every: float = 0.05) -> bool:
+        """Wait up to ``timeout`` seconds for every market's watermark to reach ``until``.
+
+        Polls only the watermarks (one round trip for all markets), every ``every`` seconds.
+        True when they all got there; False at the bound, when Redis is off or unreachable.
+        """
+        if not self.settings.redis.enabled:
+            return False
+        ids = [m.id for c in coins for m in self.settings.markets(c)]
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                marks = self._redis_client().watermarks(ids)
+            except (redis.ConnectionError, redis.TimeoutError):
+                return False
+            if all(w is not None and w >= until for w in marks.values()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(every, max(0.0, deadline - time.monotonic())))
 
     def _poll_store(self, coins: list[str]) -> None:
         self.source = "store"
         for coin in coins:
             n = len(self._candles.get(coin, ()))
             self.catch_up(coin, max(n, 1))
+
+    def coverage(self, market: str) -> Intervals:
+        """Live coverage after the boundary: the store's at catch-up, plus the feeder session's
+        published coverage below its watermark minus every range lost on the way."""
+        live = as_intervals([])
+        st = self._states.get(market)
+        if st is not None and self.source == "redis":
+            live = st.coverage[st.coverage[:, 0] < st.watermark].copy()
+            live[:, 1] = np.minimum(live[:, 1], st.watermark)
+            lost = np.concatenate([st.lost, as_intervals(self._lost.get(market, []))])
+            live = subtract_intervals(live, lost) if len(lost) else live
+        store = self._store_cov.get(market, as_intervals([]))
+        return merge_intervals(np.concatenate([store, live]))
 
     def _rebuild(self, coin: str) -> None:
         """Recompute the candles after the store boundary from the buffered 1-second bars."""
@@ -160,10 +252,10 @@ class FlowSource:
         for m in markets:
             secs = self._seconds.get(m.id, _empty_seconds())
             sums = bucket_bars(secs[secs["time"] >= b], b, self.tf, n)
-            wm = self._watermarks.get(m.id)
-            cov = np.array([[b, wm]], np.int64) if wm else np.empty((0, 2), np.int64)
-            parts.append((m, sums, covered(opens, self.tf, cov)))
+            parts.append((m, sums, covered(opens, self.tf, self.coverage(m.id))))
         live = assemble(opens, parts)
+        perps = [m.id for m in markets if m.kind is Kind.PERP]
+        live["oi"] = open_interest(self.store, perps, b, b + n * self.tf, self.tf, n)
         hist = self._candles[coin]
         hist = hist[hist.index < pd.Timestamp(b, unit="s", tz="UTC")]
         self._candles[coin] = pd.concat([hist[list(live.columns)], live])
@@ -184,7 +276,8 @@ class FlowSource:
         now = self.clock()
         marks: list[float] = []
         for m in self.settings.markets(coin):
-            wm = self._watermarks.get(m.id) if self.source == "redis" else None
+            st = self._states.get(m.id) if self.source == "redis" else None
+            wm = st.watermark if st is not None else None
             if wm is None:
                 cov = self.store.coverage(m.id)
                 wm = int(cov[-1, 1]) if len(cov) else None

@@ -111,9 +111,10 @@ def load_flow(
     """Flow of ``coin`` for candles opening in ``[start, end)`` at ``timeframe``.
 
     Columns: ``spot_vbuy, spot_vsell, spot_cbuy, spot_csell, spot_lbuy, spot_lsell, spot_close``
-    and the same for ``perp_``, ``oi`` (summed perp open interest, USD, last value inside the
-    candle; NaN when not recorded) and ``complete``. With ``per_market`` also
-    ``<market>|<field>`` columns for every configured market. vbuy/vsell are USD taker notional.
+    and the same for ``perp_``, ``oi`` (summed perp open interest, USD, as observed at or before
+    the candle's close: see ``open_interest``; NaN when not recorded) and ``complete``. With
+    ``per_market`` also ``<market>|<field>`` columns for every configured market. vbuy/vsell
+    are USD taker notional.
     """
     tf = timeframe_seconds(timeframe)
     s = _to_epoch(start)
@@ -144,27 +145,38 @@ def load_flow(
                     log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
         parts.append((m, sums, covered(opens, tf, cov)))
     df = assemble(opens, parts, per_market=per_market)
-    df["oi"] = _open_interest(store, [m.id for m in markets if m.kind is Kind.PERP], s, e, tf, n)
+    df["oi"] = open_interest(store, [m.id for m in markets if m.kind is Kind.PERP], s, e, tf, n)
     return df
 
 
-def _open_interest(
-    store: BarStore, perps: list[str], s: int, e: int, tf: int, n: int
-) -> np.ndarray:
-    """Summed perp open interest (USD): each market's last value observed inside the candle.
+#: Oldest open-interest observation a candle may carry forward (seconds before its close).
+OI_MAX_AGE_S = 3600
 
-    NaN where any perp market has no observation in the candle (history only, never live).
+
+def open_interest(store: BarStore, perps: list[str], s: int, e: int, tf: int, n: int) -> np.ndarray:
+    """Summed perp open interest (USD) as observed at or before each candle's close.
+
+    Each market's last observation with ``time < candle end``, carried forward (causal) for at
+    most ``max(tf, OI_MAX_AGE_S)`` seconds; NaN where any perp market has none (never a partial
+    sum). The same function serves history (``load_flow``) and live (``FlowSource``).
     """
+    if not perps:
+        return np.full(n, np.nan)
+    ends = s + tf * (np.arange(n, dtype=np.int64) + 1)
+    reach = max(tf, OI_MAX_AGE_S)
     total = np.zeros(n)
     for market in perps:
-        oi = store.read_oi(market, s, e)
+        oi = store.read_oi(market, s - reach, e)
         if len(oi) == 0:
             return np.full(n, np.nan)
-        idx = (oi["time"].to_numpy(np.int64) - s) // tf
-        last = np.full(n, np.nan)
-        last[idx] = oi["oi"].to_numpy(np.float64)  # sorted by time: the last one wins
-        total += last
-    return total if perps else np.full(n, np.nan)
+        order = np.argsort(oi["time"].to_numpy(np.int64), kind="stable")
+        t = oi["time"].to_numpy(np.int64)[order]
+        v = oi["oi"].to_numpy(np.float64)[order]
+        j = np.searchsorted(t, ends, side="left") - 1  # the last observation before the close
+        safe = np.maximum(j, 0)
+        ok = (j >= 0) & (ends - t[safe] <= reach)
+        total += np.where(ok, v[safe], np.nan)
+    return total
 
 
 def assemble(

@@ -122,5 +122,8 @@ def check_open_interest_is_the_last_value_in_each_candle_summed_over_perps(store
     assert flow["oi"].isna().all()  # the second perp has no OI: never a partial sum
     store.write_oi(perps[1], pd.DataFrame({"time": t[:30], "oi": np.full(30, 5e5)}))
     flow = load_flow(store, SETTINGS, "BTC", DAY0, DAY0 + 3600, "5m")
-    assert flow["oi"].iloc[0] == 1e6 + 240 + 5e5  # the last values inside [0, 300)
-    assert flow["oi"].iloc[6:].isna().all()  # the second perp stopped after 30 minutes
+    assert flow["oi"].iloc[0] == 1e6 + 240 + 5e5  # the last values before the close (300)
+    # the second perp stopped after 30 minutes: its last value is carried forward, causally
+    assert flow["oi"].iloc[6] == 1e6 + 2040 + 29 * 60 + 5e5 - 29 * 60
+    later = load_flow(store, SETTINGS, "BTC", DAY0 + 2 * 3600, DAY0 + 3 * 3600, "5m")
+    assert later["oi"].isna().all()  # at most an hour old: never an OI from long ago

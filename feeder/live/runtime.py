@@ -32,7 +32,7 @@ from feeder.live.spool import Batch, Spool
 from feeder.models import Kind
 from feeder.normalise import IdDeduplicator, Rejects, normalise
 from feeder.settings import ExchangeSettings, Settings
-from feeder.sinks.redis_stream import AsyncRedisBarStream
+from feeder.sinks.redis_stream import MAX_INTERVALS, AsyncRedisBarStream
 from feeder.store import BarStore, open_store
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,16 @@ STARTUP_ATTEMPTS = 5
 
 class FeederStartError(RuntimeError):
     """The feeder cannot start (an exchange's markets cannot be loaded)."""
+
+
+def _extend(cov: list[tuple[int, int]], start: int, end: int) -> None:
+    """Add ``[start, end)`` to a session's coverage list (sorted, appended in time order)."""
+    if cov and cov[-1][1] >= start:
+        cov[-1] = (cov[-1][0], max(cov[-1][1], end))
+    else:
+        cov.append((start, end))
+    if len(cov) > MAX_INTERVALS:  # the oldest coverage is forgotten: less complete, never more
+        del cov[0]
 
 
 class EventClock:
@@ -68,6 +78,9 @@ class MarketRuntime:
     covered_until: int | None = None
     trades: int = 0
     last_trade_recv: float = 0.0
+    #: this session's coverage as written to the store (published with the watermark)
+    session_cov: list[tuple[int, int]] = field(default_factory=list)
+    published_wm: int | None = None
 
 
 @dataclass
@@ -256,9 +269,14 @@ class Feeder:
                 rt.covered_until = wm
             if wm > rt.covered_until:
                 self.writer.put(Batch(rt.m.market, kind, "coverage", None, rt.covered_until, wm))
+                _extend(rt.session_cov, rt.covered_until, wm)
                 rt.covered_until = wm
-            if self.publisher is not None and (len(out.bars_1s) or final):
-                self.publisher.put(LiveItem(rt.m.market, kind, out.bars_1s, wm))
+            # Every new watermark is published, quiet seconds too: readers' completeness must not
+            # wait for the next trade.
+            if self.publisher is not None and (len(out.bars_1s) or final or wm != rt.published_wm):
+                self.publisher.put(LiveItem(rt.m.market, kind, out.bars_1s, wm,
+                                            list(rt.session_cov), rt.published_wm))  # fmt: skip
+                rt.published_wm = wm
 
     async def _clock_loop(self) -> None:
         while True:

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from feeder.live.spool import Batch, Spool
-from feeder.sinks.redis_stream import AsyncRedisBarStream
+from feeder.sinks.redis_stream import MAX_INTERVALS, AsyncRedisBarStream
 from feeder.store import BarStore
 
 log = logging.getLogger(__name__)
@@ -147,19 +147,47 @@ class LiveItem:
     kind: str
     bars: pd.DataFrame
     watermark: int
+    coverage: list[tuple[int, int]] = field(default_factory=list)  # the session's, as stored
+    prev_watermark: int | None = None  # the watermark of the market's previous item
 
 
 class RedisPublisher:
+    """Publishes live items in order. An item that never reaches Redis (dropped on overflow,
+    failed publish) leaves its range in the market's ``lost`` list, published with every later
+    state, so readers treat it as a gap, never as a quiet (zero) stretch."""
+
     def __init__(self, stream: AsyncRedisBarStream, stats: SinkStats, queue_size: int = 10_000):
         self.stream = stream
         self.stats = stats
         self.queue: asyncio.Queue[LiveItem] = asyncio.Queue(maxsize=queue_size)
+        self.lost: dict[str, list[tuple[int, int]]] = {}
 
     def put(self, item: LiveItem) -> None:
         if self.queue.full():
-            self.queue.get_nowait()
+            self._lose(self.queue.get_nowait())
             self.stats.counters["redis_dropped_oldest"] += 1
         self.queue.put_nowait(item)
+
+    def _lose(self, item: LiveItem) -> None:
+        """Record the range an item covered: its bars and the seconds since the previous item."""
+        if not len(item.bars):
+            return
+        start = int(item.bars["time"].min())
+        if item.prev_watermark is not None:
+            start = min(start, item.prev_watermark)
+        end = max(item.watermark, int(item.bars["time"].max()) + 1)
+        lost = self.lost.setdefault(item.market, [])
+        lost.append((start, end))
+        lost.sort()
+        merged: list[tuple[int, int]] = []
+        for s, e in lost:
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        while len(merged) > MAX_INTERVALS:  # join the two oldest: more lost, never less
+            merged[:2] = [(merged[0][0], merged[1][1])]
+        self.lost[item.market] = merged
 
     async def run(self) -> None:
         import redis
@@ -168,9 +196,11 @@ class RedisPublisher:
             item = await self.queue.get()
             try:
                 await self.stream.publish(
-                    item.market, item.kind, item.bars, watermark=item.watermark
-                )
+                    item.market, item.kind, item.bars, watermark=item.watermark,
+                    coverage=item.coverage, lost=self.lost.get(item.market, []),
+                )  # fmt: skip
             except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                self._lose(item)
                 self.stats.counters["redis_failed"] += 1
                 if self.stats.redis_up:
                     log.warning(

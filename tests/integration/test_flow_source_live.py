@@ -14,6 +14,7 @@ from feeder.flow_source import FlowSource
 from feeder.settings import settings_from_dict
 from feeder.sinks.parquet import ParquetStore
 from feeder.sinks.redis_stream import RedisBarStream
+from feeder.store import load_flow
 from tests.store_cases import make_bars
 
 pytestmark = pytest.mark.backend
@@ -62,8 +63,9 @@ def _publish(pub, settings, bars, until):
     for m in settings.markets("BTC"):
         b = bars[m.id]
         pub.publish(
-            m.id, m.kind.value, b[(b["time"] >= BOUNDARY) & (b["time"] < until)], watermark=until
-        )
+            m.id, m.kind.value, b[(b["time"] >= BOUNDARY) & (b["time"] < until)], watermark=until,
+            coverage=[[BOUNDARY - 60, until]],
+        )  # fmt: skip
 
 
 def test_catch_up_then_stream_bars_fill_the_candles_exactly(live):
@@ -126,3 +128,20 @@ def test_redis_down_falls_back_to_the_store_and_says_so_once(live, caplog):
     assert src2.source == "store"
     assert src2.live("BTC").loc[ts(T0) : ts(BOUNDARY - 300), "complete"].all()
     assert src2.age("BTC") == pytest.approx(clock.t - BOUNDARY)  # from the store's coverage
+
+
+def test_live_candles_carry_the_open_interest_the_feeder_stored(live):
+    src, pub, bars, clock, settings = live
+    src.catch_up("BTC", 24)
+    perp = [m for m in settings.markets("BTC") if m.kind.value == "perp"][0]
+    t = np.arange(T0 + 10, BOUNDARY + 900, 420, dtype=np.int64)  # polled every 7 minutes
+    src.store.write_oi(perp.id, pd.DataFrame({"time": t, "oi": 5e8 + t - T0}))
+    _publish(pub, settings, bars, BOUNDARY + 600)
+    src.poll(["BTC"])
+    f = src.live("BTC")
+    want = load_flow(src.store, settings, "BTC", T0, BOUNDARY + 900, "5m")["oi"]
+    after = f.loc[(f.index >= ts(BOUNDARY)) & (f.index < ts(BOUNDARY + 900)), "oi"]
+    assert after.notna().all()
+    assert after.tolist() == want[after.index].tolist()
+    # as observed by each candle's close: the newest poll before BOUNDARY + 300 is at T0 + 3790
+    assert after.iloc[0] == 5e8 + 3790

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -56,6 +57,10 @@ def test_live_bars_equal_the_import_bars_of_the_same_recording(market_data, impo
     assert set(live["market"]) == set(RECORDINGS)
     marks = stream.watermarks(list(RECORDINGS))
     assert all(marks.values())
+    # the live state publishes exactly the coverage the store holds (one completeness rule)
+    for market, st in stream.states(list(RECORDINGS)).items():
+        assert st is not None and st.watermark == marks[market]
+        np.testing.assert_array_equal(st.coverage, store.coverage(market))
     # coverage spans the session
     cov = store.coverage("BINANCE_FUTURES:btcusdt")
     assert len(cov) == 1 and cov[0, 1] - cov[0, 0] > 300

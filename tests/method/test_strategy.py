@@ -87,3 +87,37 @@ def test_incomplete_flow_candles_cannot_enter(strategy, planted):
     assert not again.loc[rows, "cvd_ok"].any()
     assert (again.loc[rows, ["enter_long", "enter_short"]] == 0).all().all()
     strategy.flow._history.clear()
+
+
+def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_path):
+    """OI polled into the store reaches the method's frame (causally: the last value before each
+    candle's close), so the score's open-interest part can count."""
+    from feeder.aggregate import rollup
+    from feeder.sinks.parquet import ParquetStore
+    from feeder.store import load_flow
+    from tests.store_cases import make_bars
+
+    cfg = json.loads((REPO / "config.json").read_text())
+    cfg["squeezeflow"]["store"]["parquet_dir"] = str(tmp_path)
+    strat = SqueezeFlow(cfg)
+    store = strat.flow.store
+    assert isinstance(store, ParquetStore)
+    t0 = 1_704_067_200
+    for i, m in enumerate(strat.sf.markets("BTC")):
+        b = make_bars(t0, 6 * 3600, seed=i)
+        store.write_bars(m.id, m.kind.value, b, "1s")
+        store.write_bars(m.id, m.kind.value, rollup(b, 60), "1m")
+        store.add_coverage(m.id, t0, t0 + 6 * 3600)
+        if m.kind.value == "perp":  # polled every 7 minutes: most 5m candles hold none
+            t = pd.Series(range(t0 + 30, t0 + 6 * 3600, 420), dtype="int64")
+            store.write_oi(m.id, pd.DataFrame({"time": t, "oi": 1e9 + (t - t0) * 1e3}))
+    dates = pd.date_range(pd.Timestamp(t0, unit="s", tz="UTC"), periods=72, freq="5min")
+    candles = pd.DataFrame({"date": dates, "open": 100.0, "high": 101.0, "low": 99.0,
+                            "close": 100.0, "volume": 1.0})  # fmt: skip
+    merged = strat._merge_flow(candles, "BTC/USDT:USDT")
+    flow = load_flow(store, strat.sf, "BTC", t0, t0 + 6 * 3600, "5m")
+    assert merged["oi"].notna().all()  # forward filled: every candle has an OI as of its close
+    assert merged["oi"].tolist() == flow["oi"].tolist()
+    # Candle [t0+300, t0+600): the newest observation before its close is t0+450, in both perps.
+    assert merged.loc[1, "oi"] == 2 * (1e9 + 450 * 1e3)
+    assert merged.loc[0, "oi"] == 2 * (1e9 + 30 * 1e3)

@@ -108,6 +108,9 @@ class SqueezeFlow(IStrategy):
         self.flow = FlowSource(self.sf, self.timeframe)
         self._computed_with: dict[str, MethodParams] = {}
         self._stale: dict[str, bool] = {}
+        #: live: candles whose flow was not final within decide_wait_s (decided incomplete)
+        self.late_candles = 0
+        self._decided: dict[str, int] = {}  # coin -> end of the newest candle decided
 
     # ----- parameters ---------------------------------------------------------------------------
     def method_params(self) -> MethodParams:
@@ -138,13 +141,40 @@ class SqueezeFlow(IStrategy):
                 self.flow.catch_up(coin, self.startup_candle_count + 10)
 
     def bot_loop_start(self, current_time: datetime, **kwargs: Any) -> None:
+        """Live: bring the flow up to date before FreqTrade analyses the newest closed candle.
+
+        FreqTrade wakes one second after a candle closes and then calls this, then ``analyze``
+        (once per new candle: ``process_only_new_candles``). The feeder closes a second only
+        ``grace_s`` after it ends, so the first time a loop sees a new candle this waits, up to
+        ``decide_wait_s``, for every market's watermark to pass that candle's end. A candle
+        still not final then is decided incomplete (no entry), logged once and counted in
+        ``late_candles``.
+        """
         if not self._live():
             return
         coins = self._coins()
         for coin in coins:
             if not self.flow.caught_up(coin):
                 self.flow.catch_up(coin, self.startup_candle_count + 10)
+        tf = timeframe_to_seconds(self.timeframe)
+        now = int(self.flow.clock())
+        closed = now - now % tf  # end of the newest closed candle
+        new = [c for c in coins if self._decided.get(c, 0) < closed]
+        fresh = [c for c in new if self.flow.age(c) <= self.sf.staleness_limit_s]
+        if fresh:
+            self.flow.wait_final(fresh, closed, self.sf.decide_wait_s)
         self.flow.poll(coins)
+        for coin in new:
+            self._decided[coin] = closed
+            flow = self.flow.live(coin)
+            candle = pd.Timestamp(closed - tf, unit="s", tz="UTC")
+            if candle in flow.index and not bool(flow.at[candle, "complete"]):
+                self.late_candles += 1
+                log.warning(
+                    "SqueezeFlow %s: candle %s decided incomplete: its flow was not final %.1fs "
+                    "after the close + FreqTrade's wake (late candles so far: %d)",
+                    coin, candle, self.sf.decide_wait_s, self.late_candles,
+                )  # fmt: skip
         for coin in coins:
             age = self.flow.age(coin)
             stale = age > self.sf.staleness_limit_s
@@ -167,7 +197,7 @@ class SqueezeFlow(IStrategy):
             flow = self.flow.live(coin)
         else:
             flow = self.flow.history(coin, df["date"].iloc[0], df["date"].iloc[-1])
-        cols = [*FLOW_COLUMNS, "complete"]
+        cols = [*FLOW_COLUMNS, "oi", "complete"]
         merged = df.drop(columns=[c for c in cols if c in df]).merge(
             flow[cols], left_on="date", right_index=True, how="left"
         )
