@@ -5,6 +5,7 @@ squeezeflow-feeder import --download ...        fetch them from the public archi
 squeezeflow-feeder export-candles --pairs ...   FreqTrade candle files from our bars
 squeezeflow-feeder status                       what the store holds: markets, ranges, gaps
 squeezeflow-feeder setup-influx                 create database and retention policies
+squeezeflow-feeder rehearse                     live dry-run vs backtest on a paper exchange
 """
 
 from __future__ import annotations
@@ -170,6 +171,41 @@ def build_parser() -> argparse.ArgumentParser:
         "as possible. Point ccxt at it with the URLs it prints (a rehearsal without an exchange).",
     )
     replay.add_arguments(rp)
+
+    rh = sub.add_parser(
+        "rehearse",
+        help="check a setup before going live: dry-run and backtest the same window",
+        description="Serve a scenario (the labelled SYNTHETIC planted-squeeze market, or "
+        "recorded Binance sessions) on a paper exchange on 127.0.0.1, shifted to now; import its "
+        "history into the store; run the feeder and `freqtrade trade --dry-run` over a live "
+        "segment; backtest the same window from the store; compare the trades. Exit status 0 "
+        "when live and backtest trades are identical, 1 when they differ, 2 on errors.",
+    )
+    src_rh = rh.add_mutually_exclusive_group()
+    src_rh.add_argument("--seed", type=int, default=7, help="synthetic scenario seed (default 7)")
+    src_rh.add_argument(
+        "--recording", action="append", metavar="PATH[:spot|usdm|cm]",
+        help="recorded Binance sessions instead (first half history, second half live); repeat",
+    )  # fmt: skip
+    rh.add_argument("--timeframe", default="1m", help="strategy timeframe (default 1m)")
+    rh.add_argument(
+        "--live-candles", type=int, default=6, help="live segment length in candles (synthetic)"
+    )
+    rh.add_argument(
+        "--lead-s", type=float, default=90.0,
+        help="seconds from start to the live segment (import, feeder and bot start; default 90)",
+    )  # fmt: skip
+    rh.add_argument(
+        "--settle-s", type=float,
+        help="seconds the bot runs after the live end (default: half a candle, at most 30)",
+    )  # fmt: skip
+    rh.add_argument("--report", type=Path, help="write the report as JSON")
+    rh.add_argument("--workdir", type=Path, help="default user_data/rehearse/<run id>")
+    rh.add_argument(
+        "--markets", type=Path,
+        help="saved exchangeInfo JSON files (default $SQUEEZEFLOW_OFFLINE_MARKETS or "
+        "../shared/data/market/cryptofeed)",
+    )  # fmt: skip
     return p
 
 
@@ -393,6 +429,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
     return 0
 
 
+def cmd_rehearse(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
+    from feeder import rehearse
+
+    cfg = args.config or (Path("config.json") if Path("config.json").exists() else None)
+    base = json.loads(cfg.read_text()) if cfg else {}
+    opt = rehearse.Options(
+        timeframe=args.timeframe, seed=args.seed, recordings=args.recording or [],
+        live_candles=args.live_candles, lead_s=args.lead_s, settle_s=args.settle_s,
+        workdir=args.workdir, markets_dir=args.markets, report=args.report,
+    )  # fmt: skip
+    try:
+        report = rehearse.rehearse(settings, base, opt)
+    except rehearse.RehearsalError as e:
+        console.print(f"[bold red]rehearsal failed:[/] {e}")
+        return 2
+    rehearse.print_report(report)
+    return 0 if report["matched"] else 1
+
+
 COMMANDS = {
     "import": cmd_import,
     "export-candles": cmd_export,
@@ -400,6 +455,7 @@ COMMANDS = {
     "setup-influx": cmd_setup_influx,
     "run": cmd_run,
     "replay": cmd_replay,
+    "rehearse": cmd_rehearse,
 }
 
 

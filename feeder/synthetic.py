@@ -33,6 +33,9 @@ class Episode:
     div_len: int = 3600
     reset_len: int = 1800
     run_len: int = 4 * 3600
+    absorb: float = 0.004  # log-price give while the divergence is absorbed
+    turn: float = 0.001  # log-price move while perps turn
+    squeeze: float = 0.02  # log-price move of the squeeze
 
 
 @dataclass
@@ -87,13 +90,13 @@ def _profiles(sc: Scenario, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         s = e.direction
         spot_p[a:b] += s * sc.imbalance
         perp_p[a:b] -= s * sc.imbalance
-        drift[a:b] -= s * 0.004 / e.div_len  # price gives a little: buying is absorbed
+        drift[a:b] -= s * e.absorb / e.div_len  # price gives a little: buying is absorbed
         spot_p[b:c] += s * sc.imbalance
         perp_p[b:c] += s * sc.imbalance  # perps turn: shorts cover (reset A)
-        drift[b:c] += s * 0.001 / e.reset_len  # still absorbed while perps turn
+        drift[b:c] += s * e.turn / e.reset_len  # still absorbed while perps turn
         spot_p[c:d] += s * sc.imbalance / 2
         perp_p[c:d] += s * sc.imbalance / 2
-        drift[c:d] += s * 0.02 / e.run_len  # the squeeze
+        drift[c:d] += s * e.squeeze / e.run_len  # the squeeze
     return spot_p, perp_p, drift
 
 

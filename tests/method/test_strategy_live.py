@@ -91,3 +91,45 @@ def test_the_newest_candle_is_decided_once_its_flow_is_final(planted, redis_url,
     assert strat.late_candles == 1
     late = [r for r in caplog.records if "decided incomplete" in r.getMessage()]
     assert len(late) == 1
+
+
+def test_a_stale_feed_blocks_an_entry_the_same_candle_takes_when_fresh(planted, redis_url):
+    """A candle of the planted scenario that enters in dry-run while the feed is fresh does not
+    enter once the feed is older than ``staleness_limit_s``: the guard alone makes the
+    difference (everything else, the flow included, is the same)."""
+    bt = json.loads((REPO / "config.json").read_text())
+    bt["squeezeflow"]["store"]["parquet_dir"] = str(planted.store.root)
+    candles = planted.frame("5m")[["date", "open", "high", "low", "close", "volume"]]
+    full = SqueezeFlow(bt).analyze_ticker(candles.copy(), {"pair": "BTC/USDT:USDT"})
+    entries = full.index[(full["enter_long"] == 1) | (full["enter_short"] == 1)]
+    assert len(entries) > 0
+    clock = [0.0]
+    strat = live_strategy(planted.store.root, redis_url, lambda: clock[0])
+    n = strat.startup_candle_count
+    for i in entries:
+        if i < n:
+            continue
+        close = int(candles.loc[i, "date"].timestamp()) + 300
+        clock[0] = close + 1
+        window = candles.iloc[i + 1 - n : i + 1].reset_index(drop=True)
+        strat.flow = FlowSource(strat.sf, "5m", store=strat.flow.store, clock=lambda: clock[0])
+        strat._decided.clear()
+        strat._computed_with.clear()
+        publish_state(strat, close + 1, close - 3600)  # fresh: final past the close
+        strat.bot_start()
+        strat.bot_loop_start(current_time=datetime.fromtimestamp(clock[0], UTC))
+        fresh = strat.analyze_ticker(window.copy(), {"pair": "BTC/USDT:USDT"})
+        if fresh[["enter_long", "enter_short"]].iloc[-1].sum() == 1:
+            break
+    else:
+        pytest.fail("no planted entry is taken live with a fresh feed")
+    assert strat.dp.messages == []  # type: ignore[attr-defined]
+    assert fresh["cvd_ok"].iloc[-1]
+    # The feeder stops: its newest final bar is now two minutes old, the flow is unchanged.
+    publish_state(strat, close - 120, close - 3600)
+    strat._computed_with.clear()
+    strat.bot_loop_start(current_time=datetime.fromtimestamp(clock[0], UTC))
+    stale = strat.analyze_ticker(window.copy(), {"pair": "BTC/USDT:USDT"})
+    assert stale["cvd_ok"].iloc[-1]  # the candle's flow is still complete (from the store)
+    assert stale[["enter_long", "enter_short"]].iloc[-1].sum() == 0
+    assert any("stale" in m for m in strat.dp.messages)  # type: ignore[attr-defined]
