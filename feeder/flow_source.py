@@ -18,7 +18,7 @@ import pandas as pd
 import redis
 
 from feeder.coverage import covered
-from feeder.diagnostics import catch_up_message, history_warnings
+from feeder.diagnostics import catch_up_message, complete_until, history_warnings
 from feeder.models import BAR_FIELDS, FLOW_FIELDS
 from feeder.settings import Settings
 from feeder.sinks.redis_stream import RedisBarStream
@@ -98,7 +98,8 @@ class FlowSource:
         self._candles[coin] = flow
         for m in self.settings.markets(coin):
             self._seconds.setdefault(m.id, _empty_seconds())
-        until = self._boundary[coin] if ok.any() else None
+        until = complete_until(self.store, [m.id for m in self.settings.markets(coin)],
+                               self._boundary[coin] if ok.any() else None)  # fmt: skip
         if self._logged_until.get(coin, -1) != until:  # said once, again only when it changes
             self._logged_until[coin] = until
             log.info(catch_up_message(coin, self.store.name, len(flow), until, now, self.tf))

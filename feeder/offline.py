@@ -13,7 +13,8 @@ online, and a backtest can never fetch live data.
 
 For every command but ``trade`` and ``webserver`` (they start the API server) missing
 ``FREQTRADE__API_SERVER__*`` secrets are filled with random throwaway values; those two need
-the real ones in the environment. ``--offline trade`` is refused: trading needs the exchange.
+the real ones in the environment. ``--offline trade`` is refused: trading needs the exchange
+(``--markets DIR trade`` runs, as a rehearsal of the live data path with a warning).
 
 ``DIR`` holds ``BINANCE.exchangeInfo.json``, ``BINANCE_FUTURES.exchangeInfo.json`` and
 ``BINANCE_DELIVERY.exchangeInfo.json`` (any may be absent: that market type is then empty);
@@ -180,12 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] in (["-h"], ["--help"]) or not args:
         print(__doc__)
         return 0
-    if offline and args[0] == "trade":
-        print("squeezeflow-freqtrade: --offline/--markets cannot run `trade` (dry-run or live): "
-              "it needs the exchange for candles and orders every loop. Run it without "
-              "--offline/--markets (and without SQUEEZEFLOW_OFFLINE_MARKETS).", file=sys.stderr)
+    if offline and not markets and args[0] == "trade":
+        print("squeezeflow-freqtrade: --offline cannot run `trade` (dry-run or live): it needs "
+              "the exchange for candles and orders every loop, and --offline refuses every call "
+              "but the built-in markets. Run `trade` without --offline.", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO)
+    if offline and args[0] == "trade":
+        log.warning("--markets with trade: a rehearsal only; the exchange is unreachable, so no "
+                    "candle is fetched and no order is placed")  # fmt: skip
     throwaway_api_secrets(args[0])
     if offline:
         install(Path(markets) if markets else None)
