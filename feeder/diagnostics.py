@@ -29,12 +29,17 @@ _ARCHIVE_TYPE = {"BINANCE": "spot", "BINANCE_FUTURES": "um"}
 
 
 def closest_market(market: str, known: list[str]) -> str | None:
-    """The known market id closest to ``market`` (a typo), if any is close."""
-    found = difflib.get_close_matches(market, known, n=1, cutoff=0.6)
-    if not found:
-        found = difflib.get_close_matches(market.lower(), [k.lower() for k in known], n=1)
-        found = [k for k in known if found and k.lower() == found[0]]
-    return found[0] if found else None
+    """The known market id that ``market`` is most likely a typo of: the closest symbol on the
+    same exchange, else the same symbol on the closest exchange name; None when none is close."""
+    ex, _, sym = market.partition(":")
+    split = [(k, *k.split(":", 1)) for k in known if ":" in k]
+    same_ex = {ksym: k for k, kex, ksym in split if kex == ex}
+    found = difflib.get_close_matches(sym, list(same_ex), n=1, cutoff=0.8)
+    if found:
+        return same_ex[found[0]]
+    same_sym = {kex: k for k, kex, ksym in split if ksym == sym}
+    found = difflib.get_close_matches(ex, list(same_sym), n=1, cutoff=0.8)
+    return same_sym[found[0]] if found else None
 
 
 def _day(t: pd.Timestamp) -> str:
@@ -76,27 +81,34 @@ def history_warnings(
             "these results say nothing about real markets"
         )
     first, last = flow.index[0], flow.index[-1]
+    typos: dict[str, str] = {}
     for m in markets:
         if m in stored or len(store.coverage(m)):
             continue
-        guess = closest_market(m, sorted(set(stored) | {x.id for x in settings.all_markets()}
-                                         - {m}))  # fmt: skip
+        guess = closest_market(m, sorted(set(stored) - {m}))
+        if guess:
+            typos[m] = guess
         out.append(
             f"SqueezeFlow: market {m} (squeezeflow.coins.{coin}) is not in the {where(store)}"
             + (f"; did you mean {guess}?" if guess else f"; it holds {', '.join(stored) or 'none'}")
         )
     missing = int((~flow["complete"].to_numpy(bool)).sum())
     if missing >= MISSING_SHARE * len(flow):
-        opens = (flow.index.asi8 // 1_000_000_000).astype(np.int64)
+        opens = flow.index.as_unit("s").asi8.astype(np.int64)
         lacking = [
             m for m in markets if not covered(opens, timeframe_s, store.coverage(m)).all()
         ]
+        to_import = [m for m in lacking if m not in typos]
+        todo = [f"fix {m} in squeezeflow.coins.{coin} (did you mean {g}?)"
+                for m, g in typos.items()]  # fmt: skip
+        if to_import:
+            todo.append(_import_hint(to_import, first, last))
         out.append(
             f"SqueezeFlow: {coin} flow is missing for {missing} of {len(flow)} candles "
             f"({_day(first)}..{_day(last)}; markets {', '.join(markets)}; {where(store)}): "
             "those candles can never enter, so the backtest will have few or no trades. "
-            f"Not covered: {', '.join(lacking)}; {_import_hint(lacking, first, last)}, or check "
-            "squeezeflow.coins and store in the config (squeezeflow-feeder status)"
+            f"Not covered: {', '.join(lacking)}; {'; '.join(todo)}; then check with "
+            "squeezeflow-feeder status"
         )
     return out
 
@@ -113,6 +125,28 @@ def human_age(seconds: float) -> str:
     return f"{s} s"
 
 
+def staleness_text(age: float, now: float) -> str:
+    """``newest bar 1053 days old, since 2024-01-10 00:00 UTC`` (or ``no flow recorded``)."""
+    if age == float("inf"):
+        return "no flow recorded"
+    since = pd.Timestamp(now - age, unit="s", tz="UTC")
+    return f"newest bar {human_age(age)} old, since {since:%Y-%m-%d %H:%M} UTC"
+
+
+def complete_until(store: BarStore, markets: list[str], window_until: int | None) -> int | None:
+    """Until when the store's flow of a coin is complete: the end of the last complete candle of
+    the catch-up window, else the end of the slowest market's coverage (None: a market has none)."""
+    if window_until is not None:
+        return window_until
+    ends = []
+    for m in markets:
+        cov = store.coverage(m)
+        if not len(cov):
+            return None
+        ends.append(int(cov[-1, 1]))
+    return min(ends) if ends else None
+
+
 def catch_up_message(
     coin: str, store_name: str, candles: int, complete_until: int | None, now: float,
     tf_s: int,
@@ -121,7 +155,7 @@ def catch_up_message(
     so; otherwise how far behind the store's complete flow is (or that it has none)."""
     head = f"SqueezeFlow: {coin} caught up from {store_name}: {candles} candles"
     if complete_until is None:
-        return f"{head}; the store has no complete candle in that window: flow comes from Redis"
+        return f"{head}; the store holds no flow for a market of {coin}: flow must come from Redis"
     until = pd.Timestamp(complete_until, unit="s", tz="UTC")
     behind = now - complete_until
     if behind <= tf_s:

@@ -26,7 +26,7 @@ import pandas as pd
 import redis
 
 from feeder.coverage import Intervals, as_intervals, covered, merge_intervals, subtract_intervals
-from feeder.diagnostics import catch_up_message, history_warnings
+from feeder.diagnostics import catch_up_message, complete_until, history_warnings
 from feeder.models import BAR_FIELDS, FLOW_FIELDS, Kind
 from feeder.settings import Settings
 from feeder.sinks.redis_stream import LiveState, RedisBarStream, stream_id
@@ -124,7 +124,8 @@ class FlowSource:
             self._seconds[m.id] = secs[["time", *BAR_FIELDS]].reset_index(drop=True)
             self._stream_ids.pop(m.id, None)  # the next poll reads the stream from the boundary
             self._lost[m.id] = []
-        until = start + last * self.tf if ok.any() else None  # the store's complete boundary
+        until = complete_until(self.store, [m.id for m in self.settings.markets(coin)],
+                               start + last * self.tf if ok.any() else None)  # fmt: skip
         if self._logged_until.get(coin, -1) != until:  # said once, again only when it changes
             self._logged_until[coin] = until
             log.info(catch_up_message(coin, self.store.name, len(flow), until, now, self.tf))

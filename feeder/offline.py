@@ -11,9 +11,10 @@ online, and a backtest can never fetch live data.
     squeezeflow-freqtrade --offline backtesting ...     (built-in minimal markets)
     squeezeflow-freqtrade backtesting ...               (online: plain FreqTrade)
 
-For commands that never start the API server (backtesting, hyperopt, the analyses) missing
-``FREQTRADE__API_SERVER__*`` secrets are filled with random throwaway values; ``trade`` needs
-the real ones in the environment.
+For every command but ``trade`` and ``webserver`` (they start the API server) missing
+``FREQTRADE__API_SERVER__*`` secrets are filled with random throwaway values; those two need
+the real ones in the environment. ``--offline trade`` is refused: trading needs the exchange
+(``--markets DIR trade`` runs, as a rehearsal of the live data path with a warning).
 
 ``DIR`` holds ``BINANCE.exchangeInfo.json``, ``BINANCE_FUTURES.exchangeInfo.json`` and
 ``BINANCE_DELIVERY.exchangeInfo.json`` (any may be absent: that market type is then empty);
@@ -144,12 +145,9 @@ def install(markets_dir: Path | None) -> None:
             cls.fetch_currencies = ano_currencies if is_async else no_currencies
 
 
-#: FreqTrade subcommands that never start the API server.
-NO_API_SERVER = {
-    "backtesting", "hyperopt", "lookahead-analysis", "recursive-analysis", "plot-dataframe",
-    "plot-profit", "backtesting-show", "backtesting-analysis", "hyperopt-show", "hyperopt-list",
-    "edge", "list-pairs", "list-markets", "show-config", "test-pairlist",
-}  # fmt: skip
+#: FreqTrade subcommands that start the API server: they need the real secrets. Every other
+#: command (backtesting, hyperopt, list-*, show-trades, plot-*, ...) never starts it.
+API_SERVER_COMMANDS = {"trade", "webserver"}
 
 
 def throwaway_api_secrets(command: str) -> None:
@@ -161,7 +159,7 @@ def throwaway_api_secrets(command: str) -> None:
     """
     import secrets
 
-    if command not in NO_API_SERVER:
+    if command in API_SERVER_COMMANDS:
         return
     os.environ.setdefault("FREQTRADE__API_SERVER__ENABLED", "false")
     for var in ("USERNAME", "PASSWORD", "JWT_SECRET_KEY", "WS_TOKEN"):
@@ -183,7 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] in (["-h"], ["--help"]) or not args:
         print(__doc__)
         return 0
+    if offline and not markets and args[0] == "trade":
+        print("squeezeflow-freqtrade: --offline cannot run `trade` (dry-run or live): it needs "
+              "the exchange for candles and orders every loop, and --offline refuses every call "
+              "but the built-in markets. Run `trade` without --offline.", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO)
+    if offline and args[0] == "trade":
+        log.warning("--markets with trade: a rehearsal only; the exchange is unreachable, so no "
+                    "candle is fetched and no order is placed")  # fmt: skip
     throwaway_api_secrets(args[0])
     if offline:
         install(Path(markets) if markets else None)

@@ -13,6 +13,7 @@ present) or a built-in minimal one (``feeder.offline``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -31,9 +32,9 @@ SHARED_MARKETS = REPO.parent / "shared" / "data" / "market" / "cryptofeed"
 WARMUP_DAYS = 3  # covers the strategy's startup candles at 5m (660 = 2.3 days)
 
 
-def _run(*cmd: str) -> None:
+def _run(*cmd: str, env: dict[str, str] | None = None) -> None:
     console.print(f"[dim]$ {' '.join(cmd)}[/]")
-    r = subprocess.run(cmd, cwd=REPO, check=False)
+    r = subprocess.run(cmd, cwd=REPO, check=False, env={**os.environ, **(env or {})})
     if r.returncode:
         raise SystemExit(f"step failed with exit code {r.returncode}: {' '.join(cmd)}")
 
@@ -57,28 +58,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--datadir",
         type=Path,
-        default=REPO / "user_data" / "data" / "binance",
-        help="FreqTrade data folder for the exported candles",
+        default=None,
+        help="FreqTrade data folder for the exported candles (default user_data/data/binance; "
+        "for the SYNTHETIC sample user_data/synthetic/data/binance)",
     )
     ap.add_argument(
         "--workdir",
         type=Path,
         default=REPO / "user_data",
-        help="where downloaded or generated archives are kept (default user_data)",
+        help="where downloaded archives (archive/), the SYNTHETIC sample (synthetic/) and the "
+        "backtest results (backtest_results/) are kept (default user_data)",
     )
     args = ap.parse_args(argv)
     py = sys.executable
     feeder = [py, "-m", "feeder.cli"]
     settings = load_settings(REPO / "config.json")
-    store = os.environ.get("SQUEEZEFLOW_PARQUET_DIR", str(settings.store.parquet_dir))
-    datadir = args.datadir
+    store = Path(os.environ.get("SQUEEZEFLOW_PARQUET_DIR", str(settings.store.parquet_dir)))
+    datadir = args.datadir or REPO / "user_data" / "data" / "binance"
+    overlay: Path | None = None
     archive: Path
-    synthetic = False
 
     if args.archive_dir:
         archive = args.archive_dir
         console.print(f"[bold]== importing the archive files under {archive}[/]")
-        _run(*feeder, "import", "--from", str(archive))
+        _run(*feeder, "--store-dir", str(store), "import", "--from", str(archive))
     elif online(args.base_url):
         end = datetime.now(UTC).date() - timedelta(days=2)  # the archive lags a day or so
         start = end - timedelta(days=args.days - 1)
@@ -86,28 +89,36 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]== downloading BTC archives {start}..{end} from {args.base_url}[/]")
         common = ["--data-type", "aggTrades", "--start", str(start), "--end", str(end),
                   "--archive-dir", str(archive), "--base-url", args.base_url]  # fmt: skip
-        _run(*feeder, "import", "--download", "--symbols", "BTCUSDT", "--market-types", "spot",
-             "um", *common)  # fmt: skip
-        _run(*feeder, "import", "--download", "--symbols", "BTCUSD_PERP", "--market-types", "cm",
-             *common)  # fmt: skip
+        _run(*feeder, "--store-dir", str(store), "import", "--download", "--symbols", "BTCUSDT",
+             "--market-types", "spot", "um", *common)  # fmt: skip
+        _run(*feeder, "--store-dir", str(store), "import", "--download", "--symbols",
+             "BTCUSD_PERP", "--market-types", "cm", *common)  # fmt: skip
     else:
         from feeder.synthetic import Scenario, generate
 
-        synthetic = True
-        archive = args.workdir / "archive-synthetic"
+        # The SYNTHETIC sample lives apart from real data: its own archive, store and candles.
+        root = args.workdir / "synthetic"
+        archive, store = root / "archive", root / "store"
+        datadir = args.datadir or root / "data" / "binance"
         console.print(
             "[bold yellow]== offline and no archive folder given: using the labelled SYNTHETIC "
-            f"sample (planted squeezes, not market data) in {archive}[/]"
+            f"sample (planted squeezes, not market data) in {root}, a store of its own[/]"
         )
-        generate(Scenario.planted(), archive)
-        _run(*feeder, "import", "--from", str(archive), "--no-progress")
+        if not (archive / "scenario.json").exists():
+            generate(Scenario.planted(), archive)
+        _run(*feeder, "--store-dir", str(store), "import", "--from", str(archive),
+             "--no-progress")  # fmt: skip
+        overlay = root / "config.json"
+        overlay.write_text(json.dumps({"squeezeflow": {"store": {"parquet_dir": str(store)}}},
+                                      indent=1) + "\n")  # fmt: skip
 
     console.print("[bold]== the store now holds:[/]")
-    _run(*feeder, "status")
-    from feeder.store import open_store
+    _run(*feeder, "--store-dir", str(store), "status")
+    from feeder.provenance import provenance
+    from feeder.sinks.parquet import ParquetStore
 
-    st = open_store(settings.model_copy(update={"store": settings.store.model_copy(
-        update={"parquet_dir": Path(store)})}))  # fmt: skip
+    st = ParquetStore(store)
+    synthetic = provenance(st).is_synthetic
     cov = st.coverage("BINANCE_FUTURES:btcusdt")
     if not len(cov):
         raise SystemExit("no BINANCE_FUTURES:btcusdt data imported: nothing to backtest")
@@ -116,21 +127,70 @@ def main(argv: list[str] | None = None) -> int:
     bt_start = first + timedelta(days=WARMUP_DAYS)
     if bt_start >= last:
         raise SystemExit(f"{first}..{last} is too short: {WARMUP_DAYS} days of warm-up are needed")
-    _run(*feeder, "export-candles", "--pairs", "BTC/USDT:USDT", "--timeframes", "5m", "1h",
-         "--datadir", str(datadir), "--archive-dir", str(archive))  # fmt: skip
+    _run(*feeder, "--store-dir", str(store), "export-candles", "--pairs", "BTC/USDT:USDT",
+         "--timeframes", "5m", "1h", "--datadir", str(datadir),
+         "--archive-dir", str(archive))  # fmt: skip
 
-    ft = [py, "-m", "feeder.offline"]
     if synthetic or not online(args.base_url):
-        ft += ["--markets", str(SHARED_MARKETS)] if SHARED_MARKETS.is_dir() else ["--offline"]
+        wrapper = ["--markets", str(SHARED_MARKETS)] if SHARED_MARKETS.is_dir() else ["--offline"]
+    else:
+        wrapper = []
     timerange = f"{bt_start:%Y%m%d}-{last:%Y%m%d}"
     label = " on the SYNTHETIC sample" if synthetic else ""
+    results = args.workdir / "backtest_results"
+    results.mkdir(parents=True, exist_ok=True)  # else FreqTrade takes the path as a file prefix
     console.print(f"[bold]== FreqTrade backtest of SqueezeFlow {timerange}{label}[/]")
-    _run(*ft, "backtesting", "--config", "config.json", "--strategy", "SqueezeFlow",
-         "--datadir", str(datadir), "--timerange", timerange, "--pairs", "BTC/USDT:USDT",
-         "--export", "none", "--cache", "none")  # fmt: skip
+    notes = ["--notes", "SYNTHETIC data (planted squeezes, not market data)"] if synthetic else []
+    env_store = {"SQUEEZEFLOW_PARQUET_DIR": str(store)}
+    _run(py, "-m", "feeder.offline", *wrapper, "backtesting", "--config", "config.json",
+         "--strategy", "SqueezeFlow", "--datadir", str(datadir), "--timerange", timerange,
+         "--pairs", "BTC/USDT:USDT", "--export", "trades", "--backtest-directory", str(results),
+         "--cache", "none", *notes, env=env_store)  # fmt: skip
     if synthetic:
         console.print("[bold yellow]Those results are on SYNTHETIC data with planted squeezes.[/]")
+    _next_steps(store, datadir, results, overlay, wrapper, timerange, synthetic)
     return 0
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(REPO))
+    except ValueError:
+        return str(p)
+
+
+def _next_steps(store: Path, datadir: Path, results: Path, overlay: Path | None,
+                wrapper: list[str], timerange: str, synthetic: bool) -> None:  # fmt: skip
+    w = " ".join(["squeezeflow-freqtrade", *wrapper])
+    cfg = "--config config.json" + (f" --config {_rel(overlay)}" if overlay else "")
+    data = f" --datadir {_rel(datadir)}"
+    kind = "SYNTHETIC " if synthetic else ""
+    lines = [
+        "[bold]== where things are[/]",
+        f"  {kind}store:      {_rel(store)}",
+        f"  {kind}candles:    {_rel(datadir)}",
+        f"  backtest:     {_rel(results)} (the newest .zip)",
+    ]
+    if overlay:
+        lines.append(f"  settings:     {_rel(overlay)} (the SYNTHETIC sample's store, added to "
+                     "config.json with a second --config)")  # fmt: skip
+    lines += [
+        "[bold]== what to do next[/] (from the repository root)",
+        f"  .venv/bin/{w} backtesting-show {cfg} --backtest-directory {_rel(results)}",
+        f"  .venv/bin/{w} backtesting {cfg}{data} --strategy SqueezeFlow "
+        f"--timerange {timerange} --pairs BTC/USDT:USDT",
+        f"  .venv/bin/{w} hyperopt {cfg}{data} --strategy SqueezeFlow --hyperopt-loss "
+        f"SharpeHyperOptLoss --spaces buy sell --epochs 50 --timerange {timerange} "
+        "--pairs BTC/USDT:USDT",
+        f"  .venv/bin/squeezeflow-feeder --store-dir {_rel(store)} status",
+        "  FreqUI (freqtrade webserver or trade) lists the backtest under Backtesting > "
+        "Load results",
+    ]
+    if synthetic:
+        lines.append("  real data: bash scripts/quickstart /path/to/archive (a Binance archive "
+                     "folder) imports into the default store, never the SYNTHETIC one")  # fmt: skip
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

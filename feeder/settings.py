@@ -6,11 +6,12 @@ dotted path; URLs and secrets can be overridden from the environment (see ``ENV_
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -42,7 +43,13 @@ def check_market_id(v: str) -> str:
     return v
 
 
-class ConfigError(ValueError):
+try:  # under FreqTrade a settings problem is one error line and exit code 2, no traceback
+    from freqtrade.exceptions import OperationalException as _FreqtradeConfigError
+except ImportError:  # pragma: no cover - freqtrade is a dependency; the feeder works without it
+    _FreqtradeConfigError = Exception
+
+
+class ConfigError(_FreqtradeConfigError, ValueError):
     """A settings problem, with a message that names the offending key."""
 
 
@@ -240,14 +247,41 @@ def default_contract_size(market: str) -> float | None:
     return None
 
 
+def _model_of(tp: Any) -> tuple[type[BaseModel] | None, int]:
+    """The settings model inside an annotation, and how many path parts (dict keys, tuple
+    indexes) lie between the field and that model."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp, 0
+    for arg in get_args(tp):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg, 1
+    return None, 0
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed beside ``loc[-1]`` (``loc`` as pydantic reports it, from Settings)."""
+    model: type[BaseModel] | None = Settings
+    i = 0
+    while model is not None and i < len(loc) - 1:
+        field = model.model_fields.get(str(loc[i]))
+        if field is None:
+            return []
+        model, skip = _model_of(field.annotation)
+        i += 1 + skip
+    return list(model.model_fields) if model is not None and i == len(loc) - 1 else []
+
+
 def _format_errors(err: ValidationError, root: str) -> str:
     lines = []
     for e in err.errors():
         path = ".".join(str(p) for p in (root, *e["loc"]))
         if e["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key")
+            near = difflib.get_close_matches(str(e["loc"][-1]), _known_keys(e["loc"]), n=1)
+            lines.append(f"{path}: unknown key" + (f" (did you mean {near[0]!r}?)" if near else ""))
         else:
             lines.append(f"{path}: {e['msg']}")
+    if len(lines) == 1:
+        return f"invalid SqueezeFlow settings: {lines[0]}"
     return "invalid SqueezeFlow settings:\n  " + "\n  ".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -57,7 +58,12 @@ def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, t
         if "SqueezeFlow BTC: flow feed stale" in ln and "WARNING" in ln
     ]
     assert len(btc) == 1, text[-4000:]  # once, not once per loop
-    assert "caught up from parquet" in text
+    assert "days old, since 2024-01-1" in btc[0], btc[0]  # human units, not seconds
+    caught = [ln for ln in text.splitlines() if "BTC caught up from parquet" in ln]
+    assert len(caught) == 1, caught
+    # The store ends in January 2024: never "store complete until", but how far behind it is.
+    assert "store complete until" not in caught[0]
+    assert re.search(r"\d+ days behind, since 2024-01-1\d", caught[0]), caught[0]
     assert text.count("Sending rpc strategy_msg: SqueezeFlow BTC: flow feed stale") == 1
     assert api is not None and api.status_code == 200 and api.json()["strategy"] == "SqueezeFlow"
     assert api.json()["dry_run"] is True

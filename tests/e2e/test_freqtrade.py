@@ -112,3 +112,24 @@ def test_a_bad_squeezeflow_key_stops_freqtrade_naming_the_key(e2e, tmp_path):
     r = e2e.freqtrade("backtesting", *RANGE, "--export", "none", config=path)
     assert "squeezeflow.store.bakend: unknown key" in r.stdout
     assert "BACKTESTING REPORT" not in r.stdout
+
+
+def test_a_backtest_without_flow_warns_at_start_naming_the_market_and_what_to_import(e2e, tmp_path):
+    """A configured spot market id with a typo: its flow is missing for every candle. FreqTrade
+    still runs (no trades), but the log says so at start, naming the closest stored id."""
+    cfg = json.loads((REPO / "config.json").read_text())
+    cfg["squeezeflow"]["coins"]["BTC"]["spot"] = ["BINANCE:btcusdtt"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    r = e2e.freqtrade("backtesting", *RANGE, "--export", "none", config=path)
+    assert r.returncode == 0, r.stdout[-3000:]
+    flat = " ".join(r.stdout.split())  # FreqTrade's console wraps long log lines
+    warn = r"(?:WARNING:feeder\.flow_source:|feeder\.flow_source - WARNING - )SqueezeFlow: "
+    assert re.search(warn + r"market BINANCE:btcusdtt \(squeezeflow\.coins\.BTC\) is not in the "
+                     r"parquet store \S+; did you mean BINANCE:btcusdt\?", flat), flat[-6000:]
+    missing = re.findall(warn + r"BTC flow is missing for \d+ of \d+ candles \(2024-01-\d\d\.\."
+                         r"2024-01-\d\d; markets BINANCE:btcusdtt, .*? Not covered: "
+                         r"BINANCE:btcusdtt; fix BINANCE:btcusdtt in squeezeflow\.coins\.BTC "
+                         r"\(did you mean BINANCE:btcusdt\?\)", flat)  # fmt: skip
+    assert len(missing) == 1, flat[-6000:]
+    assert flat.index("BTC flow is missing for") < flat.index("Backtesting with data from")

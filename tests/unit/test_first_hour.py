@@ -241,3 +241,52 @@ def test_non_trade_archives_found_are_counted_in_the_summary(archive, tmp_path, 
     assert rc == 0, out
     assert "skipped 3 archive file(s) that are not trades or aggTrades (fundingRate 1, klines 2)" \
         in " ".join(out.split())
+
+
+# ----- the dry-run catch-up line ----------------------------------------------------------------
+def _catch_up_lines(caplog):
+    return [r.getMessage() for r in caplog.records if "caught up" in r.getMessage()]
+
+
+def test_dry_run_catch_up_on_an_old_store_states_staleness_once_in_human_units(
+    synthetic, tmp_path, capsys, caplog
+):
+    store = tmp_path / "s"
+    assert imported(capsys, store, synthetic)[0] == 0  # flow 2024-01-01 .. 2024-01-03
+    now = pd.Timestamp("2026-11-29 12:00", tz="UTC").timestamp()
+    s = settings_from_dict({"store": {"parquet_dir": str(store)}, "redis": {"enabled": False}},
+                           env=False)  # fmt: skip
+    flow = FlowSource(s, "5m", clock=lambda: now)
+    with caplog.at_level(logging.INFO):
+        flow.catch_up("BTC", 100)
+        for _ in range(3):  # bot loops: the store is polled (Redis disabled)
+            flow.poll(["BTC"])
+    lines = _catch_up_lines(caplog)
+    assert len(lines) == 1, lines
+    assert "store complete until" not in lines[0]
+    assert "1061 days" in lines[0] and "since 2024-01-03" in lines[0], lines[0]
+
+
+def test_dry_run_catch_up_on_a_current_store_says_complete_until(
+    synthetic, tmp_path, capsys, caplog
+):
+    store = tmp_path / "s"
+    assert imported(capsys, store, synthetic)[0] == 0
+    now = pd.Timestamp("2024-01-02 12:02:30", tz="UTC").timestamp()
+    s = settings_from_dict({"store": {"parquet_dir": str(store)}, "redis": {"enabled": False}},
+                           env=False)  # fmt: skip
+    flow = FlowSource(s, "5m", clock=lambda: now)
+    with caplog.at_level(logging.INFO):
+        flow.catch_up("BTC", 100)
+    lines = _catch_up_lines(caplog)
+    assert len(lines) == 1 and "store complete until 2024-01-02 12:05" in lines[0], lines
+
+
+def test_closest_market_is_a_typo_of_the_symbol_or_the_exchange_never_another_market():
+    from feeder.diagnostics import closest_market
+
+    known = ["BINANCE:btcusdt", "BINANCE_FUTURES:btcusdt", "BINANCE_FUTURES:btcusd_perp"]
+    assert closest_market("BINANCE:btcusdtt", known) == "BINANCE:btcusdt"
+    assert closest_market("BINANCE_FUTURE:btcusdt", known) == "BINANCE_FUTURES:btcusdt"
+    assert closest_market("BINANCE:ethusdt", known) is None
+    assert closest_market("BINANCE:btcusdt", known[1:]) is None  # spot is not a perp

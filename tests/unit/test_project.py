@@ -177,6 +177,45 @@ def test_quickstart_offline_uses_the_labelled_synthetic_sample_and_backtests(tmp
     trades = int(summary.split("SqueezeFlow")[1].split("│")[1])
     assert trades >= 4
     assert "Those results are on SYNTHETIC data" in out
+    # A store of its own: the default (real) store is never written.
+    syn = tmp_path / "synthetic"
+    assert (syn / "store" / "bars_1s" / "BINANCE_FUTURES.btcusdt").is_dir()
+    assert not (tmp_path / "store").exists()
+    assert (syn / "archive" / "SYNTHETIC.txt").exists()
+    # It says where things are and what to do next, and the backtest can be opened again.
+    flat = " ".join(out.split())
+    for part in ("SYNTHETIC store:", "SYNTHETIC candles:", "what to do next", "backtesting-show"):
+        assert part in flat, part
+    results = tmp_path / "backtest_results"
+    assert list(results.glob("backtest-result-*.zip")), list(results.iterdir())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FREQTRADE__")}
+    show = subprocess.run(
+        [sys.executable, "-m", "feeder.offline", "--offline", "backtesting-show", "--config",
+         "config.json", "--backtest-directory", str(results)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert show.returncode == 0, (show.stdout + show.stderr)[-3000:]
+    assert "SqueezeFlow" in show.stdout and "STRATEGY SUMMARY" in show.stdout
+    # The backtest command it prints works as printed (on the SYNTHETIC store, and says so).
+    line = next(x.strip() for x in out.splitlines() if "squeezeflow-freqtrade" in x
+                and " backtesting " in x)  # fmt: skip
+    env.pop("SQUEEZEFLOW_PARQUET_DIR", None)
+    again = subprocess.run([*line.split(), "--export", "none"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    log = again.stdout + again.stderr
+    assert again.returncode == 0, log[-3000:]
+    assert "flow is SYNTHETIC" in log and "0 incomplete" in log
+    summary = log[log.index("STRATEGY SUMMARY") :]
+    assert int(summary.split("SqueezeFlow")[1].split("│")[1]) == trades
+
+
+def test_generated_and_downloaded_archives_are_ignored_by_git():
+    r = subprocess.run(
+        ["git", "check-ignore", "user_data/synthetic/archive/SYNTHETIC.txt",
+         "user_data/synthetic/store/imports.json", "user_data/archive/spot/x.zip"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert len(r.stdout.split()) == 3, r.stdout
 
 
 @pytest.mark.slow

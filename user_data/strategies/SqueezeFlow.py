@@ -31,6 +31,7 @@ from freqtrade.strategy import (
 )
 from squeezeflow import MethodParams, compute
 
+from feeder.diagnostics import staleness_text
 from feeder.flow_source import FLOW_COLUMNS, FlowSource, coin_of
 from feeder.settings import settings_from_dict
 
@@ -179,7 +180,7 @@ class SqueezeFlow(IStrategy):
             age = self.flow.age(coin)
             stale = age > self.sf.staleness_limit_s
             if stale != self._stale.get(coin, False):
-                what = f"newest bar {age:.0f}s old" if age < float("inf") else "no flow recorded"
+                what = staleness_text(age, self.flow.clock())
                 msg = (
                     f"SqueezeFlow {coin}: flow feed stale ({what}, limit "
                     f"{self.sf.staleness_limit_s:.0f}s): no new entries"
