@@ -78,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--data-type",
-        choices=["trades", "aggTrades"],
+        choices=["trades", "aggTrades", "klines", "metrics", "markPriceKlines"],
         default="aggTrades",
-        help="with --download (default aggTrades: smaller files, same taker flow)",
+        help="with --download (default aggTrades: smaller files, same taker flow); klines: 1m "
+        "bars with taker volume; metrics: open interest; markPriceKlines: 1h mark for export",
     )
     imp.add_argument("--start", type=_parse_day, help="with --download: first day (UTC)")
     imp.add_argument("--end", type=_parse_day, help="with --download: last day (UTC), inclusive")
@@ -180,6 +181,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
 
     if args.format not in (None, "binance"):
         return venues.cmd_import(args, settings, store, console, _print_status)
+    if args.download and args.data_type in binance_extras.EXTRA_TYPES:
+        return binance_extras.download_and_import(args, settings, store, console, _print_status)
     if args.source and args.format is None and venues.discover_venue_files(args.source):
         if not archive.discover(args.source, args.symbols, None):
             return venues.cmd_import(args, settings, store, console, _print_status)

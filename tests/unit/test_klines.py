@@ -187,3 +187,43 @@ def test_export_candles_finds_the_range_of_kline_only_markets(market_data, tmp_p
     assert rc == 0, out.out + out.err
     files = list((tmp_path / "d").rglob("BTC_USDT-5m*.feather"))
     assert files and len(pd.read_feather(files[0])) == 3 * 288
+
+
+@pytest.mark.shared
+def test_download_klines_verified_from_a_loopback_archive_then_imported(
+    market_data, tmp_path, capsys
+):
+    import shutil
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    src = market_data / "binance_datatool/lostleaf"
+    served = tmp_path / "www/data/spot/daily/klines/BTCUSDT/1m"
+    served.mkdir(parents=True)
+    for f in src.glob("BTCUSDT-1m-2020-01-0[12].zip*"):  # real zips and their CHECKSUMs
+        shutil.copy(f, served / f.name)
+    bad = served / "BTCUSDT-1m-2020-01-03.zip"
+    shutil.copy(src / "BTCUSDT-1m-2020-01-02.zip", bad)  # wrong content for its CHECKSUM
+    shutil.copy(src / "BTCUSDT-1m-2020-01-03.zip.CHECKSUM", served / (bad.name + ".CHECKSUM"))
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rc, out = _import(capsys, tmp_path / "s", "--download", "--data-type", "klines",
+                          "--base-url", f"http://127.0.0.1:{server.server_address[1]}",
+                          "--symbols", "BTCUSDT", "--market-types", "spot", "--start",
+                          "2020-01-01", "--end", "2020-01-04", "--archive-dir",
+                          str(tmp_path / "arch"))  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rc == 0, out
+    flat = out.replace("\n", "")
+    assert "checksum mismatch" in flat and "404" in flat  # 01-03 tampered, 01-04 missing
+    assert "downloaded 2 klines file(s)" in flat and "imported 2 file(s)" in flat
+    assert not (tmp_path / "arch/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2020-01-03.zip").exists()
+    s = ParquetStore(tmp_path / "s")
+    assert [tuple(c) for c in s.coverage("BINANCE:btcusdt" + MINUTE_SUFFIX)] == [
+        (REAL_DAY, REAL_DAY + 2 * 86_400)
+    ]
