@@ -270,7 +270,7 @@ def _print_status(store: BarStore, settings: Settings, only: set[str] | None = N
             r.kind,
             r.first_bar or "-",
             r.last_bar or "-",
-            f"{r.covered_hours:g}",
+            f"{r.covered_hours:g}" + (f" (+{r.minute_hours:g} 1m)" if r.minute_hours else ""),
             "; ".join(f"{a}..{b} {why}" for a, b, why in r.gaps[:3])
             + (f" (+{len(r.gaps) - 3} more)" if len(r.gaps) > 3 else "")
             or "none",

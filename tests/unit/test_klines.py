@@ -4,6 +4,7 @@ kline file and the trade file of the same day and market exists in ../shared).""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def test_real_spot_klines_are_minute_bars_used_at_whole_minute_timeframes(
         (REAL_DAY, REAL_DAY + 3 * 86_400)
     ]
     assert len(s.coverage("BINANCE:btcusdt")) == 0  # no 1-second bars behind them
+    rc = main(["--store-dir", str(store), "status", "--json"])
+    text = capsys.readouterr().out
+    row = next(r for r in json.loads(text[text.index("[") :]) if r["market"] == "BINANCE:btcusdt")
+    assert row["minute_hours"] == 72.0 and row["covered_hours"] == 0.0
     with zipfile.ZipFile(src / "BTCUSDT-1m-2020-01-01.zip") as z:
         k = pd.read_csv(z.open(z.namelist()[0]), header=None)
     bars = s.read_bars("BINANCE:btcusdt", REAL_DAY, REAL_DAY + 86_400, "1m")
