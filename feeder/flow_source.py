@@ -163,7 +163,7 @@ class FlowSource:
             wm = self._watermarks.get(m.id)
             cov = np.array([[b, wm]], np.int64) if wm else np.empty((0, 2), np.int64)
             parts.append((m, sums, covered(opens, self.tf, cov)))
-        live = assemble(opens, parts)
+        live = assemble(opens, parts, require=self.settings.flow.require)  # as load_flow
         hist = self._candles[coin]
         hist = hist[hist.index < pd.Timestamp(b, unit="s", tz="UTC")]
         self._candles[coin] = pd.concat([hist[list(live.columns)], live])

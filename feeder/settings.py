@@ -158,6 +158,18 @@ class FeederSettings(_Strict):
     http_port: int = Field(8765, ge=0, le=65535)
 
 
+class FlowSettings(_Strict):
+    """How a candle's flow is made of its coin's markets: one rule for backtest and live.
+
+    ``require``: ``all`` (default) - a candle is complete only when every configured market
+    covers it; ``each_kind`` - complete when at least one spot and one perp market cover it,
+    and only the covering markets contribute (a market without history for a range leaves the
+    others usable instead of making every candle incomplete).
+    """
+
+    require: Literal["all", "each_kind"] = "all"
+
+
 class Settings(_Strict):
     store: StoreSettings = StoreSettings()
     redis: RedisSettings = RedisSettings()
@@ -179,6 +191,7 @@ class Settings(_Strict):
     max_leverage: float = Field(3.0, ge=1.0, le=125.0)
     max_stake_fraction: float = Field(1.0, gt=0, le=1.0)
     grace_s: float = Field(2.0, ge=0)
+    flow: FlowSettings = FlowSettings()
 
     def coin(self, coin: str) -> CoinSettings:
         key = coin.upper()
