@@ -51,7 +51,7 @@ from rich.progress import (
 
 from feeder.importer import ImportReport
 from feeder.live.markets import trade_id_int
-from feeder.normalise import MarketSpec, timestamps_to_ns
+from feeder.normalise import IdDeduplicator, MarketSpec, timestamps_to_ns
 from feeder.pipeline import DayBarWriter
 from feeder.settings import Settings
 from feeder.sources.archive import ArchiveError
@@ -419,6 +419,8 @@ def import_venue_files(
                           dict(writer.stats.rejects.counts))  # fmt: skip
                 day = ad.read(f)
                 raw = day.raw
+                # ids are unique within a file, not across them (Bybit spot counts rows from 1)
+                writer.dedup = IdDeduplicator(window=writer.dedup.window)
                 for reason, n in day.refused.items():
                     writer.stats.rejects.add(reason, n)
                     writer.stats.trades_in += n
