@@ -232,3 +232,16 @@ def test_download_klines_verified_from_a_loopback_archive_then_imported(
     assert [tuple(c) for c in s.coverage("BINANCE:btcusdt" + MINUTE_SUFFIX)] == [
         (REAL_DAY, REAL_DAY + 2 * 86_400)
     ]
+
+
+def test_malformed_kline_rows_are_counted_not_imported(tmp_path):
+    from feeder.sources import binance_klines
+
+    good = "1735689600000,1,2,0.5,1.5,10,1735689659999,15,7,4,6,0\n"
+    text = good + "oops,1,2,3\n" + "1735689660000,x,2,0.5,1.5,10,1735689719999,15,7,4,6,0\n"
+    p = tmp_path / "spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2025-01-01.zip"
+    _write_zip(p, text)
+    f = binance_klines.discover(tmp_path)[0]
+    bars, bad = binance_klines.read_bars(f, None)
+    assert bad == 2 and len(bars) == 1
+    assert bars["vbuy"].iloc[0] == 6.0 and bars["vsell"].iloc[0] == 9.0
