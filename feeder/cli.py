@@ -183,13 +183,13 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
         return venues.cmd_import(args, settings, store, console, _print_status)
     if args.download and args.data_type in binance_extras.EXTRA_TYPES:
         return binance_extras.download_and_import(args, settings, store, console, _print_status)
-    if args.source and args.format is None and venues.discover_venue_files(args.source):
-        if not archive.discover(args.source, args.symbols, None):
-            return venues.cmd_import(args, settings, store, console, _print_status)
-        venues.cmd_import(args, settings, store, console, _print_status)
-    if args.source and binance_extras.import_found(args, settings, store, console, _print_status):
+    if args.source:  # other venues' files, klines and metrics found beside Binance trades
+        found = args.format is None and bool(venues.discover_venue_files(args.source))
+        if found:
+            venues.cmd_import(args, settings, store, console, _print_status)
+        found |= binance_extras.import_found(args, settings, store, console, _print_status)
         mt = args.market_types[0] if args.market_types else None
-        if not archive.discover(args.source, args.symbols, mt):
+        if found and not archive.discover(args.source, args.symbols, mt):
             return 0
     if args.download:
         if not (args.symbols and args.start and args.end):

@@ -360,3 +360,17 @@ def test_consecutive_bybit_spot_days_keep_every_row_although_ids_restart(tmp_pat
     rc, out = _import(capsys, tmp_path / "s", "--from", str(root))
     assert rc == 0, out
     assert "accepted 600" in out and "duplicate_id" not in out
+
+
+@pytest.mark.shared
+def test_one_folder_with_bybit_binance_klines_and_trades_imports_all(market_data, tmp_path, capsys):
+    root = tmp_path / "arch"
+    _gz(market_data / "RT-Data/1INCHUSDT_2025-05-19.csv", root / "spot/1INCHUSDT/1INCHUSDT_2025-05-19.csv.gz")  # noqa: E501
+    k = root / "spot/daily/klines/BTCUSDT/1m"
+    k.mkdir(parents=True)
+    shutil.copy(market_data / "binance_datatool/lostleaf/BTCUSDT-1m-2020-01-01.zip", k)
+    rc, out = _import(capsys, tmp_path / "s", "--from", str(root))
+    assert rc == 0, out
+    st = _status(capsys, tmp_path / "s")
+    assert st["BYBIT_SPOT:1inchusdt"]["covered_hours"] == 24.0
+    assert st["BINANCE:btcusdt"]["minute_hours"] == 24.0
