@@ -88,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--data-type",
-        choices=["trades", "aggTrades"],
+        choices=["trades", "aggTrades", "klines", "metrics", "markPriceKlines"],
         default="aggTrades",
-        help="with --download (default aggTrades: smaller files, same taker flow)",
+        help="with --download (default aggTrades: smaller files, same taker flow); klines: 1m "
+        "bars with taker volume; metrics: open interest; markPriceKlines: 1h mark for export",
     )
     imp.add_argument("--start", type=_parse_day, help="with --download: first day (UTC)")
     imp.add_argument("--end", type=_parse_day, help="with --download: last day (UTC), inclusive")
@@ -230,13 +231,15 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
 
     if args.format not in (None, "binance"):
         return venues.cmd_import(args, settings, store, console, _print_status)
-    if args.source and args.format is None and venues.discover_venue_files(args.source):
-        if not archive.discover(args.source, args.symbols, None):
-            return venues.cmd_import(args, settings, store, console, _print_status)
-        venues.cmd_import(args, settings, store, console, _print_status)
-    if args.source and binance_extras.import_found(args, settings, store, console, _print_status):
+    if args.download and args.data_type in binance_extras.EXTRA_TYPES:
+        return binance_extras.download_and_import(args, settings, store, console, _print_status)
+    if args.source:  # other venues' files, klines and metrics found beside Binance trades
+        found = args.format is None and bool(venues.discover_venue_files(args.source))
+        if found:
+            venues.cmd_import(args, settings, store, console, _print_status)
+        found |= binance_extras.import_found(args, settings, store, console, _print_status)
         mt = args.market_types[0] if args.market_types else None
-        if not archive.discover(args.source, args.symbols, mt):
+        if found and not archive.discover(args.source, args.symbols, mt):
             return 0
     if args.download:
         if not (args.symbols and args.start and args.end):
@@ -351,7 +354,7 @@ def _print_status(store: BarStore, settings: Settings, only: set[str] | None = N
             r.kind,
             r.first_bar or "-",
             r.last_bar or "-",
-            f"{r.covered_hours:g}",
+            f"{r.covered_hours:g}" + (f" (+{r.minute_hours:g} 1m)" if r.minute_hours else ""),
             "; ".join(f"{a}..{b} {why}" for a, b, why in r.gaps[:3])
             + (f" (+{len(r.gaps) - 3} more)" if len(r.gaps) > 3 else "")
             or "none",

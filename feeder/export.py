@@ -147,14 +147,15 @@ def export_candles(
     if not pair.futures:
         return res
 
-    mark = candles(store, mk, start, end, "1h")
+    from feeder.sources import binance_mark  # markPriceKlines, or the approximation
+
     path = folder / f"{pair.file_stem}-1h-mark.feather"
-    mark.reset_index(drop=True).to_feather(path, compression="lz4")
-    res.files.append(path)
-    res.warnings.append(
-        f"{path.name}: built from trade prices of {mk}; the exchange's mark price is not in the "
-        "trade archives, so liquidation checks in the backtest use last-trade prices"
-    )
+    mt = "cm" if pair.settle == pair.base else "um"
+    real = binance_mark.find_mark_files(archive_dir, mt, pair.archive_symbol)
+    approx = candles(store, mk, start, end, "1h")
+    written, warning = binance_mark.write_mark(path, real, approx, start, end, mk)
+    res.files += [path] if written else []
+    res.warnings += [warning] if warning else []
 
     funding_files = find_funding_files(archive_dir, pair)
     if funding_files:

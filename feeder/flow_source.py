@@ -263,7 +263,7 @@ class FlowSource:
             secs = self._seconds.get(m.id, _empty_seconds())
             sums = bucket_bars(secs[secs["time"] >= b], b, self.tf, n)
             parts.append((m, sums, covered(opens, self.tf, self.coverage(m.id))))
-        live = assemble(opens, parts)
+        live = assemble(opens, parts, require=self.settings.flow.require)  # as load_flow
         hist = self._candles[coin]
         hist = hist[hist.index < pd.Timestamp(b, unit="s", tz="UTC")]
         df = pd.concat([hist[list(live.columns)], live])

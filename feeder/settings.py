@@ -165,6 +165,18 @@ class FeederSettings(_Strict):
     http_port: int = Field(8765, ge=0, le=65535)
 
 
+class FlowSettings(_Strict):
+    """How a candle's flow is made of its coin's markets: one rule for backtest and live.
+
+    ``require``: ``all`` (default) - a candle is complete only when every configured market
+    covers it; ``each_kind`` - complete when at least one spot and one perp market cover it,
+    and only the covering markets contribute (a market without history for a range leaves the
+    others usable instead of making every candle incomplete).
+    """
+
+    require: Literal["all", "each_kind"] = "all"
+
+
 class Settings(_Strict):
     store: StoreSettings = StoreSettings()
     redis: RedisSettings = RedisSettings()
@@ -192,6 +204,7 @@ class Settings(_Strict):
     #: score liquidations (s_liq): only when the history you backtest carries them as live
     #: does (recorded by the feeder); trade archives carry none, so the default is off
     score_liquidations: bool = False
+    flow: FlowSettings = FlowSettings()
 
     def coin(self, coin: str) -> CoinSettings:
         key = coin.upper()

@@ -9,7 +9,7 @@ import pandas as pd
 from feeder.coverage import as_intervals, subtract_intervals
 from feeder.provenance import provenance
 from feeder.settings import Settings
-from feeder.store import BarStore
+from feeder.store import MINUTE_SUFFIX, BarStore
 
 
 @dataclass
@@ -23,6 +23,8 @@ class MarketStatus:
     synthetic: bool = False  # imported from the labelled SYNTHETIC sample
     coverage: list[tuple[str, str]] = field(default_factory=list)
     gaps: list[tuple[str, str, str]] = field(default_factory=list)
+    #: hours covered only at minute resolution (1m klines, no 1-second bars behind them)
+    minute_hours: float = 0.0
 
 
 def _iso(t: int) -> str:
@@ -56,6 +58,7 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
         if len(cov):
             holes = subtract_intervals(as_intervals([(cov[0, 0], cov[-1, 1])]), cov)
             gaps += [(_iso(s), _iso(e), "not covered") for s, e in holes]
+        minutes = subtract_intervals(store.coverage(market + MINUTE_SUFFIX), cov)
         recorded = store.gaps(market)
         gaps += [(_iso(r.start), _iso(r.end), str(r.reason)) for r in recorded.itertuples()]
         out.append(
@@ -71,6 +74,9 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
                 synthetic=market in synthetic,
                 coverage=[(_iso(s), _iso(e)) for s, e in cov],
                 gaps=sorted(set(gaps)),
+                minute_hours=round(float((minutes[:, 1] - minutes[:, 0]).sum()) / 3600, 3)
+                if len(minutes)
+                else 0.0,
             )
         )
     return out

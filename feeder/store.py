@@ -172,7 +172,7 @@ def load_flow(
                 )
                 log.warning(notes[-1])
         parts.append((m, sums, covered(opens, tf, cov)))
-    df = assemble(opens, parts, per_market=per_market)
+    df = assemble(opens, parts, per_market=per_market, require=settings.flow.require)
     if notes:
         df.attrs["notes"] = notes
     df["oi"] = open_interest(store, [m.id for m in markets if m.kind is Kind.PERP], s, e, tf, n)
@@ -214,20 +214,28 @@ def assemble(
     parts: list[tuple[MarketSettings, dict[str, np.ndarray], np.ndarray]],
     *,
     per_market: bool = False,
+    require: str = "all",
 ) -> pd.DataFrame:
-    """Sum per-market candle sums by kind; flag candles any market does not fully cover.
+    """Sum per-market candle sums by kind; flag incomplete candles by the ``require`` rule.
 
-    A market contributes to a candle it covers (quiet: real zeros) or has bars in; a kind whose
-    markets contribute nothing to a candle gets NaN there, never zero.
+    ``all``: a candle is complete when every market covers it; a market contributes to a
+    candle it covers (quiet: real zeros) or has bars in. ``each_kind``: complete when at least
+    one market of each kind covers it; only covering markets contribute. A kind whose markets
+    contribute nothing to a candle gets NaN there, never zero.
     """
+    if require not in ("all", "each_kind"):
+        raise ValueError(f"flow.require must be 'all' or 'each_kind', not {require!r}")
     n = len(opens)
     cols: dict[str, np.ndarray] = {}
     complete = np.ones(n, np.bool_)
     for kind in (Kind.SPOT, Kind.PERP):
         acc = {f: np.full(n, np.nan) for f in (*FLOW_FIELDS, "close")}
+        any_ok = np.zeros(n, np.bool_)
         for m, sums, ok in (p for p in parts if p[0].kind is kind):
-            complete &= ok
-            has = ok | sums["_present"]
+            any_ok |= ok
+            if require == "all":
+                complete &= ok
+            has = ok | sums["_present"] if require == "all" else ok
             for f in FLOW_FIELDS:
                 v = np.where(has, sums[f], np.nan)
                 acc[f] = np.where(np.isnan(acc[f]), v, acc[f] + np.nan_to_num(v))
@@ -237,6 +245,8 @@ def assemble(
             if per_market:
                 cols[f"{m.id}|close"] = sums["close"]
                 cols[f"{m.id}|complete"] = ok
+        if require == "each_kind":
+            complete &= any_ok
         for f, v in acc.items():
             cols[f"{kind.value}_{f}"] = v
     order = [f"{k}_{f}" for k in ("spot", "perp") for f in (*FLOW_FIELDS, "close")]

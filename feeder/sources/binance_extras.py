@@ -49,3 +49,71 @@ def import_found(
             )
         )
     return bool(klines or metrics)
+
+
+#: ``--data-type`` values fetched by ``download_and_import`` (path below ``{market}/daily/``).
+EXTRA_TYPES = ("klines", "metrics", "markPriceKlines")
+
+
+def extra_relpath(data_type: str, market_type: str, symbol: str, day: str) -> str:
+    """``spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-<day>.zip`` and the like."""
+    from feeder.sources.archive import MARKET_PREFIX
+
+    sym = symbol.upper()
+    base = f"{MARKET_PREFIX[market_type]}/daily/{data_type}/{sym}"
+    if data_type == "klines":
+        return f"{base}/1m/{sym}-1m-{day}.zip"
+    if data_type == "markPriceKlines":
+        return f"{base}/1h/{sym}-1h-{day}.zip"
+    return f"{base}/{sym}-metrics-{day}.zip"
+
+
+def download_and_import(
+    args: argparse.Namespace,
+    settings: Settings,
+    store: BarStore,
+    console: Console,
+    print_status: Callable[..., None],
+) -> int:
+    """``import --download --data-type klines|metrics|markPriceKlines``: fetch each day's zip
+    and its ``.CHECKSUM`` (verified) into ``--archive-dir``, report days missing upstream, then
+    import klines and metrics (markPriceKlines are read by ``export-candles --archive-dir``)."""
+    import httpx
+
+    from feeder.sources import archive
+    from feeder.sources.venues import fetch
+
+    if not (args.symbols and args.start and args.end):
+        raise ValueError("--download needs --symbols, --start and --end")
+    base = (args.base_url or archive.PUBLIC_ARCHIVE_URL).rstrip("/")
+    types = args.market_types or (["spot", "um"] if args.data_type == "klines" else ["um"])
+    if args.data_type != "klines" and "spot" in types:
+        raise ValueError(f"{args.data_type} exist for futures only (--market-types um cm)")
+    got = 0
+    with httpx.Client(timeout=60, follow_redirects=True) as client:
+        for mt in types:
+            for sym in args.symbols:
+                for day in archive.date_range(args.start, args.end):
+                    rel = extra_relpath(args.data_type, mt, sym, day)
+                    dest = args.archive_dir / rel
+                    cs = dest.with_name(dest.name + ".CHECKSUM")
+                    try:
+                        fetch(client, f"{base}/data/{rel}.CHECKSUM", cs)
+                        fetch(client, f"{base}/data/{rel}", dest)
+                        archive.verify_checksum(dest)
+                    except archive.ArchiveError as e:
+                        if dest.exists() and cs.exists():  # a bad download: not kept
+                            dest.unlink()
+                        console.print(f"[yellow]skipped:[/] {e}")
+                        continue
+                    except httpx.TransportError as e:
+                        raise archive.ArchiveError(f"cannot reach {base}: {e!r}") from e
+                    got += 1
+    if not got:
+        raise archive.ArchiveError("nothing was downloaded")
+    console.print(f"downloaded {got} {args.data_type} file(s) into {args.archive_dir}")
+    if args.data_type == "markPriceKlines":
+        return 0
+    ns = argparse.Namespace(**{**vars(args), "source": args.archive_dir, "market_types": None})
+    import_found(ns, settings, store, console, print_status)
+    return 0

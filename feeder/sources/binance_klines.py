@@ -37,6 +37,8 @@ from typing import Final, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from feeder.coverage import as_intervals, merge_intervals, subtract_intervals
 from feeder.importer import PREFIX, ImportReport
@@ -145,35 +147,27 @@ def read_bars(f: KlineFile, contract_size: float | None) -> tuple[pd.DataFrame, 
     if not first.strip():
         return _empty(), 0
     fields, has_header = _split_header(first)
-    with _open_data(f.path) as fh:
-        raw = pd.read_csv(
-            fh, header=None, skiprows=1 if has_header else 0, usecols=range(11),
-            dtype=str, on_bad_lines="skip",
-        )  # fmt: skip
-    num = raw.apply(pd.to_numeric, errors="coerce")
-    ok = num.notna().all(axis=1).to_numpy()
-    bad = int((~ok).sum())
-    num = num[ok]
-    ns, bad_ts = timestamps_to_ns(num[0].to_numpy(np.int64))
+    num, bad = _read_numeric(f.path, has_header)
+    ns, bad_ts = timestamps_to_ns(num[0])
     sec = ns // 1_000_000_000
     keep = ~bad_ts & (sec % 60 == 0)
     bad += int((~keep).sum())
-    num, sec = num[keep], sec[keep]
+    num, sec = {k: v[keep] for k, v in num.items()}, sec[keep]
     if contract_size is not None:  # COIN-M: volumes in contracts
-        total = num[5].to_numpy(np.float64) * contract_size
-        vbuy = num[9].to_numpy(np.float64) * contract_size
+        total = num[5] * contract_size
+        vbuy = num[9] * contract_size
     else:
-        total = num[7].to_numpy(np.float64)
-        vbuy = num[10].to_numpy(np.float64)
-    count = num[8].to_numpy(np.float64)
+        total = num[7]
+        vbuy = num[10]
+    count = num[8]
     unknown = np.where(count == 0, 0.0, np.nan)  # counts per side are not in klines
     bars = pd.DataFrame(
         {
             "time": sec.astype(np.int64),
-            "open": num[1].to_numpy(np.float64),
-            "high": num[2].to_numpy(np.float64),
-            "low": num[3].to_numpy(np.float64),
-            "close": num[4].to_numpy(np.float64),
+            "open": num[1],
+            "high": num[2],
+            "low": num[3],
+            "close": num[4],
             "vbuy": vbuy,
             "vsell": np.maximum(total - vbuy, 0.0),
             "cbuy": unknown,
@@ -183,6 +177,50 @@ def read_bars(f: KlineFile, contract_size: float | None) -> tuple[pd.DataFrame, 
         }
     )
     return bars.drop_duplicates("time").sort_values("time", ignore_index=True), bad
+
+
+def _read_numeric(path: Path, has_header: bool) -> tuple[dict[int, np.ndarray], int]:
+    """Columns 0..10 of a kline CSV as numpy (time int64, the rest float64), malformed rows
+    (wrong field count, unparseable or empty values) dropped and counted."""
+    bad = 0
+
+    def on_invalid(_row: pa_csv.InvalidRow) -> str:
+        nonlocal bad
+        bad += 1
+        return "skip"
+
+    names = [f"c{i}" for i in range(12)]
+    types = {n: (pa.int64() if i in (0, 6, 8) else pa.float64()) for i, n in enumerate(names)}
+
+    def read(typed: bool) -> pa.Table:
+        with _open_data(path) as fh:
+            return pa_csv.read_csv(
+                fh,
+                read_options=pa_csv.ReadOptions(column_names=names, skip_rows=int(has_header)),
+                parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
+                convert_options=pa_csv.ConvertOptions(
+                    include_columns=names[:11],
+                    column_types=types if typed else {n: pa.string() for n in names},
+                ),
+            )
+
+    try:
+        table = read(True)
+        cols = {i: table.column(i).to_numpy() for i in range(11)}
+        ok = np.ones(table.num_rows, np.bool_)
+        for i in range(11):
+            if table.column(i).null_count:
+                ok &= np.asarray(table.column(i).is_valid().to_numpy(zero_copy_only=False))
+    except pa.ArrowInvalid:  # a value that does not parse: the tolerant, slower path
+        bad = 0
+        table = read(False)
+        frame = table.to_pandas().apply(pd.to_numeric, errors="coerce")
+        ok = frame.notna().all(axis=1).to_numpy()
+        cols = {i: frame.iloc[:, i].to_numpy(np.float64) for i in range(11)}
+    bad += int((~ok).sum())
+    out = {i: np.asarray(c[ok], np.float64) for i, c in cols.items()}
+    out[0] = np.asarray(cols[0][ok], np.int64)
+    return out, bad
 
 
 def _empty() -> pd.DataFrame:

@@ -112,8 +112,11 @@ def read(f: VenueFile) -> RawDay:
     if not keep.all():
         raw = {k: v[keep] for k, v in raw.items()}
     # Doubled rows: keep each trade id's first row, in time order.
-    _, first = np.unique(raw["trade_id"], return_index=True)
-    if len(first) != len(raw["trade_id"]):
+    ids = raw["trade_id"]
+    if len(ids) > 1 and bool(np.all(ids[1:] > ids[:-1])):
+        return RawDay(raw, malformed_rows=bad, refused=refused, window=window)
+    _, first = np.unique(ids, return_index=True)
+    if len(first) != len(ids):
         refused["duplicate_id"] = len(raw["trade_id"]) - len(first)
         first.sort()
         raw = {k: v[first] for k, v in raw.items()}

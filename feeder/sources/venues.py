@@ -51,7 +51,7 @@ from rich.progress import (
 
 from feeder.importer import ImportReport
 from feeder.live.markets import trade_id_int
-from feeder.normalise import MarketSpec, timestamps_to_ns
+from feeder.normalise import IdDeduplicator, MarketSpec, timestamps_to_ns
 from feeder.pipeline import DayBarWriter
 from feeder.settings import Settings
 from feeder.sources.archive import ArchiveError
@@ -170,8 +170,6 @@ def read_columns(
     def _read(types: dict[str, pa.DataType]) -> pa.Table:
         with open_member(path) as fh:
             head = fh.read(1 << 16)
-            rest = fh.read()
-        data = head + rest
         lines = head.split(b"\n", 2)
         first = lines[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
         header = [h.strip().strip('"') for h in first.decode("utf-8", "replace").split(",")]
@@ -192,17 +190,18 @@ def read_columns(
                 pos = header.index(hit)
                 digits = pos < len(row1) and row1[pos].strip().isdigit()
                 types = {**types, want: pa.int64() if digits else pa.string()}
-        table = pa_csv.read_csv(
-            io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(use_threads=True, block_size=4 << 20),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=list(rename),
-                column_types={h: types[w] for h, w in rename.items()},
-                null_values=[""],
-                strings_can_be_null=True,
-            ),
-        )
+        with open_member(path) as fh:
+            table = pa_csv.read_csv(
+                fh,
+                read_options=pa_csv.ReadOptions(use_threads=True, block_size=4 << 20),
+                parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
+                convert_options=pa_csv.ConvertOptions(
+                    include_columns=list(rename),
+                    column_types={h: types[w] for h, w in rename.items()},
+                    null_values=[""],
+                    strings_can_be_null=True,
+                ),
+            )
         return table.rename_columns([rename[c] for c in table.column_names])
 
     try:
@@ -276,10 +275,13 @@ def ids_from_text(col: pa.ChunkedArray) -> np.ndarray:
     n = len(arr)
     if n == 0:
         return np.empty(0, np.int64)
-    try:
-        return np.asarray(pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    if pa.types.is_integer(arr.type):
+        return np.asarray(arr.to_numpy(zero_copy_only=False), np.int64)
+    if str(arr[0].as_py()).strip().isdigit():
+        try:
+            return np.asarray(pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     hexed = pc.utf8_slice_codeunits(pc.replace_substring(arr, "-", ""), 0, 16)
     if isinstance(hexed, pa.ChunkedArray):
         hexed = hexed.combine_chunks()
@@ -417,6 +419,8 @@ def import_venue_files(
                           dict(writer.stats.rejects.counts))  # fmt: skip
                 day = ad.read(f)
                 raw = day.raw
+                # ids are unique within a file, not across them (Bybit spot counts rows from 1)
+                writer.dedup = IdDeduplicator(window=writer.dedup.window)
                 for reason, n in day.refused.items():
                     writer.stats.rejects.add(reason, n)
                     writer.stats.trades_in += n

@@ -4,6 +4,7 @@ kline file and the trade file of the same day and market exists in ../shared).""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def test_real_spot_klines_are_minute_bars_used_at_whole_minute_timeframes(
         (REAL_DAY, REAL_DAY + 3 * 86_400)
     ]
     assert len(s.coverage("BINANCE:btcusdt")) == 0  # no 1-second bars behind them
+    rc = main(["--store-dir", str(store), "status", "--json"])
+    text = capsys.readouterr().out
+    row = next(r for r in json.loads(text[text.index("[") :]) if r["market"] == "BINANCE:btcusdt")
+    assert row["minute_hours"] == 72.0 and row["covered_hours"] == 0.0
     with zipfile.ZipFile(src / "BTCUSDT-1m-2020-01-01.zip") as z:
         k = pd.read_csv(z.open(z.namelist()[0]), header=None)
     bars = s.read_bars("BINANCE:btcusdt", REAL_DAY, REAL_DAY + 86_400, "1m")
@@ -187,3 +192,56 @@ def test_export_candles_finds_the_range_of_kline_only_markets(market_data, tmp_p
     assert rc == 0, out.out + out.err
     files = list((tmp_path / "d").rglob("BTC_USDT-5m*.feather"))
     assert files and len(pd.read_feather(files[0])) == 3 * 288
+
+
+@pytest.mark.shared
+def test_download_klines_verified_from_a_loopback_archive_then_imported(
+    market_data, tmp_path, capsys
+):
+    import shutil
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    src = market_data / "binance_datatool/lostleaf"
+    served = tmp_path / "www/data/spot/daily/klines/BTCUSDT/1m"
+    served.mkdir(parents=True)
+    for f in src.glob("BTCUSDT-1m-2020-01-0[12].zip*"):  # real zips and their CHECKSUMs
+        shutil.copy(f, served / f.name)
+    bad = served / "BTCUSDT-1m-2020-01-03.zip"
+    shutil.copy(src / "BTCUSDT-1m-2020-01-02.zip", bad)  # wrong content for its CHECKSUM
+    shutil.copy(src / "BTCUSDT-1m-2020-01-03.zip.CHECKSUM", served / (bad.name + ".CHECKSUM"))
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rc, out = _import(capsys, tmp_path / "s", "--download", "--data-type", "klines",
+                          "--base-url", f"http://127.0.0.1:{server.server_address[1]}",
+                          "--symbols", "BTCUSDT", "--market-types", "spot", "--start",
+                          "2020-01-01", "--end", "2020-01-04", "--archive-dir",
+                          str(tmp_path / "arch"))  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rc == 0, out
+    flat = out.replace("\n", "")
+    assert "checksum mismatch" in flat and "404" in flat  # 01-03 tampered, 01-04 missing
+    assert "downloaded 2 klines file(s)" in flat and "imported 2 file(s)" in flat
+    assert not (tmp_path / "arch/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2020-01-03.zip").exists()
+    s = ParquetStore(tmp_path / "s")
+    assert [tuple(c) for c in s.coverage("BINANCE:btcusdt" + MINUTE_SUFFIX)] == [
+        (REAL_DAY, REAL_DAY + 2 * 86_400)
+    ]
+
+
+def test_malformed_kline_rows_are_counted_not_imported(tmp_path):
+    from feeder.sources import binance_klines
+
+    good = "1735689600000,1,2,0.5,1.5,10,1735689659999,15,7,4,6,0\n"
+    text = good + "oops,1,2,3\n" + "1735689660000,x,2,0.5,1.5,10,1735689719999,15,7,4,6,0\n"
+    p = tmp_path / "spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2025-01-01.zip"
+    _write_zip(p, text)
+    f = binance_klines.discover(tmp_path)[0]
+    bars, bad = binance_klines.read_bars(f, None)
+    assert bad == 2 and len(bars) == 1
+    assert bars["vbuy"].iloc[0] == 6.0 and bars["vsell"].iloc[0] == 9.0

@@ -347,3 +347,30 @@ def test_download_each_venue_from_a_loopback_server_missing_day_reported(tmp_pat
     )
     assert s.read_bars("COINBASE:btc-usd", D0, D0 + 60, "1s")["vbuy"].sum() == pytest.approx(9400)
     assert (tmp_path / "arch/bybit/trading/BTCUSDT/BTCUSDT2025-01-01.csv.gz").exists()
+
+
+def test_consecutive_bybit_spot_days_keep_every_row_although_ids_restart(tmp_path, capsys):
+    root = tmp_path / "arch"
+    for day, d in ((D0, "2025-01-01"), (D0 + 86_400, "2025-01-02")):
+        p = root / f"spot/BTCUSDT/BTCUSDT_{d}.csv.gz"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(p, "wt") as fh:  # ids are row counters from 1 in every file
+            fh.write("id,timestamp,price,volume,side,rpi\n")
+            fh.writelines(f"{i},{(day + 10 * i) * 1000},94000,0.5,buy,0\n" for i in range(1, 301))
+    rc, out = _import(capsys, tmp_path / "s", "--from", str(root))
+    assert rc == 0, out
+    assert "accepted 600" in out and "duplicate_id" not in out
+
+
+@pytest.mark.shared
+def test_one_folder_with_bybit_binance_klines_and_trades_imports_all(market_data, tmp_path, capsys):
+    root = tmp_path / "arch"
+    _gz(market_data / "RT-Data/1INCHUSDT_2025-05-19.csv", root / "spot/1INCHUSDT/1INCHUSDT_2025-05-19.csv.gz")  # noqa: E501
+    k = root / "spot/daily/klines/BTCUSDT/1m"
+    k.mkdir(parents=True)
+    shutil.copy(market_data / "binance_datatool/lostleaf/BTCUSDT-1m-2020-01-01.zip", k)
+    rc, out = _import(capsys, tmp_path / "s", "--from", str(root))
+    assert rc == 0, out
+    st = _status(capsys, tmp_path / "s")
+    assert st["BYBIT_SPOT:1inchusdt"]["covered_hours"] == 24.0
+    assert st["BINANCE:btcusdt"]["minute_hours"] == 24.0
