@@ -315,6 +315,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
     except FeederStartError as e:
         console.print(f"[bold red]error:[/] {e}")
         return 2
+    if feeder.fatal:
+        console.print(f"[bold red]error:[/] the feeder stopped: {feeder.fatal}", soft_wrap=True)
+        return 3
     return 0
 
 

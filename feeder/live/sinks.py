@@ -1,7 +1,10 @@
 """The live feeder's sinks: the store writer (with its spool) and the Redis publisher.
 
 Overflow policies (both queues are bounded):
-- store: a batch that finds the queue full goes to the on-disk spool instead: never dropped;
+- store: a batch that finds the queue full goes to the on-disk spool instead: never dropped; a
+  batch that can be neither written nor spooled (a full disk) is counted as lost and the writer
+  reports the failure (``failure``): the feeder then stops with a non-zero exit, it never goes
+  on silently;
 - Redis (live only, the store is the record): the oldest queued item is dropped and counted.
 """
 
@@ -16,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from feeder.live.spool import Batch, Spool
+from feeder.live.spool import Batch, Spool, SpoolError
 from feeder.sinks.redis_stream import AsyncRedisBarStream
 from feeder.store import BarStore
 
@@ -51,6 +54,8 @@ class StoreWriter:
         self._last_try = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: why batches are being lost (the store down and the spool unwritable), else None
+        self.failure: str | None = None
 
     def put(self, batch: Batch) -> None:
         self._idle.clear()
@@ -58,7 +63,20 @@ class StoreWriter:
             self.queue.put_nowait(batch)
         except asyncio.QueueFull:
             self.stats.counters["store_queue_overflow_spooled"] += 1
-            self.spool.append([batch])
+            self._spool([batch])
+
+    def _spool(self, batches: list[Batch]) -> bool:
+        try:
+            self.spool.append(batches)
+        except SpoolError as e:
+            self.stats.counters["spool_write_failed"] += 1
+            self.stats.counters["batches_lost"] += len(batches)
+            if self.failure is None:
+                log.critical("store %s down and %s: %d batch(es) lost", self.store.name, e,
+                             len(batches))  # fmt: skip
+            self.failure = f"store down and {e}"
+            return False
+        return True
 
     def _write(self, batches: list[Batch]) -> None:
         """Bars and open interest first (merged per market and resolution: one write each),
@@ -122,8 +140,8 @@ class StoreWriter:
                     break
             await self._replay()
             if len(self.spool) or not await self._try(batches):
-                self.spool.append(batches)
-                self.stats.counters["spooled_batches"] += len(batches)
+                if self._spool(batches):
+                    self.stats.counters["spooled_batches"] += len(batches)
             else:
                 self.stats.counters["written_batches"] += len(batches)
             self._mark_idle()

@@ -7,15 +7,28 @@ received) nor for anything before it: its coverage begins after that second."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
+import httpx
+import pandas as pd
 import pytest
 
 from feeder.live.runtime import EventClock, Feeder
+from feeder.live.spool import Batch, Spool
 from feeder.replay import ReplayServer
 from feeder.sinks.parquet import ParquetStore
-from tests.live.conftest import RECORDINGS, bars_of, feeder_settings, replay_factory
+from tests.live.conftest import (
+    RECORDINGS,
+    bars_of,
+    expected_trades,
+    feeder_settings,
+    replay_factory,
+    run_feeder,
+)
 from tests.live.coverage_check import assert_never_wrong_and_covered
+from tests.live.test_cli_run import _health, _processes
+from tests.live.test_feeder_replay import _same_bars
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
@@ -66,3 +79,72 @@ def test_a_session_joining_mid_stream_covers_only_seconds_it_received_whole(
         assert len(cov) == 1 and cov[0, 0] == first_stored + 1, (market, cov, first_stored)
     covered = assert_never_wrong_and_covered(store, imported, tmp_path)
     assert all(n > 60 for n in covered.values()), covered
+
+
+def test_a_torn_spool_line_left_by_a_crash_is_quarantined_and_writing_goes_on(
+    market_data, imported, tmp_path
+):
+    """A crash left a whole spooled batch and half a line; the restarted feeder finds the store
+    down and appends behind it. When the store is back, the whole batch reaches it, the torn
+    part is quarantined and counted, and every bar of the session is written (the store writer
+    never dies)."""
+    settings = feeder_settings(tmp_path, None)
+    root = tmp_path / "store"
+    root.write_text("not a directory")  # the store is down: every write fails (a real I/O error)
+    store = ParquetStore(root)
+    spool = Spool(settings.feeder.spool_dir)
+    saved = pd.DataFrame({"time": [1_722_000_000], "open": [1.0], "high": [2.0], "low": [0.5],
+                          "close": [1.5], "vbuy": [3.0], "vsell": [4.0], "cbuy": [1.0],
+                          "csell": [2.0], "lbuy": [0.0], "lsell": [0.0]})  # fmt: skip
+    spool.append([Batch("BINANCE:btcusdt", "spot", "1s", saved)])
+    with spool.path.open("ab") as fh:  # the crash: half a line, no newline
+        fh.write(b'{"m":"BINANCE:btcusdt","k":"spot","r":"1s","t":[17231')
+    seen: dict = {}
+
+    async def probe(feeder):
+        while len(spool) < 4:  # noqa: ASYNC110 - new batches spooled behind the torn line
+            await asyncio.sleep(0.05)
+        root.unlink()  # the store is back
+        async with httpx.AsyncClient() as c:
+            while True:
+                seen["health"] = (await c.get(f"http://127.0.0.1:{feeder.http_port}/health")).json()
+                await asyncio.sleep(0.2)
+
+    async def go():
+        recs = [(market_data / raw, mt) for raw, mt, _csv, _spec in RECORDINGS.values()]
+        async with ReplayServer(recs, speed=0) as server:
+            return await run_feeder(server, settings, store, expected_trades(market_data),
+                                    during=probe)  # fmt: skip
+
+    run = asyncio.run(go())
+    assert run.feeder.counters["task_deaths"] == 0
+    _same_bars(store, imported)  # every bar of the session written
+    got = store.read_bars("BINANCE:btcusdt", 1_722_000_000, 1_722_000_001, "1s")
+    pd.testing.assert_frame_equal(got, saved, check_dtype=False)  # the whole record replayed
+    assert len(Spool(settings.feeder.spool_dir)) == 0
+    quarantine = spool.dir / "spool.quarantine"
+    assert quarantine.read_bytes() == b'{"m":"BINANCE:btcusdt","k":"spot","r":"1s","t":[17231\n'
+    assert seen["health"]["spool"]["quarantined"] == 1, seen["health"]["spool"]
+
+
+def test_run_exits_non_zero_when_bars_can_be_neither_stored_nor_spooled(market_data, tmp_path):
+    """The store is down and the spool directory unusable (a full or read-only disk): `run` says
+    so in /health (failing) and in one clear line, and exits non-zero instead of going on
+    without writing."""
+    (tmp_path / "store").write_text("not a directory")  # every store write fails
+    (tmp_path / "spool").write_text("not a directory")  # and so does every spool write
+    with _processes(market_data, tmp_path, speed=10) as (_replay, feeder, _wait, hport, log):
+        deadline = time.monotonic() + 120
+        failing = None
+        while feeder.poll() is None and time.monotonic() < deadline:
+            h = _health(hport)
+            if h is not None and h["status"] == "failing":
+                failing = h
+            time.sleep(0.1)
+        assert feeder.wait(60) == 3, log.read_text()[-3000:]
+    text = log.read_text()
+    line = "error: the feeder stopped: store writer: store down and cannot create the spool "
+    assert re.search(f"^{line}directory .*/spool: File exists$", text, re.M), text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert failing is not None and failing["fatal"], failing
+    assert failing["counters"]["batches_lost"] > 0, failing

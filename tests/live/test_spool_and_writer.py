@@ -12,7 +12,7 @@ from feeder.sinks.parquet import ParquetStore
 from tests.store_cases import DAY0, make_bars
 
 
-def test_spool_round_trips_batches_in_order_and_skips_a_torn_last_line(tmp_path):
+def test_spool_round_trips_batches_in_order_and_quarantines_a_torn_last_line(tmp_path):
     sp = Spool(tmp_path)
     a = Batch("BINANCE:btcusdt", "spot", "1s", make_bars(DAY0, 30, 1))
     b = Batch("BINANCE:btcusdt", "spot", "coverage", None, DAY0, DAY0 + 30)
@@ -26,7 +26,7 @@ def test_spool_round_trips_batches_in_order_and_skips_a_torn_last_line(tmp_path)
     assert got[0].bars is not None
     pd.testing.assert_frame_equal(got[0].bars, a.bars.reset_index(drop=True), check_dtype=False)
     assert (got[1].start, got[1].end) == (DAY0, DAY0 + 30)
-    assert sp.torn_lines == 1 and len(sp) == 3
+    assert sp.quarantined == 1 and len(sp) == 3
 
 
 def test_a_failing_store_spools_then_replays_everything_once_in_order(tmp_path):
@@ -62,3 +62,40 @@ def test_a_failing_store_spools_then_replays_everything_once_in_order(tmp_path):
     assert stats.counters["spool_replayed_batches"] >= 12
     got_oi = ParquetStore(root).read_oi("BINANCE_FUTURES:btcusdt", DAY0, DAY0 + 600)
     assert got_oi["time"].tolist() == [DAY0, DAY0 + 60] and got_oi["oi"].tolist() == [8.5e9, 8.25e9]
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from feeder.live.spool import Batch, Spool, SpoolError
+from tests.store_cases import DAY0, make_bars
+
+sp = Spool(Path(sys.argv[1]))
+sp.append([Batch("BINANCE:btcusdt", "spot", "1s", make_bars(DAY0, 5, 1))])
+size = sp.bytes
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the kernel then answers EFBIG, like ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, size + 100))  # the disk fills up
+try:
+    sp.append([Batch("BINANCE:btcusdt", "spot", "1s", make_bars(DAY0 + 5, 60, 2))])
+except SpoolError as e:
+    print("refused:", e)
+print("size", sp.bytes - size)
+"""
+
+
+def test_a_full_disk_short_write_is_undone_and_raised_never_left_torn(tmp_path):
+    """A write the disk cannot take whole (the kernel writes part of it, then refuses the rest)
+    is undone and raised: the spool keeps its whole records only."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "refused: cannot write the spool" in out.stdout, out.stdout
+    assert "size 0" in out.stdout, out.stdout  # the partial record was cut back off
+    sp = Spool(tmp_path)
+    assert len(sp) == 1 and sp.quarantined == 0
+    assert [len(b.bars) for b in sp.read() if b.bars is not None] == [len(make_bars(DAY0, 5, 1))]
