@@ -42,7 +42,7 @@ from feeder.store import BarStore, open_store
 log = logging.getLogger(__name__)
 
 TRADES_LIMIT = 2_000
-#: attempts at loading an exchange's markets at start (1, 2, 4, 8 s apart) before giving up
+#: attempts at loading an exchange's markets at start (backoff up to 1, 2, 4, 8 s) before giving up
 STARTUP_ATTEMPTS = 5
 #: restarts of a task that keeps dying (without running ``HEALTHY_S`` in between) before the
 #: feeder gives up and stops with a non-zero exit
@@ -174,17 +174,17 @@ class Feeder:
     async def _load_markets(self, ex: Any, entry: ExchangeSettings) -> dict[str, Any]:
         """The exchange's markets; a network failure is retried with backoff a few times, then
         the feeder refuses to start with an error naming the exchange and the URL."""
-        delay = 1.0
+        backoff = Backoff(base=1.0, cap=self.settings.feeder.backoff_max_s)
         for attempt in range(1, STARTUP_ATTEMPTS + 1):
             try:
                 return dict(await ex.load_markets())
             except ccxt.NetworkError as e:
                 error = e
             if attempt < STARTUP_ATTEMPTS:
-                log.warning("%s %s: markets not loaded (%s); retrying in %.0f s", entry.id,
+                delay = backoff.next()
+                log.warning("%s %s: markets not loaded (%s); retrying in %.1f s", entry.id,
                             entry.kind.value, type(error).__name__, delay)  # fmt: skip
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.feeder.backoff_max_s)
         for x in self._exchanges:
             with contextlib.suppress(Exception):
                 await x.close()
@@ -328,18 +328,17 @@ class Feeder:
         ):
             return
         by_symbol = {m.symbol: m for m in perps}
-        backoff = 1.0
+        backoff = Backoff(base=1.0, cap=self.settings.feeder.backoff_max_s)
         while True:
             try:
                 liqs = await col.ex.watch_liquidations_for_symbols(list(by_symbol))
-                backoff = 1.0
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - liquidations are optional: retry
                 self.counters["liquidation_errors"] += 1
                 log.debug("liquidations %s: %s", col.name, e)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.feeder.backoff_max_s)
+                await asyncio.sleep(backoff.next())
                 continue
             # ccxt resolves the watch with the one liquidation that woke it; others handled in
             # the same socket read (a burst, several symbols) are only in its cache: take every
