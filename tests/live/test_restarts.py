@@ -7,7 +7,12 @@ received) nor for anything before it: its coverage begins after that second."""
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import re
+import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -27,7 +32,8 @@ from tests.live.conftest import (
     run_feeder,
 )
 from tests.live.coverage_check import assert_never_wrong_and_covered
-from tests.live.test_cli_run import _health, _processes
+from tests.live.servers import free_port
+from tests.live.test_cli_run import REPO, _closed, _config, _health, _processes, _trades
 from tests.live.test_feeder_replay import _same_bars
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
@@ -148,3 +154,77 @@ def test_run_exits_non_zero_when_bars_can_be_neither_stored_nor_spooled(market_d
     assert "Traceback" not in text, text[-3000:]
     assert failing is not None and failing["fatal"], failing
     assert failing["counters"]["batches_lost"] > 0, failing
+
+
+def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_data, imported,
+                                                                       tmp_path):  # fmt: skip
+    """`run` (a process, against `replay` in another) is killed with SIGKILL at random points
+    four times during the replay and restarted on the same store each time; after the last
+    session every stored second and minute is either exactly the import reference or outside
+    coverage, and so is every complete candle the strategy reads."""
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    kills = 4
+    rport = free_port()
+    replay_cmd = [sys.executable, "-m", "feeder.cli", "replay", "--port", str(rport),
+                  "--speed", "3", "--start-on-subscribe", "2"]  # fmt: skip
+    for raw, mt, _csv, _spec in RECORDINGS.values():
+        replay_cmd += ["--recording", f"{market_data / raw}:{mt}"]
+    cfg = _config(tmp_path, f"http://127.0.0.1:{rport}")
+    env = {**os.environ, "SQUEEZEFLOW_API_KEY_BINANCE": "replay-no-key",
+           "SQUEEZEFLOW_API_KEY_BINANCEUSDM": "replay-no-key"}  # fmt: skip
+    last_second = {m: int(bars_of(imported, m)["time"].max()) for m in RECORDINGS}
+    log = tmp_path / "feeder.log"
+    procs: list[subprocess.Popen] = []
+
+    def start_feeder() -> tuple[subprocess.Popen, int]:
+        hport = free_port()
+        with log.open("a") as out:
+            cmd = [sys.executable, "-m", "feeder.cli", "--config", str(cfg), "run",
+                   "--clock", "event", "--http-port", str(hport)]  # fmt: skip
+            p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        procs.append(p)
+        return p, hport
+
+    def wait_health(p: subprocess.Popen, hport: int, until) -> dict:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert p.poll() is None, log.read_text()[-3000:]
+            h = _health(hport)
+            if h is not None and until(h):
+                return h
+            time.sleep(0.05)
+        raise AssertionError(f"seed {seed}: timed out\n{log.read_text()[-3000:]}")
+
+    killed_at = []
+    try:
+        procs.append(subprocess.Popen(replay_cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))  # fmt: skip
+        deadline = time.monotonic() + 30
+        while _closed(rport):
+            assert time.monotonic() < deadline and procs[0].poll() is None
+            time.sleep(0.1)
+        for _ in range(kills):
+            feeder, hport = start_feeder()
+            n = rng.randint(300, 3_000)  # trades this session collects before its SIGKILL
+            h = wait_health(feeder, hport, lambda h, n=n: _trades(h) >= n)
+            feeder.send_signal(signal.SIGKILL)
+            feeder.wait(30)
+            killed_at.append(max(m["watermark"] or 0 for m in h["markets"].values()))
+        feeder, hport = start_feeder()  # the last session runs to the end of the replay
+        wait_health(feeder, hport, lambda h: all(
+            (m["watermark"] or 0) >= last_second[k] - 3 and not m["held"]
+            for k, m in h["markets"].items()))  # fmt: skip
+        feeder.send_signal(signal.SIGTERM)
+        assert feeder.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert len(killed_at) == kills and killed_at == sorted(killed_at), (seed, killed_at)
+    store = ParquetStore(tmp_path / "store")
+    covered = assert_never_wrong_and_covered(store, imported, tmp_path)
+    assert all(n > 30 for n in covered.values()), (seed, covered)
+    # the kills fell inside the replay: sessions are separated by uncovered time
+    assert max(len(store.coverage(m)) for m in RECORDINGS) >= 2, seed
