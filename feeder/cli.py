@@ -331,6 +331,10 @@ COMMANDS = {
 }
 
 
+#: commands that write the store: they take its writer lock first
+WRITERS = frozenset({"import", "run"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -339,20 +343,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     from feeder.pipeline import OutOfOrderError
     from feeder.sinks.influx import InfluxError
+    from feeder.sinks.parquet import StoreLockedError
     from feeder.sources.archive import ArchiveError
 
+    store: BarStore | None = None
     try:
         settings = _settings(args)
         store = open_store(settings)
+        if args.command in WRITERS and hasattr(store, "lock_writer"):
+            store.lock_writer(f"squeezeflow-feeder {args.command}")  # one writer per store
         return COMMANDS[args.command](args, settings, store)
-    except (ConfigError, ArchiveError, InfluxError, OutOfOrderError, ValueError) as e:
-        console.print(f"[bold red]error:[/] {e}")
+    except (ConfigError, ArchiveError, InfluxError, OutOfOrderError, StoreLockedError,
+            ValueError) as e:  # fmt: skip
+        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)  # one line, never wrapped
         return 2
     except BrokenPipeError:  # output piped into head & co.
         return 0
     except KeyboardInterrupt:
         console.print("interrupted: files finished so far are kept; run again to resume")
         return 130
+    finally:
+        if store is not None and hasattr(store, "unlock_writer"):
+            store.unlock_writer()
 
 
 if __name__ == "__main__":

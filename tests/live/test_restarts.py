@@ -228,3 +228,30 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
     assert all(n > 30 for n in covered.values()), (seed, covered)
     # the kills fell inside the replay: sessions are separated by uncovered time
     assert max(len(store.coverage(m)) for m in RECORDINGS) >= 2, seed
+
+
+def test_a_second_writer_on_a_store_being_written_is_refused_clearly(market_data, tmp_path):
+    """While `run` writes a store, a second `run` and an `import` on it are refused with a
+    message naming the writer, and exit 2 without touching it; once `run` has ended (even by
+    SIGKILL) the store takes a writer again."""
+    archive = market_data / "binance_datatool/tommy-ca/data"
+    with _processes(market_data, tmp_path, speed=10) as (_replay, feeder, wait_health, _h, log):
+        wait_health(lambda h: _trades(h) > 500)
+        cfg = str(tmp_path / "config.json")
+        for argv in (["run", "--clock", "event", "--http-port", "0"],
+                     ["import", "--from", str(archive), "--no-progress"]):  # fmt: skip
+            out = subprocess.run([sys.executable, "-m", "feeder.cli", "--config", cfg, *argv],
+                                 cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+            text = out.stdout + out.stderr
+            assert out.returncode == 2, text
+            assert f"is being written by another process (pid {feeder.pid}: squeezeflow-feeder " \
+                   "run, since" in text, text  # fmt: skip
+            assert "Traceback" not in text
+        assert not ParquetStore(tmp_path / "store").imported()  # the import wrote nothing
+        feeder.send_signal(signal.SIGKILL)
+        feeder.wait(30)
+    out = subprocess.run([sys.executable, "-m", "feeder.cli", "--config", cfg, "import", "--from",
+                          str(archive), "--no-progress"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert ParquetStore(tmp_path / "store").imported()
