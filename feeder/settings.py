@@ -154,6 +154,9 @@ class FeederSettings(_Strict):
     flush_interval_s: float = Field(1.0, gt=0, le=60)
     coverage_interval_s: float = Field(10.0, gt=0, le=3_600)
     spool_dir: Path = Path("user_data/squeezeflow/spool")
+    #: the spool's bound: beyond it new batches are dropped (counted, their seconds left out of
+    #: coverage: a gap) and /health says failing
+    spool_max_mb: float = Field(1024.0, gt=0, le=1_000_000)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=0, le=65535)
 

@@ -127,7 +127,8 @@ class Feeder:
             self.store = open_store(self.settings)
         coins = list(fs.coins or self.settings.coins)
         self.writer = StoreWriter(self.store, Spool(fs.spool_dir), self.stats, fs.queue_size,
-                                  flush_s=fs.flush_interval_s)  # fmt: skip
+                                  flush_s=fs.flush_interval_s,
+                                  spool_max_bytes=int(fs.spool_max_mb * 2**20))  # fmt: skip
         r = self.settings.redis
         self.publisher = (
             RedisPublisher(
@@ -382,9 +383,12 @@ class Feeder:
         }  # fmt: skip
         up = all(s["connected"] for s in streams.values()) and self.stats.store_up
         failing = self.fatal or self.writer.failure
+        refused = self.writer.refused and f"store refused points: {self.writer.refused}"
+        alerts = [a for a in (failing, self.writer.alert, refused) if a]
         return {
-            "status": "failing" if failing else "ok" if up else "degraded",
+            "status": "failing" if alerts else "ok" if up else "degraded",
             "fatal": failing,
+            "alerts": alerts,
             "task_restarts": dict(self.task_restarts),
             "streams": streams,
             "markets": markets,

@@ -137,7 +137,9 @@ def test_run_exits_non_zero_when_bars_can_be_neither_stored_nor_spooled(market_d
     """The store is down and the spool directory unusable (a full or read-only disk): `run` says
     so in /health (failing) and in one clear line, and exits non-zero instead of going on
     without writing."""
-    (tmp_path / "store").write_text("not a directory")  # every store write fails
+    (tmp_path / "store").mkdir()  # the store opens (its writer lock is taken) ...
+    for sub in ("bars_1s", "bars_1m"):
+        (tmp_path / "store" / sub).write_text("not a directory")  # ... but every write fails
     (tmp_path / "spool").write_text("not a directory")  # and so does every spool write
     with _processes(market_data, tmp_path, speed=10) as (_replay, feeder, _wait, hport, log):
         deadline = time.monotonic() + 120

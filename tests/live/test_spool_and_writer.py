@@ -99,3 +99,46 @@ def test_a_full_disk_short_write_is_undone_and_raised_never_left_torn(tmp_path):
     sp = Spool(tmp_path)
     assert len(sp) == 1 and sp.quarantined == 0
     assert [len(b.bars) for b in sp.read() if b.bars is not None] == [len(make_bars(DAY0, 5, 1))]
+
+
+def test_the_spool_is_bounded_dropped_seconds_become_gaps_never_coverage(tmp_path):
+    """The store is down for long: the spool stops at its bound; what is dropped after that is
+    counted, alerted, and never covered (recorded as a gap once the store is back)."""
+    root = tmp_path / "store"
+    root.write_text("not a directory")  # the store is down
+    stats = SinkStats()
+    writer = StoreWriter(ParquetStore(root), Spool(tmp_path / "spool"), stats, queue_size=10,
+                         retry_s=0.2, flush_s=0.05, spool_max_bytes=100_000)  # fmt: skip
+    bars = make_bars(DAY0, 3_000, 5, quiet_every=10**9)
+
+    async def scenario():
+        task = asyncio.create_task(writer.run())
+        for i in range(0, 3_000, 60):  # fifty ticks of bars, each followed by its coverage
+            writer.put(Batch("BINANCE:btcusdt", "spot", "1s", bars.iloc[i : i + 60]))
+            writer.put(Batch("BINANCE:btcusdt", "spot", "coverage", None, DAY0 + i, DAY0 + i + 60))
+            await asyncio.sleep(0.01)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if writer.queue.empty() and writer.alert:
+                break
+        assert 0 < writer.spool.bytes <= 100_000, writer.spool.bytes  # bounded
+        root.unlink()  # the store is back
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if stats.store_up and not len(writer.spool) and writer.queue.empty():
+                break
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert stats.counters["spool_full_dropped"] > 0 and writer.alert
+    store = ParquetStore(root)
+    cov = store.coverage("BINANCE:btcusdt")
+    got = store.read_bars("BINANCE:btcusdt", DAY0, DAY0 + 3_000, "1s").set_index("time")
+    want = bars.set_index("time")
+    covered_t = [t for s, e in cov for t in range(int(s), int(e))]
+    assert 0 < len(covered_t) < 3_000
+    pd.testing.assert_frame_equal(got.loc[covered_t], want.loc[covered_t], check_dtype=False)
+    gaps = store.gaps("BINANCE:btcusdt")
+    assert len(gaps) and (gaps["reason"] == "spool full while the store was down").all()
+    gap_t = {t for s, e in zip(gaps["start"], gaps["end"], strict=True) for t in range(s, e)}
+    assert gap_t | set(covered_t) == set(range(DAY0, DAY0 + 3_000))
