@@ -429,6 +429,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
     except FeederStartError as e:
         console.print(f"[bold red]error:[/] {e}")
         return 2
+    if feeder.fatal:
+        console.print(f"[bold red]error:[/] the feeder stopped: {feeder.fatal}", soft_wrap=True)
+        return 3
     return 0
 
 
@@ -462,6 +465,10 @@ COMMANDS = {
 }
 
 
+#: commands that write the store: they take its writer lock first
+WRITERS = frozenset({"import", "run"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -470,20 +477,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     from feeder.pipeline import OutOfOrderError
     from feeder.sinks.influx import InfluxError
+    from feeder.sinks.parquet import StoreLockedError
     from feeder.sources.archive import ArchiveError
 
+    store: BarStore | None = None
     try:
         settings = _settings(args)
         store = open_store(settings)
+        if args.command in WRITERS and hasattr(store, "lock_writer"):
+            store.lock_writer(f"squeezeflow-feeder {args.command}")  # one writer per store
         return COMMANDS[args.command](args, settings, store)
-    except (ConfigError, ArchiveError, InfluxError, OutOfOrderError, ValueError) as e:
-        console.print(f"[bold red]error:[/] {e}")
+    except (ConfigError, ArchiveError, InfluxError, OutOfOrderError, StoreLockedError,
+            ValueError) as e:  # fmt: skip
+        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)  # one line, never wrapped
         return 2
     except BrokenPipeError:  # output piped into head & co.
         return 0
     except KeyboardInterrupt:
         console.print("interrupted: files finished so far are kept; run again to resume")
         return 130
+    finally:
+        if store is not None and hasattr(store, "unlock_writer"):
+            store.unlock_writer()
 
 
 if __name__ == "__main__":

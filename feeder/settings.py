@@ -69,15 +69,15 @@ class InfluxSettings(_Strict):
     retention_1s: str = "INF"
     retention_1m: str = "INF"
     batch_size: int = Field(10_000, ge=1, le=100_000)
-    timeout_s: float = Field(30.0, gt=0)
-    max_retries: int = Field(5, ge=0)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    max_retries: int = Field(5, ge=0, le=100)
 
 
 class RedisSettings(_Strict):
     enabled: bool = True
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "squeezeflow"
-    maxlen: int = Field(100_000, ge=100)
+    maxlen: int = Field(100_000, ge=100, le=100_000_000)
 
 
 class StoreSettings(_Strict):
@@ -91,7 +91,7 @@ class MarketSettings(_Strict):
 
     id: str
     kind: Kind
-    contract_size: float | None = Field(None, gt=0)
+    contract_size: float | None = Field(None, gt=0, le=1e9)
 
     @field_validator("id")
     @classmethod
@@ -131,7 +131,7 @@ class ExchangeSettings(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     urls: dict[str, Any] = Field(default_factory=dict)
     per_symbol: bool = False
-    quiet_s: float = Field(60.0, gt=0)
+    quiet_s: float = Field(60.0, gt=0, le=86_400)
     liquidations: bool = True
     open_interest: bool = True
     backfill: bool = True
@@ -154,13 +154,16 @@ class FeederSettings(_Strict):
 
     exchanges: tuple[ExchangeSettings, ...] = DEFAULT_EXCHANGES
     coins: tuple[str, ...] | None = None  # default: every coin of squeezeflow.coins
-    queue_size: int = Field(10_000, ge=10)
-    retain_s: int = Field(600, ge=60)
-    backoff_max_s: float = Field(30.0, gt=0)
-    oi_interval_s: float = Field(60.0, gt=0)
-    flush_interval_s: float = Field(1.0, gt=0)
-    coverage_interval_s: float = Field(10.0, gt=0)
+    queue_size: int = Field(10_000, ge=10, le=10_000_000)
+    retain_s: int = Field(600, ge=60, le=86_400)
+    backoff_max_s: float = Field(30.0, gt=0, le=3_600)
+    oi_interval_s: float = Field(60.0, gt=0, le=86_400)
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+    coverage_interval_s: float = Field(10.0, gt=0, le=3_600)
     spool_dir: Path = Path("user_data/squeezeflow/spool")
+    #: the spool's bound: beyond it new batches are dropped (counted, their seconds left out of
+    #: coverage: a gap) and /health says failing
+    spool_max_mb: float = Field(1024.0, gt=0, le=1_000_000)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=0, le=65535)
 
@@ -194,10 +197,10 @@ class Settings(_Strict):
     )
     contract_sizes: dict[str, float] = Field(default_factory=dict)
     feeder: FeederSettings = FeederSettings()
-    staleness_limit_s: float = Field(30.0, gt=0)
+    staleness_limit_s: float = Field(30.0, gt=0, le=86_400)
     max_leverage: float = Field(3.0, ge=1.0, le=125.0)
     max_stake_fraction: float = Field(1.0, gt=0, le=1.0)
-    grace_s: float = Field(2.0, ge=0)
+    grace_s: float = Field(2.0, ge=0, le=60)  # every numeric setting has bounds
     #: live: how long bot_loop_start waits for every market's watermark to pass the newest
     #: closed candle before that candle is decided incomplete (no entry; logged and counted)
     decide_wait_s: float = Field(5.0, ge=0, le=60)

@@ -60,16 +60,23 @@ OnTrades = Callable[[LiveMarket, dict[str, Any], int, bool], int]
 
 @dataclass
 class Backoff:
-    """Capped exponential backoff with full jitter; ``reset`` after a success."""
+    """Capped exponential backoff with full jitter (a delay anywhere in ``[0, ceiling]``, the
+    ceiling doubling from ``base`` up to ``cap``); ``reset`` after a success. Every retry loop
+    of the feeder uses this one."""
 
     base: float = 0.5
     cap: float = 30.0
     attempt: int = 0
 
+    def ceiling(self) -> float:
+        """The largest delay of the next attempt (the exponent stops growing at the cap)."""
+        return min(self.cap, self.base * 2.0 ** min(self.attempt, 64))
+
     def next(self) -> float:
-        delay = min(self.cap, self.base * 2**self.attempt)
-        self.attempt += 1
-        return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not crypto
+        ceiling = self.ceiling()
+        if ceiling < self.cap:  # no counting past the cap: no overflow after any failures
+            self.attempt += 1
+        return random.uniform(0.0, ceiling)  # noqa: S311 - jitter, not crypto
 
     def reset(self) -> None:
         self.attempt = 0

@@ -1,8 +1,11 @@
 """``squeezeflow-feeder run``: the live feeder process.
 
-Tasks (all tracked in one set; a task that dies is logged and, for collectors, restarted):
-collectors (trades, liquidations), open-interest pollers, the bar clock (closes seconds on the
-watermark), the store writer (with its spool), the Redis publisher and the health server.
+Tasks (all tracked in one set and supervised): collectors (trades, liquidations),
+open-interest pollers, the bar clock (closes seconds on the watermark), the store writer (with
+its spool), the Redis publisher and the health server. A task that dies is logged, counted and
+restarted after a backoff; one that keeps dying (``MAX_RESTARTS`` in a row), or a store writer
+that can neither write nor spool, makes ``/health`` say ``failing`` and stops the feeder, which
+then exits non-zero (``fatal``): it never goes on without writing.
 SIGTERM/SIGINT stop collection, close every second that is final, and flush every sink.
 """
 
@@ -10,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +29,7 @@ import pandas as pd
 from aiohttp import web
 
 from feeder.aggregate import NS, LiveBarBuilder
-from feeder.live.collector import Collector
+from feeder.live.collector import Backoff, Collector
 from feeder.live.markets import LiveMarket, select_markets
 from feeder.live.sinks import LiveItem, RedisPublisher, SinkStats, StoreWriter
 from feeder.live.spool import Batch, Spool
@@ -38,8 +42,12 @@ from feeder.store import BarStore, open_store
 log = logging.getLogger(__name__)
 
 TRADES_LIMIT = 2_000
-#: attempts at loading an exchange's markets at start (1, 2, 4, 8 s apart) before giving up
+#: attempts at loading an exchange's markets at start (backoff up to 1, 2, 4, 8 s) before giving up
 STARTUP_ATTEMPTS = 5
+#: restarts of a task that keeps dying (without running ``HEALTHY_S`` in between) before the
+#: feeder gives up and stops with a non-zero exit
+MAX_RESTARTS = 5
+HEALTHY_S = 60.0
 
 
 class FeederStartError(RuntimeError):
@@ -98,6 +106,9 @@ class Feeder:
     gaps: list[dict[str, Any]] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: why the feeder stopped on its own (a task that kept dying, batches lost), else None
+    fatal: str | None = None
+    task_restarts: Counter[str] = field(default_factory=Counter)
     _exchanges: list[Any] = field(default_factory=list)
     _stopping: asyncio.Event | None = None
 
@@ -129,7 +140,8 @@ class Feeder:
             self.store = open_store(self.settings)
         coins = list(fs.coins or self.settings.coins)
         self.writer = StoreWriter(self.store, Spool(fs.spool_dir), self.stats, fs.queue_size,
-                                  flush_s=fs.flush_interval_s)  # fmt: skip
+                                  flush_s=fs.flush_interval_s,
+                                  spool_max_bytes=int(fs.spool_max_mb * 2**20))  # fmt: skip
         r = self.settings.redis
         self.publisher = (
             RedisPublisher(
@@ -176,17 +188,17 @@ class Feeder:
     async def _load_markets(self, ex: Any, entry: ExchangeSettings) -> dict[str, Any]:
         """The exchange's markets; a network failure is retried with backoff a few times, then
         the feeder refuses to start with an error naming the exchange and the URL."""
-        delay = 1.0
+        backoff = Backoff(base=1.0, cap=self.settings.feeder.backoff_max_s)
         for attempt in range(1, STARTUP_ATTEMPTS + 1):
             try:
                 return dict(await ex.load_markets())
             except ccxt.NetworkError as e:
                 error = e
             if attempt < STARTUP_ATTEMPTS:
-                log.warning("%s %s: markets not loaded (%s); retrying in %.0f s", entry.id,
+                delay = backoff.next()
+                log.warning("%s %s: markets not loaded (%s); retrying in %.1f s", entry.id,
                             entry.kind.value, type(error).__name__, delay)  # fmt: skip
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.feeder.backoff_max_s)
         for x in self._exchanges:
             with contextlib.suppress(Exception):
                 await x.close()
@@ -284,6 +296,8 @@ class Feeder:
     async def _clock_loop(self) -> None:
         while True:
             self.tick()
+            if self.writer.failure is not None:  # batches are being lost: stop, loudly
+                self._fail(f"store writer: {self.writer.failure}")
             await asyncio.sleep(self.tick_s)
 
     # ----- open interest and liquidations ----------------------------------------------------
@@ -333,18 +347,17 @@ class Feeder:
         ):
             return
         by_symbol = {m.symbol: m for m in perps}
-        backoff = 1.0
+        backoff = Backoff(base=1.0, cap=self.settings.feeder.backoff_max_s)
         while True:
             try:
                 liqs = await col.ex.watch_liquidations_for_symbols(list(by_symbol))
-                backoff = 1.0
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - liquidations are optional: retry
                 self.counters["liquidation_errors"] += 1
                 log.debug("liquidations %s: %s", col.name, e)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.feeder.backoff_max_s)
+                await asyncio.sleep(backoff.next())
                 continue
             # ccxt resolves the watch with the one liquidation that woke it; others handled in
             # the same socket read (a burst, several symbols) are only in its cache: take every
@@ -387,14 +400,21 @@ class Feeder:
             for k, rt in self.markets.items()
         }  # fmt: skip
         up = all(s["connected"] for s in streams.values()) and self.stats.store_up
+        failing = self.fatal or self.writer.failure
+        refused = self.writer.refused and f"store refused points: {self.writer.refused}"
+        alerts = [a for a in (failing, self.writer.alert, refused) if a]
         return {
-            "status": "ok" if up else "degraded",
+            "status": "failing" if alerts else "ok" if up else "degraded",
+            "fatal": failing,
+            "alerts": alerts,
+            "task_restarts": dict(self.task_restarts),
             "streams": streams,
             "markets": markets,
             "queues": {"store": {"size": self.writer.queue.qsize(),
                                  "max": self.writer.queue.maxsize},
                        "redis": self.publisher.depth() if self.publisher else None},
-            "spool": {"batches": len(self.writer.spool), "bytes": self.writer.spool.bytes},
+            "spool": {"batches": len(self.writer.spool), "bytes": self.writer.spool.bytes,
+                      "quarantined": self.writer.spool.quarantined},
             "store_up": self.stats.store_up, "redis_up": self.stats.redis_up,
             "gaps": self.gaps[-100:],
             "rejects": dict(self.rejects.counts),
@@ -468,18 +488,44 @@ class Feeder:
         return runner
 
     # ----- running ----------------------------------------------------------------------------
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+    def _spawn(self, make: Callable[[], Coroutine[Any, Any, Any]], name: str) -> asyncio.Task[Any]:
+        """Run ``make()`` as a supervised task: restarted after a backoff when it dies."""
+        task = asyncio.get_running_loop().create_task(self._supervise(make, name), name=name)
         self._tasks.add(task)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("task %s died: %r", t.get_name(), t.exception())
-                self.counters["task_deaths"] += 1
-
-        task.add_done_callback(done)
+        task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _supervise(self, make: Callable[[], Coroutine[Any, Any, Any]], name: str) -> None:
+        backoff = Backoff(base=0.5, cap=self.settings.feeder.backoff_max_s)
+        in_a_row = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await make()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - every death is logged, counted, handled
+                self.counters["task_deaths"] += 1
+                self.task_restarts[name] += 1
+                if time.monotonic() - started > HEALTHY_S:
+                    in_a_row, backoff.attempt = 0, 0
+                in_a_row += 1
+                if in_a_row > MAX_RESTARTS:
+                    self._fail(f"task {name} died {in_a_row} times in a row: {e!r}")
+                    return
+                delay = backoff.next()
+                log.error("task %s died (%r); restarting in %.1f s", name, e, delay,
+                          exc_info=e)  # fmt: skip
+                await asyncio.sleep(delay)
+
+    def _fail(self, reason: str) -> None:
+        """Stop the feeder on its own: ``run`` returns and the process exits non-zero."""
+        if self.fatal is None:
+            self.fatal = reason
+            log.critical("stopping: %s", reason)
+        if self._stopping is not None:
+            self._stopping.set()
 
     async def run(self, until: asyncio.Event | None = None, install_signals: bool = True) -> None:
         """Collect until ``until`` is set (or SIGTERM/SIGINT), then flush everything."""
@@ -491,15 +537,16 @@ class Feeder:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stopping.set)
         runner = await self._http()
-        self._spawn(self.writer.run(), "store-writer")
+        self._spawn(self.writer.run, "store-writer")
         if self.publisher is not None:
-            self._spawn(self.publisher.run(), "redis-publisher")
-        self._spawn(self._clock_loop(), "bar-clock")
+            self._spawn(self.publisher.run, "redis-publisher")
+        self._spawn(self._clock_loop, "bar-clock")
         collecting = []
         for col in self.collectors:
-            collecting.append(self._spawn(col.run(), f"collect:{col.name}"))
-            collecting.append(self._spawn(self._liquidation_loop(col), f"liquidations:{col.name}"))
-            collecting.append(self._spawn(self._oi_loop(col), f"oi:{col.name}"))
+            collecting.append(self._spawn(col.run, f"collect:{col.name}"))
+            liquidations = functools.partial(self._liquidation_loop, col)
+            collecting.append(self._spawn(liquidations, f"liquidations:{col.name}"))
+            collecting.append(self._spawn(functools.partial(self._oi_loop, col), f"oi:{col.name}"))
         await self._stopping.wait()
         log.info("stopping: closing streams and flushing every sink")
         for t in collecting:
@@ -521,7 +568,7 @@ class Feeder:
                 except Exception:  # noqa: BLE001 - the store may be down: flush the rest anyway
                     log.exception("%s: could not record the gap at stop", rt.m.market)
         self.tick(final=True)
-        await self.writer.drain(timeout=30)
+        await self.writer.drain(timeout=5 if self.writer.failure else 30)
         if self.publisher is not None:
             await self.publisher.drain(timeout=5)
         for t in list(self._tasks):

@@ -1,13 +1,21 @@
 """The live feeder's sinks: the store writer (with its spool) and the Redis publisher.
 
 Overflow policies (both queues are bounded):
-- store: a batch that finds the queue full goes to the on-disk spool instead: never dropped;
+- store: a batch that finds the queue full goes to the on-disk spool instead; a batch that can
+  be neither written nor spooled (a full disk) is counted as lost and the writer reports the
+  failure (``failure``): the feeder then stops with a non-zero exit, it never goes on silently.
+  The spool is bounded (``spool_max_mb``): beyond it new batches are dropped and counted, their
+  seconds are never covered (a gap, recorded when the store is back) and ``alert`` says so;
+- a store that refuses a batch itself (InfluxDB 4xx: a field type conflict, a bad point) is not
+  an outage: that market's batch goes to ``refused.jsonl`` beside the spool with the server's
+  message, its seconds are recorded as a gap, and every other market keeps flowing;
 - Redis (live only, the store is the record): the oldest queued item is dropped and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -16,7 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from feeder.live.spool import Batch, Spool
+from feeder.coverage import as_intervals, merge_intervals, subtract_intervals
+from feeder.live.spool import Batch, Spool, SpoolError
 from feeder.sinks.redis_stream import MAX_INTERVALS, AsyncRedisBarStream
 from feeder.store import BarStore
 
@@ -40,7 +49,7 @@ class StoreWriter:
 
     def __init__(
         self, store: BarStore, spool: Spool, stats: SinkStats, queue_size: int = 10_000,
-        retry_s: float = 2.0, flush_s: float = 1.0,
+        retry_s: float = 2.0, flush_s: float = 1.0, spool_max_bytes: int = 1 << 30,
     ) -> None:  # fmt: skip
         self.store = store
         self.spool = spool
@@ -51,6 +60,15 @@ class StoreWriter:
         self._last_try = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: why batches are being lost (the store down and the spool unwritable), else None
+        self.failure: str | None = None
+        self.spool_max_bytes = spool_max_bytes
+        #: the spool is full: batches are being dropped (their seconds left uncovered)
+        self.alert: str | None = None
+        #: seconds whose bars were dropped or refused, per market: never covered, gaps to record
+        self._uncovered: dict[str, list[tuple[int, int]]] = {}
+        self._gaps_due: list[tuple[str, int, int, str]] = []
+        self.refused: str | None = None  # the last refusal's message
 
     def put(self, batch: Batch) -> None:
         self._idle.clear()
@@ -58,7 +76,40 @@ class StoreWriter:
             self.queue.put_nowait(batch)
         except asyncio.QueueFull:
             self.stats.counters["store_queue_overflow_spooled"] += 1
-            self.spool.append([batch])
+            self._spool([batch])
+
+    def _lose(self, batch: Batch, reason: str) -> None:
+        """``batch`` will never be stored: its seconds must never be covered; a gap is due."""
+        if batch.bars is None or not len(batch.bars) or batch.resolution == "oi":
+            return
+        t = batch.bars["time"].to_numpy()
+        span = (int(t.min()), int(t.max()) + (60 if batch.resolution == "1m" else 1))
+        self._uncovered.setdefault(batch.market, []).append(span)
+        self._gaps_due.append((batch.market, *span, reason))
+
+    def _spool(self, batches: list[Batch]) -> bool:
+        size = sum(len(b.to_json()) + 1 for b in batches)
+        if self.spool.bytes + size > self.spool_max_bytes:
+            self.stats.counters["spool_full_dropped"] += len(batches)
+            if self.alert is None:
+                log.critical("spool %s is full (%d MB): dropping new batches, their "
+                             "seconds become gaps", self.spool.path,
+                             self.spool_max_bytes >> 20)  # fmt: skip
+            self.alert = f"spool full ({self.spool_max_bytes >> 20} MB): batches dropped"
+            for b in batches:
+                self._lose(b, "spool full while the store was down")
+            return False
+        try:
+            self.spool.append(batches)
+        except SpoolError as e:
+            self.stats.counters["spool_write_failed"] += 1
+            self.stats.counters["batches_lost"] += len(batches)
+            if self.failure is None:
+                log.critical("store %s down and %s: %d batch(es) lost", self.store.name, e,
+                             len(batches))  # fmt: skip
+            self.failure = f"store down and {e}"
+            return False
+        return True
 
     def _write(self, batches: list[Batch]) -> None:
         """Bars and open interest first (merged per market and resolution: one write each),
@@ -70,13 +121,41 @@ class StoreWriter:
         for (market, kind, res), frames in bars.items():
             df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             df = df.drop_duplicates("time", keep="last").sort_values("time", ignore_index=True)
-            if res == "oi":
-                self.store.write_oi(market, df)
-            else:
-                self.store.append_bars(market, kind, df, res)
+            try:
+                if res == "oi":
+                    self.store.write_oi(market, df)
+                else:
+                    self.store.append_bars(market, kind, df, res)
+            except Exception as e:
+                if not getattr(e, "permanent", False):
+                    raise  # an outage: the whole group is spooled and retried
+                self._refuse(Batch(market, kind, res, df), str(e))
+        while self._gaps_due:
+            market, start, end, reason = self._gaps_due[0]
+            self.store.record_gap(market, start, end, reason[:200])
+            self._gaps_due.pop(0)
         for b in batches:
             if b.resolution == "coverage":
-                self.store.add_coverage(b.market, b.start, b.end)
+                lost = self._uncovered.get(b.market)
+                keep = as_intervals([(b.start, b.end)])
+                if lost:
+                    keep = subtract_intervals(keep, merge_intervals(as_intervals(lost)))
+                for start, end in keep:
+                    self.store.add_coverage(b.market, int(start), int(end))
+
+    def _refuse(self, batch: Batch, message: str) -> None:
+        """The store refused these points themselves: keep them aside with its message."""
+        self.stats.counters["store_refused_batches"] += 1
+        line = json.dumps({"error": message, "batch": json.loads(batch.to_json())})
+        self.spool.dir.mkdir(parents=True, exist_ok=True)
+        with (self.spool.dir / "refused.jsonl").open("a") as fh:
+            fh.write(line + "\n")
+        if self.stats.counters["store_refused_batches"] == 1:
+            log.error("store %s refused %s %s bars: %s (kept in %s; other markets go on)",
+                      self.store.name, batch.market, batch.resolution, message,
+                      self.spool.dir / "refused.jsonl")  # fmt: skip
+        self.refused = message
+        self._lose(batch, f"refused by the store: {message}")
 
     async def _try(self, batches: list[Batch]) -> bool:
         try:
@@ -122,8 +201,8 @@ class StoreWriter:
                     break
             await self._replay()
             if len(self.spool) or not await self._try(batches):
-                self.spool.append(batches)
-                self.stats.counters["spooled_batches"] += len(batches)
+                if self._spool(batches):
+                    self.stats.counters["spooled_batches"] += len(batches)
             else:
                 self.stats.counters["written_batches"] += len(batches)
             self._mark_idle()

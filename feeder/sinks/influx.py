@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feeder.coverage import Intervals, as_intervals, merge_intervals
-from feeder.models import BAR_FIELDS
+from feeder.models import BAR_FIELDS, FLOW_FIELDS
 from feeder.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,31 @@ OI_MEASUREMENT = "open_interest"
 
 
 class InfluxError(RuntimeError):
-    """InfluxDB refused a request; the message carries the server's own words."""
+    """InfluxDB refused a request; the message carries the server's own words.
+
+    ``permanent``: the server refused this request itself (a 4xx such as a field type conflict
+    or a malformed point); sending it again can never succeed. Otherwise (5xx, unreachable,
+    timeouts, 408/429) it is an outage and a retry later may succeed."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def permanent(self) -> bool:
+        return self.status is not None and 400 <= self.status < 500 and self.status not in (
+            408, 429)  # fmt: skip
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its credentials (``http://user:secret@host`` -> ``http://***@host``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return f"{scheme}://{netloc}{slash}{path}"
 
 
 def escape_tag(value: str) -> str:
@@ -116,18 +140,23 @@ class InfluxStore:
                 resp = self.http.request(method, path, **kw)  # type: ignore[arg-type]
             except httpx.TransportError as e:
                 if attempt == self.s.max_retries:
-                    raise InfluxError(f"InfluxDB at {self.s.url} unreachable: {e!r}") from e
+                    raise InfluxError(
+                        f"InfluxDB at {redact_url(self.s.url)} unreachable: {e!r}"
+                    ) from e
                 log.warning("InfluxDB %s %s failed (%r); retry in %.1fs", method, path, e, delay)
             else:
                 if resp.status_code < 400:
                     return resp
                 message = _server_message(resp)
-                if resp.status_code < 500:
+                if resp.status_code < 500 and resp.status_code not in (408, 429):
                     raise InfluxError(
-                        f"InfluxDB refused {method} {path}: {resp.status_code} {message}"
+                        f"InfluxDB refused {method} {path}: {resp.status_code} {message}",
+                        resp.status_code,
                     )
                 if attempt == self.s.max_retries:
-                    raise InfluxError(f"InfluxDB error {resp.status_code} on {path}: {message}")
+                    raise InfluxError(
+                        f"InfluxDB error {resp.status_code} on {path}: {message}", resp.status_code
+                    )
                 log.warning("InfluxDB %s %s: %s %s; retry", method, path, resp.status_code, message)
             time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
             delay = min(delay * 2, 5.0)
@@ -391,5 +420,8 @@ def _bars_frame(df: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
         )
     out = pd.DataFrame({"time": df["time"].to_numpy(np.int64)})
     for c in cols[1:]:
-        out[c] = df[c].to_numpy(np.float64) if c in df else np.nan
+        # integer or float counts alike; aggr-server leaves a flow field out when it is zero:
+        # in a stored row a missing flow is a zero (a missing price stays NaN: no trade price)
+        v = df[c].to_numpy(np.float64) if c in df else np.full(len(df), np.nan)
+        out[c] = np.nan_to_num(v, nan=0.0) if c in FLOW_FIELDS else v
     return out.sort_values("time", ignore_index=True)

@@ -13,13 +13,17 @@ Layout under ``root``::
 ``<market>`` is the market id with ``:`` replaced by ``.`` (``BINANCE_FUTURES.btcusdt``). Every
 file is written to a temporary name, fsynced and renamed over the target, so a crash never leaves
 a half-written file. Rewriting bars overwrites rows with the same ``time``: writes are idempotent.
-One writer process per store is assumed (the feeder or an import). The live feeder appends
+One writer process at a time: ``import`` and ``run`` take ``.writer.lock`` (an exclusive
+``flock``, released by the kernel when the process ends, even on SIGKILL); a second writer is
+refused with a message naming the holder (:class:`StoreLockedError`). The live feeder appends
 small part files (``append_bars``) instead of rewriting a day file every second; readers merge
 the parts over the day file (a later part wins for the same second) and ``compact`` folds them in.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -79,6 +83,10 @@ def _write_json(path: Path, doc: object) -> None:
     _atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=1, sort_keys=True)))
 
 
+class StoreLockedError(RuntimeError):
+    """Another process is writing this store, or the store cannot be written at all."""
+
+
 class ParquetStore:
     """Bars, coverage and gaps in local Parquet files (see the module docstring)."""
 
@@ -86,6 +94,39 @@ class ParquetStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._lock_fd: int | None = None
+
+    def lock_writer(self, what: str) -> None:
+        """Become the store's only writer (held until the process ends), or raise
+        :class:`StoreLockedError` naming the process that is."""
+        if self._lock_fd is not None:
+            return
+        path = self.root / ".writer.lock"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise StoreLockedError(f"cannot write the store {self.root}: {e.strerror or e}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 500, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLockedError(
+                f"the store {self.root} is being written by another process ({holder}); one "
+                "writer at a time: wait for it to end or stop it, then run this again"
+            ) from None
+        os.ftruncate(fd, 0)
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+        os.pwrite(fd, f"pid {os.getpid()}: {what}, since {stamp}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock_writer(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # ----- writing -----------------------------------------------------------------------------
     @staticmethod

@@ -7,15 +7,34 @@ received) nor for anything before it: its coverage begins after that second."""
 from __future__ import annotations
 
 import asyncio
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
 import time
 
+import httpx
+import pandas as pd
 import pytest
 
 from feeder.live.runtime import EventClock, Feeder
+from feeder.live.spool import Batch, Spool
 from feeder.replay import ReplayServer
 from feeder.sinks.parquet import ParquetStore
-from tests.live.conftest import RECORDINGS, bars_of, feeder_settings, replay_factory
+from tests.live.conftest import (
+    RECORDINGS,
+    bars_of,
+    expected_trades,
+    feeder_settings,
+    replay_factory,
+    run_feeder,
+)
 from tests.live.coverage_check import assert_never_wrong_and_covered
+from tests.live.servers import free_port
+from tests.live.test_cli_run import REPO, _closed, _config, _health, _processes, _trades
+from tests.live.test_feeder_replay import _same_bars
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
@@ -66,3 +85,175 @@ def test_a_session_joining_mid_stream_covers_only_seconds_it_received_whole(
         assert len(cov) == 1 and cov[0, 0] == first_stored + 1, (market, cov, first_stored)
     covered = assert_never_wrong_and_covered(store, imported, tmp_path)
     assert all(n > 60 for n in covered.values()), covered
+
+
+def test_a_torn_spool_line_left_by_a_crash_is_quarantined_and_writing_goes_on(
+    market_data, imported, tmp_path
+):
+    """A crash left a whole spooled batch and half a line; the restarted feeder finds the store
+    down and appends behind it. When the store is back, the whole batch reaches it, the torn
+    part is quarantined and counted, and every bar of the session is written (the store writer
+    never dies)."""
+    settings = feeder_settings(tmp_path, None)
+    root = tmp_path / "store"
+    root.write_text("not a directory")  # the store is down: every write fails (a real I/O error)
+    store = ParquetStore(root)
+    spool = Spool(settings.feeder.spool_dir)
+    saved = pd.DataFrame({"time": [1_722_000_000], "open": [1.0], "high": [2.0], "low": [0.5],
+                          "close": [1.5], "vbuy": [3.0], "vsell": [4.0], "cbuy": [1.0],
+                          "csell": [2.0], "lbuy": [0.0], "lsell": [0.0]})  # fmt: skip
+    spool.append([Batch("BINANCE:btcusdt", "spot", "1s", saved)])
+    with spool.path.open("ab") as fh:  # the crash: half a line, no newline
+        fh.write(b'{"m":"BINANCE:btcusdt","k":"spot","r":"1s","t":[17231')
+    seen: dict = {}
+
+    async def probe(feeder):
+        while len(spool) < 4:  # noqa: ASYNC110 - new batches spooled behind the torn line
+            await asyncio.sleep(0.05)
+        root.unlink()  # the store is back
+        async with httpx.AsyncClient() as c:
+            while True:
+                seen["health"] = (await c.get(f"http://127.0.0.1:{feeder.http_port}/health")).json()
+                await asyncio.sleep(0.2)
+
+    async def go():
+        recs = [(market_data / raw, mt) for raw, mt, _csv, _spec in RECORDINGS.values()]
+        async with ReplayServer(recs, speed=0) as server:
+            return await run_feeder(server, settings, store, expected_trades(market_data),
+                                    during=probe)  # fmt: skip
+
+    run = asyncio.run(go())
+    assert run.feeder.counters["task_deaths"] == 0
+    _same_bars(store, imported)  # every bar of the session written
+    got = store.read_bars("BINANCE:btcusdt", 1_722_000_000, 1_722_000_001, "1s")
+    pd.testing.assert_frame_equal(got, saved, check_dtype=False)  # the whole record replayed
+    assert len(Spool(settings.feeder.spool_dir)) == 0
+    quarantine = spool.dir / "spool.quarantine"
+    assert quarantine.read_bytes() == b'{"m":"BINANCE:btcusdt","k":"spot","r":"1s","t":[17231\n'
+    assert seen["health"]["spool"]["quarantined"] == 1, seen["health"]["spool"]
+
+
+def test_run_exits_non_zero_when_bars_can_be_neither_stored_nor_spooled(market_data, tmp_path):
+    """The store is down and the spool directory unusable (a full or read-only disk): `run` says
+    so in /health (failing) and in one clear line, and exits non-zero instead of going on
+    without writing."""
+    (tmp_path / "store").mkdir()  # the store opens (its writer lock is taken) ...
+    for sub in ("bars_1s", "bars_1m"):
+        (tmp_path / "store" / sub).write_text("not a directory")  # ... but every write fails
+    (tmp_path / "spool").write_text("not a directory")  # and so does every spool write
+    with _processes(market_data, tmp_path, speed=10) as (_replay, feeder, _wait, hport, log):
+        deadline = time.monotonic() + 120
+        failing = None
+        while feeder.poll() is None and time.monotonic() < deadline:
+            h = _health(hport)
+            if h is not None and h["status"] == "failing":
+                failing = h
+            time.sleep(0.1)
+        assert feeder.wait(60) == 3, log.read_text()[-3000:]
+    text = log.read_text()
+    line = "error: the feeder stopped: store writer: store down and cannot create the spool "
+    assert re.search(f"^{line}directory .*/spool: File exists$", text, re.M), text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert failing is not None and failing["fatal"], failing
+    assert failing["counters"]["batches_lost"] > 0, failing
+
+
+def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_data, imported,
+                                                                       tmp_path):  # fmt: skip
+    """`run` (a process, against `replay` in another) is killed with SIGKILL at random points
+    four times during the replay and restarted on the same store each time; after the last
+    session every stored second and minute is either exactly the import reference or outside
+    coverage, and so is every complete candle the strategy reads."""
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    kills = 4
+    rport = free_port()
+    replay_cmd = [sys.executable, "-m", "feeder.cli", "replay", "--port", str(rport),
+                  "--speed", "3", "--start-on-subscribe", "2"]  # fmt: skip
+    for raw, mt, _csv, _spec in RECORDINGS.values():
+        replay_cmd += ["--recording", f"{market_data / raw}:{mt}"]
+    cfg = _config(tmp_path, f"http://127.0.0.1:{rport}")
+    env = {**os.environ, "SQUEEZEFLOW_API_KEY_BINANCE": "replay-no-key",
+           "SQUEEZEFLOW_API_KEY_BINANCEUSDM": "replay-no-key"}  # fmt: skip
+    last_second = {m: int(bars_of(imported, m)["time"].max()) for m in RECORDINGS}
+    log = tmp_path / "feeder.log"
+    procs: list[subprocess.Popen] = []
+
+    def start_feeder() -> tuple[subprocess.Popen, int]:
+        hport = free_port()
+        with log.open("a") as out:
+            cmd = [sys.executable, "-m", "feeder.cli", "--config", str(cfg), "run",
+                   "--clock", "event", "--http-port", str(hport)]  # fmt: skip
+            p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        procs.append(p)
+        return p, hport
+
+    def wait_health(p: subprocess.Popen, hport: int, until) -> dict:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert p.poll() is None, log.read_text()[-3000:]
+            h = _health(hport)
+            if h is not None and until(h):
+                return h
+            time.sleep(0.05)
+        raise AssertionError(f"seed {seed}: timed out\n{log.read_text()[-3000:]}")
+
+    killed_at = []
+    try:
+        procs.append(subprocess.Popen(replay_cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))  # fmt: skip
+        deadline = time.monotonic() + 30
+        while _closed(rport):
+            assert time.monotonic() < deadline and procs[0].poll() is None
+            time.sleep(0.1)
+        for _ in range(kills):
+            feeder, hport = start_feeder()
+            n = rng.randint(300, 3_000)  # trades this session collects before its SIGKILL
+            h = wait_health(feeder, hport, lambda h, n=n: _trades(h) >= n)
+            feeder.send_signal(signal.SIGKILL)
+            feeder.wait(30)
+            killed_at.append(max(m["watermark"] or 0 for m in h["markets"].values()))
+        feeder, hport = start_feeder()  # the last session runs to the end of the replay
+        wait_health(feeder, hport, lambda h: all(
+            (m["watermark"] or 0) >= last_second[k] - 3 and not m["held"]
+            for k, m in h["markets"].items()))  # fmt: skip
+        feeder.send_signal(signal.SIGTERM)
+        assert feeder.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert len(killed_at) == kills and killed_at == sorted(killed_at), (seed, killed_at)
+    store = ParquetStore(tmp_path / "store")
+    covered = assert_never_wrong_and_covered(store, imported, tmp_path)
+    assert all(n > 30 for n in covered.values()), (seed, covered)
+    # the kills fell inside the replay: sessions are separated by uncovered time
+    assert max(len(store.coverage(m)) for m in RECORDINGS) >= 2, seed
+
+
+def test_a_second_writer_on_a_store_being_written_is_refused_clearly(market_data, tmp_path):
+    """While `run` writes a store, a second `run` and an `import` on it are refused with a
+    message naming the writer, and exit 2 without touching it; once `run` has ended (even by
+    SIGKILL) the store takes a writer again."""
+    archive = market_data / "binance_datatool/tommy-ca/data"
+    with _processes(market_data, tmp_path, speed=10) as (_replay, feeder, wait_health, _h, log):
+        wait_health(lambda h: _trades(h) > 500)
+        cfg = str(tmp_path / "config.json")
+        for argv in (["run", "--clock", "event", "--http-port", "0"],
+                     ["import", "--from", str(archive), "--no-progress"]):  # fmt: skip
+            out = subprocess.run([sys.executable, "-m", "feeder.cli", "--config", cfg, *argv],
+                                 cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+            text = out.stdout + out.stderr
+            assert out.returncode == 2, text
+            assert f"is being written by another process (pid {feeder.pid}: squeezeflow-feeder " \
+                   "run, since" in text, text  # fmt: skip
+            assert "Traceback" not in text
+        assert not ParquetStore(tmp_path / "store").imported()  # the import wrote nothing
+        feeder.send_signal(signal.SIGKILL)
+        feeder.wait(30)
+    out = subprocess.run([sys.executable, "-m", "feeder.cli", "--config", cfg, "import", "--from",
+                          str(archive), "--no-progress"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert ParquetStore(tmp_path / "store").imported()

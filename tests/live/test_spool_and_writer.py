@@ -12,7 +12,7 @@ from feeder.sinks.parquet import ParquetStore
 from tests.store_cases import DAY0, make_bars
 
 
-def test_spool_round_trips_batches_in_order_and_skips_a_torn_last_line(tmp_path):
+def test_spool_round_trips_batches_in_order_and_quarantines_a_torn_last_line(tmp_path):
     sp = Spool(tmp_path)
     a = Batch("BINANCE:btcusdt", "spot", "1s", make_bars(DAY0, 30, 1))
     b = Batch("BINANCE:btcusdt", "spot", "coverage", None, DAY0, DAY0 + 30)
@@ -26,7 +26,7 @@ def test_spool_round_trips_batches_in_order_and_skips_a_torn_last_line(tmp_path)
     assert got[0].bars is not None
     pd.testing.assert_frame_equal(got[0].bars, a.bars.reset_index(drop=True), check_dtype=False)
     assert (got[1].start, got[1].end) == (DAY0, DAY0 + 30)
-    assert sp.torn_lines == 1 and len(sp) == 3
+    assert sp.quarantined == 1 and len(sp) == 3
 
 
 def test_a_failing_store_spools_then_replays_everything_once_in_order(tmp_path):
@@ -62,3 +62,83 @@ def test_a_failing_store_spools_then_replays_everything_once_in_order(tmp_path):
     assert stats.counters["spool_replayed_batches"] >= 12
     got_oi = ParquetStore(root).read_oi("BINANCE_FUTURES:btcusdt", DAY0, DAY0 + 600)
     assert got_oi["time"].tolist() == [DAY0, DAY0 + 60] and got_oi["oi"].tolist() == [8.5e9, 8.25e9]
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from feeder.live.spool import Batch, Spool, SpoolError
+from tests.store_cases import DAY0, make_bars
+
+sp = Spool(Path(sys.argv[1]))
+sp.append([Batch("BINANCE:btcusdt", "spot", "1s", make_bars(DAY0, 5, 1))])
+size = sp.bytes
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the kernel then answers EFBIG, like ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, size + 100))  # the disk fills up
+try:
+    sp.append([Batch("BINANCE:btcusdt", "spot", "1s", make_bars(DAY0 + 5, 60, 2))])
+except SpoolError as e:
+    print("refused:", e)
+print("size", sp.bytes - size)
+"""
+
+
+def test_a_full_disk_short_write_is_undone_and_raised_never_left_torn(tmp_path):
+    """A write the disk cannot take whole (the kernel writes part of it, then refuses the rest)
+    is undone and raised: the spool keeps its whole records only."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "refused: cannot write the spool" in out.stdout, out.stdout
+    assert "size 0" in out.stdout, out.stdout  # the partial record was cut back off
+    sp = Spool(tmp_path)
+    assert len(sp) == 1 and sp.quarantined == 0
+    assert [len(b.bars) for b in sp.read() if b.bars is not None] == [len(make_bars(DAY0, 5, 1))]
+
+
+def test_the_spool_is_bounded_dropped_seconds_become_gaps_never_coverage(tmp_path):
+    """The store is down for long: the spool stops at its bound; what is dropped after that is
+    counted, alerted, and never covered (recorded as a gap once the store is back)."""
+    root = tmp_path / "store"
+    root.write_text("not a directory")  # the store is down
+    stats = SinkStats()
+    writer = StoreWriter(ParquetStore(root), Spool(tmp_path / "spool"), stats, queue_size=10,
+                         retry_s=0.2, flush_s=0.05, spool_max_bytes=100_000)  # fmt: skip
+    bars = make_bars(DAY0, 3_000, 5, quiet_every=10**9)
+
+    async def scenario():
+        task = asyncio.create_task(writer.run())
+        for i in range(0, 3_000, 60):  # fifty ticks of bars, each followed by its coverage
+            writer.put(Batch("BINANCE:btcusdt", "spot", "1s", bars.iloc[i : i + 60]))
+            writer.put(Batch("BINANCE:btcusdt", "spot", "coverage", None, DAY0 + i, DAY0 + i + 60))
+            await asyncio.sleep(0.01)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if writer.queue.empty() and writer.alert:
+                break
+        assert 0 < writer.spool.bytes <= 100_000, writer.spool.bytes  # bounded
+        root.unlink()  # the store is back
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if stats.store_up and not len(writer.spool) and writer.queue.empty():
+                break
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert stats.counters["spool_full_dropped"] > 0 and writer.alert
+    store = ParquetStore(root)
+    cov = store.coverage("BINANCE:btcusdt")
+    got = store.read_bars("BINANCE:btcusdt", DAY0, DAY0 + 3_000, "1s").set_index("time")
+    want = bars.set_index("time")
+    covered_t = [t for s, e in cov for t in range(int(s), int(e))]
+    assert 0 < len(covered_t) < 3_000
+    pd.testing.assert_frame_equal(got.loc[covered_t], want.loc[covered_t], check_dtype=False)
+    gaps = store.gaps("BINANCE:btcusdt")
+    assert len(gaps) and (gaps["reason"] == "spool full while the store was down").all()
+    gap_t = {t for s, e in zip(gaps["start"], gaps["end"], strict=True) for t in range(s, e)}
+    assert gap_t | set(covered_t) == set(range(DAY0, DAY0 + 3_000))
