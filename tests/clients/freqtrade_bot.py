@@ -100,11 +100,13 @@ def freqtrade_process(
            "FREQTRADE__INTERNALS__PROCESS_THROTTLE_SECS": "1",
            **env_extra}  # fmt: skip
     cmd = [sys.executable, "-m", "feeder.offline", "--markets", str(e2e.markets), command,
-           "--config", str(REPO / "config.json"), "--strategy", "SqueezeFlow",
-           "--strategy-path", str(REPO / "user_data/strategies"), "--datadir", str(e2e.datadir),
+           "--config", str(REPO / "config.json"), "--datadir", str(e2e.datadir),
            "--userdir", str(e2e.userdir)]  # fmt: skip
     if command == "trade":
-        cmd += ["--dry-run", "--db-url", f"sqlite:///{folder / 'dry.sqlite'}"]
+        cmd += ["--strategy", "SqueezeFlow", "--strategy-path", str(REPO / "user_data/strategies"),
+                "--dry-run", "--db-url", f"sqlite:///{folder / 'dry.sqlite'}"]  # fmt: skip
+    else:  # webserver takes no --strategy options: FreqUI picks the strategy from this folder
+        env.setdefault("FREQTRADE__STRATEGY_PATH", str(REPO / "user_data/strategies"))
     cmd += list(extra_args)
     log = folder / f"{command}.log"
     with log.open("w") as fh:

@@ -499,3 +499,41 @@ class FakeTelegram:
         exit, exit_fill; FreqTrade's defaults send entry, exit and exit_fill)."""
         out = [n for m in self.messages if (n := parse_trade_notice(m.text))]
         return [n for n in out if kind is None or n.kind == kind]
+
+
+def _key(trade: dict[str, Any], *names: str) -> Any:
+    return next((trade[n] for n in names if trade.get(n) is not None), None)
+
+
+def check_trade_notifications(
+    tg: FakeTelegram, live_trades: list[dict[str, Any]], timeout: float = 60
+) -> None:
+    """Every live trade (e.g. ``rehearse``'s report ``live_trades``: dicts with ``pair``,
+    ``direction``, ``entry_tag``/``enter_tag``, ``exit_reason``; ``exit_reason`` None while open)
+    got FreqTrade's entry notification and, once closed, its exit-fill notification, through
+    Telegram; no notification for a trade that does not exist. Waits for them (up to
+    ``timeout``) and fails listing what arrived."""
+
+    def want(kind: str) -> list[tuple[str, str, str | None]]:
+        out = []
+        for t in live_trades:
+            reason = _key(t, "exit_reason")
+            if kind == "exit_fill" and reason is None:
+                continue
+            extra = _key(t, "entry_tag", "enter_tag") if kind == "entry" else reason
+            out.append((str(t["pair"]), str(t["direction"]).lower(), extra))
+        return sorted(out, key=repr)
+
+    def got(kind: str) -> list[tuple[str, str, str | None]]:
+        out = [(n.pair, n.direction.lower(), n.enter_tag if kind == "entry" else n.exit_reason)
+               for n in tg.trade_notifications(kind)]  # fmt: skip
+        return sorted(out, key=repr)
+
+    expected = {k: want(k) for k in ("entry", "exit_fill")}
+    try:
+        tg.wait_until(lambda: all(len(got(k)) >= len(v) for k, v in expected.items()), timeout,
+                      f"{len(expected['entry'])} entry and {len(expected['exit_fill'])} exit-fill "
+                      "notifications")  # fmt: skip
+    finally:
+        for kind, exp in expected.items():
+            assert got(kind) == exp, f"{kind} notifications {got(kind)} != trades {exp}"

@@ -133,3 +133,44 @@ def test_trade_notice_parser_reads_freqtrade_own_messages():
     }
     assert notes[2].exit_reason == "gap_resolved"
     assert parse_trade_notice("SqueezeFlow BTC: flow feed stale") is None
+
+
+def test_check_trade_notifications_matches_trades_to_freqtrade_messages(tg, monkeypatch):
+    from freqtrade.enums import RPCMessageType
+
+    from tests.clients.telegram import check_trade_notifications
+
+    t = _freqtrade_formatter()
+    now = datetime.now(UTC)
+    common = {"exchange": "Binance", "pair": "BTC/USDT:USDT", "leverage": 1.0, "amount": 0.1,
+              "open_rate": 60000.0, "current_rate": 60000.0, "quote_currency": "USDT",
+              "stake_currency": "USDT", "stake_amount": 3000.0, "sub_trade": False,
+              "fiat_currency": None, "open_date": now - timedelta(minutes=5), "close_date": now,
+              "profit_amount": 1.0, "profit_ratio": 0.001, "gain": "profit", "close_rate": 60060.0,
+              "order_rate": 60060.0, "cumulative_profit": 1.0, "final_profit_ratio": None,
+              "is_final_exit": False}  # fmt: skip
+    long_ = {**common, "trade_id": 1, "direction": "Long", "enter_tag": "squeeze_long",
+             "exit_reason": "exit_signal"}  # fmt: skip
+    short = {**common, "trade_id": 2, "direction": "Short", "enter_tag": "squeeze_short"}
+    kinds = [(long_, RPCMessageType.ENTRY), (short, RPCMessageType.ENTRY),
+             (long_, RPCMessageType.EXIT), (long_, RPCMessageType.EXIT_FILL)]  # fmt: skip
+    msgs = [{**trade, "type": kind} for trade, kind in kinds]
+    bot = _bot(tg, monkeypatch)
+
+    async def send():
+        async with bot:
+            for m in msgs:
+                await bot.send_message(tg.chat_id, t.compose_message(m), parse_mode="Markdown")
+
+    asyncio.run(send())
+    trades = [
+        {"pair": "BTC/USDT:USDT", "direction": "long", "entry_tag": "squeeze_long",
+         "exit_reason": "exit_signal"},
+        {"pair": "BTC/USDT:USDT", "direction": "short", "entry_tag": "squeeze_short",
+         "exit_reason": None},  # still open
+    ]  # fmt: skip
+    check_trade_notifications(tg, trades, timeout=5)
+    with pytest.raises(AssertionError, match="exit_fill notifications"):
+        check_trade_notifications(tg, [trades[0], {**trades[1], "exit_reason": "time_stop"}], 1)
+    with pytest.raises(AssertionError, match="entry notifications"):
+        check_trade_notifications(tg, trades[:1], timeout=1)  # a notification without a trade
