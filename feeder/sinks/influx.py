@@ -35,6 +35,9 @@ COVERAGE_MEASUREMENT = "sf_coverage"
 GAPS_MEASUREMENT = "sf_gaps"
 IMPORTS_MEASUREMENT = "sf_imports"
 OI_MEASUREMENT = "open_interest"
+#: A field set on rows whose per-side trade counts are unknown (Binance klines carry the total
+#: only). aggr-server leaves a zero field out, so a missing count is otherwise read as 0.
+COUNTS_UNKNOWN = "counts_unknown"
 
 
 class InfluxError(RuntimeError):
@@ -314,7 +317,7 @@ class InfluxStore:
 
     def read_bars(self, market: str, start: int, end: int, resolution: str = "1m") -> pd.DataFrame:
         rp, meas = self._rp_measurement(resolution)
-        fields = ",".join(quote_ident(f) for f in BAR_FIELDS)
+        fields = ",".join(quote_ident(f) for f in (*BAR_FIELDS, COUNTS_UNKNOWN))
         q = (
             f"SELECT {fields} FROM {self._src(rp, meas)}"
             f" WHERE market = {quote_str(market)} AND time >= {int(start)}s AND time < {int(end)}s"
@@ -424,4 +427,7 @@ def _bars_frame(df: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
         # in a stored row a missing flow is a zero (a missing price stays NaN: no trade price)
         v = df[c].to_numpy(np.float64) if c in df else np.full(len(df), np.nan)
         out[c] = np.nan_to_num(v, nan=0.0) if c in FLOW_FIELDS else v
+    if COUNTS_UNKNOWN in df:  # counts never written (klines): unknown, not zero
+        unknown = df[COUNTS_UNKNOWN].to_numpy(np.float64) > 0
+        out.loc[unknown, ["cbuy", "csell"]] = np.nan
     return out.sort_values("time", ignore_index=True)

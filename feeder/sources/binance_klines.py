@@ -235,7 +235,7 @@ def write_minutes(store: BarStore, market: str, kind: str, bars: pd.DataFrame) -
     if store.name != "influx" or not bars[["cbuy", "csell"]].isna().any().any():
         return store.write_bars(market, kind, bars, "1m")
     from feeder.models import BAR_FIELDS
-    from feeder.sinks.influx import escape_measurement, escape_tag
+    from feeder.sinks.influx import COUNTS_UNKNOWN, escape_measurement, escape_tag
 
     s = store.s  # type: ignore[attr-defined]
     tags = f"kind={escape_tag(kind)},market={escape_tag(market)}"
@@ -246,6 +246,8 @@ def write_minutes(store: BarStore, market: str, kind: str, bars: pd.DataFrame) -
     for i in range(len(t)):
         vals = ((f, cols[f][i]) for f in BAR_FIELDS)
         fields = ",".join(f"{f}={v!r}" for f, v in vals if v == v)  # NaN != NaN: left out
+        if cols["cbuy"][i] != cols["cbuy"][i]:
+            fields += f",{COUNTS_UNKNOWN}=1.0"
         lines.append(f"{prefix}{fields} {t[i]}")
     store.write_lines(lines, rp=s.rp_1m)  # type: ignore[attr-defined]
     return len(lines)
