@@ -37,6 +37,7 @@ from feeder.sources.venues import (
     RawDay,
     VenueFile,
     check_window,
+    dedup_to_row_ids,
     ids_from_text,
     read_columns,
     sides_to_seller,
@@ -98,7 +99,7 @@ def read(f: VenueFile) -> RawDay:
             {"timestamp": pa.float64(), "side": TEXT, "size": pa.float64(),
              "price": pa.float64(), "trdMatchID": pa.string()},
         )  # fmt: skip
-        ids = ids_from_text(cols["trdMatchID"])
+        uuids = ids_from_text(cols["trdMatchID"])
         ts = np.asarray(cols["timestamp"].to_numpy(), np.float64)
         qty = np.asarray(cols["size"].to_numpy(), np.float64)
     seller, side_ok = sides_to_seller(cols["side"])
@@ -106,6 +107,12 @@ def read(f: VenueFile) -> RawDay:
     inside, window = check_window(f, ts)
     keep = side_ok & inside
     refused = {"outside_file_day": int((side_ok & ~inside).sum())}
+    if f.venue != "spot":
+        # trdMatchIDs are UUIDs: duplicates dropped here, then rows numbered in file order
+        fresh, n_dup = dedup_to_row_ids(np.where(keep, uuids, -1 - np.arange(len(uuids))))
+        keep &= fresh
+        refused["duplicate_id"] = n_dup
+        ids = np.arange(1, len(uuids) + 1, dtype=np.int64)
     bad += int((~side_ok).sum())
     raw = {"ts": ts, "price": price, "qty": qty, "is_buyer_maker": seller, "trade_id": ids}
     if not keep.all():
