@@ -13,7 +13,9 @@ separate fills and are kept)::
     id,timestamp,price,volume,side,rpi
     1,1747612836878,0.2271,220.16,buy,0
 
-Market ids as the live feeder's (ccxt ``bybit``): ``BYBIT:btcusdt`` (linear: size in base),
+Derivatives rows repeated with the same ``trdMatchID`` are dropped (``duplicate_id``); rows
+are then numbered in file order, so trades of one instant keep the venue's order for open and
+close. Market ids as the live feeder's (ccxt ``bybit``): ``BYBIT:btcusdt`` (linear: size in base),
 ``BYBIT:btcusd`` (inverse: size in contracts of 1 USD, as ccxt's contractSize), and
 ``BYBIT_SPOT:btcusdt``. Bybit publishes no checksums for these files.
 """
