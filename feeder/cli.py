@@ -1,6 +1,6 @@
 """``squeezeflow-feeder``: one command with subcommands.
 
-squeezeflow-feeder import --from DIR            import Binance archive files found under DIR
+squeezeflow-feeder import --from DIR            import archive files found under DIR
 squeezeflow-feeder import --download ...        fetch them from the public archive first
 squeezeflow-feeder export-candles --pairs ...   FreqTrade candle files from our bars
 squeezeflow-feeder status                       what the store holds: markets, ranges, gaps
@@ -55,11 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser(
         "import",
-        help="import Binance public archive trade files (local or downloaded)",
+        help="import trade archives (Binance, Bybit, OKX, Tardis), Binance klines and metrics",
         description="Import Binance public trade archives (data.binance.vision layout: spot, "
         "futures/um, futures/cm; trades or aggTrades; zip or csv; with or without header). "
         "Checksums are verified when a .CHECKSUM file is present. Files already imported are "
-        "skipped unless --force.",
+        "skipped unless --force. Also Bybit, OKX and Tardis trade files, Binance 1m klines "
+        "(minute-resolution bars) and futures metrics (open interest), recognised by layout "
+        "and file name (see --format).",
     )
     src = imp.add_mutually_exclusive_group(required=True)
     src.add_argument(
