@@ -365,7 +365,10 @@ def test_consecutive_bybit_spot_days_keep_every_row_although_ids_restart(tmp_pat
 @pytest.mark.shared
 def test_one_folder_with_bybit_binance_klines_and_trades_imports_all(market_data, tmp_path, capsys):
     root = tmp_path / "arch"
-    _gz(market_data / "RT-Data/1INCHUSDT_2025-05-19.csv", root / "spot/1INCHUSDT/1INCHUSDT_2025-05-19.csv.gz")  # noqa: E501
+    _gz(
+        market_data / "RT-Data/1INCHUSDT_2025-05-19.csv",
+        root / "spot/1INCHUSDT/1INCHUSDT_2025-05-19.csv.gz",
+    )
     k = root / "spot/daily/klines/BTCUSDT/1m"
     k.mkdir(parents=True)
     shutil.copy(market_data / "binance_datatool/lostleaf/BTCUSDT-1m-2020-01-01.zip", k)
