@@ -80,10 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--data-type",
-        choices=["trades", "aggTrades", "klines", "metrics", "markPriceKlines"],
+        choices=["trades", "aggTrades", "klines", "metrics", "markPriceKlines", "fundingRate"],
         default="aggTrades",
         help="with --download (default aggTrades: smaller files, same taker flow); klines: 1m "
-        "bars with taker volume; metrics: open interest; markPriceKlines: 1h mark for export",
+        "bars with taker volume; metrics: open interest; markPriceKlines, fundingRate: 1h mark and "
+        "funding for export-candles",
     )
     imp.add_argument("--start", type=_parse_day, help="with --download: first day (UTC)")
     imp.add_argument("--end", type=_parse_day, help="with --download: last day (UTC), inclusive")
