@@ -1,6 +1,6 @@
 """``squeezeflow-feeder``: one command with subcommands.
 
-squeezeflow-feeder import --from DIR            import Binance archive files found under DIR
+squeezeflow-feeder import --from DIR            import archive files found under DIR
 squeezeflow-feeder import --download ...        fetch them from the public archive first
 squeezeflow-feeder export-candles --pairs ...   FreqTrade candle files from our bars
 squeezeflow-feeder status                       what the store holds: markets, ranges, gaps
@@ -65,11 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser(
         "import",
-        help="import Binance public archive trade files (local or downloaded)",
+        help="import trade archives (Binance, Bybit, OKX, Tardis), Binance klines and metrics",
         description="Import Binance public trade archives (data.binance.vision layout: spot, "
         "futures/um, futures/cm; trades or aggTrades; zip or csv; with or without header). "
         "Checksums are verified when a .CHECKSUM file is present. Files already imported are "
-        "skipped unless --force.",
+        "skipped unless --force. Also Bybit, OKX and Tardis trade files, Binance 1m klines "
+        "(minute-resolution bars) and futures metrics (open interest), recognised by layout "
+        "and file name (see --format).",
     )
     src = imp.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -88,10 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--data-type",
-        choices=["trades", "aggTrades", "klines", "metrics", "markPriceKlines"],
+        choices=["trades", "aggTrades", "klines", "metrics", "markPriceKlines", "fundingRate"],
         default="aggTrades",
         help="with --download (default aggTrades: smaller files, same taker flow); klines: 1m "
-        "bars with taker volume; metrics: open interest; markPriceKlines: 1h mark for export",
+        "bars with taker volume; metrics: open interest; markPriceKlines, fundingRate: 1h mark and "
+        "funding for export-candles",
     )
     imp.add_argument("--start", type=_parse_day, help="with --download: first day (UTC)")
     imp.add_argument("--end", type=_parse_day, help="with --download: last day (UTC), inclusive")

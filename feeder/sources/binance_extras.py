@@ -52,7 +52,7 @@ def import_found(
 
 
 #: ``--data-type`` values fetched by ``download_and_import`` (path below ``{market}/daily/``).
-EXTRA_TYPES = ("klines", "metrics", "markPriceKlines")
+EXTRA_TYPES = ("klines", "metrics", "markPriceKlines", "fundingRate")
 
 
 def extra_relpath(data_type: str, market_type: str, symbol: str, day: str) -> str:
@@ -60,6 +60,8 @@ def extra_relpath(data_type: str, market_type: str, symbol: str, day: str) -> st
     from feeder.sources.archive import MARKET_PREFIX
 
     sym = symbol.upper()
+    if data_type == "fundingRate":  # monthly files only; ``day`` is YYYY-MM
+        return f"{MARKET_PREFIX[market_type]}/monthly/fundingRate/{sym}/{sym}-fundingRate-{day}.zip"
     base = f"{MARKET_PREFIX[market_type]}/daily/{data_type}/{sym}"
     if data_type == "klines":
         return f"{base}/1m/{sym}-1m-{day}.zip"
@@ -75,9 +77,10 @@ def download_and_import(
     console: Console,
     print_status: Callable[..., None],
 ) -> int:
-    """``import --download --data-type klines|metrics|markPriceKlines``: fetch each day's zip
-    and its ``.CHECKSUM`` (verified) into ``--archive-dir``, report days missing upstream, then
-    import klines and metrics (markPriceKlines are read by ``export-candles --archive-dir``)."""
+    """``import --download --data-type klines|metrics|markPriceKlines|fundingRate``: fetch each
+    day's (fundingRate: month's) zip and its ``.CHECKSUM`` (verified) into ``--archive-dir``,
+    report those missing upstream, then import klines and metrics (markPriceKlines and
+    fundingRate are read by ``export-candles --archive-dir``)."""
     import httpx
 
     from feeder.sources import archive
@@ -93,7 +96,12 @@ def download_and_import(
     with httpx.Client(timeout=60, follow_redirects=True) as client:
         for mt in types:
             for sym in args.symbols:
-                for day in archive.date_range(args.start, args.end):
+                spans = (
+                    archive.month_range(args.start, args.end)
+                    if args.data_type == "fundingRate"
+                    else archive.date_range(args.start, args.end)
+                )
+                for day in spans:
                     rel = extra_relpath(args.data_type, mt, sym, day)
                     dest = args.archive_dir / rel
                     cs = dest.with_name(dest.name + ".CHECKSUM")
@@ -112,7 +120,8 @@ def download_and_import(
     if not got:
         raise archive.ArchiveError("nothing was downloaded")
     console.print(f"downloaded {got} {args.data_type} file(s) into {args.archive_dir}")
-    if args.data_type == "markPriceKlines":
+    if args.data_type in ("markPriceKlines", "fundingRate"):
+        console.print(f"export-candles --archive-dir {args.archive_dir} uses them")
         return 0
     ns = argparse.Namespace(**{**vars(args), "source": args.archive_dir, "market_types": None})
     import_found(ns, settings, store, console, print_status)

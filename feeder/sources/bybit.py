@@ -13,7 +13,9 @@ separate fills and are kept)::
     id,timestamp,price,volume,side,rpi
     1,1747612836878,0.2271,220.16,buy,0
 
-Market ids as the live feeder's (ccxt ``bybit``): ``BYBIT:btcusdt`` (linear: size in base),
+Derivatives rows repeated with the same ``trdMatchID`` are dropped (``duplicate_id``); rows
+are then numbered in file order, so trades of one instant keep the venue's order for open and
+close. Market ids as the live feeder's (ccxt ``bybit``): ``BYBIT:btcusdt`` (linear: size in base),
 ``BYBIT:btcusd`` (inverse: size in contracts of 1 USD, as ccxt's contractSize), and
 ``BYBIT_SPOT:btcusdt``. Bybit publishes no checksums for these files.
 """
@@ -37,6 +39,7 @@ from feeder.sources.venues import (
     RawDay,
     VenueFile,
     check_window,
+    dedup_to_row_ids,
     ids_from_text,
     read_columns,
     sides_to_seller,
@@ -98,7 +101,7 @@ def read(f: VenueFile) -> RawDay:
             {"timestamp": pa.float64(), "side": TEXT, "size": pa.float64(),
              "price": pa.float64(), "trdMatchID": pa.string()},
         )  # fmt: skip
-        ids = ids_from_text(cols["trdMatchID"])
+        uuids = ids_from_text(cols["trdMatchID"])
         ts = np.asarray(cols["timestamp"].to_numpy(), np.float64)
         qty = np.asarray(cols["size"].to_numpy(), np.float64)
     seller, side_ok = sides_to_seller(cols["side"])
@@ -106,6 +109,12 @@ def read(f: VenueFile) -> RawDay:
     inside, window = check_window(f, ts)
     keep = side_ok & inside
     refused = {"outside_file_day": int((side_ok & ~inside).sum())}
+    if f.venue != "spot":
+        # trdMatchIDs are UUIDs: duplicates dropped here, then rows numbered in file order
+        fresh, n_dup = dedup_to_row_ids(np.where(keep, uuids, -1 - np.arange(len(uuids))))
+        keep &= fresh
+        refused["duplicate_id"] = n_dup
+        ids = np.arange(1, len(uuids) + 1, dtype=np.int64)
     bad += int((~side_ok).sum())
     raw = {"ts": ts, "price": price, "qty": qty, "is_buyer_maker": seller, "trade_id": ids}
     if not keep.all():

@@ -268,6 +268,30 @@ for _i, _c in enumerate(b"ABCDEF"):
     _HEX[_c] = 10 + _i
 
 
+#: Positions of the first 16 hex digits in a canonical UUID ``8-4-4-4-12``.
+_UUID_HEX16 = np.r_[0:8, 9:13, 14:18]
+
+
+def _nibbles_to_int(nib: np.ndarray) -> np.ndarray:
+    """Rows of 16 hex nibbles -> int64 (the first 63 bits)."""
+    acc = np.zeros(nib.shape[0], np.uint64)
+    for j in range(16):
+        acc = (acc << np.uint64(4)) | nib[:, j].astype(np.uint64)
+    return (acc & np.uint64(0x7FFF_FFFF_FFFF_FFFF)).astype(np.int64)
+
+
+def dedup_to_row_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Keep each id's first row; return the kept rows' mask and the number dropped. Callers
+    then number rows by file order: the venue's match order breaks ties in a second, not the
+    order of hashed ids."""
+    if len(ids) < 2:
+        return np.ones(len(ids), np.bool_), 0
+    _, first = np.unique(ids, return_index=True)
+    keep = np.zeros(len(ids), np.bool_)
+    keep[first] = True
+    return keep, len(ids) - len(first)
+
+
 def ids_from_text(col: pa.ChunkedArray) -> np.ndarray:
     """Trade ids as int64: integers as they are; UUIDs by their first 63 bits (vectorised);
     anything else by the live feeder's stable hash (``trade_id_int``)."""
@@ -282,6 +306,13 @@ def ids_from_text(col: pa.ChunkedArray) -> np.ndarray:
             return np.asarray(pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
+    if isinstance(arr, pa.StringArray) and arr.null_count == 0:  # canonical UUIDs: no kernels
+        offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + n + 1]
+        if offsets[-1] - offsets[0] == 36 * n and bool(np.all(np.diff(offsets) == 36)):
+            raw36 = np.frombuffer(arr.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+            nib = _HEX[raw36.reshape(n, 36)[:, _UUID_HEX16]]
+            if not (nib == 255).any():
+                return _nibbles_to_int(nib)
     hexed = pc.utf8_slice_codeunits(pc.replace_substring(arr, "-", ""), 0, 16)
     if isinstance(hexed, pa.ChunkedArray):
         hexed = hexed.combine_chunks()
@@ -291,10 +322,7 @@ def ids_from_text(col: pa.ChunkedArray) -> np.ndarray:
         raw = np.frombuffer(hexed.buffers()[2], np.uint8)[offsets[0] : offsets[0] + 16 * n]
         nib = _HEX[raw.reshape(n, 16)]
         if not (nib == 255).any():
-            acc = np.zeros(n, np.uint64)
-            for j in range(16):
-                acc = (acc << np.uint64(4)) | nib[:, j].astype(np.uint64)
-            return (acc & np.uint64(0x7FFF_FFFF_FFFF_FFFF)).astype(np.int64)
+            return _nibbles_to_int(nib)
     return np.fromiter((trade_id_int(x) for x in arr.to_pylist()), np.int64, n)
 
 

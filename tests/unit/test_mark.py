@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from feeder.export import export_candles
 from feeder.sinks.parquet import ParquetStore
@@ -56,3 +57,38 @@ def test_mark_from_archive_and_a_real_mark_file_is_never_replaced(tmp_path):
     assert mark not in res.files and any("kept the existing mark-price file" in w
                                          for w in res.warnings)  # fmt: skip
     pd.testing.assert_frame_equal(pd.read_feather(mark), got)
+
+
+@pytest.mark.shared
+def test_download_funding_where_export_finds_it(market_data, tmp_path, capsys):
+    import shutil
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from feeder.cli import main
+    from feeder.export import Pair, find_funding_files
+
+    rel = "futures/um/monthly/fundingRate/BTCUSDT"
+    served = tmp_path / "www/data" / rel
+    served.mkdir(parents=True)
+    for f in (market_data / "binance_datatool/tommy-ca/data" / rel).iterdir():
+        shutil.copy(f, served / f.name)  # the real zip and its CHECKSUM
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rc = main(["--store-dir", str(tmp_path / "s"), "import", "--download", "--data-type",
+                   "fundingRate", "--base-url", f"http://127.0.0.1:{server.server_address[1]}",
+                   "--symbols", "BTCUSDT", "--market-types", "um", "--start", "2026-03-01",
+                   "--end", "2026-04-30", "--archive-dir", str(tmp_path / "arch"),
+                   "--no-progress"])  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = capsys.readouterr()
+    text = (out.out + out.err).replace("\n", "")
+    assert rc == 0, text
+    assert "404" in text and "downloaded 1 fundingRate file(s)" in text  # March is not served
+    found = find_funding_files(tmp_path / "arch", Pair.parse("BTC/USDT:USDT"))
+    assert [f.name for f in found] == ["BTCUSDT-fundingRate-2026-04.zip"]

@@ -365,7 +365,10 @@ def test_consecutive_bybit_spot_days_keep_every_row_although_ids_restart(tmp_pat
 @pytest.mark.shared
 def test_one_folder_with_bybit_binance_klines_and_trades_imports_all(market_data, tmp_path, capsys):
     root = tmp_path / "arch"
-    _gz(market_data / "RT-Data/1INCHUSDT_2025-05-19.csv", root / "spot/1INCHUSDT/1INCHUSDT_2025-05-19.csv.gz")  # noqa: E501
+    _gz(
+        market_data / "RT-Data/1INCHUSDT_2025-05-19.csv",
+        root / "spot/1INCHUSDT/1INCHUSDT_2025-05-19.csv.gz",
+    )
     k = root / "spot/daily/klines/BTCUSDT/1m"
     k.mkdir(parents=True)
     shutil.copy(market_data / "binance_datatool/lostleaf/BTCUSDT-1m-2020-01-01.zip", k)
@@ -374,3 +377,15 @@ def test_one_folder_with_bybit_binance_klines_and_trades_imports_all(market_data
     st = _status(capsys, tmp_path / "s")
     assert st["BYBIT_SPOT:1inchusdt"]["covered_hours"] == 24.0
     assert st["BINANCE:btcusdt"]["minute_hours"] == 24.0
+
+
+def test_bybit_derivatives_rows_listed_twice_are_dropped_by_trade_id(tmp_path, capsys):
+    p = _bybit_trading(tmp_path / "a/trading/BTCUSDT/BTCUSDT2025-01-01.csv.gz",
+                       [(D0 + 1.0, "Buy", 1.0, 90_000.0), (D0 + 2.0, "Sell", 2.0, 90_000.0)],
+                       "BTCUSDT")  # fmt: skip
+    with gzip.open(p, "rt") as fh:
+        lines = fh.read().splitlines()
+    with gzip.open(p, "wt") as fh:
+        fh.write("\n".join([*lines, lines[1]]) + "\n")  # the first trade again
+    rc, out = _import(capsys, tmp_path / "s", "--from", str(tmp_path / "a"))
+    assert rc == 0 and "duplicate_id 1" in out and "accepted 2" in out, out
