@@ -161,7 +161,7 @@ def login(page: Any, base_url: str, user: str, password: str) -> None:
     page.wait_for_url(f"{base_url}/")
 
 
-def open_chart_page(page: Any, base_url: str, attempts: int = 5) -> int:
+def open_chart_page(page: Any, base_url: str, webserver: bool = True, attempts: int = 5) -> int:
     """Open FreqUI's chart page once it has asked for its pair list; returns the attempts used.
 
     FreqUI 3.1.1 picks the pair source once, when the chart view mounts (webserver mode:
@@ -170,6 +170,9 @@ def open_chart_page(page: Any, base_url: str, attempts: int = 5) -> int:
     for good; a user reloads the page, and so do we."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    if not webserver:  # a trading bot: the chart charts the whitelist (pair_candles)
+        page.goto(f"{base_url}/graph")
+        return 1
     for attempt in range(1, attempts + 1):
         try:
             with page.expect_response(

@@ -509,16 +509,22 @@ def check_trade_notifications(
     tg: FakeTelegram, live_trades: list[dict[str, Any]], timeout: float = 60
 ) -> None:
     """Every live trade (e.g. ``rehearse``'s report ``live_trades``: dicts with ``pair``,
-    ``direction``, ``entry_tag``/``enter_tag``, ``exit_reason``; ``exit_reason`` None while open)
-    got FreqTrade's entry notification and, once closed, its exit-fill notification, through
-    Telegram; no notification for a trade that does not exist. Waits for them (up to
-    ``timeout``) and fails listing what arrived."""
+    ``direction``, ``entry_tag``/``enter_tag``, ``exit_reason``, ``exit_candle``; a trade still
+    open has ``exit_candle`` None or ``exit_reason`` None/"open_at_end") got FreqTrade's entry
+    notification and, once closed, its exit-fill notification, through Telegram; no notification
+    for a trade that does not exist. Waits for them (up to ``timeout``) and fails listing what
+    arrived."""
+
+    def is_open(t: dict[str, Any]) -> bool:
+        return t.get("exit_reason") in (None, "open_at_end") or (
+            "exit_candle" in t and t["exit_candle"] is None
+        )
 
     def want(kind: str) -> list[tuple[str, str, str | None]]:
         out = []
         for t in live_trades:
             reason = _key(t, "exit_reason")
-            if kind == "exit_fill" and reason is None:
+            if kind == "exit_fill" and is_open(t):
                 continue
             extra = _key(t, "entry_tag", "enter_tag") if kind == "entry" else reason
             out.append((str(t["pair"]), str(t["direction"]).lower(), extra))
