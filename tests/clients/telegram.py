@@ -22,6 +22,15 @@ Use :meth:`FakeTelegram.started` (or the ``telegram`` fixture in ``tests/conftes
         tg.wait_for(lambda m: "flow feed stale" in m.text, timeout=60)
         reply = tg.ask("/balance", match="Starting capital")
         entries = tg.trade_notifications("entry")
+
+A rehearsal (``squeezeflow-feeder rehearse --report FILE``) is checked the same way; the
+rehearse process must hand ``FREQTRADE__TELEGRAM__*`` (and the proxy variables) on to the
+FreqTrade it starts::
+
+    def test_rehearsal_notifies(telegram, ...):
+        r = subprocess.run([..., "rehearse", ..., "--report", str(report)],
+                           env={**env, **telegram.env()})
+        check_trade_notifications(telegram, json.loads(report.read_text())["live_trades"])
 """
 
 from __future__ import annotations
