@@ -122,3 +122,31 @@ def test_frequi_draws_the_strategy_subplots_with_data(e2e, frequi_site, tmp_path
             assert s["color_px"] > 20, (name, s)  # its line is on the canvas, in its grid
     grids = {chart["series"][n]["grid"] for cols_ in subplots.values() for n in cols_}
     assert len(grids) == len(subplots) and 0 not in grids  # one grid each, not the price chart
+
+
+@pytest.mark.backend
+def test_frequi_shows_the_dry_run_bot(e2e, frequi_site, redis_url, tmp_path):
+    """FreqUI against a trading bot (``trade --dry-run``): its Trade page shows the bot's
+    whitelist and trades from the live REST API. Offline the bot has no exchange candles, so its
+    live chart (``pair_candles``) stays empty; with the paper exchange (``rehearse``) the same
+    helpers check it: ``open_chart_page(page, url, webserver=False)`` then ``drawn_chart``."""
+    env = {"PYTHONPATH": f"{frequi_site}:{REPO}", "SQUEEZEFLOW_REDIS_URL": redis_url}
+    with freqtrade_process(e2e, tmp_path / "bot", env) as bot:
+        bot.wait_loops(2, timeout=120)
+        rest = bot.rest()  # freqtrade-client: what FreqUI must show
+        whitelist = rest.whitelist()["whitelist"]
+        assert rest.status() == [] and whitelist == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+        with browser() as b:
+            ctx = b.new_context(viewport={"width": 1600, "height": 1000})
+            only_loopback(ctx, bot.url)
+            page = ctx.new_page()
+            login(page, bot.url, API_USER, API_PASSWORD)
+            with page.expect_response(lambda r: "/api/v1/status" in r.url and r.ok):
+                page.goto(f"{bot.url}/trade")
+            page.get_by_text("Currently no open trades.").wait_for()
+            page.get_by_text("No closed trades so far.").wait_for()
+            for pair in whitelist:
+                page.get_by_text(pair, exact=True).first.wait_for()
+            page.screenshot(path=str(tmp_path / "frequi-trade.png"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / "frequi-trade.png", ARTIFACTS / "frequi-trade.png")
