@@ -188,6 +188,24 @@ def open_chart_page(page: Any, base_url: str, webserver: bool = True, attempts: 
     raise AssertionError(f"FreqUI's chart page never asked for its pairs in {attempts} loads")
 
 
+def set_timerange(page: Any, start: str, end: str, attempts: int = 3) -> None:
+    """Fill the chart page's Start/End dates (yyyy-mm-dd) until FreqUI shows that timerange
+    (loading the strategy can reset the dates just after they were typed)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    shown = f"{start.replace('-', '')}-{end.replace('-', '')}"
+    for attempt in range(1, attempts + 1):
+        for field, value in (("#dateFrom", start), ("#dateTo", end)):
+            page.locator(field).fill(value)
+            page.locator(field).press("Enter")
+        try:
+            page.get_by_text(shown).wait_for(timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts:
+                raise
+
+
 def use_strategy_plot_config(page: Any, strategy: str) -> None:
     """What a user does on the chart page: Plot configurator -> From strategy -> Save."""
     page.get_by_title("Plot configurator").click()

@@ -28,6 +28,7 @@ from tests.clients.frequi import (
     login,
     only_loopback,
     open_chart_page,
+    set_timerange,
     show_pair,
     use_strategy_plot_config,
 )
@@ -47,7 +48,6 @@ def frequi_site(tmp_path_factory):
 
 
 def test_frequi_draws_the_strategy_subplots_with_data(e2e, frequi_site, tmp_path):
-    from playwright.sync_api import expect
     from SqueezeFlow import SqueezeFlow
 
     subplots = {name: {col: spec["color"] for col, spec in cols.items()}
@@ -73,11 +73,7 @@ def test_frequi_draws_the_strategy_subplots_with_data(e2e, frequi_site, tmp_path
                 page.get_by_role("option", name="SqueezeFlow").click()
             page.get_by_role("combobox").filter(has_text="1h").click()
             page.get_by_role("option", name="5m", exact=True).click()
-            page.locator("#dateFrom").fill("2024-01-03")
-            page.locator("#dateFrom").press("Enter")
-            page.locator("#dateTo").fill("2024-01-10")
-            page.locator("#dateTo").press("Enter")
-            expect(page.get_by_text("20240103-20240110")).to_be_visible()
+            set_timerange(page, "2024-01-03", "2024-01-10")
             use_strategy_plot_config(page, "SqueezeFlow")
             with page.expect_response(
                 lambda r: (
