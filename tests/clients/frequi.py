@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,162 @@ def frequi_overlay(folder: Path) -> Path:
     shutil.copytree(FREQUI_DIST, installed)  # a copy: FreqTrade refuses files outside the folder
     (installed / ".uiversion").write_text(FREQUI_VERSION)
     return site
+
+
+#: CSS colour names used in SqueezeFlow's plot_config, as ECharts paints them on the canvas.
+RGB = {"blue": (0, 0, 255), "orange": (255, 165, 0), "purple": (128, 0, 128),
+       "grey": (128, 128, 128), "green": (0, 128, 0), "red": (255, 0, 0)}  # fmt: skip
+
+# The chart's ECharts instance, found through the Vue vnode tree (FreqUI's `Echarts` component
+# exposes getOption/chart); per subplot: series, their data column and finite values, and the
+# pixels of each series' colour inside that subplot's grid on the canvas.
+CHART_JS = """(rgb) => {
+  const seen = new Set(); let ec = null;
+  function walk(v) {
+    if (!v || typeof v !== 'object' || seen.has(v) || ec) return; seen.add(v);
+    const c = v.component;
+    if (c) {
+      if (c.exposed && typeof c.exposed.getOption === 'function') { ec = c.exposed; return; }
+      walk(c.subTree);
+    }
+    if (Array.isArray(v.children)) v.children.forEach(walk);
+    if (Array.isArray(v.dynamicChildren)) v.dynamicChildren.forEach(walk);
+    if (v.suspense) walk(v.suspense.activeBranch);
+  }
+  walk(document.querySelector('#app')._vnode);
+  if (!ec) return {error: 'no ECharts component in the page'};
+  const o = ec.getOption();
+  const inst = ec.chart && (ec.chart.value || ec.chart);
+  const canvas = ec.getDom().querySelector('canvas');
+  const ctx = canvas.getContext('2d');
+  const dpr = canvas.width / canvas.clientWidth;
+  const rows = o.dataset[0].source;
+  const out = {canvas: [canvas.width, canvas.height], rows: rows.length, series: {}};
+  for (const s of o.series) {
+    if (s.type !== 'line' || !s.encode) continue;
+    const col = s.encode.y;
+    const finite = rows.filter(r => typeof r[col] === 'number' && isFinite(r[col])).length;
+    const axis = o.yAxis[s.yAxisIndex || 0];
+    const grid = axis.gridIndex || 0;
+    const rect = inst.getModel().getComponent('grid', grid).coordinateSystem.getRect();
+    const img = ctx.getImageData(Math.round(rect.x * dpr), Math.round(rect.y * dpr),
+                                 Math.round(rect.width * dpr), Math.round(rect.height * dpr)).data;
+    const want = rgb[s.lineStyle && s.lineStyle.color || (s.itemStyle || {}).color] || null;
+    let px = 0;
+    if (want) for (let i = 0; i < img.length; i += 4) {
+      if (Math.abs(img[i] - want[0]) + Math.abs(img[i+1] - want[1]) + Math.abs(img[i+2] - want[2]) < 40) px++;
+    }
+    out.series[s.name] = {subplot: axis.name, grid, finite, color_px: px,
+                          color: (s.lineStyle || {}).color || (s.itemStyle || {}).color};
+  }
+  return out;
+}"""  # noqa: E501
+
+
+def show_pair(page: Any, pair: str) -> None:
+    """Load ``pair``'s chart: "Refresh chart" when the pair is selected, else pick it in the pair
+    box (which loads it; FreqUI disables Refresh while no pair is selected)."""
+    refresh = page.get_by_title("Refresh chart")
+    deadline = time.monotonic() + 10
+    while not refresh.is_enabled() and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    if refresh.is_enabled():
+        refresh.click()
+        return
+    refresh.locator("xpath=preceding-sibling::*[1]").click()
+    page.get_by_role("option", name=pair, exact=True).click()
+
+
+def drawn_chart(page: Any, series: set[str], timeout: float = 60) -> dict[str, Any]:
+    """Wait until ECharts drew every configured series (not sleep-and-hope), return the summary."""
+    deadline = time.monotonic() + timeout
+    while True:
+        chart = page.evaluate(CHART_JS, RGB)
+        drawn = series <= set(chart.get("series", {})) and all(
+            chart["series"][n]["color_px"] > 0 for n in series
+        )
+        if drawn or time.monotonic() > deadline:
+            return chart
+        page.wait_for_timeout(250)
+
+
+def only_loopback(context: Any, base_url: str) -> list[str]:
+    """Abort every browser request that does not go to ``base_url`` (FreqUI fetches its icons
+    from a CDN); returns the list the refused URLs are appended to."""
+    refused: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base_url):
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    return refused
+
+
+def login(page: Any, base_url: str, user: str, password: str) -> None:
+    """FreqUI's login form (fields Username/Password, button Submit)."""
+    page.goto(f"{base_url}/login")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_url(f"{base_url}/")
+
+
+def open_chart_page(page: Any, base_url: str, webserver: bool = True, attempts: int = 5) -> int:
+    """Open FreqUI's chart page once it has asked for its pair list; returns the attempts used.
+
+    FreqUI 3.1.1 picks the pair source once, when the chart view mounts (webserver mode:
+    ``/available_pairs``; a trading bot: ``/whitelist``). On a fresh page load the view can mount
+    before ``/show_config`` told it the run mode, and a webserver then gets an empty pair list
+    for good; a user reloads the page, and so do we."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    if not webserver:  # a trading bot: the chart charts the whitelist (pair_candles)
+        page.goto(f"{base_url}/graph")
+        return 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with page.expect_response(
+                lambda r: "/api/v1/available_pairs" in r.url and r.ok, timeout=8000
+            ):
+                if attempt == 1:
+                    page.goto(f"{base_url}/graph")
+                else:
+                    page.reload()
+            return attempt
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"FreqUI's chart page never asked for its pairs in {attempts} loads")
+
+
+def set_timerange(page: Any, start: str, end: str, attempts: int = 3) -> None:
+    """Fill the chart page's Start/End dates (yyyy-mm-dd) until FreqUI shows that timerange
+    (loading the strategy can reset the dates just after they were typed)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    shown = f"{start.replace('-', '')}-{end.replace('-', '')}"
+    for attempt in range(1, attempts + 1):
+        for field, value in (("#dateFrom", start), ("#dateTo", end)):
+            page.locator(field).fill(value)
+            page.locator(field).press("Enter")
+        try:
+            page.get_by_text(shown).wait_for(timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts:
+                raise
+
+
+def use_strategy_plot_config(page: Any, strategy: str) -> None:
+    """What a user does on the chart page: Plot configurator -> From strategy -> Save."""
+    page.get_by_title("Plot configurator").click()
+    with page.expect_response(lambda r: f"/plot_config?strategy={strategy}" in r.url):
+        page.get_by_role("button", name="From strategy").click()
+    page.get_by_title("Save configuration").click()
+    page.get_by_title("Plot configurator").click()  # closes it again
 
 
 @contextlib.contextmanager

@@ -22,6 +22,15 @@ Use :meth:`FakeTelegram.started` (or the ``telegram`` fixture in ``tests/conftes
         tg.wait_for(lambda m: "flow feed stale" in m.text, timeout=60)
         reply = tg.ask("/balance", match="Starting capital")
         entries = tg.trade_notifications("entry")
+
+A rehearsal (``squeezeflow-feeder rehearse --report FILE``) is checked the same way; the
+rehearse process must hand ``FREQTRADE__TELEGRAM__*`` (and the proxy variables) on to the
+FreqTrade it starts::
+
+    def test_rehearsal_notifies(telegram, ...):
+        r = subprocess.run([..., "rehearse", ..., "--report", str(report)],
+                           env={**env, **telegram.env()})
+        check_trade_notifications(telegram, json.loads(report.read_text())["live_trades"])
 """
 
 from __future__ import annotations
@@ -509,16 +518,22 @@ def check_trade_notifications(
     tg: FakeTelegram, live_trades: list[dict[str, Any]], timeout: float = 60
 ) -> None:
     """Every live trade (e.g. ``rehearse``'s report ``live_trades``: dicts with ``pair``,
-    ``direction``, ``entry_tag``/``enter_tag``, ``exit_reason``; ``exit_reason`` None while open)
-    got FreqTrade's entry notification and, once closed, its exit-fill notification, through
-    Telegram; no notification for a trade that does not exist. Waits for them (up to
-    ``timeout``) and fails listing what arrived."""
+    ``direction``, ``entry_tag``/``enter_tag``, ``exit_reason``, ``exit_candle``; a trade still
+    open has ``exit_candle`` None or ``exit_reason`` None/"open_at_end") got FreqTrade's entry
+    notification and, once closed, its exit-fill notification, through Telegram; no notification
+    for a trade that does not exist. Waits for them (up to ``timeout``) and fails listing what
+    arrived."""
+
+    def is_open(t: dict[str, Any]) -> bool:
+        return t.get("exit_reason") in (None, "open_at_end") or (
+            "exit_candle" in t and t["exit_candle"] is None
+        )
 
     def want(kind: str) -> list[tuple[str, str, str | None]]:
         out = []
         for t in live_trades:
             reason = _key(t, "exit_reason")
-            if kind == "exit_fill" and reason is None:
+            if kind == "exit_fill" and is_open(t):
                 continue
             extra = _key(t, "entry_tag", "enter_tag") if kind == "entry" else reason
             out.append((str(t["pair"]), str(t["direction"]).lower(), extra))

@@ -167,10 +167,12 @@ def test_check_trade_notifications_matches_trades_to_freqtrade_messages(tg, monk
         {"pair": "BTC/USDT:USDT", "direction": "long", "entry_tag": "squeeze_long",
          "exit_reason": "exit_signal"},
         {"pair": "BTC/USDT:USDT", "direction": "short", "entry_tag": "squeeze_short",
-         "exit_reason": None},  # still open
+         "entry_candle": "2026-11-29T09:00:00Z", "exit_candle": None,
+         "exit_reason": "open_at_end"},  # still open (rehearse's report row)
     ]  # fmt: skip
     check_trade_notifications(tg, trades, timeout=5)
     with pytest.raises(AssertionError, match="exit_fill notifications"):
-        check_trade_notifications(tg, [trades[0], {**trades[1], "exit_reason": "time_stop"}], 1)
+        closed = {**trades[1], "exit_reason": "time_stop", "exit_candle": "2026-11-29T09:30:00Z"}
+        check_trade_notifications(tg, [trades[0], closed], 1)
     with pytest.raises(AssertionError, match="entry notifications"):
         check_trade_notifications(tg, trades[:1], timeout=1)  # a notification without a trade
