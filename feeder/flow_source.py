@@ -180,7 +180,8 @@ class FlowSource:
         if not markets:
             return client.read([], after={})[0]
         prev = {m: self._stream_ids[m] for m in markets}
-        bars, self._stream_ids = client.read(markets, after=self._stream_ids)
+        bars, ids = client.read(markets, after=self._stream_ids)
+        self._stream_ids.update(ids)
         for m, (first, _) in client.first_ids(markets).items():
             if prev[m] != "0" and first > stream_id(prev[m]):
                 # The last entry this reader saw is gone: entries after it may be too. They held
