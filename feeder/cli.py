@@ -405,6 +405,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
     import asyncio
 
     from feeder.live import ccxt_slim
+    from feeder.provenance import LABEL, MixedProvenanceError, provenance, where
+
+    if provenance(store).is_synthetic:
+        raise MixedProvenanceError(
+            f"the {where(store)} holds {LABEL}: live market data never goes into it; run the "
+            "feeder on another store (--store-dir DIR or store.parquet_dir in the config)"
+        )
 
     # before ccxt is first imported: load only the configured exchanges' modules (-50 MB)
     ids = sorted({e.id for e in settings.feeder.exchanges})

@@ -1665,13 +1665,22 @@ def describe(server: ReplayServer) -> str:
     if server.liquidations:
         lines.append(f"  liquidations (supplied, not recorded): {len(server.liquidations)} "
                      "forceOrder events")  # fmt: skip
-    lines.append(
-        "ccxt pro config: ccxt.pro.<id>(feeder.replay.ccxt_overrides("
-        f"'{server.rest_url}', '<id>')) rewrites every Binance URL to this server; at least:"
-    )
     ids = ["binance"] + [SPECS[m].ccxt_exchange for m in markets if m != "spot"]
+    feeder = []
     for exchange_id in ids:
-        lines.append(f"  {exchange_id}: {json.dumps(minimal_overrides(server, exchange_id))}")
+        over = ccxt_overrides(server, exchange_id, api_key=None)
+        feeder.append({"id": exchange_id, "kind": "spot" if exchange_id == "binance" else "perp",
+                       "urls": over["urls"], "options": over["options"]})  # fmt: skip
+    keys = " ".join(f"SQUEEZEFLOW_API_KEY_{i.upper()}=replay-no-key" for i in ids)
+    lines += [
+        "paste into config.json at squeezeflow.feeder.exchanges (the feeder; every Binance URL "
+        f"points here; its trade backfill wants any API key in the environment: {keys}):",
+        json.dumps(feeder),
+        "paste into config.json at exchange.ccxt_config and exchange.ccxt_async_config "
+        "(FreqTrade on this server):",
+        json.dumps(ccxt_overrides(server, "binance", api_key=None)),
+        f"in Python: ccxt.pro.<id>(feeder.replay.ccxt_overrides('{server.rest_url}', '<id>'))",
+    ]
     return "\n".join(lines)
 
 

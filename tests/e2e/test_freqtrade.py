@@ -133,3 +133,12 @@ def test_a_backtest_without_flow_warns_at_start_naming_the_market_and_what_to_im
                          r"\(did you mean BINANCE:btcusdt\?\)", flat)  # fmt: skip
     assert len(missing) == 1, flat[-6000:]
     assert flat.index("BTC flow is missing for") < flat.index("Backtesting with data from")
+
+
+def test_plot_dataframe_writes_the_chart_with_the_flow_subplots(e2e):
+    r = e2e.freqtrade("plot-dataframe", "--timerange", "20240105-20240106", "--no-trades")
+    assert r.returncode == 0, r.stdout[-3000:]
+    charts = list((e2e.userdir / "plot").glob("freqtrade-plot-BTC_USDT_USDT-5m.html"))
+    assert charts, r.stdout[-3000:]
+    html = charts[0].read_text()
+    assert "spot_flow" in html and "perp_flow" in html

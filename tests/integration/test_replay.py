@@ -26,6 +26,7 @@ from feeder.replay import (
     ReplayServer,
     add_arguments,
     ccxt_overrides,
+    describe,
     minimal_overrides,
     parse_recording_arg,
     run,
@@ -522,3 +523,52 @@ def test_cli_prints_urls_and_ccxt_config(
     assert "ws://127.0.0.1:" in out and "/stream.binance.com/ws" in out
     assert "/api.binance.com/api/v3" in out
     assert '"fetchTradesMethod": "publicGetHistoricalTrades"' in out
+
+
+def _pasted_blocks(out: str) -> dict[str, Any]:
+    """The JSON blocks `replay` prints, by the config key each header names."""
+    blocks: dict[str, Any] = {}
+    decoder = json.JSONDecoder()
+    for key in ("squeezeflow.feeder.exchanges", "exchange.ccxt_config"):
+        head = out.index(f"paste into config.json at {key}")
+        start = out.index("\n", head) + 1
+        blocks[key] = decoder.raw_decode(out[start:].lstrip())[0]
+    return blocks
+
+
+def test_printed_overrides_paste_into_the_config_as_they_are(market_data: Path) -> None:
+    """What `replay` prints is valid JSON for squeezeflow.feeder.exchanges (the feeder's own
+    settings accept it and its exchanges load markets from the server) and for FreqTrade's
+    exchange.ccxt_config (ccxt loads the markets from the server with it)."""
+    from feeder.live.runtime import Feeder
+    from feeder.settings import settings_from_dict
+
+    async def scenario() -> tuple[dict[str, Any], list[int]]:
+        server = ReplayServer([market_data / RAW_SPOT_2024, market_data / RAW_USDM_2024],
+                              speed=0, start_on_subscribe=2)  # fmt: skip
+        await server.start()
+        try:
+            blocks = _pasted_blocks(describe(server))
+            exchanges = blocks["squeezeflow.feeder.exchanges"]
+            s = settings_from_dict({"feeder": {"exchanges": exchanges}}, env=False)
+            feeder = Feeder(s, redis=False)
+            counts = []
+            for entry in s.feeder.exchanges:
+                ex = feeder._make_exchange(entry)
+                try:
+                    counts.append(len(await ex.load_markets()))
+                finally:
+                    await ex.close()
+            ft = ccxt.pro.binance(blocks["exchange.ccxt_config"])
+            try:
+                counts.append(len(await ft.load_markets()))
+            finally:
+                await ft.close()
+            return blocks, counts
+        finally:
+            await server.stop()
+
+    blocks, counts = asyncio.run(scenario())
+    assert [e["id"] for e in blocks["squeezeflow.feeder.exchanges"]] == ["binance", "binanceusdm"]
+    assert all(n > 0 for n in counts), counts
+    assert "apiKey" not in json.dumps(blocks)  # a key goes in the environment, never the config

@@ -290,3 +290,17 @@ def test_closest_market_is_a_typo_of_the_symbol_or_the_exchange_never_another_ma
     assert closest_market("BINANCE_FUTURE:btcusdt", known) == "BINANCE_FUTURES:btcusdt"
     assert closest_market("BINANCE:ethusdt", known) is None
     assert closest_market("BINANCE:btcusdt", known[1:]) is None  # spot is not a perp
+
+
+def test_the_live_feeder_refuses_to_write_into_a_synthetic_store(synthetic, tmp_path, capsys):
+    store = tmp_path / "s"
+    assert imported(capsys, store, synthetic)[0] == 0
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"squeezeflow": {
+        "store": {"parquet_dir": str(store)}, "redis": {"enabled": False},
+        "feeder": {"spool_dir": str(tmp_path / "spool"), "exchanges": [
+            {"id": "binance", "kind": "spot", "symbols": ["BTC/USDT"],
+             "urls": {"api": {"public": "http://127.0.0.1:9/api/v3"}}}]}}}))  # fmt: skip
+    rc, out = run(capsys, "--config", str(cfg), "run", "--no-redis")
+    assert rc == 2
+    assert "SYNTHETIC" in out and str(store) in out

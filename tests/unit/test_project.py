@@ -250,3 +250,24 @@ def test_offline_freqtrade_refuses_every_exchange_call_but_markets(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "refused: offline mode: refused GET https://fapi.binance.com" in r.stdout
+
+
+@pytest.mark.slow
+def test_building_the_package_emits_no_setuptools_deprecation_warning(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "SetuptoolsDeprecationWarning" not in out, out[-3000:]
+    assert "project.license" not in out
+
+
+def test_freqtrade_is_required_with_the_plot_extra():
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    ft = next(d for d in deps if d.startswith("freqtrade["))
+    assert "plot" in ft[ft.index("[") + 1 : ft.index("]")].split(",")
+    import plotly  # noqa: F401 - installed with it
