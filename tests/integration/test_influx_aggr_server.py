@@ -1,0 +1,58 @@
+"""Databases aggr-server wrote: it leaves a field out when it is zero (flows only when non-zero,
+OHLC only when the second had a normal trade). A missing flow field is a zero, never NaN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feeder.settings import InfluxSettings, settings_from_dict
+from feeder.sinks.influx import InfluxStore
+from feeder.store import load_flow
+from tests.store_cases import DAY0
+
+pytestmark = pytest.mark.backend
+
+M = "BINANCE_FUTURES:btcusdt"
+
+
+@pytest.fixture
+def store(influx_db):
+    url, db = influx_db
+    s = InfluxStore(InfluxSettings(url=url, database=db, max_retries=1))
+    s.setup()
+    yield s
+    s.close()
+
+
+def _aggr_server_points(store: InfluxStore) -> None:
+    """Sixty seconds the way aggr-server writes them: a buy-only second, a sell-only second, a
+    liquidation-only second (no OHLC, no taker flow) and their 1-minute rollup."""
+    lines = []
+    for i in range(0, 60, 3):
+        t = DAY0 + i
+        lines.append(f"trades_1s,market={M} open=100,high=101,low=99,close=100.5,vbuy=1000,"
+                     f"cbuy=2 {t}")  # fmt: skip
+        lines.append(f"trades_1s,market={M} open=100,high=100,low=100,close=100,vsell=500,"
+                     f"csell=1 {t + 1}")  # fmt: skip
+        lines.append(f"trades_1s,market={M} lsell=250 {t + 2}")
+    store.write_lines(lines, rp="aggr_1s")
+    minute = (f"trades_1m,market={M} open=100,high=101,low=99,close=100,vbuy=20000,vsell=10000,"
+              f"cbuy=40,csell=20,lsell=5000 {DAY0}")  # fmt: skip
+    store.write_lines([minute], rp="aggr_1m")
+
+
+def test_fields_aggr_server_leaves_out_read_as_zero_flows(store):
+    _aggr_server_points(store)
+    bars = store.read_bars(M, DAY0, DAY0 + 60, "1s")
+    assert len(bars) == 60
+    flows = bars[["vbuy", "vsell", "cbuy", "csell", "lbuy", "lsell"]].to_numpy()
+    assert not np.isnan(flows).any()
+    assert bars["vbuy"].sum() == 20_000 and bars["lsell"].sum() == 5_000
+    liq_only = bars[bars["lsell"] > 0]
+    assert liq_only["close"].isna().all()  # no trade price that second: still no price
+    coins = {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": [M]}}
+    settings = settings_from_dict({"coins": coins}, env=False)
+    flow = load_flow(store, settings, "BTC", DAY0, DAY0 + 60, "1s", per_market=True)
+    assert flow[f"{M}|complete"].all() and not flow[f"{M}|vbuy"].isna().any()
+    assert flow[f"{M}|vbuy"].sum() == 20_000 and flow[f"{M}|lsell"].sum() == 5_000
