@@ -8,7 +8,7 @@ import pandas as pd
 
 from feeder.coverage import as_intervals, subtract_intervals
 from feeder.settings import Settings
-from feeder.store import BarStore
+from feeder.store import BarStore, inferred_coverage
 
 
 @dataclass
@@ -20,6 +20,9 @@ class MarketStatus:
     last_bar: str | None
     covered_hours: float
     coverage: list[tuple[str, str]] = field(default_factory=list)
+    #: no coverage records (a plain aggr-server database): inferred from the 1-minute bars,
+    #: the same rule ``load_flow`` applies
+    coverage_inferred: bool = False
     gaps: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -49,6 +52,10 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
     for market in sorted(set(stored) | set(configured)):
         cov = store.coverage(market)
         rng = _bar_range(store, market)
+        inferred = not len(cov) and rng is not None
+        if inferred:
+            assert rng is not None
+            cov = inferred_coverage(store.read_bars(market, rng[0], rng[1] + 60, "1m"))
         gaps: list[tuple[str, str, str]] = []
         if len(cov):
             holes = subtract_intervals(as_intervals([(cov[0, 0], cov[-1, 1])]), cov)
@@ -67,6 +74,7 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
                 else 0.0,
                 coverage=[(_iso(s), _iso(e)) for s, e in cov],
                 gaps=sorted(set(gaps)),
+                coverage_inferred=inferred,
             )
         )
     return out

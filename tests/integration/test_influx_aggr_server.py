@@ -56,3 +56,17 @@ def test_fields_aggr_server_leaves_out_read_as_zero_flows(store):
     flow = load_flow(store, settings, "BTC", DAY0, DAY0 + 60, "1s", per_market=True)
     assert flow[f"{M}|complete"].all() and not flow[f"{M}|vbuy"].isna().any()
     assert flow[f"{M}|vbuy"].sum() == 20_000 and flow[f"{M}|lsell"].sum() == 5_000
+
+
+def test_status_and_load_flow_infer_the_same_coverage_from_the_1m_bars(store):
+    from feeder.status import store_status
+
+    _aggr_server_points(store)
+    coins = {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": [M]}}
+    settings = settings_from_dict({"coins": coins}, env=False)
+    row = {r.market: r for r in store_status(store, settings)}[M]
+    assert row.coverage_inferred
+    assert row.coverage == [("2024-01-01 00:00:00", "2024-01-01 00:01:00")]
+    assert row.covered_hours == round(60 / 3600, 3)
+    flow = load_flow(store, settings, "BTC", DAY0 - 60, DAY0 + 120, "1m", per_market=True)
+    assert flow[f"{M}|complete"].tolist() == [False, True, False]
