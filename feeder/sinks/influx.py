@@ -175,20 +175,32 @@ class InfluxStore:
             if "error" in r:
                 raise InfluxError(f"InfluxQL error in {q!r}: {r['error']}")
 
-    def setup(self) -> None:
-        """Create the database and its retention policies (InfluxDB 1.x; idempotent)."""
+    def setup(self, *, alter: bool = False) -> list[str]:
+        """Create the database and the retention policies it lacks (InfluxDB 1.x; idempotent).
+
+        An existing policy (aggr-server's, with its own duration) is left as it is unless
+        ``alter``; returns one line per policy saying what exists and what was done."""
         db = quote_ident(self.s.database)
         self.execute(f"CREATE DATABASE {db}")
+        report = []
         for rp, duration in (
             (self.s.rp_1s, self.s.retention_1s),
             (self.s.rp_1m, self.s.retention_1m),
         ):
-            names = {row[0] for row in self.show(f"SHOW RETENTION POLICIES ON {db}")}
-            verb = "ALTER" if rp in names else "CREATE"
+            existing = {str(row[0]): str(row[1])
+                        for row in self.show(f"SHOW RETENTION POLICIES ON {db}")}  # fmt: skip
+            if rp in existing and not alter:
+                report.append(f"retention policy {rp!r} exists (duration {existing[rp]}): left "
+                              f"as it is (--alter-retention sets it to {duration})")  # fmt: skip
+                continue
+            verb = "ALTER" if rp in existing else "CREATE"
             self.execute(
                 f"{verb} RETENTION POLICY {quote_ident(rp)} ON {db} "
                 f"DURATION {duration} REPLICATION 1"
             )
+            was = f" (was {existing[rp]})" if rp in existing else ""
+            report.append(f"retention policy {rp!r} {verb.lower()}ed with duration {duration}{was}")
+        return report
 
     def show(self, q: str) -> list[list[object]]:
         """Rows of a SHOW statement (JSON response; CSV repeats the ``name`` column)."""

@@ -3,6 +3,8 @@ OHLC only when the second had a normal trade). A missing flow field is a zero, n
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,30 @@ def test_status_and_load_flow_infer_the_same_coverage_from_the_1m_bars(store):
     assert row.covered_hours == round(60 / 3600, 3)
     flow = load_flow(store, settings, "BTC", DAY0 - 60, DAY0 + 120, "1m", per_market=True)
     assert flow[f"{M}|complete"].tolist() == [False, True, False]
+
+
+def test_setup_influx_leaves_an_existing_retention_policy_as_it_is_unless_asked(store, tmp_path,
+                                                                               capsys):  # fmt: skip
+    from feeder.cli import main
+
+    db = store.s.database
+    store.execute(
+        f'ALTER RETENTION POLICY "aggr_1s" ON "{db}" DURATION 1h23m REPLICATION 1 SHARD DURATION 1h'
+    )
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"squeezeflow": {"store": {"backend": "influx", "influx": {
+        "url": store.s.url, "database": db}}}}))  # fmt: skip
+
+    def duration() -> str:
+        return {r[0]: r[1] for r in store.show(f'SHOW RETENTION POLICIES ON "{db}"')}["aggr_1s"]
+
+    assert main(["--config", str(cfg), "setup-influx"]) == 0
+    out = capsys.readouterr()
+    assert duration() == "1h23m0s"
+    assert (
+        "retention policy 'aggr_1s' exists (duration 1h23m0s): left as it is" in out.err + out.out
+    )
+    assert main(["--config", str(cfg), "setup-influx", "--alter-retention"]) == 0
+    out = capsys.readouterr()
+    assert duration() == "0s"
+    assert "retention policy 'aggr_1s' altered with duration INF (was 1h23m0s)" in out.err + out.out
