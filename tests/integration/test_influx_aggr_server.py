@@ -99,3 +99,36 @@ def test_setup_influx_leaves_an_existing_retention_policy_as_it_is_unless_asked(
     out = capsys.readouterr()
     assert duration() == "0s"
     assert "retention policy 'aggr_1s' altered with duration INF (was 1h23m0s)" in out.err + out.out
+
+
+def test_rewriting_seconds_aggr_server_holds_overwrites_them_in_its_own_series(store):
+    """aggr-server's series have only the ``market`` tag and integer counts here: our rewrite
+    of the same seconds lands in that series (no second series, no doubled sums) with the
+    integer type the measurement has (no field type conflict)."""
+    lines = [f"trades_1s,market={M} open=100,high=101,low=99,close=100.5,vbuy=1000,vsell=250,"
+             f"cbuy=2i,csell=1i {DAY0 + i}" for i in range(60)]  # fmt: skip
+    store.write_lines(lines, rp="aggr_1s")
+    before = store.read_bars(M, DAY0, DAY0 + 60, "1s")
+    fresh = InfluxStore(store.s)  # a new process: the layout is asked from the server
+    try:
+        assert fresh.write_bars(M, "perp", before, "1s") == 60
+    finally:
+        fresh.close()
+    after = store.read_bars(M, DAY0, DAY0 + 60, "1s")
+    assert len(after) == 60 and after["vbuy"].sum() == 60_000 and after["cbuy"].sum() == 120
+    assert _series(store) == [f"market={M}"]
+    types = dict(store.show('SHOW FIELD KEYS FROM "aggr_1s"."trades_1s"'))
+    assert types["cbuy"] == "integer" and types["vbuy"] == "float"
+
+
+def test_a_new_database_gets_our_schema_with_the_kind_tag(store):
+    bars = store.read_bars(M, DAY0, DAY0 + 1, "1s")  # empty frame of the right columns
+    bars.loc[0] = [DAY0, 100, 101, 99, 100.5, 1000, 250, 2, 1, 0, 0]
+    store.write_bars(M, "perp", bars, "1s")
+    assert _series(store) == [f"kind=perp,market={M}"]
+
+
+def _series(store: InfluxStore) -> list[str]:
+    """The tag sets of the 1-second measurement's series."""
+    df = store.query('SELECT count("close") FROM "aggr_1s"."trades_1s" GROUP BY *', chunked=False)
+    return sorted(df["tags"].tolist())
