@@ -114,7 +114,7 @@ def import_files(
             bar.update(task, description=f"{f.symbol} {f.data_type} {f.date}")
             ok = verify_checksum(f.path)  # raises ArchiveError on mismatch
             spec = spec_for(f, settings)
-            writer = DayBarWriter(store, spec)
+            writer = DayBarWriter(store, spec, within=f.day_range)
             reader = RawChunkReader(f, chunk_rows)
             for raw in reader:
                 writer.add_raw(raw)

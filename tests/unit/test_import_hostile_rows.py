@@ -1,0 +1,45 @@
+"""Hostile rows in an archive file are refused one by one, counted, and never stored: an
+infinite notional, a row dated outside the file's day."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from feeder.cli import main
+from feeder.sinks.parquet import ParquetStore
+
+DAY = 1_704_067_200_000  # 2024-01-01 00:00:00 UTC in ms
+REL = "futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-01-01.csv"
+M = "BINANCE_FUTURES:btcusdt"
+
+
+def _rows(*rows: tuple[int, float, float, int, bool]) -> str:
+    head = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n"
+    return head + "".join(f"{i},{p!r},{q!r},{i},{i},{t},{str(m).lower()}\n"
+                          for i, p, q, t, m in rows)  # fmt: skip
+
+
+def test_infinite_notionals_and_rows_outside_the_files_day_are_refused_and_counted(
+    tmp_path, capsys
+):
+    src = tmp_path / "archive" / REL
+    src.parent.mkdir(parents=True)
+    src.write_text(_rows(
+        (1, 42_000.0, 0.5, DAY + 1_000, False),
+        (2, 1e308, 1e308, DAY + 2_000, False),  # finite price and qty, infinite notional
+        (3, 42_001.0, 0.25, DAY + 3_000, True),
+        (4, 42_002.0, 0.1, 4_070_908_800_000, False),  # 2099-01-01 inside a 2024-01-01 file
+        (5, 42_003.0, 0.2, DAY + 4_000, False),
+    ))  # fmt: skip
+    store_dir = tmp_path / "store"
+    rc = main(["--store-dir", str(store_dir), "import", "--from", str(tmp_path / "archive"),
+               "--no-progress"])  # fmt: skip
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert rc == 0, text
+    assert "notional_invalid 1" in text and "outside_file_period 1" in text, text
+    store = ParquetStore(store_dir)
+    assert store.bar_days(M, "1s") == ["2024-01-01"]  # no 2099 day file
+    bars = store.read_bars(M, DAY // 1000, DAY // 1000 + 86_400, "1s")
+    assert len(bars) == 3 and np.isfinite(bars.drop(columns="time").to_numpy()).all()
+    assert bars["cbuy"].sum() + bars["csell"].sum() == 3
