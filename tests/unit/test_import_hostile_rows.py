@@ -43,3 +43,29 @@ def test_infinite_notionals_and_rows_outside_the_files_day_are_refused_and_count
     bars = store.read_bars(M, DAY // 1000, DAY // 1000 + 86_400, "1s")
     assert len(bars) == 3 and np.isfinite(bars.drop(columns="time").to_numpy()).all()
     assert bars["cbuy"].sum() + bars["csell"].sum() == 3
+
+
+_UMASK = """
+import os, stat, sys
+from pathlib import Path
+os.umask(int(sys.argv[2], 8))
+from feeder.sinks.parquet import ParquetStore
+from tests.store_cases import DAY0, make_bars
+store = ParquetStore(Path(sys.argv[1]))
+store.write_bars("BINANCE:btcusdt", "spot", make_bars(DAY0, 60, 1), "1s")
+store.add_coverage("BINANCE:btcusdt", DAY0, DAY0 + 60)
+modes = {oct(stat.S_IMODE(p.stat().st_mode)) for p in Path(sys.argv[1]).rglob("*") if p.is_file()}
+print(sorted(modes))
+"""
+
+
+def test_store_files_get_the_mode_the_umask_gives(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    for umask, mode in (("022", "0o644"), ("002", "0o664")):
+        out = subprocess.run([sys.executable, "-c", _UMASK, str(tmp_path / umask), umask],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert out.stdout.strip() == f"['{mode}']", out.stdout + out.stderr
