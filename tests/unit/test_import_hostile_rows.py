@@ -69,3 +69,21 @@ def test_store_files_get_the_mode_the_umask_gives(tmp_path):
         out = subprocess.run([sys.executable, "-c", _UMASK, str(tmp_path / umask), umask],
                              cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
         assert out.stdout.strip() == f"['{mode}']", out.stdout + out.stderr
+
+
+def test_one_non_utf8_byte_refuses_its_row_and_keeps_the_rest(tmp_path, capsys):
+    src = tmp_path / "archive" / REL
+    src.parent.mkdir(parents=True)
+    text = _rows(*((i, 42_000.0 + i, 0.5, DAY + i * 1_000, bool(i % 2)) for i in range(1, 7)))
+    lines = text.encode().split(b"\n")
+    lines[3] = lines[3].replace(b",0.5,", b",0.\xff5,")  # row 3: one byte that is not UTF-8
+    src.write_bytes(b"\n".join(lines))
+    store_dir = tmp_path / "store"
+    rc = main(["--store-dir", str(store_dir), "import", "--from", str(tmp_path / "archive"),
+               "--no-progress"])  # fmt: skip
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert rc == 0, text
+    bars = ParquetStore(store_dir).read_bars(M, DAY // 1000, DAY // 1000 + 86_400, "1s")
+    assert len(bars) == 5 and 3_000 not in (bars["time"] - DAY // 1000).tolist()
+    assert "malformed rows skipped: 1" in text, text
