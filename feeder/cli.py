@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from feeder.pipeline import OutOfOrderError
     from feeder.sinks.influx import InfluxError
-    from feeder.sinks.parquet import StoreLockedError
+    from feeder.sinks.parquet import StoreLockedError, StoreWriteError
     from feeder.sources.archive import ArchiveError
 
     store: BarStore | None = None
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             store.lock_writer(f"squeezeflow-feeder {args.command}")  # one writer per store
         return COMMANDS[args.command](args, settings, store)
     except (ConfigError, ArchiveError, InfluxError, OutOfOrderError, StoreLockedError,
-            ValueError) as e:  # fmt: skip
+            StoreWriteError, ValueError) as e:  # fmt: skip
         console.print(f"[bold red]error:[/] {e}", soft_wrap=True)  # one line, never wrapped
         return 2
     except BrokenPipeError:  # output piped into head & co.

@@ -86,6 +86,10 @@ def _atomic_write(path: Path, write: Any) -> None:
         with tmp_path.open("rb+") as fh:
             os.fsync(fh.fileno())
         tmp_path.replace(path)
+    except OSError as e:  # a full disk, a quota, a read-only file system: one clear message
+        tmp_path.unlink(missing_ok=True)
+        detail = os.strerror(e.errno) if e.errno else str(e)
+        raise StoreWriteError(f"cannot write {path}: {detail}") from e
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -97,6 +101,13 @@ def _write_table(path: Path, table: pa.Table) -> None:
 
 def _write_json(path: Path, doc: object) -> None:
     _atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=1, sort_keys=True)))
+
+
+class StoreWriteError(OSError):
+    """A store file could not be written (nothing partial is left behind)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class StoreLockedError(RuntimeError):

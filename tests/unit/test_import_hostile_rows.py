@@ -4,6 +4,7 @@ infinite notional, a row dated outside the file's day."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from feeder.cli import main
 from feeder.sinks.parquet import ParquetStore
@@ -87,3 +88,32 @@ def test_one_non_utf8_byte_refuses_its_row_and_keeps_the_rest(tmp_path, capsys):
     bars = ParquetStore(store_dir).read_bars(M, DAY // 1000, DAY // 1000 + 86_400, "1s")
     assert len(bars) == 5 and 3_000 not in (bars["time"] - DAY // 1000).tolist()
     assert "malformed rows skipped: 1" in text, text
+
+
+_FULL_DISK_IMPORT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the kernel then answers EFBIG, like ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))  # no file may grow past 30 kB
+from feeder.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.shared
+def test_a_full_disk_during_import_is_one_clear_line_and_a_non_zero_exit(market_data, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    archive = market_data / "binance_datatool/tommy-ca/data"
+    store = tmp_path / "store"
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK_IMPORT, "--store-dir", str(store),
+                          "import", "--from", str(archive), "--no-progress"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text
+    assert "Traceback" not in text, text[-3000:]
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "File too large" in errors[0] and str(store) in errors[0], text
+    assert not ParquetStore(store).imported()  # nothing recorded as imported
