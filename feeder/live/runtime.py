@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 TRADES_LIMIT = 2_000
 #: attempts at loading an exchange's markets at start (backoff up to 1, 2, 4, 8 s) before giving up
 STARTUP_ATTEMPTS = 5
+#: a trade stamped further than this ahead of the feeder's clock is refused (future_timestamp)
+FUTURE_TOLERANCE_S = 300
 #: restarts of a task that keeps dying (without running ``HEALTHY_S`` in between) before the
 #: feeder gives up and stops with a non-zero exit
 MAX_RESTARTS = 5
@@ -214,6 +216,15 @@ class Feeder:
         else:
             self.counters["trades_in"] += n
             self.counters["trades_backfilled" if backfill else "trades_live"] += len(batch)
+        now = self.clock()
+        if now > 0 and len(batch):  # (an event clock that has seen nothing yet cannot judge)
+            ahead = batch.ts > now + FUTURE_TOLERANCE_S * NS
+            if ahead.any():  # a broken venue clock must not close (and cover) years of seconds
+                self.rejects.add("future_timestamp", int(ahead.sum()))
+                if self.rejects.counts["future_timestamp"] == int(ahead.sum()):
+                    log.warning("%s: trade(s) stamped more than %d s ahead of the clock refused",
+                                m.market, FUTURE_TOLERANCE_S)  # fmt: skip
+                batch = batch.take(~ahead)
         if len(batch) == 0:
             return 0
         if not liquidation:
