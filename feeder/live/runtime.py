@@ -253,16 +253,23 @@ class Feeder:
 
     def tick(self, final: bool = False) -> None:
         now = self.clock()
+        cover_limit = None
         if final and isinstance(self.clock, EventClock):
-            now += int((self.settings.grace_s + 1) * NS)  # a replay that ended: all seconds final
+            # the stop writes every trade received (a replay that ended: all seconds final) but
+            # covers only what the clock had closed: a stop mid-replay leaves its last seconds
+            # partial, and partial seconds are never covered
+            cover_limit = int((now - self.settings.grace_s * NS) // NS)
+            now += int((self.settings.grace_s + 1) * NS)
         for rt in self.markets.values():
             try:
-                self._tick_market(rt, now, final)
+                self._tick_market(rt, now, final, cover_limit)
             except Exception:  # one market's failure must not stop every other market's bars
                 self.counters["tick_errors"] += 1
                 log.exception("bar clock: %s failed", rt.m.market)
 
-    def _tick_market(self, rt: MarketRuntime, now: int, final: bool) -> None:
+    def _tick_market(
+        self, rt: MarketRuntime, now: int, final: bool, cover_limit: int | None = None
+    ) -> None:
         """Close the market's final seconds and queue its bars, rollups, coverage, live item."""
         out = rt.builder.advance(now if final else self._limit_ns(rt, now))
         self.counters["corrected_seconds"] += out.corrected_seconds
@@ -280,9 +287,10 @@ class Feeder:
             assert start is not None
             if rt.covered_until is None or rt.covered_until < start:
                 rt.covered_until = start
-            if wm > rt.covered_until:
-                self.writer.put(Batch(rt.m.market, kind, "coverage", None, rt.covered_until, wm))
-                rt.covered_until = wm
+            end = wm if cover_limit is None else min(wm, cover_limit)
+            if end > rt.covered_until:
+                self.writer.put(Batch(rt.m.market, kind, "coverage", None, rt.covered_until, end))
+                rt.covered_until = end
             if self.publisher is not None and (len(out.bars_1s) or final):
                 self.publisher.put(LiveItem(rt.m.market, kind, out.bars_1s, wm))
 

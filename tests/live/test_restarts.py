@@ -215,9 +215,11 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
             feeder.wait(30)
             killed_at.append(max(m["watermark"] or 0 for m in h["markets"].values()))
         feeder, hport = start_feeder()  # the last session runs to the end of the replay
+        # ... until it has reached the recording's end and the replay has gone quiet (every
+        # trade delivered; at 3x pace a live market trades several times a second)
         wait_health(feeder, hport, lambda h: all(
             (m["watermark"] or 0) >= last_second[k] - 3 and not m["held"]
-            for k, m in h["markets"].items()))  # fmt: skip
+            and (m["last_trade_age_s"] or 0) > 5 for k, m in h["markets"].items()))  # fmt: skip
         feeder.send_signal(signal.SIGTERM)
         assert feeder.wait(60) == 0, log.read_text()[-3000:]
     finally:
@@ -227,7 +229,10 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
                 p.wait()
     assert len(killed_at) == kills and killed_at == sorted(killed_at), (seed, killed_at)
     store = ParquetStore(tmp_path / "store")
-    covered = assert_never_wrong_and_covered(store, imported, tmp_path)
+    try:
+        covered = assert_never_wrong_and_covered(store, imported, tmp_path)
+    except AssertionError as e:
+        raise AssertionError(f"seed {seed}, killed at watermarks {killed_at}: {e}") from e
     assert all(n > 30 for n in covered.values()), (seed, covered)
     # the kills fell inside the replay: sessions are separated by uncovered time
     assert max(len(store.coverage(m)) for m in RECORDINGS) >= 2, seed
