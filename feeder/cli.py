@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="markets, time ranges, coverage and gaps in the store")
     st.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sub.add_parser("setup-influx", help="create the InfluxDB database and retention policies (1.x)")
+    si = sub.add_parser(
+        "setup-influx", help="create the InfluxDB database and retention policies (1.x)"
+    )
+    si.add_argument("--alter-retention", action="store_true",
+                    help="also set existing retention policies to the configured durations "
+                    "(by default an existing policy is left as it is)")  # fmt: skip
 
     run = sub.add_parser(
         "run",
@@ -385,7 +390,8 @@ def cmd_setup_influx(args: argparse.Namespace, settings: Settings, store: BarSto
     from feeder.sinks.influx import InfluxStore
 
     s = InfluxStore(settings.store.influx)
-    s.setup()
+    for line in s.setup(alter=args.alter_retention):
+        console.print(line, soft_wrap=True)
     console.print(
         f"database {settings.store.influx.database!r} with retention policies "
         f"{settings.store.influx.rp_1s!r}, {settings.store.influx.rp_1m!r} ready"
@@ -487,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from feeder.pipeline import OutOfOrderError
     from feeder.sinks.influx import InfluxError
-    from feeder.sinks.parquet import StoreLockedError
+    from feeder.sinks.parquet import StoreLockedError, StoreWriteError
     from feeder.sources.archive import ArchiveError
 
     store: BarStore | None = None
@@ -498,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             store.lock_writer(f"squeezeflow-feeder {args.command}")  # one writer per store
         return COMMANDS[args.command](args, settings, store)
     except (ConfigError, ArchiveError, InfluxError, OutOfOrderError, StoreLockedError,
-            ValueError) as e:  # fmt: skip
+            StoreWriteError, ValueError) as e:  # fmt: skip
         console.print(f"[bold red]error:[/] {e}", soft_wrap=True)  # one line, never wrapped
         return 2
     except BrokenPipeError:  # output piped into head & co.

@@ -141,7 +141,7 @@ def import_files(
             try:
                 ok = verify_checksum(f.path)  # ArchiveError on mismatch
                 spec = spec_for(f, settings)
-                writer = DayBarWriter(store, spec)
+                writer = DayBarWriter(store, spec, within=f.day_range)
                 reader = RawChunkReader(f, chunk_rows)
                 for raw in reader:
                     writer.add_raw(raw)

@@ -315,12 +315,22 @@ def normalise(
             )
             recv = recv[fresh]
 
-    if spec.contract_size is not None:
-        notional = q * spec.contract_size
-        base = notional / p
-    else:
-        base = q if spec.base_per_contract == 1.0 else q * spec.base_per_contract
-        notional = p * base
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        if spec.contract_size is not None:
+            notional = q * spec.contract_size
+            base = notional / p
+        else:
+            base = q if spec.base_per_contract == 1.0 else q * spec.base_per_contract
+            notional = p * base
+        # finite price and quantity can still make an infinite notional (1e308 x 1e308)
+        bad_notional = ~(np.isfinite(notional) & np.isfinite(base) & (notional > 0) & (base > 0))
+    if bad_notional.any():
+        rej.add("notional_invalid", int(bad_notional.sum()))
+        keep = ~bad_notional
+        ts_ns, p, base, notional, bm, ids, liq, recv = (
+            ts_ns[keep], p[keep], base[keep], notional[keep], bm[keep], ids[keep], liq[keep],
+            recv[keep],
+        )  # fmt: skip
     return TradeBatch(
         spec.market, spec.kind, ts_ns, p, base, notional, ~bm, ids, liq, recv, spec.exchange
     )

@@ -44,6 +44,9 @@ class DayBarWriter:
     spec: MarketSpec
     stats: IngestStats = field(default_factory=IngestStats)
     dedup: IdDeduplicator = field(default_factory=lambda: IdDeduplicator(window=10_000))
+    #: ``[start, end)`` seconds the input may hold (an archive file's day or month): rows
+    #: outside it are refused and counted (``outside_file_period``), never stored
+    within: tuple[int, int] | None = None
     _days: dict[int, pd.DataFrame] = field(default_factory=dict)
     _flushed_before: int | None = None  # every day < this is written
 
@@ -64,6 +67,12 @@ class DayBarWriter:
             dedup=self.dedup,
             rejects=self.stats.rejects,
         )
+        if self.within is not None and len(batch):
+            sec = batch.ts // 1_000_000_000
+            inside = (sec >= self.within[0]) & (sec < self.within[1])
+            if not inside.all():
+                self.stats.rejects.add("outside_file_period", int((~inside).sum()))
+                batch = batch.take(inside)
         self.stats.trades_ok += len(batch)
         if len(batch) == 0:
             return

@@ -9,7 +9,7 @@ import pandas as pd
 from feeder.coverage import as_intervals, subtract_intervals
 from feeder.provenance import provenance
 from feeder.settings import Settings
-from feeder.store import MINUTE_SUFFIX, BarStore
+from feeder.store import MINUTE_SUFFIX, BarStore, inferred_coverage
 
 
 @dataclass
@@ -22,6 +22,9 @@ class MarketStatus:
     covered_hours: float
     synthetic: bool = False  # imported from the labelled SYNTHETIC sample
     coverage: list[tuple[str, str]] = field(default_factory=list)
+    #: no coverage records (a plain aggr-server database): inferred from the 1-minute bars,
+    #: the same rule ``load_flow`` applies
+    coverage_inferred: bool = False
     gaps: list[tuple[str, str, str]] = field(default_factory=list)
     #: hours covered only at minute resolution (1m klines, no 1-second bars behind them)
     minute_hours: float = 0.0
@@ -54,6 +57,10 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
     for market in sorted(set(stored) | set(configured)):
         cov = store.coverage(market)
         rng = _bar_range(store, market)
+        inferred = not len(cov) and rng is not None
+        if inferred:
+            assert rng is not None
+            cov = inferred_coverage(store.read_bars(market, rng[0], rng[1] + 60, "1m"))
         gaps: list[tuple[str, str, str]] = []
         if len(cov):
             holes = subtract_intervals(as_intervals([(cov[0, 0], cov[-1, 1])]), cov)
@@ -77,6 +84,7 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
                 minute_hours=round(float((minutes[:, 1] - minutes[:, 0]).sum()) / 3600, 3)
                 if len(minutes)
                 else 0.0,
+                coverage_inferred=inferred,
             )
         )
     return out

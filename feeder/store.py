@@ -105,8 +105,9 @@ def _utc(t: int) -> str:
     return pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M")
 
 
-def _inferred_coverage(bars_1m: pd.DataFrame) -> Intervals:
-    """Coverage of a store without coverage records (plain aggr-server): minutes that have bars."""
+def inferred_coverage(bars_1m: pd.DataFrame) -> Intervals:
+    """Coverage of a market without coverage records (plain aggr-server): the minutes that have
+    1-minute bars. The one rule for every reader (``load_flow``, ``status``)."""
     t = bars_1m["time"].to_numpy(np.int64)
     return merge_intervals(np.stack([t, t + 60], axis=1)) if len(t) else as_intervals([])
 
@@ -150,12 +151,12 @@ def load_flow(
         if grouped is not None:
             sums = bucket_bars(grouped[m.id], s, tf, n)
             if len(cov) == 0 and len(minutes) == 0:
-                cov = _inferred_coverage(store.read_bars(m.id, s, e, "1m"))
+                cov = inferred_coverage(store.read_bars(m.id, s, e, "1m"))
         else:
             bars = store.read_bars(m.id, s, e, "1m" if use_1m else "1s")
             sums = bucket_bars(bars, s, tf, n)
             if len(cov) == 0 and len(minutes) == 0:
-                cov = _inferred_coverage(bars if use_1m else store.read_bars(m.id, s, e, "1m"))
+                cov = inferred_coverage(bars if use_1m else store.read_bars(m.id, s, e, "1m"))
                 if len(cov):
                     log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
         if len(minutes) and use_1m:

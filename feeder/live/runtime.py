@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 TRADES_LIMIT = 2_000
 #: attempts at loading an exchange's markets at start (backoff up to 1, 2, 4, 8 s) before giving up
 STARTUP_ATTEMPTS = 5
+#: a trade stamped further than this ahead of the feeder's clock is refused (future_timestamp)
+FUTURE_TOLERANCE_S = 300
 #: restarts of a task that keeps dying (without running ``HEALTHY_S`` in between) before the
 #: feeder gives up and stops with a non-zero exit
 MAX_RESTARTS = 5
@@ -227,6 +229,15 @@ class Feeder:
         else:
             self.counters["trades_in"] += n
             self.counters["trades_backfilled" if backfill else "trades_live"] += len(batch)
+        now = self.clock()
+        if now > 0 and len(batch):  # (an event clock that has seen nothing yet cannot judge)
+            ahead = batch.ts > now + FUTURE_TOLERANCE_S * NS
+            if ahead.any():  # a broken venue clock must not close (and cover) years of seconds
+                self.rejects.add("future_timestamp", int(ahead.sum()))
+                if self.rejects.counts["future_timestamp"] == int(ahead.sum()):
+                    log.warning("%s: trade(s) stamped more than %d s ahead of the clock refused",
+                                m.market, FUTURE_TOLERANCE_S)  # fmt: skip
+                batch = batch.take(~ahead)
         if len(batch) == 0:
             return 0
         if not liquidation:
@@ -255,16 +266,23 @@ class Feeder:
 
     def tick(self, final: bool = False) -> None:
         now = self.clock()
+        cover_limit = None
         if final and isinstance(self.clock, EventClock):
-            now += int((self.settings.grace_s + 1) * NS)  # a replay that ended: all seconds final
+            # the stop writes every trade received (a replay that ended: all seconds final) but
+            # covers only what the clock had closed: a stop mid-replay leaves its last seconds
+            # partial, and partial seconds are never covered
+            cover_limit = int((now - self.settings.grace_s * NS) // NS)
+            now += int((self.settings.grace_s + 1) * NS)
         for rt in self.markets.values():
             try:
-                self._tick_market(rt, now, final)
+                self._tick_market(rt, now, final, cover_limit)
             except Exception:  # one market's failure must not stop every other market's bars
                 self.counters["tick_errors"] += 1
                 log.exception("bar clock: %s failed", rt.m.market)
 
-    def _tick_market(self, rt: MarketRuntime, now: int, final: bool) -> None:
+    def _tick_market(
+        self, rt: MarketRuntime, now: int, final: bool, cover_limit: int | None = None
+    ) -> None:
         """Close the market's final seconds and queue its bars, rollups, coverage, live item."""
         out = rt.builder.advance(now if final else self._limit_ns(rt, now))
         self.counters["corrected_seconds"] += out.corrected_seconds
@@ -282,10 +300,11 @@ class Feeder:
             assert start is not None
             if rt.covered_until is None or rt.covered_until < start:
                 rt.covered_until = start
-            if wm > rt.covered_until:
-                self.writer.put(Batch(rt.m.market, kind, "coverage", None, rt.covered_until, wm))
-                _extend(rt.session_cov, rt.covered_until, wm)
-                rt.covered_until = wm
+            end = wm if cover_limit is None else min(wm, cover_limit)
+            if end > rt.covered_until:
+                self.writer.put(Batch(rt.m.market, kind, "coverage", None, rt.covered_until, end))
+                _extend(rt.session_cov, rt.covered_until, end)
+                rt.covered_until = end
             # Every new watermark is published, quiet seconds too: readers' completeness must not
             # wait for the next trade.
             if self.publisher is not None and (len(out.bars_1s) or final or wm != rt.published_wm):

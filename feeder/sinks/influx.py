@@ -3,7 +3,9 @@
 The schema is aggr-server's, so existing aggr-server databases can be read and the first
 SqueezeFlow system can run on our data: database ``significant_trades``, retention policy
 ``aggr_1s`` measurement ``trades_1s`` (1-second bars) and ``aggr_1m``/``trades_1m`` (rollups),
-tag ``market`` (``BINANCE:btcusdt``) plus tag ``kind`` (spot/perp), every field a float.
+tag ``market`` (``BINANCE:btcusdt``) plus tag ``kind`` (spot/perp), every field a float; a
+measurement aggr-server already holds is written its way (no ``kind`` tag when its series have
+none, integer counts when it holds them), so a rewrite overwrites its points.
 Coverage and recorded gaps live in ``sf_coverage`` and ``sf_gaps`` in the default policy.
 InfluxDB 2.x and 3.x serve the same v1 endpoints (DBRP mapping); see the README.
 """
@@ -85,19 +87,28 @@ def quote_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def bar_body(measurement: str, market: str, kind: str, bars: pd.DataFrame) -> bytes:
+def bar_body(
+    measurement: str, market: str, kind: str | None, bars: pd.DataFrame,
+    int_fields: frozenset[str] = frozenset(),
+) -> bytes:  # fmt: skip
     """Line protocol (precision s) for one market's bars, built with Arrow's vectorised string
     kernels: about 4x less client CPU than formatting row by row.
 
-    Every field is a float: Arrow prints the shortest exact round-trip form ("3" or "1.5e-07"),
-    and line protocol reads a number without an ``i`` suffix as a float.
+    Fields are floats: Arrow prints the shortest exact round-trip form ("3" or "1.5e-07"), and
+    line protocol reads a number without an ``i`` suffix as a float; ``int_fields`` (counts in
+    a measurement that holds them as integers) are written as integers (``3i``). ``kind`` None:
+    no ``kind`` tag (an existing aggr-server measurement, whose series have only ``market``).
     """
-    prefix = (
-        f"{escape_measurement(measurement)},kind={escape_tag(kind)},market={escape_tag(market)} "
-    )
+    tags = f",kind={escape_tag(kind)}" if kind is not None else ""
+    prefix = f"{escape_measurement(measurement)}{tags},market={escape_tag(market)} "
     parts = []
     for i, f in enumerate(BAR_FIELDS):
-        col = pc.cast(pa.array(bars[f].to_numpy(np.float64)), pa.string())
+        v = bars[f].to_numpy(np.float64)
+        if f in int_fields:
+            ints = pc.cast(pa.array(np.rint(v).astype(np.int64)), pa.string())
+            col = pc.binary_join_element_wise(ints, "i", "")
+        else:
+            col = pc.cast(pa.array(v), pa.string())
         parts.append(pc.binary_join_element_wise(("," if i else prefix) + f + "=", col, ""))
     t = pc.cast(pa.array(bars["time"].to_numpy(np.int64)), pa.string())
     parts.append(pc.binary_join_element_wise(" ", t, "\n", ""))
@@ -119,6 +130,7 @@ class InfluxStore:
             base_url=settings.url.rstrip("/"), timeout=settings.timeout_s, auth=auth
         )
         self._pool: ThreadPoolExecutor | None = None
+        self._layouts: dict[tuple[str, str], tuple[bool, frozenset[str]]] = {}
 
     def close(self) -> None:
         if self._pool is not None:
@@ -178,20 +190,32 @@ class InfluxStore:
             if "error" in r:
                 raise InfluxError(f"InfluxQL error in {q!r}: {r['error']}")
 
-    def setup(self) -> None:
-        """Create the database and its retention policies (InfluxDB 1.x; idempotent)."""
+    def setup(self, *, alter: bool = False) -> list[str]:
+        """Create the database and the retention policies it lacks (InfluxDB 1.x; idempotent).
+
+        An existing policy (aggr-server's, with its own duration) is left as it is unless
+        ``alter``; returns one line per policy saying what exists and what was done."""
         db = quote_ident(self.s.database)
         self.execute(f"CREATE DATABASE {db}")
+        report = []
         for rp, duration in (
             (self.s.rp_1s, self.s.retention_1s),
             (self.s.rp_1m, self.s.retention_1m),
         ):
-            names = {row[0] for row in self.show(f"SHOW RETENTION POLICIES ON {db}")}
-            verb = "ALTER" if rp in names else "CREATE"
+            existing = {str(row[0]): str(row[1])
+                        for row in self.show(f"SHOW RETENTION POLICIES ON {db}")}  # fmt: skip
+            if rp in existing and not alter:
+                report.append(f"retention policy {rp!r} exists (duration {existing[rp]}): left "
+                              f"as it is (--alter-retention sets it to {duration})")  # fmt: skip
+                continue
+            verb = "ALTER" if rp in existing else "CREATE"
             self.execute(
                 f"{verb} RETENTION POLICY {quote_ident(rp)} ON {db} "
                 f"DURATION {duration} REPLICATION 1"
             )
+            was = f" (was {existing[rp]})" if rp in existing else ""
+            report.append(f"retention policy {rp!r} {verb.lower()}ed with duration {duration}{was}")
+        return report
 
     def show(self, q: str) -> list[list[object]]:
         """Rows of a SHOW statement (JSON response; CSV repeats the ``name`` column)."""
@@ -232,17 +256,35 @@ class InfluxStore:
         Points are keyed by (measurement, tags, time), so a rewrite overwrites: idempotent.
         """
         rp, meas = self._rp_measurement(resolution)
+        kind_tag, int_fields = self._layout(rp, meas)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="influx-write")
         pending: list[Future[None]] = []
         for chunk in _chunks(bars, self.s.batch_size):
-            body = bar_body(meas, market, kind, chunk)
+            body = bar_body(meas, market, kind if kind_tag else None, chunk, int_fields)
             pending.append(self._pool.submit(self.write_body, body, rp))
             if len(pending) >= 2:
                 pending.pop(0).result()
         for f in pending:
             f.result()
         return len(bars)
+
+    def _layout(self, rp: str, meas: str) -> tuple[bool, frozenset[str]]:
+        """How an existing measurement is written (asked once per store object): with our
+        ``kind`` tag unless it already holds series without one (aggr-server's: writing with
+        ``kind`` would make a second series and double every sum), and which fields it holds
+        as integers."""
+        if (rp, meas) not in self._layouts:
+            src = self._src(rp, meas)
+            tags = {str(r[0]) for r in self.show(f"SHOW TAG KEYS FROM {src}")}
+            types = {str(r[0]): str(r[1]) for r in self.show(f"SHOW FIELD KEYS FROM {src}")}
+            kind_tag = not tags or "kind" in tags
+            ints = frozenset(f for f, t in types.items() if t == "integer" and f in BAR_FIELDS)
+            if not kind_tag or ints:
+                log.info("InfluxDB %s: existing layout kept (kind tag: %s, integer fields: %s)",
+                         src, kind_tag, ", ".join(sorted(ints)) or "none")  # fmt: skip
+            self._layouts[(rp, meas)] = (kind_tag, ints)
+        return self._layouts[(rp, meas)]
 
     def append_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
         """Live appends are ordinary writes here (points overwrite by key)."""

@@ -60,9 +60,25 @@ def day_name(day_start: int) -> str:
     return pd.Timestamp(day_start, unit="s", tz="UTC").strftime("%Y-%m-%d")
 
 
+def _umask() -> int:
+    """The process umask (read without changing it where Linux allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp creates 0600: give the file the mode any new file gets (0666 less the umask), so
+    # a store written by one user can be read by the FreqTrade user the umask lets in
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -70,6 +86,10 @@ def _atomic_write(path: Path, write: Any) -> None:
         with tmp_path.open("rb+") as fh:
             os.fsync(fh.fileno())
         tmp_path.replace(path)
+    except OSError as e:  # a full disk, a quota, a read-only file system: one clear message
+        tmp_path.unlink(missing_ok=True)
+        detail = os.strerror(e.errno) if e.errno else str(e)
+        raise StoreWriteError(f"cannot write {path}: {detail}") from e
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -81,6 +101,13 @@ def _write_table(path: Path, table: pa.Table) -> None:
 
 def _write_json(path: Path, doc: object) -> None:
     _atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=1, sort_keys=True)))
+
+
+class StoreWriteError(OSError):
+    """A store file could not be written (nothing partial is left behind)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class StoreLockedError(RuntimeError):

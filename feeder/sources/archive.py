@@ -69,6 +69,7 @@ _NAME_RE: Final = re.compile(
 )
 _NUMBER_RE: Final = re.compile(rb"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
 _INT_PATTERN: Final = r"^\s*[+-]?\d+\s*$"
+_BOOL_PATTERN: Final = r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\s*$"
 _FLOAT_PATTERN: Final = (
     r"^\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(?i:nan|inf|infinity))\s*$"
 )
@@ -483,7 +484,7 @@ class RawChunkReader:
         if typed:
             types = {f"c{positions[k]}": t for k, t in _OUT_TYPES.items()}
         else:
-            types = {name: pa.string() for name in include}
+            types = {name: pa.binary() for name in include}  # bytes: a non-UTF-8 row is one bad row
         return pa_csv.open_csv(
             fh,
             read_options=pa_csv.ReadOptions(
@@ -539,14 +540,14 @@ class RawChunkReader:
         return {k: pc.filter(a, ok) for k, a in arrays.items()}
 
     def _convert_strings(self, arrays: dict[str, pa.Array]) -> dict[str, pa.Array]:
-        """Slow path: validate string columns by pattern, drop and count the rest, then cast."""
-        bm_lower = pc.utf8_lower(pc.utf8_trim_whitespace(arrays["is_buyer_maker"]))
+        """Slow path: validate the raw bytes by pattern (a row with bytes that are not UTF-8
+        fails it like any other unparseable row), drop and count the rest, then cast."""
         masks = [
             pc.match_substring_regex(arrays["ts"], _INT_PATTERN),
             pc.match_substring_regex(arrays["trade_id"], _INT_PATTERN),
             pc.match_substring_regex(arrays["price"], _FLOAT_PATTERN),
             pc.match_substring_regex(arrays["qty"], _FLOAT_PATTERN),
-            pc.is_in(bm_lower, value_set=pa.array(["true", "false"])),
+            pc.match_substring_regex(arrays["is_buyer_maker"], _BOOL_PATTERN),
         ]
         ok = masks[0]
         for m in masks[1:]:
@@ -561,10 +562,11 @@ class RawChunkReader:
             )
             self._count_invalid(n_bad, f"unparseable fields: {sample},...")
         out: dict[str, pa.Array] = {}
-        for k in ("ts", "trade_id", "price", "qty"):
-            col = pc.utf8_trim_whitespace(pc.filter(arrays[k], ok))
+        for k in ("ts", "trade_id", "price", "qty"):  # ASCII only now: safe as text
+            col = pc.utf8_trim_whitespace(pc.cast(pc.filter(arrays[k], ok), pa.string()))
             out[k] = pc.cast(col, _OUT_TYPES[k])
-        out["is_buyer_maker"] = pc.equal(pc.filter(bm_lower, ok), "true")
+        bm = pc.cast(pc.filter(arrays["is_buyer_maker"], ok), pa.string())
+        out["is_buyer_maker"] = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(bm)), "true")
         return out
 
     # -- chunking ------------------------------------------------------------------------------

@@ -35,9 +35,9 @@ def wrong_and_covered(store: BarStore, reference: BarStore, market: str,
     g = got.reindex(times)[list(BAR_FIELDS)].to_numpy(np.float64)
     w = want.reindex(times)[list(BAR_FIELDS)].to_numpy(np.float64)
     same = np.isclose(g, w, rtol=1e-12, atol=0, equal_nan=True).all(axis=1)
-    return pd.DataFrame(g[~same], index=times[~same], columns=list(BAR_FIELDS)).assign(
-        want_vbuy=w[~same, BAR_FIELDS.index("vbuy")]
-    )
+    got_rows = pd.DataFrame(g[~same], index=times[~same], columns=list(BAR_FIELDS))
+    want_rows = pd.DataFrame(w[~same], index=times[~same], columns=list(BAR_FIELDS))
+    return pd.concat({"got": got_rows, "want": want_rows}, axis=1)
 
 
 def assert_never_wrong_and_covered(store: BarStore, reference: BarStore, tmp) -> dict[str, int]:
@@ -48,7 +48,8 @@ def assert_never_wrong_and_covered(store: BarStore, reference: BarStore, tmp) ->
     for market in RECORDINGS:
         for res in ("1s", "1m"):
             bad = wrong_and_covered(store, reference, market, res)
-            assert bad.empty, (market, res, store.coverage(market).tolist(), bad.head(10))
+            assert bad.empty, (market, res, store.coverage(market).tolist(),
+                               bad.head(10).to_string())  # fmt: skip
         cov = store.coverage(market)
         covered[market] = int((cov[:, 1] - cov[:, 0]).sum()) if len(cov) else 0
         assert len(bars_of(store, market)), market

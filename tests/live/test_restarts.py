@@ -16,6 +16,7 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -214,9 +215,11 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
             feeder.wait(30)
             killed_at.append(max(m["watermark"] or 0 for m in h["markets"].values()))
         feeder, hport = start_feeder()  # the last session runs to the end of the replay
+        # ... until it has reached the recording's end and the replay has gone quiet (every
+        # trade delivered; at 3x pace a live market trades several times a second)
         wait_health(feeder, hport, lambda h: all(
             (m["watermark"] or 0) >= last_second[k] - 3 and not m["held"]
-            for k, m in h["markets"].items()))  # fmt: skip
+            and (m["last_trade_age_s"] or 0) > 5 for k, m in h["markets"].items()))  # fmt: skip
         feeder.send_signal(signal.SIGTERM)
         assert feeder.wait(60) == 0, log.read_text()[-3000:]
     finally:
@@ -226,7 +229,10 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
                 p.wait()
     assert len(killed_at) == kills and killed_at == sorted(killed_at), (seed, killed_at)
     store = ParquetStore(tmp_path / "store")
-    covered = assert_never_wrong_and_covered(store, imported, tmp_path)
+    try:
+        covered = assert_never_wrong_and_covered(store, imported, tmp_path)
+    except AssertionError as e:
+        raise AssertionError(f"seed {seed}, killed at watermarks {killed_at}: {e}") from e
     assert all(n > 30 for n in covered.values()), (seed, covered)
     # the kills fell inside the replay: sessions are separated by uncovered time
     assert max(len(store.coverage(m)) for m in RECORDINGS) >= 2, seed
@@ -257,3 +263,38 @@ def test_a_second_writer_on_a_store_being_written_is_refused_clearly(market_data
                          text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert ParquetStore(tmp_path / "store").imported()
+
+
+def test_a_trade_dated_far_in_the_future_is_refused_and_covers_nothing(
+    market_data, imported, tmp_path
+):
+    """A trade stamped 2099 reaches the feeder's intake mid-session (a broken venue clock):
+    it is refused and counted; no second beyond the session is covered or stored, and every
+    real trade is stored as the import has it."""
+    settings = feeder_settings(tmp_path, None)
+    store = ParquetStore(tmp_path / "store")
+    future_ms = 4_070_908_800_000  # 2099-01-01
+
+    async def inject(feeder):
+        while feeder.counters["trades_live"] < 2_000:  # noqa: ASYNC110 - mid-session
+            await asyncio.sleep(0.01)
+        rt = feeder.markets["BINANCE:btcusdt"]
+        raw = {"ts": np.array([future_ms]), "price": np.array([42_000.0]),
+               "qty": np.array([0.1]), "is_buyer_maker": np.array([False]),
+               "trade_id": np.array([10**15])}  # fmt: skip
+        feeder.on_trades(rt.m, raw, time.time_ns(), False)
+
+    async def go():
+        recs = [(market_data / raw, mt) for raw, mt, _csv, _spec in RECORDINGS.values()]
+        async with ReplayServer(recs, speed=0) as server:
+            return await run_feeder(server, settings, store, expected_trades(market_data),
+                                    during=inject)  # fmt: skip
+
+    run = asyncio.run(go())
+    assert run.feeder.rejects.counts.get("future_timestamp") == 1
+    _same_bars(store, imported)
+    for market in RECORDINGS:
+        cov = store.coverage(market)
+        assert len(cov) and cov[-1, 1] < 1_724_000_000, (market, cov)
+        assert store.bar_days(market, "1s") == ["2024-08-08", "2024-08-09"][: len(
+            store.bar_days(market, "1s"))]  # fmt: skip
