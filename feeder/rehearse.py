@@ -83,7 +83,7 @@ FOUR_HOURS = 4 * 3600
 LEAD_IN_MS = 60_000  # trades streamed before the live start (see Plan.stream_from_ms)
 DIV_CANDLES = 14  # planted divergence length (candles)
 IMBALANCE = 0.35  # planted taker imbalance
-ABSORB, TURN = 0.015, 0.02  # planted price moves (log) during the divergence and the reset
+ABSORB, TURN = 0.03, 0.04  # planted price moves (log) during the divergence and the reset
 PREFIX = {"spot": "BINANCE", "usdm": "BINANCE_FUTURES", "cm": "BINANCE_FUTURES"}
 
 
