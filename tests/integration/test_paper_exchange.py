@@ -110,3 +110,20 @@ def test_every_url_must_be_loopback():
         assert_loopback(cfg)
     with pytest.raises(ValueError, match="no URL"):
         assert_loopback({"ccxt_config": {}})
+
+
+def test_recordings_shift_to_the_next_candle_with_history_before_the_live_half(market_data):
+    from feeder.rehearse import recording_plan
+
+    raw = market_data / "hftbacktest" / "raw"
+    before = time.time()
+    plan = recording_plan([f"{raw}/spot/btcusdt_20240808.gz", f"{raw}/usdm/btcusdt_20240808.gz"],
+                          "1m", lead_s=30)  # fmt: skip
+    assert plan.coins == {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}}
+    assert plan.pairs == ["BTC/USDT:USDT"]
+    assert plan.live_from_ms % 60_000 == 0 and plan.live_from_ms >= (before + 30) * 1000
+    assert plan.live_end_ms - plan.live_from_ms >= 60_000
+    assert plan.stream_from_ms == plan.live_from_ms - 60_000
+    for t in plan.tapes:  # every trade kept, about half of them history
+        assert 0.3 < t.split(plan.live_from_ms) / len(t) < 0.7
+        assert np.all(np.diff(t.ms) >= 0)
