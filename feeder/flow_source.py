@@ -101,9 +101,12 @@ class FlowSource:
         start = end - candles * self.tf
         flow = load_flow(self.store, self.settings, coin, start, end, self.timeframe)
         ok = flow["complete"].to_numpy()
-        # Candles up to the last complete one come from the store; later ones from Redis.
+        # Candles up to the last complete one come from the store; later ones are rebuilt from
+        # 1-second bars (the store's, then Redis'), from retain_s before it: a late trade can
+        # still correct a second that far back, and the store will hold the correction.
         last = int(np.flatnonzero(ok)[-1]) + 1 if ok.any() else 0
-        b = start + last * self.tf
+        back = -(-self.settings.feeder.retain_s // self.tf)
+        b = start + max(0, last - back) * self.tf
         self._boundary[coin] = b
         self._candles[coin] = flow
         for m in self.settings.markets(coin):
@@ -117,7 +120,7 @@ class FlowSource:
             self._seconds[m.id] = secs[["time", *BAR_FIELDS]].reset_index(drop=True)
             self._stream_ids.pop(m.id, None)  # the next poll reads the stream from the boundary
             self._lost[m.id] = []
-        log.info("SqueezeFlow: %s caught up from %s: %d candles, store complete until %s",
+        log.info("SqueezeFlow: %s caught up from %s: %d candles, rebuilt live from %s",
                  coin, self.store.name, len(flow), pd.Timestamp(b, unit="s", tz="UTC"))  # fmt: skip
         return flow
 
@@ -177,7 +180,8 @@ class FlowSource:
         if not markets:
             return client.read([], after={})[0]
         prev = {m: self._stream_ids[m] for m in markets}
-        bars, self._stream_ids = client.read(markets, after=self._stream_ids)
+        bars, ids = client.read(markets, after=self._stream_ids)
+        self._stream_ids.update(ids)
         for m, (first, _) in client.first_ids(markets).items():
             if prev[m] != "0" and first > stream_id(prev[m]):
                 # The last entry this reader saw is gone: entries after it may be too. They held
@@ -254,11 +258,15 @@ class FlowSource:
             sums = bucket_bars(secs[secs["time"] >= b], b, self.tf, n)
             parts.append((m, sums, covered(opens, self.tf, self.coverage(m.id))))
         live = assemble(opens, parts)
-        perps = [m.id for m in markets if m.kind is Kind.PERP]
-        live["oi"] = open_interest(self.store, perps, b, b + n * self.tf, self.tf, n)
         hist = self._candles[coin]
         hist = hist[hist.index < pd.Timestamp(b, unit="s", tz="UTC")]
-        self._candles[coin] = pd.concat([hist[list(live.columns)], live])
+        df = pd.concat([hist[list(live.columns)], live])
+        # Open interest of every candle kept, from the store each poll: a poll that lands late
+        # still reaches the candle it was observed in (as the backtest sees it).
+        s0 = int(df.index[0].timestamp()) if len(df) else b
+        perps = [m.id for m in markets if m.kind is Kind.PERP]
+        df["oi"] = open_interest(self.store, perps, s0, s0 + len(df) * self.tf, self.tf, len(df))
+        self._candles[coin] = df
         # Keep the 1-second buffer bounded: seconds before the oldest candle kept are dropped.
         for m in markets:
             s = self._seconds.get(m.id)

@@ -182,6 +182,9 @@ class Settings(_Strict):
     #: live: how long bot_loop_start waits for every market's watermark to pass the newest
     #: closed candle before that candle is decided incomplete (no entry; logged and counted)
     decide_wait_s: float = Field(5.0, ge=0, le=60)
+    #: score liquidations (s_liq): only when the history you backtest carries them as live
+    #: does (recorded by the feeder); trade archives carry none, so the default is off
+    score_liquidations: bool = False
 
     def coin(self, coin: str) -> CoinSettings:
         key = coin.upper()

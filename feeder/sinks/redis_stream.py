@@ -258,7 +258,9 @@ class RedisBarStream:
         for m in markets:
             pipe.hget(state_key(self.prefix, m), "watermark")
         out: dict[str, int | None] = {}
-        for m, v in zip(markets, pipe.execute(), strict=True):
+        for m, v in zip(markets, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(v, redis.ResponseError):  # e.g. the key holds another type
+                v = b"?"
             wm = None if v is None else _int(_s(v)) if isinstance(v, bytes | str) else None
             if v is not None and wm is None:
                 self.bad.add("state", "a non-integer watermark")
@@ -269,8 +271,15 @@ class RedisBarStream:
         pipe = self.r.pipeline(transaction=False)
         for m in markets:
             pipe.hgetall(state_key(self.prefix, m))
-        got = pipe.execute()
-        return {m: decode_state(raw, self.bad) for m, raw in zip(markets, got, strict=True)}
+        got = pipe.execute(raise_on_error=False)
+        out: dict[str, LiveState | None] = {}
+        for m, raw in zip(markets, got, strict=True):
+            if isinstance(raw, redis.ResponseError):  # e.g. the key holds another type
+                self.bad.add("state", f"a live state that is not a hash ({raw})")
+                out[m] = None
+            else:
+                out[m] = decode_state(raw, self.bad)
+        return out
 
     def latest(self, market: str) -> dict[str, str] | None:
         raw = self.r.hgetall(latest_key(self.prefix, market))

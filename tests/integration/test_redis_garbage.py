@@ -78,3 +78,10 @@ def test_bad_entries_are_skipped_counted_and_logged_once(redis_url, tmp_path, ca
     assert src.bad_entries["state"] >= 1
     assert not src.live("BTC").loc[want.index, "complete"].any()
     assert src.age("BTC") >= 100  # PERP's watermark now comes from its store coverage: none
+
+    # A state key holding another type is garbage too: counted, poll goes on.
+    pub.r.delete(state_key(prefix, SPOT))
+    pub.r.set(state_key(prefix, SPOT), "not a hash")
+    before = src.bad_entries["state"]
+    src.poll(["BTC"])
+    assert src.bad_entries["state"] > before

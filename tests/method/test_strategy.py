@@ -121,3 +121,23 @@ def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_p
     # Candle [t0+300, t0+600): the newest observation before its close is t0+450, in both perps.
     assert merged.loc[1, "oi"] == 2 * (1e9 + 450 * 1e3)
     assert merged.loc[0, "oi"] == 2 * (1e9 + 30 * 1e3)
+
+
+def test_liquidations_score_only_when_configured_so_no_run_mode_scores_differently(planted):
+    """Archives carry no liquidations and live bars do: by default they are not scored (s_liq is
+    0 everywhere), so a candle's score cannot depend on where its flow came from."""
+    cfg = json.loads((REPO / "config.json").read_text())
+    cfg["squeezeflow"]["store"]["parquet_dir"] = str(planted.store.root)
+    candles = planted.frame("5m")[["date", "open", "high", "low", "close", "volume"]]
+    scores = {}
+    for name, liq, on in (("plain", False, False), ("liq", True, False), ("liq_on", True, True)):
+        cfg["squeezeflow"]["score_liquidations"] = on
+        strat = SqueezeFlow(cfg)
+        flow = strat.flow.history("BTC", candles["date"].iloc[0], candles["date"].iloc[-1])
+        if liq:  # as live bars carry them: liquidations on every candle
+            flow["perp_lbuy"] = 0.01 * (flow["perp_vbuy"] + flow["perp_vsell"])
+            flow["perp_lsell"] = flow["perp_lbuy"]
+        out = strat.analyze_ticker(candles.copy(), {"pair": "BTC/USDT:USDT"})
+        scores[name] = out[["score_long", "score_short", "enter_long", "enter_short"]]
+    pd.testing.assert_frame_equal(scores["plain"], scores["liq"])
+    assert (scores["liq_on"]["score_long"] > scores["plain"]["score_long"]).any()

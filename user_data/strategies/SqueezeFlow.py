@@ -201,6 +201,10 @@ class SqueezeFlow(IStrategy):
         merged = df.drop(columns=[c for c in cols if c in df]).merge(
             flow[cols], left_on="date", right_index=True, how="left"
         )
+        if not self.sf.score_liquidations:
+            # Archives carry no liquidations, live bars do: unscored in every mode, so a candle's
+            # score never depends on where its flow came from (squeezeflow.score_liquidations).
+            merged = merged.drop(columns=["perp_lbuy", "perp_lsell"])
         merged["cvd_ok"] = merged["complete"].astype("boolean").fillna(False).astype(bool)
         return merged
 
