@@ -166,6 +166,8 @@ class FlowSource:
         self.source = "redis"
         self._states.update(states)
         bars = pd.concat(frames, ignore_index=True)
+        for m in ids:
+            self._reread_lost(m, boundary[m])
         for m, new in bars.groupby("market", sort=False):
             self._read_wm[str(m)] = max(self._read_wm.get(str(m), 0), int(new["wm"].max()))
             old = self._seconds.get(str(m))
@@ -194,6 +196,34 @@ class FlowSource:
                 lo = self._read_wm.get(m, hi) - self.settings.feeder.retain_s
                 self._trimmed(m, lo, hi)
         return bars
+
+    def _reread_lost(self, market: str, b: int) -> None:
+        """Bars that never reached the stream (lost, trimmed) are read from the store, the
+        record, as soon as its coverage holds them; until then they are a gap."""
+        st = self._states.get(market)
+        lost = as_intervals(self._lost.get(market, []))
+        if st is not None:
+            lost = np.concatenate([st.lost, lost])
+        lost = lost[lost[:, 1] > b]
+        if not len(lost):
+            return
+        lost[:, 0] = np.maximum(lost[:, 0], b)
+        have = self._store_cov.get(market, as_intervals([]))
+        need = subtract_intervals(lost, have)
+        if not len(need):
+            return
+        got = subtract_intervals(need, subtract_intervals(need, self.store.coverage(market)))
+        if not len(got):
+            return
+        secs = self.store.read_bars(market, int(got[0, 0]), int(got[-1, 1]), "1s")
+        inside = _in_intervals(secs["time"].to_numpy(np.int64), got)
+        old = self._seconds.get(market, _empty_seconds())
+        keep = old[~_in_intervals(old["time"].to_numpy(np.int64), got)]
+        merged = pd.concat([keep, secs.loc[inside, ["time", *BAR_FIELDS]]], ignore_index=True)
+        self._seconds[market] = merged.sort_values("time").reset_index(drop=True)
+        self._store_cov[market] = merge_intervals(np.concatenate([have, got]))
+        log.info("SqueezeFlow: %s: %d s missing from the stream read from the %s store",
+                 market, int((got[:, 1] - got[:, 0]).sum()), self.store.name)  # fmt: skip
 
     def _trimmed(self, market: str, start: int, end: int) -> None:
         self.trimmed += 1
@@ -293,6 +323,11 @@ class FlowSource:
                 return float("inf")
             marks.append(float(wm))
         return now - min(marks)
+
+
+def _in_intervals(t: np.ndarray, iv: Intervals) -> np.ndarray:
+    i = np.searchsorted(iv[:, 0], t, side="right") - 1
+    return (i >= 0) & (t < iv[np.maximum(i, 0), 1])
 
 
 def _empty_seconds() -> pd.DataFrame:

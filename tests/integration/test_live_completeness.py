@@ -87,8 +87,8 @@ class LiveRig:
         self.clock.t = t
         self.f.tick()
 
-    def flush(self) -> None:
-        """Write every queued batch to the store and publish every queued live item."""
+    def flush(self, store: bool = True) -> None:
+        """Publish every queued live item and write every queued batch to the store."""
 
         async def go() -> None:
             while not self.f.publisher.queue.empty():
@@ -98,7 +98,7 @@ class LiveRig:
                     coverage=item.coverage, lost=self.f.publisher.lost.get(item.market, []),
                 )  # fmt: skip
             batches = []
-            while not self.f.writer.queue.empty():
+            while store and not self.f.writer.queue.empty():
                 batches.append(self.f.writer.queue.get_nowait())
             if batches:
                 self.f.writer._write(batches)
@@ -185,13 +185,21 @@ def test_a_live_item_dropped_on_overflow_is_a_gap_not_zero_flow(redis_url, tmp_p
             rig.trades(m, [t + 0.5])
         rig.tick(t + 3.5)
     assert rig.f.stats.counters["redis_dropped_oldest"] > 0
-    rig.flush()
+    rig.flush(store=False)  # Redis now; the store writer has not written yet
     clock.t = T0 + 240
     src.poll(["BTC"])
     live = src.live("BTC")
     # The first two minutes' bars never reached the stream: a gap (NaN), never complete zeros.
     assert not live.loc[ts(T0), "complete"] and not live.loc[ts(T0 + 60), "complete"]
     assert np.isnan(live.loc[ts(T0), "spot_vbuy"]) or live.loc[ts(T0), "spot_vbuy"] > 0
+    # Once the store (the record) holds them, they are read from it: the same as the backtest.
+    rig.flush()
+    src.poll(["BTC"])
+    live = src.live("BTC")
+    stored = load_flow(store, settings, "BTC", T0 + 60, T0 + 180, "1m")  # the session's minutes
+    assert stored["complete"].all()
+    got = live.loc[stored.index]
+    pd.testing.assert_frame_equal(got, stored[got.columns], check_freq=False, rtol=1e-12)
 
 
 def test_one_poll_drains_the_whole_stream(redis_url, tmp_path):

@@ -40,7 +40,7 @@ from feeder.replay import (
 )
 from feeder.settings import InfluxSettings, Settings, settings_from_dict
 from feeder.sinks.parquet import ParquetStore
-from feeder.store import BarStore, load_flow
+from feeder.store import OI_MAX_AGE_S, BarStore, load_flow
 from tests.helpers import independent_bars, read_derived_trades
 from tests.live.conftest import replay_factory
 
@@ -294,7 +294,8 @@ def check_open_interest(run: Run, market_data: Path, *, all_points: bool) -> Non
                     value,
                     amount,
                 )
-    # the strategy's read path: summed perp open interest, last value inside the candle
+    # the strategy's read path: summed perp open interest as observed by each candle's close
+    # (each market's last value before it, at most OI_MAX_AGE_S old)
     for tf, step in (("30s", 30), ("1m", 60)):
         flow = load_flow(run.store, run.settings, "BTC", START, END, tf)
         opens = flow.index.as_unit("s").asi8
@@ -302,15 +303,17 @@ def check_open_interest(run: Run, market_data: Path, *, all_points: bool) -> Non
             per = []
             for market in (USDM, CM):
                 oi = stored[market]
-                inside = oi[(oi["time"] >= t) & (oi["time"] < t + step)]
-                per.append(inside["oi"].iloc[-1] if len(inside) else np.nan)
+                end = t + step
+                seen = oi[(oi["time"] < end) & (oi["time"] >= end - max(step, OI_MAX_AGE_S))]
+                per.append(seen["oi"].iloc[-1] if len(seen) else np.nan)
             want = per[0] + per[1]
             if np.isnan(want):
                 assert np.isnan(flow["oi"].iloc[i]), (tf, t)
             else:
                 assert flow["oi"].iloc[i] == pytest.approx(want, rel=1e-12), (tf, t)
-        if all_points:  # every 30 s candle 23:54:00..00:00:00 has both points, every minute
-            assert flow["oi"].notna().sum() == (7 if tf == "1m" else 13), tf
+        if all_points:  # both points from 23:54:00 on, carried to the end of the range
+            first = max(int(oi["time"].iloc[0]) for oi in stored.values())
+            assert flow["oi"].notna().sum() == (opens + step > first).sum(), tf
         else:
             assert flow["oi"].notna().sum() >= 1, tf
 

@@ -7,8 +7,9 @@ of the FreqTrade config (validated; a bad key stops the bot with its name).
 - Backtesting/hyperopt: the whole range of flow for the pair's coin is loaded once per pair in
   ``populate_indicators`` and merged into the candles by candle open time.
 - Live/dry-run: caught up from the store in ``bot_start``, then new 1-second bars from Redis in
-  ``bot_loop_start`` (the store when Redis is down). A stale feed blocks new entries and sends one
-  notification.
+  ``bot_loop_start`` (the store when Redis is down), which first waits (``decide_wait_s``) for the
+  newest closed candle's flow to be final. A stale feed blocks new entries and sends one
+  notification. Liquidations are scored only with ``score_liquidations``; OI is merged in both.
 """
 
 from __future__ import annotations
