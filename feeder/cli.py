@@ -461,6 +461,12 @@ def cmd_rehearse(args: argparse.Namespace, settings: Settings, store: BarStore) 
         live_candles=args.live_candles, lead_s=args.lead_s, settle_s=args.settle_s,
         workdir=args.workdir, markets_dir=args.markets, report=args.report,
     )  # fmt: skip
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:  # the child processes are ended on exit
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         report = rehearse.rehearse(settings, base, opt)
     except rehearse.RehearsalError as e:

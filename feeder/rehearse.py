@@ -83,7 +83,7 @@ FOUR_HOURS = 4 * 3600
 LEAD_IN_MS = 60_000  # trades streamed before the live start (see Plan.stream_from_ms)
 DIV_CANDLES = 14  # planted divergence length (candles)
 IMBALANCE = 0.35  # planted taker imbalance
-ABSORB, TURN = 0.015, 0.02  # planted price moves (log) during the divergence and the reset
+ABSORB, TURN = 0.03, 0.04  # planted price moves (log) during the divergence and the reset
 PREFIX = {"spot": "BINANCE", "usdm": "BINANCE_FUTURES", "cm": "BINANCE_FUTURES"}
 
 
@@ -218,8 +218,11 @@ def _cut(t: Tape, until_ms: int) -> Tape:
                 t.buyer_maker[:k])  # fmt: skip
 
 
-def recording_plan(values: list[str], timeframe: str, lead_s: float) -> Plan:
-    """Recorded Binance sessions: the candles of the second half are live, the rest history."""
+def recording_plan(values: list[str], timeframe: str, lead_s: float,
+                   warmup_candles: int | None = None) -> Plan:  # fmt: skip
+    """Recorded Binance sessions: the candles of the second half are live, the rest history,
+    which must cover the strategy's warm-up (``warmup_candles``, default its startup candles:
+    FreqTrade's backtest refuses a window without them)."""
     recs = [Recording.load(*parse_recording_arg(v)) for v in values]
     tapes = [t for t in tapes_from_recordings(recs) if len(t)]
     if not any(t.market == "usdm" for t in tapes):
@@ -232,6 +235,15 @@ def recording_plan(values: list[str], timeframe: str, lead_s: float) -> Plan:
     if end <= live:
         raise RehearsalError(f"the recordings overlap for {(last - first) / 1000:.0f} s: too "
                              f"short for a live segment of {timeframe} candles")  # fmt: skip
+    if warmup_candles is None:
+        warmup_candles = strategy_startup_candles(timeframe)
+    if live - first < warmup_candles * tf:
+        raise RehearsalError(
+            f"the recordings hold {(live - first) / 60_000:.0f} min of history before their live "
+            f"half; the strategy needs {warmup_candles} {timeframe} candles "
+            f"({warmup_candles * tf / 3_600_000:.1f} h) of warm-up before it (FreqTrade's backtest "
+            "refuses a window without them): use longer recordings or the synthetic scenario"
+        )
     real_start = next_start_ms(lead_s, tf // 1000)
     tapes = shift(tapes, live, real_start)
     source = {"recordings": [str(r.path) for r in recs], "synthetic": False}

@@ -110,3 +110,23 @@ def test_every_url_must_be_loopback():
         assert_loopback(cfg)
     with pytest.raises(ValueError, match="no URL"):
         assert_loopback({"ccxt_config": {}})
+
+
+def test_recordings_shift_to_the_next_candle_with_history_before_the_live_half(market_data):
+    from feeder.rehearse import RehearsalError, recording_plan
+
+    raw = market_data / "hftbacktest" / "raw"
+    paths = [f"{raw}/spot/btcusdt_20240808.gz", f"{raw}/usdm/btcusdt_20240808.gz"]
+    # minutes of recording: too short for the strategy's warm-up, said before anything runs
+    with pytest.raises(RehearsalError, match=r"needs 1920 1m candles \(32.0 h\) of warm-up"):
+        recording_plan(paths, "1m", lead_s=30)
+    before = time.time()
+    plan = recording_plan(paths, "1m", lead_s=30, warmup_candles=0)
+    assert plan.coins == {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}}
+    assert plan.pairs == ["BTC/USDT:USDT"]
+    assert plan.live_from_ms % 60_000 == 0 and plan.live_from_ms >= (before + 30) * 1000
+    assert plan.live_end_ms - plan.live_from_ms >= 60_000
+    assert plan.stream_from_ms == plan.live_from_ms - 60_000
+    for t in plan.tapes:  # every trade kept, about half of them history
+        assert 0.3 < t.split(plan.live_from_ms) / len(t) < 0.7
+        assert np.all(np.diff(t.ms) >= 0)
