@@ -32,9 +32,9 @@ def store(influx_db):
 
 
 def test_a_field_type_conflict_is_refused_aside_and_other_markets_keep_flowing(store, tmp_path):
-    # an installation whose trades_1s holds integer counts in the shard A's bars go to (field
-    # types are per shard: B's bars, a month later, are in another one)
-    store.write_lines([f"trades_1s,market={A} cbuy=3i {DAY0 + 500}"], rp="aggr_1s")
+    # a measurement holding a flow field as a string in the shard A's bars go to (field types
+    # are per shard: B's bars, a month later, are in another one): no number fits there
+    store.write_lines([f'trades_1s,market={A} vbuy="n/a" {DAY0 + 500}'], rp="aggr_1s")
     stats = SinkStats()
     writer = StoreWriter(store, Spool(tmp_path / "spool"), stats, retry_s=0.2, flush_s=0.1)
     bars_a, bars_b = make_bars(DAY0, 120, 1), make_bars(DB, 120, 2)
