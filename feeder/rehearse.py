@@ -396,8 +396,14 @@ class BackgroundServer:
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in STORE_ENV and not k.startswith("FREQTRADE__")}  # fmt: skip
+    # FreqTrade settings from the environment stay out (the rehearsal writes its own config),
+    # except Telegram's: a rehearsal notifies where the live bot will.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in STORE_ENV
+        and (not k.startswith("FREQTRADE__") or k.startswith("FREQTRADE__TELEGRAM__"))
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.update(extra)
     return env

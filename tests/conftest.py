@@ -17,11 +17,19 @@ SHARED_MARKET = REPO.parent / "shared" / "data" / "market"
 np.seterr(all="raise")
 
 
+def missing(msg: str) -> None:
+    """Something a test needs is absent: skipped on a user's machine, a failure under CI, where
+    ``scripts/test`` installs it and ../shared is beside the checkout."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{msg} (CI must have it)")
+    pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def market_data() -> Path:
     """../shared/data/market, read in place (never copied into the repository)."""
     if not SHARED_MARKET.is_dir():
-        pytest.skip(f"recorded market data not found at {SHARED_MARKET} (../shared is absent)")
+        missing(f"recorded market data not found at {SHARED_MARKET} (../shared is absent)")
     return SHARED_MARKET
 
 

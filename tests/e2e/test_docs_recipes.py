@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, missing
 from tests.live.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -99,7 +99,7 @@ def test_frequi_offline_recipe_installs_a_build_freqtrade_serves(webserver):
     """The recipe with the FreqUI 3.1.1 build in ../shared/frequi (never copied into the repo)."""
     dist = REPO.parent / "shared" / "frequi" / "dist"
     if not (dist / "index.html").is_file():
-        pytest.skip(f"no FreqUI build at {dist}")
+        missing(f"no FreqUI build at {dist}")
     import freqtrade.rpc.api_server as api
 
     installed = Path(api.__file__).parent / "ui" / "installed"  # the recipe's .venv is this one

@@ -32,7 +32,7 @@ from tests.clients.frequi import (
     show_pair,
     use_strategy_plot_config,
 )
-from tests.conftest import REPO
+from tests.conftest import REPO, missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -40,9 +40,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared]
 @pytest.fixture(scope="module")
 def frequi_site(tmp_path_factory):
     if not (FREQUI_DIST / "index.html").is_file():
-        pytest.skip(f"no FreqUI build at {FREQUI_DIST} (../shared/frequi is absent)")
+        missing(f"no FreqUI build at {FREQUI_DIST} (../shared/frequi is absent)")
     if not CHROMIUM.exists():
-        pytest.skip(f"no chromium at {CHROMIUM}: bash scripts/test installs Debian's chromium")
+        missing(f"no chromium at {CHROMIUM}: bash scripts/test installs Debian's chromium")
     pytest.importorskip("playwright", reason="playwright is in the dev extra")
     return frequi_overlay(tmp_path_factory.mktemp("frequi"))
 

@@ -14,6 +14,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.clients.telegram import check_trade_notifications
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared, pytest.mark.backend]
@@ -51,10 +52,15 @@ def _check(r: subprocess.CompletedProcess, report: dict) -> None:
     assert "MATCHED" in r.stdout
 
 
-def test_rehearse_on_parquet_live_equals_backtest(redis_url, tmp_path):
-    r, report = _rehearse(tmp_path, {"SQUEEZEFLOW_REDIS_URL": redis_url})
+def test_rehearse_on_parquet_live_equals_backtest_and_notifies_through_telegram(
+    redis_url, tmp_path, telegram
+):
+    r, report = _rehearse(tmp_path, {"SQUEEZEFLOW_REDIS_URL": redis_url, **telegram.env()})
     assert report["store"] == "parquet"
     _check(r, report)
+    # FreqTrade's real Telegram client announced each live trade's entry (and exit, if closed)
+    check_trade_notifications(telegram, report["live_trades"])
+    assert not [h for h in telegram.proxy.refused if "api.telegram.org" in h]
 
 
 def test_rehearse_on_influxdb_live_equals_backtest(redis_url, influx_url, tmp_path):

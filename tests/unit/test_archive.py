@@ -37,6 +37,7 @@ from feeder.sources.archive import (
     read_funding,
     verify_checksum,
 )
+from tests.conftest import missing
 from tests.helpers import COINM, SPOT
 
 TOMMY = Path("binance_datatool/tommy-ca/data")
@@ -50,7 +51,7 @@ KEYS = {"ts", "price", "qty", "is_buyer_maker", "trade_id"}
 def archive_root(market_data: Path) -> Path:
     root = market_data / TOMMY
     if not (root / CM_AGG_REL).is_file():
-        pytest.skip(f"recorded archive {root / CM_AGG_REL} not found")
+        missing(f"recorded archive {root / CM_AGG_REL} not found")
     return root
 
 

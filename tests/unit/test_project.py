@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, missing
 
 SECRETS = {
     "FREQTRADE__API_SERVER__USERNAME": "u",
@@ -27,7 +27,7 @@ def test_docker_compose_file_validates_offline():
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("docker-compose missing: scripts/test installs it")
-        pytest.skip("docker-compose (Debian package) is not installed")
+        missing("docker-compose (Debian package) is not installed")
     r = subprocess.run(
         [exe, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
         env={**os.environ, **SECRETS},
@@ -107,7 +107,7 @@ def _docker_context() -> set[str]:
     if probe is None or probe.returncode:
         if os.environ.get("CI"):
             pytest.fail("docker-py missing: scripts/test installs python3-docker")
-        pytest.skip("docker-py (Debian's python3-docker, with docker-compose) is not installed")
+        missing("docker-py (Debian's python3-docker, with docker-compose) is not installed")
     r = subprocess.run([py, "-c", code, str(REPO)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, missing
 
 UNIT = REPO / "deploy" / "squeezeflow-feeder.service"
 INSTALL_DIR = "/opt/squeezeflow"  # where the unit expects the checkout
@@ -20,7 +20,7 @@ def _systemd_analyze() -> str:
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("systemd-analyze missing: scripts/test installs Debian's systemd")
-        pytest.skip("systemd-analyze (Debian package systemd) is not installed")
+        missing("systemd-analyze (Debian package systemd) is not installed")
     return exe
 
 
