@@ -38,6 +38,10 @@ NOT_RUN = {
     ".venv/bin/squeezeflow-feeder run": "needs exchanges (tests/live/test_cli_run.py)",
     "squeezeflow-feeder replay --recording PATH ...": "a recording to serve "
     "(tests/integration/test_replay.py)",
+    "squeezeflow-feeder rehearse": "a real-time rehearsal of ~10 min with Redis "
+    "(tests/e2e/test_rehearse.py runs it on Parquet and on InfluxDB)",
+    ".venv/bin/squeezeflow-feeder rehearse": "a real-time rehearsal of ~10 min with Redis "
+    "(tests/e2e/test_rehearse.py runs it on Parquet and on InfluxDB)",
 }
 #: Run once, before every other command: it makes the data the others use.
 FIRST = "bash scripts/quickstart"
