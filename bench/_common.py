@@ -20,14 +20,19 @@ SERVERS_SH = ROOT / "scripts" / "servers.sh"
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table (numbers right-aligned)."""
+
     def cell(v: object) -> str:
         return v if isinstance(v, str) else f"{v}"
 
     cells = [[cell(v) for v in r] for r in rows]
-    numeric = [
-        all(c and (c[0].isdigit() or c[0] in "-+<>~") for c in col)
-        for col in zip(*cells, strict=True)
-    ] if cells else [False] * len(headers)
+    numeric = (
+        [
+            all(c and (c[0].isdigit() or c[0] in "-+<>~") for c in col)
+            for col in zip(*cells, strict=True)
+        ]
+        if cells
+        else [False] * len(headers)
+    )
     out = ["| " + " | ".join(headers) + " |"]
     out.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
     out += ["| " + " | ".join(r) + " |" for r in cells]

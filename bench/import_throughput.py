@@ -208,23 +208,41 @@ def run_worker(kind: str, path: Path, threads: str, pin_cpu: int | None, chunk_r
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000_000, 2_000_000],
-                    help="input sizes in trades (default: 10000000 2000000)")
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[10_000_000, 2_000_000],
+        help="input sizes in trades (default: 10000000 2000000)",
+    )
     ap.add_argument("--repeats", type=int, default=3, help="fresh-process runs per figure")
-    ap.add_argument("--ft-trades", type=int, default=1_000_000,
-                    help="trades given to FreqTrade's converter (and to our import, for the ratio)")
+    ap.add_argument(
+        "--ft-trades",
+        type=int,
+        default=1_000_000,
+        help="trades given to FreqTrade's converter (and to our import, for the ratio)",
+    )
     ap.add_argument("--ft-repeats", type=int, default=3)
     ap.add_argument("--skip-freqtrade", action="store_true")
-    ap.add_argument("--zip", action="store_true",
-                    help="also import the smallest size from a .zip (streamed decompression)")
+    ap.add_argument(
+        "--zip",
+        action="store_true",
+        help="also import the smallest size from a .zip (streamed decompression)",
+    )
     ap.add_argument("--chunk-rows", type=int, default=1_000_000)
-    ap.add_argument("--data-dir", type=Path, default=None,
-                    help="where the synthetic files go (kept and reused); default: a temp dir")
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the synthetic files go (kept and reused); default: a temp dir",
+    )
     ap.add_argument("--no-pin", action="store_true", help="do not pin '1 core' runs to one CPU")
-    ap.add_argument("--profile", action="store_true",
-                    help="also cProfile one 1-core import of the largest size (and the zip)")
-    ap.add_argument("--worker", choices=["import", "freqtrade", "profile"],
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also cProfile one 1-core import of the largest size (and the zip)",
+    )
+    ap.add_argument("--worker", choices=["import", "freqtrade", "profile"], help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--threads", default="default", help=argparse.SUPPRESS)
     ap.add_argument("--pin-cpu", type=int, default=None, help=argparse.SUPPRESS)
@@ -266,14 +284,18 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             files[(n, False)] = make_file(data_dir, n, zipped=False)
             mb = files[(n, False)].stat().st_size / 1e6
-            print(f"SYNTHETIC input {n:,} trades ({n / TRADES_PER_S / 3600:.1f} h at "
-                  f"{TRADES_PER_S:.0f} trades/s): {mb:.0f} MB CSV, "
-                  f"ready in {time.perf_counter() - t0:.1f} s")
+            print(
+                f"SYNTHETIC input {n:,} trades ({n / TRADES_PER_S / 3600:.1f} h at "
+                f"{TRADES_PER_S:.0f} trades/s): {mb:.0f} MB CSV, "
+                f"ready in {time.perf_counter() - t0:.1f} s"
+            )
         if args.zip:
             n = min(args.sizes)
             files[(n, True)] = make_file(data_dir, n, zipped=True)
-            print(f"SYNTHETIC input {n:,} trades zipped: "
-                  f"{files[(n, True)].stat().st_size / 1e6:.0f} MB")
+            print(
+                f"SYNTHETIC input {n:,} trades zipped: "
+                f"{files[(n, True)].stat().st_size / 1e6:.0f} MB"
+            )
         print()
 
         modes = [("1 core", "1", pin), ("default", "default", None)]
@@ -281,19 +303,27 @@ def main(argv: list[str] | None = None) -> None:
         results: dict[tuple[int, bool, str], dict] = {}
         for (n, zipped), path in files.items():
             for label, threads, cpu in modes:
-                runs = [run_worker("import", path, threads, cpu, args.chunk_rows)
-                        for _ in range(args.repeats)]
+                runs = [
+                    run_worker("import", path, threads, cpu, args.chunk_rows)
+                    for _ in range(args.repeats)
+                ]
                 for r in runs:
                     assert r["trades_ok"] == n, r
                     if abs(r["rss_mb"] - r["vm_hwm_mb"]) > 0.05 * r["vm_hwm_mb"]:
-                        print(f"  note: ru_maxrss {r['rss_mb']:.0f} MB vs VmHWM "
-                              f"{r['vm_hwm_mb']:.0f} MB")
+                        print(
+                            f"  note: ru_maxrss {r['rss_mb']:.0f} MB vs VmHWM "
+                            f"{r['vm_hwm_mb']:.0f} MB"
+                        )
                 tps = [n / r["wall_s"] for r in runs]
                 best, med = best_median(tps, higher_is_better=True)
                 cpu_tps = max(n / r["cpu_s"] for r in runs)
                 rss = max(r["rss_mb"] for r in runs)
-                results[(n, zipped, label)] = {"best": best, "median": med, "rss": rss,
-                                               "trace": runs[0]["chunk_rss_mb"]}
+                results[(n, zipped, label)] = {
+                    "best": best,
+                    "median": med,
+                    "rss": rss,
+                    "trace": runs[0]["chunk_rss_mb"],
+                }
                 where = label + (
                     f" (CPU {cpu})" if cpu is not None else f" ({os.cpu_count()} CPUs)"
                 )
@@ -303,8 +333,11 @@ def main(argv: list[str] | None = None) -> None:
                     f"{rss:.0f}", f"{runs[0]['rss_before_mb']:.0f}",
                     f"{runs[0]['bars_1s']:,}/{runs[0]['bars_1m']:,}",
                 ])  # fmt: skip
-                print(f"  {n:,} {'zip' if zipped else 'csv'} {where}: best {best:,.0f} trades/s,"
-                      f" median {med:,.0f}, peak RSS {rss:.0f} MB", flush=True)
+                print(
+                    f"  {n:,} {'zip' if zipped else 'csv'} {where}: best {best:,.0f} trades/s,"
+                    f" median {med:,.0f}, peak RSS {rss:.0f} MB",
+                    flush=True,
+                )
         print()
         print(f"Our import, {args.repeats} fresh-process runs each (SYNTHETIC input):")
         print(table(
@@ -316,19 +349,25 @@ def main(argv: list[str] | None = None) -> None:
 
         big = max(args.sizes)
         trace = results[(big, False, "1 core")]["trace"]
-        print(f"RSS (MB) after each {args.chunk_rows:,}-row chunk, {big:,} trades, 1 core, run 1: "
-              + " ".join(f"{v:.0f}" for v in trace))
+        print(
+            f"RSS (MB) after each {args.chunk_rows:,}-row chunk, {big:,} trades, 1 core, run 1: "
+            + " ".join(f"{v:.0f}" for v in trace)
+        )
         if not args.skip_freqtrade:
             n = args.ft_trades
-            runs = [run_worker("freqtrade", files[(n, False)], "1", pin, args.chunk_rows)
-                    for _ in range(args.ft_repeats)]
+            runs = [
+                run_worker("freqtrade", files[(n, False)], "1", pin, args.chunk_rows)
+                for _ in range(args.ft_repeats)
+            ]
             tps = [r["trades"] / r["wall_s"] for r in runs]
             best, med = best_median(tps, higher_is_better=True)
             rss = max(r["rss_mb"] for r in runs)
             ours = results[(n, False, "1 core")]
             print()
-            print(f"FreqTrade populate_dataframe_with_trades on the same {n:,} SYNTHETIC trades "
-                  f"({runs[0]['filled_candles']} 5m candles), 1 core, {args.ft_repeats} runs:")
+            print(
+                f"FreqTrade populate_dataframe_with_trades on the same {n:,} SYNTHETIC trades "
+                f"({runs[0]['filled_candles']} 5m candles), 1 core, {args.ft_repeats} runs:"
+            )
             print(table(
                 ["converter", "best trades/s", "median trades/s", "best wall s", "peak RSS MB",
                  "RSS before call MB"],
@@ -338,19 +377,33 @@ def main(argv: list[str] | None = None) -> None:
                  [f"ours (CSV parse + bars + Parquet write), {n:,} trades", f"{ours['best']:,.0f}",
                   f"{ours['median']:,.0f}", f"{n / ours['best']:.2f}", f"{ours['rss']:.0f}", "-"]],
             ))  # fmt: skip
-            print(f"ratio ours / FreqTrade (best, 1 core): {ours['best'] / best:,.0f}x"
-                  f" (median: {ours['median'] / med:,.0f}x)")
+            print(
+                f"ratio ours / FreqTrade (best, 1 core): {ours['best'] / best:,.0f}x"
+                f" (median: {ours['median'] / med:,.0f}x)"
+            )
 
         print()
         goal_rows = []
         for n in args.sizes:
             r = results[(n, False, "1 core")]
-            goal_rows.append([f"trades/s, 1 core, {n:,} trades (best)", f">= {GOAL_TPS:,}",
-                              f"{r['best']:,.0f}", "PASS" if r["best"] >= GOAL_TPS else "FAIL"])
+            goal_rows.append(
+                [
+                    f"trades/s, 1 core, {n:,} trades (best)",
+                    f">= {GOAL_TPS:,}",
+                    f"{r['best']:,.0f}",
+                    "PASS" if r["best"] >= GOAL_TPS else "FAIL",
+                ]
+            )
         for n in args.sizes:
             r = max(results[(n, False, m)]["rss"] for m in ("1 core", "default"))
-            goal_rows.append([f"peak RSS, {n:,} trades", f"< {GOAL_RSS_MB} MB", f"{r:.0f} MB",
-                              "PASS" if r < GOAL_RSS_MB else "FAIL"])
+            goal_rows.append(
+                [
+                    f"peak RSS, {n:,} trades",
+                    f"< {GOAL_RSS_MB} MB",
+                    f"{r:.0f} MB",
+                    "PASS" if r < GOAL_RSS_MB else "FAIL",
+                ]
+            )
         big = max(args.sizes)
         trace = results[(big, False, "1 core")]["trace"]
         half = len(trace) // 2
@@ -362,8 +415,10 @@ def main(argv: list[str] | None = None) -> None:
                 "PASS" if second <= 1.1 * first else "FAIL",
             ])  # fmt: skip
         if len(args.sizes) > 1:
-            rss = {n: max(results[(n, False, m)]["rss"] for m in ("1 core", "default"))
-                   for n in args.sizes}
+            rss = {
+                n: max(results[(n, False, m)]["rss"] for m in ("1 core", "default"))
+                for n in args.sizes
+            }
             small = min(args.sizes)
             goal_rows.append([
                 f"peak RSS {small:,} -> {big:,} trades ({big / small:.0f}x input)",

@@ -42,16 +42,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markets", type=int, default=4, choices=range(1, 5))
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3, help="each into a fresh database")
-    ap.add_argument("--batch-size", type=int, default=None,
-                    help="points per /write request (default: the InfluxSettings default)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="points per /write request (default: the InfluxSettings default)",
+    )
     args = ap.parse_args(argv)
 
     header("InfluxDB ingest (SYNTHETIC 1s bars -> InfluxStore.write_bars)")
     frames = list(bar_frames(BAR_MARKETS_4[: args.markets], args.days))
     points = sum(len(df) for *_, df in frames)
-    print(f"SYNTHETIC input: {args.markets} markets x {args.days} days of 1s bars = "
-          f"{points:,} points ({points / (args.markets * args.days * 86_400):.0%} of seconds; "
-          "quiet ones omitted)")
+    print(
+        f"SYNTHETIC input: {args.markets} markets x {args.days} days of 1s bars = "
+        f"{points:,} points ({points / (args.markets * args.days * 86_400):.0%} of seconds; "
+        "quiet ones omitted)"
+    )
 
     extra = {} if args.batch_size is None else {"batch_size": args.batch_size}
     batch = InfluxSettings(**extra).batch_size
@@ -64,8 +70,10 @@ def main(argv: list[str] | None = None) -> None:
             n_lines += bar_body("trades_1s", m, kind, chunk).count(b"\n")
     build_s = time.perf_counter() - t0
     assert n_lines == points
-    print(f"line protocol only (bar_body, no HTTP): {points / build_s:,.0f} points/s "
-          f"({build_s:.2f} s, {build_s / points * 1e6:.1f} us/point)")
+    print(
+        f"line protocol only (bar_body, no HTTP): {points / build_s:,.0f} points/s "
+        f"({build_s:.2f} s, {build_s / points * 1e6:.1f} us/point)"
+    )
 
     variants = ["feeder"]
     rates: dict[str, list[float]] = {v: [] for v in variants}
@@ -95,16 +103,40 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append([label, str(rep + 1), f"{points:,}", f"{wall:.2f}",
                              f"{points / wall:,.0f}", f"{c_cpu:.2f}", f"{s_cpu:.2f}",
                              f"{stored:,}"])  # fmt: skip
-                print(f"  {variant} run {rep + 1}: {points / wall:,.0f} points/s ({wall:.2f} s)",
-                      flush=True)
+                print(
+                    f"  {variant} run {rep + 1}: {points / wall:,.0f} points/s ({wall:.2f} s)",
+                    flush=True,
+                )
     print()
-    print(f"batch_size {batch:,} points per request, 2 requests in flight, "
-          f"{args.repeats} runs per variant (fresh database each):")
-    print(table(["writer", "run", "points", "wall s", "points/s", "client CPU s",
-                 "influxd CPU s", "points stored"], rows))
+    print(
+        f"batch_size {batch:,} points per request, 2 requests in flight, "
+        f"{args.repeats} runs per variant (fresh database each):"
+    )
+    print(
+        table(
+            [
+                "writer",
+                "run",
+                "points",
+                "wall s",
+                "points/s",
+                "client CPU s",
+                "influxd CPU s",
+                "points stored",
+            ],
+            rows,
+        )
+    )
     best, med = best_median(rates["feeder"], higher_is_better=True)
-    goal_rows = [["points/s, InfluxStore.write_bars", f">= {GOAL:,}", f"{best:,.0f}",
-                  f"{med:,.0f}", "PASS" if best >= GOAL else "FAIL"]]
+    goal_rows = [
+        [
+            "points/s, InfluxStore.write_bars",
+            f">= {GOAL:,}",
+            f"{best:,.0f}",
+            f"{med:,.0f}",
+            "PASS" if best >= GOAL else "FAIL",
+        ]
+    ]
     print()
     print(table(["goal", "target", "best", "median", "result"], goal_rows))
     footer()

@@ -73,14 +73,19 @@ def populate(parquet: ParquetStore, influx: InfluxStore, days: int) -> dict[str,
             spent[name] += time.perf_counter() - t0
         if (i + 1) % 4 == 0:
             d = (i + 1) // 4
-            print(f"  day {d}/{days} written: {points['1s']:,} 1s + {points['1m']:,} 1m points; "
-                  f"InfluxDB {spent['influx']:.0f} s, Parquet {spent['parquet']:.0f} s, "
-                  f"elapsed {time.perf_counter() - t_start:.0f} s", flush=True)
+            print(
+                f"  day {d}/{days} written: {points['1s']:,} 1s + {points['1m']:,} 1m points; "
+                f"InfluxDB {spent['influx']:.0f} s, Parquet {spent['parquet']:.0f} s, "
+                f"elapsed {time.perf_counter() - t_start:.0f} s",
+                flush=True,
+            )
         t_gen = time.perf_counter()
     total = points["1s"] + points["1m"]
-    print(f"SYNTHETIC data written: {points['1s']:,} 1s bars + {points['1m']:,} 1m bars; "
-          f"InfluxDB {spent['influx']:.1f} s ({total / spent['influx']:,.0f} points/s), "
-          f"Parquet {spent['parquet']:.1f} s, generation {spent['generate']:.1f} s")
+    print(
+        f"SYNTHETIC data written: {points['1s']:,} 1s bars + {points['1m']:,} 1m bars; "
+        f"InfluxDB {spent['influx']:.1f} s ({total / spent['influx']:,.0f} points/s), "
+        f"Parquet {spent['parquet']:.1f} s, generation {spent['generate']:.1f} s"
+    )
     return spent
 
 
@@ -144,8 +149,11 @@ def main(argv: list[str] | None = None) -> None:
                 best, med = best_median(times, higher_is_better=False)
                 results[name] = (best, med, times)
                 frames[name] = df
-                print(f"  {name}: best {best:.3f} s, median {med:.3f} s "
-                      f"(runs: {' '.join(f'{t:.3f}' for t in times)})", flush=True)
+                print(
+                    f"  {name}: best {best:.3f} s, median {med:.3f} s "
+                    f"(runs: {' '.join(f'{t:.3f}' for t in times)})",
+                    flush=True,
+                )
                 if args.profile or best >= GOALS[name]:
                     profiles[name] = profile(store, settings, start, end)
             influx.log = []
@@ -172,15 +180,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     n_complete = int(a["complete"].sum())
     print()
-    print(f"result: {len(a):,} candles x {a.shape[1]} columns, {n_complete:,} complete; "
-          f"Parquet and InfluxDB frames {'identical' if same else 'DIFFER'}")
+    print(
+        f"result: {len(a):,} candles x {a.shape[1]} columns, {n_complete:,} complete; "
+        f"Parquet and InfluxDB frames {'identical' if same else 'DIFFER'}"
+    )
     print()
-    print(f"load_flow(store, settings, 'BTC', {args.days} days, '{TF}'), "
-          f"1 warm-up + {args.runs} runs:")
+    print(
+        f"load_flow(store, settings, 'BTC', {args.days} days, '{TF}'), "
+        f"1 warm-up + {args.runs} runs:"
+    )
     rows = []
     for name, (best, med, _times) in results.items():
-        rows.append([name, f"{best:.3f}", f"{med:.3f}", f"< {GOALS[name]}",
-                     "PASS" if best < GOALS[name] else "FAIL"])
+        rows.append(
+            [
+                name,
+                f"{best:.3f}",
+                f"{med:.3f}",
+                f"< {GOALS[name]}",
+                "PASS" if best < GOALS[name] else "FAIL",
+            ]
+        )
     print(table(["backend", "best s", "median s", "goal s", "result"], rows))
     print()
     print("InfluxDB queries issued by one load_flow call:")

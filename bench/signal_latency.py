@@ -93,8 +93,10 @@ def analysis_time(candles: int = 1930, repeats: int = 20) -> str:
         compute(df, MethodParams(), 60)
         times.append(time.perf_counter() - t)
     a = np.array(times) * 1000
-    return table(["frame", "method p50 ms", "max ms"],
-                 [[f"{candles} x 1m candles", f"{np.percentile(a, 50):.0f}", f"{a.max():.0f}"]])
+    return table(
+        ["frame", "method p50 ms", "max ms"],
+        [[f"{candles} x 1m candles", f"{np.percentile(a, 50):.0f}", f"{a.max():.0f}"]],
+    )
 
 
 def rehearse(timeframes: list[str], runs: int) -> str:
@@ -125,8 +127,9 @@ def rehearse(timeframes: list[str], runs: int) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--late", action="store_true", help="late-trade shares on the recordings")
     p.add_argument("--rehearse", action="store_true", help="latency over rehearsal entries")
     p.add_argument("--analysis", action="store_true", help="time the method on a live frame")

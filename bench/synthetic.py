@@ -277,13 +277,17 @@ def main(argv: list[str] | None = None) -> None:
         secs = arr["time"] // 1000
         active = np.unique(secs).size
         span = int(secs[-1] - secs[0] + 1)
-        print(f"SYNTHETIC trades: {args.trades:,} rows, {size / 1e6:.1f} MB -> {args.out}"
-              f" ({dt:.1f} s)")
-        print(f"  span {span:,} s, active seconds {active:,} ({active / span:.1%}),"
-              f" max/s {np.bincount(secs - secs[0]).max():,},"
-              f" price {arr['price'].min():.1f}..{arr['price'].max():.1f},"
-              f" median qty {np.median(arr['qty']):.3f} BTC,"
-              f" taker buys {(~arr['is_buyer_maker']).mean():.1%}")
+        print(
+            f"SYNTHETIC trades: {args.trades:,} rows, {size / 1e6:.1f} MB -> {args.out}"
+            f" ({dt:.1f} s)"
+        )
+        print(
+            f"  span {span:,} s, active seconds {active:,} ({active / span:.1%}),"
+            f" max/s {np.bincount(secs - secs[0]).max():,},"
+            f" price {arr['price'].min():.1f}..{arr['price'].max():.1f},"
+            f" median qty {np.median(arr['qty']):.3f} BTC,"
+            f" taker buys {(~arr['is_buyer_maker']).mean():.1%}"
+        )
     else:
         rows = 0
         for m, kind, day, df in bar_frames(BAR_MARKETS_4[: args.markets], args.days):

@@ -125,8 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--timeframes", nargs="+", default=["5m", "1h", "4h"], type=_timeframe,
                      help="FreqTrade timeframes (1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w); "
                      "default 5m 1h 4h")  # fmt: skip
-    exp.add_argument("--start", type=_parse_day,
-                     help="first day (default: first stored); alone: from it to the last stored")
+    exp.add_argument(
+        "--start",
+        type=_parse_day,
+        help="first day (default: first stored); alone: from it to the last stored",
+    )
     exp.add_argument("--end", type=_parse_day,
                      help="last day, inclusive (default: last stored); alone: from the first "
                      "stored to it")  # fmt: skip
@@ -357,7 +360,8 @@ def _print_status(store: BarStore, settings: Settings, only: set[str] | None = N
     t.add_column("gaps")
     for r in rows:
         t.add_row(
-            r.market + ("" if r.configured else " (not configured)")
+            r.market
+            + ("" if r.configured else " (not configured)")
             + (" SYNTHETIC" if r.synthetic else ""),
             r.kind,
             r.first_bar or "-",

@@ -95,9 +95,7 @@ def history_warnings(
     missing = int((~flow["complete"].to_numpy(bool)).sum())
     if missing >= MISSING_SHARE * len(flow):
         opens = flow.index.as_unit("s").asi8.astype(np.int64)
-        lacking = [
-            m for m in markets if not covered(opens, timeframe_s, store.coverage(m)).all()
-        ]
+        lacking = [m for m in markets if not covered(opens, timeframe_s, store.coverage(m)).all()]
         to_import = [m for m in lacking if m not in typos]
         todo = [f"fix {m} in squeezeflow.coins.{coin} (did you mean {g}?)"
                 for m, g in typos.items()]  # fmt: skip

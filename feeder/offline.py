@@ -182,9 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     if offline and not markets and args[0] == "trade":
-        print("squeezeflow-freqtrade: --offline cannot run `trade` (dry-run or live): it needs "
-              "the exchange for candles and orders every loop, and --offline refuses every call "
-              "but the built-in markets. Run `trade` without --offline.", file=sys.stderr)
+        print(
+            "squeezeflow-freqtrade: --offline cannot run `trade` (dry-run or live): it needs "
+            "the exchange for candles and orders every loop, and --offline refuses every call "
+            "but the built-in markets. Run `trade` without --offline.",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(level=logging.INFO)
     if offline and args[0] == "trade":

@@ -286,7 +286,7 @@ def rehearsal_settings(settings: Settings, plan: Plan, workdir: Path, run_id: st
 def _ccxt_symbol(t: Tape) -> str:
     coin = _coin(t.symbol)
     if t.market == "spot":
-        return f"{coin}/{t.symbol[len(coin):]}"
+        return f"{coin}/{t.symbol[len(coin) :]}"
     if t.market == "usdm":
         return f"{coin}/USDT:USDT"
     return f"{coin}/USD:{coin}"
@@ -337,8 +337,15 @@ def import_history(settings: Settings, plan: Plan) -> dict[str, int]:
         step = 1_000_000
         for a in range(0, k, step):
             b = min(k, a + step)
-            writer.add_raw({"ts": t.ms[a:b], "price": t.price[a:b], "qty": t.qty[a:b],
-                            "is_buyer_maker": t.buyer_maker[a:b], "trade_id": t.ids[a:b]})
+            writer.add_raw(
+                {
+                    "ts": t.ms[a:b],
+                    "price": t.price[a:b],
+                    "qty": t.qty[a:b],
+                    "is_buyer_maker": t.buyer_maker[a:b],
+                    "trade_id": t.ids[a:b],
+                }
+            )
         stats = writer.close()
         store.add_coverage(market, int(t.ms[0]) // 1000, live_s)
         out[market] = stats.trades_ok
@@ -613,8 +620,12 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
                 "FREQTRADE__API_SERVER__JWT_SECRET_KEY": secrets.token_hex(32),
                 "FREQTRADE__API_SERVER__WS_TOKEN": secrets.token_hex(16),
             })  # fmt: skip
-            feeder_env = child_env({f"SQUEEZEFLOW_API_KEY_{x}": "paper-no-key"
-                                    for x in ("BINANCE", "BINANCEUSDM", "BINANCECOINM")})
+            feeder_env = child_env(
+                {
+                    f"SQUEEZEFLOW_API_KEY_{x}": "paper-no-key"
+                    for x in ("BINANCE", "BINANCEUSDM", "BINANCECOINM")
+                }
+            )
             userdir = workdir / "user_data"
             for sub in ("logs", "backtest_results", "strategies", "data"):
                 (userdir / sub).mkdir(parents=True, exist_ok=True)
@@ -635,8 +646,10 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
             with process(feeder_cmd, workdir / "feeder.log", feeder_env, signal.SIGTERM) as fd:
                 _wait("feeder", collecting, 120, fd, workdir / "feeder.log")
                 if time.time() > plan.stream_from_ms / 1000 - 1:
-                    raise RehearsalError("the feeder was not collecting before the paper "
-                                         "exchange started streaming: raise --lead-s")
+                    raise RehearsalError(
+                        "the feeder was not collecting before the paper "
+                        "exchange started streaming: raise --lead-s"
+                    )
                 with process(trade_cmd, workdir / "freqtrade-trade.log", ft_env,
                              signal.SIGINT) as ft:  # fmt: skip
                     api = f"http://127.0.0.1:{api_port}/api/v1"
@@ -651,13 +664,16 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
                     if ready > plan.live_from_ms / 1000:  # it decides that candle's close
                         raise RehearsalError(
                             f"FreqTrade was running only {ready - plan.live_from_ms / 1000:.0f} s "
-                            "after the live start: raise --lead-s")
+                            "after the live start: raise --lead-s"
+                        )
                     log.info("FreqTrade running %.0f s before the live start",
                              plan.live_from_ms / 1000 - ready)  # fmt: skip
                     _sleep_until(plan.live_end_ms / 1000 + settle)
                     if ft.poll() is not None:
-                        raise RehearsalError(f"freqtrade trade ended early:\n"
-                                             f"{_tail(workdir / 'freqtrade-trade.log')}")
+                        raise RehearsalError(
+                            f"freqtrade trade ended early:\n"
+                            f"{_tail(workdir / 'freqtrade-trade.log')}"
+                        )
                 if fd.poll() is not None:
                     raise RehearsalError(f"the feeder ended early:\n"
                                          f"{_tail(workdir / 'feeder.log')}")  # fmt: skip
@@ -676,9 +692,11 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
         "backtest_trades": [asdict(r) for r in backtest],
         "signal_latency_s": latency,
         "timeframe": plan.timeframe,
-        "window": {"live_from": _iso(pd.Timestamp(plan.live_from_ms, unit="ms", tz="UTC")),
-                   "live_end": _iso(pd.Timestamp(plan.live_end_ms, unit="ms", tz="UTC")),
-                   "settle_s": settle},  # fmt: skip
+        "window": {
+            "live_from": _iso(pd.Timestamp(plan.live_from_ms, unit="ms", tz="UTC")),
+            "live_end": _iso(pd.Timestamp(plan.live_end_ms, unit="ms", tz="UTC")),
+            "settle_s": settle,
+        },  # fmt: skip
         "store": sf.store.backend if sf else settings.store.backend,
         "source": plan.source,
         "paper_exchange": {"requests": requests, "unserved": unserved},
@@ -729,8 +747,10 @@ def print_report(report: dict[str, Any]) -> None:
     out = Console()
     if not out.is_terminal:
         out = Console(width=160)
-    t = Table(title=f"rehearsal {report['run_id']} ({report['timeframe']}, {report['store']}): "
-              f"live {report['window']['live_from']} .. {report['window']['live_end']}")
+    t = Table(
+        title=f"rehearsal {report['run_id']} ({report['timeframe']}, {report['store']}): "
+        f"live {report['window']['live_from']} .. {report['window']['live_end']}"
+    )
     for col in ("run", "pair", "dir", "entry candle", "entry tag", "exit candle", "exit reason",
                 "latency s"):  # fmt: skip
         t.add_column(col, no_wrap=True)
@@ -746,8 +766,12 @@ def print_report(report: dict[str, Any]) -> None:
         out.print(f"signal latency: p50 {np.percentile(a, 50):.2f} s, max {a.max():.2f} s "
                   f"over {len(a)} entries")  # fmt: skip
     if report["paper_exchange"]["unserved"]:
-        out.print(f"[yellow]paper exchange: unserved requests: "
-                  f"{report['paper_exchange']['unserved'][:5]}[/]")
+        out.print(
+            f"[yellow]paper exchange: unserved requests: "
+            f"{report['paper_exchange']['unserved'][:5]}[/]"
+        )
     verdict = "[bold green]MATCHED[/]" if report["matched"] else "[bold red]DIFFERENT[/]"
-    out.print(f"{verdict}: {len(report['live_trades'])} live, {len(report['backtest_trades'])} "
-              f"backtest trades ({report['seconds']:.0f} s); files in {report['workdir']}")
+    out.print(
+        f"{verdict}: {len(report['live_trades'])} live, {len(report['backtest_trades'])} "
+        f"backtest trades ({report['seconds']:.0f} s); files in {report['workdir']}"
+    )

@@ -32,9 +32,12 @@ class E2E:
     def feeder(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self._run([sys.executable, "-m", "feeder.cli", *args])
 
-    def freqtrade(self, *args: str, config: Path | None = None,
-                  strategy_path: Path | None = REPO / "user_data/strategies",
-                  ) -> subprocess.CompletedProcess[str]:
+    def freqtrade(
+        self,
+        *args: str,
+        config: Path | None = None,
+        strategy_path: Path | None = REPO / "user_data/strategies",
+    ) -> subprocess.CompletedProcess[str]:
         """FreqTrade on the strategy in the repository, or (``strategy_path=None``) on the copy
         a user keeps in their own ``user_data/strategies``."""
         where = ["--strategy-path", str(strategy_path)] if strategy_path else []

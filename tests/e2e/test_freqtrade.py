@@ -125,8 +125,11 @@ def test_a_backtest_without_flow_warns_at_start_naming_the_market_and_what_to_im
     assert r.returncode == 0, r.stdout[-3000:]
     flat = " ".join(r.stdout.split())  # FreqTrade's console wraps long log lines
     warn = r"(?:WARNING:feeder\.flow_source:|feeder\.flow_source - WARNING - )SqueezeFlow: "
-    assert re.search(warn + r"market BINANCE:btcusdtt \(squeezeflow\.coins\.BTC\) is not in the "
-                     r"parquet store \S+; did you mean BINANCE:btcusdt\?", flat), flat[-6000:]
+    assert re.search(
+        warn + r"market BINANCE:btcusdtt \(squeezeflow\.coins\.BTC\) is not in the "
+        r"parquet store \S+; did you mean BINANCE:btcusdt\?",
+        flat,
+    ), flat[-6000:]
     missing = re.findall(warn + r"BTC flow is missing for \d+ of \d+ candles \(2024-01-\d\d\.\."
                          r"2024-01-\d\d; markets BINANCE:btcusdtt, .*? Not covered: "
                          r"BINANCE:btcusdtt; fix BINANCE:btcusdtt in squeezeflow\.coins\.BTC "

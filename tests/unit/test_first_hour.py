@@ -117,8 +117,14 @@ def test_flow_missing_for_most_candles_warns_with_coin_markets_store_range_and_i
     missing = [m for m in msgs if "missing for" in m]
     assert len(missing) == 1, msgs
     w = missing[0]
-    for part in ("BTC", "BINANCE:btcusdt", "BINANCE_FUTURES:btcusdt", str(store), "2026-05-08",
-                 "squeezeflow-feeder import --download --symbols BTCUSDT --market-types spot um"):
+    for part in (
+        "BTC",
+        "BINANCE:btcusdt",
+        "BINANCE_FUTURES:btcusdt",
+        str(store),
+        "2026-05-08",
+        "squeezeflow-feeder import --download --symbols BTCUSDT --market-types spot um",
+    ):
         assert part in w, (part, w)  # fmt: skip
 
 
@@ -239,8 +245,10 @@ def test_import_from_a_missing_folder_says_it_does_not_exist(tmp_path, capsys):
 def test_non_trade_archives_found_are_counted_in_the_summary(archive, tmp_path, capsys):
     rc, out = imported(capsys, tmp_path / "s", archive)
     assert rc == 0, out
-    assert "skipped 3 archive file(s) that are not trades or aggTrades (fundingRate 1, klines 2)" \
+    assert (
+        "skipped 3 archive file(s) that are not trades or aggTrades (fundingRate 1, klines 2)"
         in " ".join(out.split())
+    )
 
 
 # ----- the dry-run catch-up line ----------------------------------------------------------------
