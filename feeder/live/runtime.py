@@ -559,7 +559,7 @@ class Feeder:
         self._spawn(self.writer.run, "store-writer")
         if self.publisher is not None:
             self._spawn(self.publisher.run, "redis-publisher")
-        self._spawn(self._clock_loop, "bar-clock")
+        clock_task = self._spawn(self._clock_loop, "bar-clock")
         collecting = []
         for col in self.collectors:
             collecting.append(self._spawn(col.run, f"collect:{col.name}"))
@@ -586,6 +586,10 @@ class Feeder:
                                       "finished")  # fmt: skip
                 except Exception:  # noqa: BLE001 - the store may be down: flush the rest anyway
                     log.exception("%s: could not record the gap at stop", rt.m.market)
+        # The bar clock stops before the final tick: ticking on while the sinks drain would cover
+        # the seconds the final tick left partial (past its cover limit) in the store alone.
+        clock_task.cancel()
+        await asyncio.gather(clock_task, return_exceptions=True)
         self.tick(final=True)
         await self.writer.drain(timeout=5 if self.writer.failure else 30)
         if self.publisher is not None:
