@@ -212,11 +212,17 @@ class StoreWriter:
             self._idle.set()
 
     async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not I/O
-        """Wait until everything queued is written (or spooled, while the store is down)."""
+        """Wait until everything queued is written (or spooled, while the store is down); a
+        spool left from a store that was down at the last try gets its replay before the stop
+        (the writer's own loop replays it within ``retry_s``)."""
+        deadline = time.monotonic() + timeout
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
             return False
+        self._last_try = 0.0  # the next replay is due now
+        while len(self.spool) and time.monotonic() < deadline and self.failure is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
         return self.queue.empty()
 
 
