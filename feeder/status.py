@@ -56,8 +56,10 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
     out = []
     for market in sorted(set(stored) | set(configured)):
         cov = store.coverage(market)
+        minute_cov = store.coverage(market + MINUTE_SUFFIX)
         rng = _bar_range(store, market)
-        inferred = not len(cov) and rng is not None
+        # as load_flow: inferred only where no coverage record of either resolution exists
+        inferred = not len(cov) and not len(minute_cov) and rng is not None
         if inferred:
             assert rng is not None
             cov = inferred_coverage(store.read_bars(market, rng[0], rng[1] + 60, "1m"))
@@ -65,7 +67,7 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
         if len(cov):
             holes = subtract_intervals(as_intervals([(cov[0, 0], cov[-1, 1])]), cov)
             gaps += [(_iso(s), _iso(e), "not covered") for s, e in holes]
-        minutes = subtract_intervals(store.coverage(market + MINUTE_SUFFIX), cov)
+        minutes = subtract_intervals(minute_cov, cov)
         recorded = store.gaps(market)
         gaps += [(_iso(r.start), _iso(r.end), str(r.reason)) for r in recorded.itertuples()]
         out.append(
