@@ -74,7 +74,7 @@ def _settings(tmp: Path, exchanges: list[dict[str, Any]], redis_url: str | None 
 def _factory(url: str, trades_limit: int = 50_000) -> Any:
     import ccxt.pro
 
-    from feeder.replay import ccxt_overrides
+    from feeder.replay.binance import ccxt_overrides
 
     def make(entry: Any) -> Any:
         cfg = ccxt_overrides(url, entry.id)
@@ -86,7 +86,7 @@ def _factory(url: str, trades_limit: int = 50_000) -> Any:
 
 
 def _server(port: int, recs: list[tuple[Path, str]], start_on: int) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "feeder.replay", "--port", str(port), "--speed", "0",
+    args = [sys.executable, "-m", "feeder.replay.binance", "--port", str(port), "--speed", "0",
             "--start-on-subscribe", str(start_on)]  # fmt: skip
     for path, mt in recs:
         args += ["--recording", f"{path}:{mt}"]
@@ -102,7 +102,7 @@ def _server(port: int, recs: list[tuple[Path, str]], start_on: int) -> subproces
 
 async def throughput_once() -> tuple[float, int]:
     from feeder.live.runtime import EventClock, Feeder
-    from feeder.sinks.parquet import ParquetStore
+    from feeder.stores.parquet import ParquetStore
 
     tmp = Path(tempfile.mkdtemp(prefix="sf-feed-bench-"))
     port = _port()
@@ -148,12 +148,12 @@ async def throughput_once() -> tuple[float, int]:
 async def latency(seconds: int = 30, markets: int = 10, rate: int = 1000) -> list[float]:
     import redis.asyncio as aredis
 
-    from feeder.aggregate import LiveBarBuilder
+    from feeder.ingest.aggregate import LiveBarBuilder
+    from feeder.ingest.models import Kind
+    from feeder.ingest.normalise import IdDeduplicator, MarketSpec
     from feeder.live.markets import LiveMarket
     from feeder.live.runtime import Feeder, MarketRuntime
-    from feeder.models import Kind
-    from feeder.normalise import IdDeduplicator, MarketSpec
-    from feeder.sinks.parquet import ParquetStore
+    from feeder.stores.parquet import ParquetStore
 
     tmp = Path(tempfile.mkdtemp(prefix="sf-lat-bench-"))
     port = _port()
@@ -168,9 +168,9 @@ async def latency(seconds: int = 30, markets: int = 10, rate: int = 1000) -> lis
         settings = _settings(tmp, [], redis_url=url)
         f = Feeder(settings, store=ParquetStore(tmp / "store"))
         f.writer = None  # type: ignore[assignment]
-        from feeder.live.sinks import RedisPublisher, StoreWriter
         from feeder.live.spool import Spool
-        from feeder.sinks.redis_stream import AsyncRedisBarStream
+        from feeder.live.writers import RedisPublisher, StoreWriter
+        from feeder.stores.redis_stream import AsyncRedisBarStream
 
         f.writer = StoreWriter(f.store, Spool(tmp / "spool"), f.stats)  # type: ignore[arg-type]
         f.publisher = RedisPublisher(AsyncRedisBarStream(url), f.stats)
@@ -227,7 +227,7 @@ async def memory_150() -> tuple[float, float, int]:
 
     ccxt_slim.install(["binance"])  # as `squeezeflow-feeder run` does before importing ccxt
     from feeder.live.runtime import EventClock, Feeder
-    from feeder.sinks.parquet import ParquetStore
+    from feeder.stores.parquet import ParquetStore
 
     tmp = Path(tempfile.mkdtemp(prefix="sf-mem-bench-"))
     port = _port()

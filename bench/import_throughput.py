@@ -95,11 +95,11 @@ def _setup_worker(threads: str, pin_cpu: int | None) -> None:
 
 
 def worker_import(path: str, chunk_rows: int) -> dict[str, object]:
-    from feeder.models import Kind
-    from feeder.normalise import MarketSpec
-    from feeder.pipeline import DayBarWriter
-    from feeder.sinks.parquet import ParquetStore
-    from feeder.sources.archive import iter_raw_chunks, parse_archive_name
+    from feeder.history.binance import iter_raw_chunks, parse_archive_name
+    from feeder.ingest.models import Kind
+    from feeder.ingest.normalise import MarketSpec
+    from feeder.ingest.pipeline import DayBarWriter
+    from feeder.stores.parquet import ParquetStore
 
     af = parse_archive_name(path, "um")
     assert af is not None, path
@@ -109,7 +109,8 @@ def worker_import(path: str, chunk_rows: int) -> dict[str, object]:
         spec = MarketSpec(MARKET, Kind.PERP)
         cpu0, rss0 = _rusage()
         t0 = time.perf_counter()
-        # = feeder.pipeline.ingest, plus the RSS after every chunk (one /proc read per chunk).
+        # = feeder.ingest.pipeline.ingest,
+        # plus the RSS after every chunk (one /proc read per chunk).
         writer = DayBarWriter(store, spec)
         chunk_rss = []
         for raw in iter_raw_chunks(af, chunk_rows):

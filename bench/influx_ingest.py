@@ -27,7 +27,7 @@ from _common import best_median, footer, header, private_influx, table  # noqa: 
 from synthetic import BAR_MARKETS_4, bar_frames  # noqa: E402
 
 from feeder.settings import InfluxSettings  # noqa: E402
-from feeder.sinks.influx import InfluxStore, _chunks, bar_body  # noqa: E402
+from feeder.stores.influx import InfluxStore, _chunks, bar_body  # noqa: E402
 
 GOAL = 100_000
 

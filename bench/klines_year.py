@@ -92,7 +92,7 @@ def main() -> None:
                   f"in {time.perf_counter() - t:.0f}s (not timed)")  # fmt: skip
             env = {**os.environ, "PYTHONPATH": str(REPO),
                    "SQUEEZEFLOW_PARQUET_DIR": str(root / "store")}  # fmt: skip
-            cli = [sys.executable, "-m", "feeder.cli", "--store-dir", str(root / "store")]
+            cli = [sys.executable, "-m", "feeder.tools.cli", "--store-dir", str(root / "store")]
             imp, imp_rss, text = timed([*cli, "import", "--from", str(root / "arch"),
                                         "--no-progress"], env)  # fmt: skip
             assert f"imported {n} file(s)" in text, text[-2000:]
@@ -104,7 +104,7 @@ def main() -> None:
                 (userdir / sub).mkdir(parents=True, exist_ok=True)
             end = pd.Timestamp(T0 + args.days * 86_400, unit="s")
             bt, bt_rss, text = timed([
-                sys.executable, "-m", "feeder.offline", "--markets",
+                sys.executable, "-m", "feeder.tools.offline", "--markets",
                 str(REPO.parent / "shared/data/market/cryptofeed"), "backtesting",
                 "--config", str(REPO / "config.json"), "--strategy", "SqueezeFlow",
                 "--strategy-path", str(REPO / "user_data/strategies"), "--datadir",

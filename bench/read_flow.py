@@ -2,7 +2,8 @@
 
 SYNTHETIC 1-second bars of 2 spot markets (``BINANCE:btcusdt``, ``BYBIT:btcusdt``) and 2 perp
 markets (``BINANCE_FUTURES:btcusdt``, ``BYBIT_FUTURES:btcusdt``) are written, day by day, as 1s
-bars plus exact 1m rollups (``feeder.aggregate.rollup``) plus coverage (``add_coverage``) into a
+bars plus exact 1m rollups (``feeder.ingest.aggregate.rollup``) plus coverage (``add_coverage``)
+into a
 ``ParquetStore`` (temp dir) and a private InfluxDB (``scripts/servers.sh``, stopped at the end).
 Then ``load_flow(store, settings, "BTC", start, end, "5m")`` (including building its DataFrame)
 is timed on each backend: one warm-up, then best and median of 5 runs. Both results must agree.
@@ -31,11 +32,11 @@ sys.path.insert(0, str(HERE))
 from _common import best_median, footer, header, private_influx, table  # noqa: E402
 from synthetic import START_S, bar_frames  # noqa: E402
 
-from feeder.aggregate import rollup  # noqa: E402
+from feeder.ingest.aggregate import rollup  # noqa: E402
+from feeder.read.flow import load_flow  # noqa: E402
 from feeder.settings import settings_from_dict  # noqa: E402
-from feeder.sinks.influx import InfluxStore  # noqa: E402
-from feeder.sinks.parquet import ParquetStore  # noqa: E402
-from feeder.store import load_flow  # noqa: E402
+from feeder.stores.influx import InfluxStore  # noqa: E402
+from feeder.stores.parquet import ParquetStore  # noqa: E402
 
 SPOT = ["BINANCE:btcusdt", "BYBIT:btcusdt"]
 PERP = ["BINANCE_FUTURES:btcusdt", "BYBIT_FUTURES:btcusdt"]

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._common import table  # noqa: E402
-from feeder.replay import Recording  # noqa: E402
+from feeder.replay.binance import Recording  # noqa: E402
 
 RECORDINGS = ROOT.parent / "shared" / "data" / "market" / "hftbacktest" / "raw"
 GRACES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -107,7 +107,7 @@ def rehearse(timeframes: list[str], runs: int) -> str:
             with tempfile.TemporaryDirectory(prefix="sf-latency-") as tmp:
                 report = Path(tmp) / "report.json"
                 live = "6" if tf == "1m" else "4"
-                cmd = [sys.executable, "-m", "feeder.cli", "rehearse", "--timeframe", tf,
+                cmd = [sys.executable, "-m", "feeder.tools.cli", "rehearse", "--timeframe", tf,
                        "--seed", str(7 + i), "--live-candles", live, "--workdir",
                        str(Path(tmp) / "work"), "--report", str(report)]  # fmt: skip
                 r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,

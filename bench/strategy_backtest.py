@@ -31,8 +31,8 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from _common import footer, header  # noqa: E402
 
-from feeder.export import export_candles  # noqa: E402
-from feeder.sinks.parquet import ParquetStore  # noqa: E402
+from feeder.history.export import export_candles  # noqa: E402
+from feeder.stores.parquet import ParquetStore  # noqa: E402
 
 T0 = 1_704_067_200  # 2024-01-01
 COINS = {"BTC": 42_000.0, "ETH": 2_300.0}
@@ -90,7 +90,7 @@ def build(root: Path, days: int) -> tuple[Path, Path]:
 def run(strategy: str, path: Path, store: Path, datadir: Path, userdir: Path, days: int):
     end = pd.Timestamp(T0 + days * 86_400, unit="s")
     timerange = f"20240104-{end:%Y%m%d}"
-    cmd = [sys.executable, "-m", "feeder.offline", "--markets",
+    cmd = [sys.executable, "-m", "feeder.tools.offline", "--markets",
            str(REPO.parent / "shared/data/market/cryptofeed"), "backtesting",
            "--config", str(REPO / "config.json"), "--strategy", strategy,
            "--strategy-path", str(path), "--datadir", str(datadir), "--userdir", str(userdir),

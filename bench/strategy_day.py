@@ -6,7 +6,7 @@ the strategy loads with it). Measured at 5m and in 1-second mode (a candle per s
 Goal: under 1 s per day. The first SqueezeFlow system took 2-3 s per day at 5m and ~25 s per
 day in its 1-second mode.
 
-Data: the labelled SYNTHETIC planted market (``feeder.synthetic``), 4 days of trades on BTC
+Data: the labelled SYNTHETIC planted market (``feeder.tools.synthetic``), 4 days of trades on BTC
 spot, USD-M and COIN-M, imported through the real pipeline.
 
     .venv/bin/python bench/strategy_day.py [--runs 5]
@@ -30,13 +30,13 @@ sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "user_data/strategies
 from _common import footer, header  # noqa: E402
 from squeezeflow import MethodParams, compute  # noqa: E402
 
-from feeder.export import candles  # noqa: E402
-from feeder.flow_source import FLOW_COLUMNS, FlowSource  # noqa: E402
-from feeder.importer import import_files  # noqa: E402
+from feeder.history.binance import discover  # noqa: E402
+from feeder.history.export import candles  # noqa: E402
+from feeder.history.importer import import_files  # noqa: E402
+from feeder.read.flow_source import FLOW_COLUMNS, FlowSource  # noqa: E402
 from feeder.settings import settings_from_dict  # noqa: E402
-from feeder.sinks.parquet import ParquetStore  # noqa: E402
-from feeder.sources.archive import discover  # noqa: E402
-from feeder.synthetic import Scenario, generate  # noqa: E402
+from feeder.stores.parquet import ParquetStore  # noqa: E402
+from feeder.tools.synthetic import Scenario, generate  # noqa: E402
 
 
 def strategy_time(src: FlowSource, ohlcv: pd.DataFrame, tf_s: int, p: MethodParams) -> float:

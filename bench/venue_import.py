@@ -3,8 +3,9 @@
 The same SYNTHETIC day of trades (``--trades``, default 2 M) is written in each venue's layout
 and native compression: Binance USD-M aggTrades (zip), Bybit derivatives (csv.gz, UUID trade
 ids, float-second times), Bybit spot (csv.gz), OKX swap (zip, contracts), Tardis
-binance-futures (csv.gz). Each import runs the production path (``feeder.importer.import_files``
-or ``feeder.sources.venues.import_venue_files``: read, normalise, 1s bars, 1m rollups, Parquet
+binance-futures (csv.gz). Each import runs the production path
+(``feeder.history.importer.import_files``
+or ``feeder.history.venues.import_venue_files``: read, normalise, 1s bars, 1m rollups, Parquet
 writes, ledger, coverage) in a fresh subprocess pinned to ONE CPU with Arrow/BLAS threads 1,
 timed from the call to its return; peak RSS is the subprocess's VmHWM.
 
@@ -129,7 +130,7 @@ def worker(fmt: str, path: str) -> dict[str, object]:
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
     from feeder.settings import settings_from_dict
-    from feeder.sinks.parquet import ParquetStore
+    from feeder.stores.parquet import ParquetStore
 
     settings = settings_from_dict(None, env=False)
     store_dir = tempfile.mkdtemp(prefix="sfbench-venue.")
@@ -138,14 +139,14 @@ def worker(fmt: str, path: str) -> dict[str, object]:
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         if fmt == "binance":
-            from feeder.importer import import_files
-            from feeder.sources.archive import parse_archive_name
+            from feeder.history.binance import parse_archive_name
+            from feeder.history.importer import import_files
 
             af = parse_archive_name(path)
             assert af is not None
             rep = import_files([af], store, settings, progress=False)
         else:
-            from feeder.sources.venues import discover_venue_files, import_venue_files
+            from feeder.history.venues import discover_venue_files, import_venue_files
 
             rep = import_venue_files(discover_venue_files(Path(path)), store, settings,
                                      progress=False)  # fmt: skip

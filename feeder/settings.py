@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from feeder.models import Kind
+from feeder.ingest.models import Kind
 
 #: Environment variable -> dotted settings path it overrides.
 ENV_OVERRIDES: dict[str, str] = {

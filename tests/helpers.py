@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feeder.models import Kind
-from feeder.normalise import MarketSpec
+from feeder.ingest.models import Kind
+from feeder.ingest.normalise import MarketSpec
 
 
 def read_derived_trades(path: Path) -> pd.DataFrame:

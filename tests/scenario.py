@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feeder.export import candles
-from feeder.importer import import_files
+from feeder.history.binance import discover
+from feeder.history.export import candles
+from feeder.history.importer import import_files
+from feeder.read.flow import load_flow
 from feeder.settings import Settings, settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.sources.archive import discover
-from feeder.store import load_flow
-from feeder.synthetic import Scenario, generate
+from feeder.stores.parquet import ParquetStore
+from feeder.tools.synthetic import Scenario, generate
 
 BTC_SETTINGS = settings_from_dict(None, env=False)  # BTC: Binance spot, USD-M, COIN-M
 

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.aggregate import rollup
-from feeder.models import BAR_FIELDS
+from feeder.ingest.aggregate import rollup
+from feeder.ingest.models import BAR_FIELDS
+from feeder.read.flow import load_flow
 from feeder.settings import settings_from_dict
-from feeder.store import BarStore, load_flow
+from feeder.stores import BarStore
 
 DAY0 = 1_704_067_200  # 2024-01-01 00:00:00 UTC
 SETTINGS = settings_from_dict(

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from feeder.models import Kind
-from feeder.normalise import MarketSpec
+from feeder.ingest.models import Kind
+from feeder.ingest.normalise import MarketSpec
 from feeder.settings import ExchangeSettings
 
 #: aggr-server exchange prefix per ccxt exchange id.

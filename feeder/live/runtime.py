@@ -28,16 +28,16 @@ import numpy as np
 import pandas as pd
 from aiohttp import web
 
-from feeder.aggregate import NS, LiveBarBuilder
+from feeder.ingest.aggregate import NS, LiveBarBuilder
+from feeder.ingest.models import Kind
+from feeder.ingest.normalise import IdDeduplicator, Rejects, normalise
 from feeder.live.collector import Backoff, Collector
 from feeder.live.markets import LiveMarket, select_markets
-from feeder.live.sinks import LiveItem, RedisPublisher, SinkStats, StoreWriter
 from feeder.live.spool import Batch, Spool
-from feeder.models import Kind
-from feeder.normalise import IdDeduplicator, Rejects, normalise
+from feeder.live.writers import LiveItem, RedisPublisher, SinkStats, StoreWriter
 from feeder.settings import ExchangeSettings, Settings
-from feeder.sinks.redis_stream import MAX_INTERVALS, AsyncRedisBarStream
-from feeder.store import BarStore, open_store
+from feeder.stores import BarStore, open_store
+from feeder.stores.redis_stream import MAX_INTERVALS, AsyncRedisBarStream
 
 log = logging.getLogger(__name__)
 

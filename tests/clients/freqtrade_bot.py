@@ -1,6 +1,6 @@
 """A real ``freqtrade trade --dry-run`` (or ``webserver``) process for client tests, offline.
 
-Runs through ``python -m feeder.offline --markets DIR`` (ccxt builds the markets from saved
+Runs through ``python -m feeder.tools.offline --markets DIR`` (ccxt builds the markets from saved
 exchangeInfo responses, every other exchange call is refused) exactly like
 ``tests/e2e/test_dry_run.py``, with the API server on a free loopback port and throwaway
 credentials. Stopped with SIGTERM (FreqTrade's own handler), killed only if it hangs.
@@ -99,7 +99,7 @@ def freqtrade_process(
            "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
            "FREQTRADE__INTERNALS__PROCESS_THROTTLE_SECS": "1",
            **env_extra}  # fmt: skip
-    cmd = [sys.executable, "-m", "feeder.offline", "--markets", str(e2e.markets), command,
+    cmd = [sys.executable, "-m", "feeder.tools.offline", "--markets", str(e2e.markets), command,
            "--config", str(REPO / "config.json"), "--datadir", str(e2e.datadir),
            "--userdir", str(e2e.userdir)]  # fmt: skip
     if command == "trade":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from feeder.synthetic import Scenario, generate
+from feeder.tools.synthetic import Scenario, generate
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
@@ -30,7 +30,7 @@ class E2E:
     episodes: list[dict]
 
     def feeder(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self._run([sys.executable, "-m", "feeder.cli", *args])
+        return self._run([sys.executable, "-m", "feeder.tools.cli", *args])
 
     def freqtrade(
         self,
@@ -41,7 +41,7 @@ class E2E:
         """FreqTrade on the strategy in the repository, or (``strategy_path=None``) on the copy
         a user keeps in their own ``user_data/strategies``."""
         where = ["--strategy-path", str(strategy_path)] if strategy_path else []
-        cmd = [sys.executable, "-m", "feeder.offline", "--markets", str(self.markets), *args,
+        cmd = [sys.executable, "-m", "feeder.tools.offline", "--markets", str(self.markets), *args,
                "--config", str(config or REPO / "config.json"), "--strategy", "SqueezeFlow",
                *where, "--datadir", str(self.datadir), "--userdir", str(self.userdir),
                "--pairs", "BTC/USDT:USDT"]  # fmt: skip

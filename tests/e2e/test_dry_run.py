@@ -32,7 +32,7 @@ def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, t
            "FREQTRADE__API_SERVER__WS_TOKEN": "ws-token-123",
            "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
            "FREQTRADE__INTERNALS__PROCESS_THROTTLE_SECS": "1"}  # fmt: skip
-    cmd = [sys.executable, "-m", "feeder.offline", "--markets", str(e2e.markets), "trade",
+    cmd = [sys.executable, "-m", "feeder.tools.offline", "--markets", str(e2e.markets), "trade",
            "--dry-run", "--config", str(REPO / "config.json"), "--strategy", "SqueezeFlow",
            "--strategy-path", str(REPO / "user_data/strategies"), "--datadir", str(e2e.datadir),
            "--userdir", str(e2e.userdir),

@@ -126,7 +126,7 @@ class Clone:
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Clone:
-    from feeder.synthetic import Scenario, generate
+    from feeder.tools.synthetic import Scenario, generate
 
     root = tmp_path_factory.mktemp("clone") / "squeezeflow"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from squeezeflow import MethodParams, compute
 
-from feeder.pipeline import DayBarWriter
+from feeder.ingest.pipeline import DayBarWriter
+from feeder.read.flow import load_flow
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.store import load_flow
+from feeder.stores.parquet import ParquetStore
 from tests.helpers import COINM, SPOT, USDM, raw_columns, read_derived_trades
 
 pytestmark = pytest.mark.shared

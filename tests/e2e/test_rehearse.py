@@ -25,7 +25,8 @@ def _rehearse(tmp_path, env_extra: dict[str, str]) -> tuple[subprocess.Completed
            if not k.startswith(("FREQTRADE__", "SQUEEZEFLOW_"))}  # fmt: skip
     env.update({"COLUMNS": "200", "NO_COLOR": "1", **env_extra})
     report = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "feeder.cli", "--config", str(REPO / "config.json"), "rehearse",
+    cmd = [sys.executable, "-m",
+        "feeder.tools.cli", "--config", str(REPO / "config.json"), "rehearse",
            "--timeframe", "1m", "--seed", "7", "--workdir", str(tmp_path / "work"),
            "--report", str(report)]  # fmt: skip
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)

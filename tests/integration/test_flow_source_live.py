@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.aggregate import rollup
-from feeder.flow_source import FlowSource
+from feeder.ingest.aggregate import rollup
+from feeder.read.flow import load_flow
+from feeder.read.flow_source import FlowSource
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.sinks.redis_stream import RedisBarStream
-from feeder.store import load_flow
+from feeder.stores.parquet import ParquetStore
+from feeder.stores.redis_stream import RedisBarStream
 from tests.store_cases import make_bars
 
 pytestmark = pytest.mark.backend
@@ -120,7 +120,7 @@ def test_redis_down_falls_back_to_the_store_and_says_so_once(live, caplog):
     )
     src2 = FlowSource(down, "5m", store=src.store, clock=clock)
     src2.catch_up("BTC", 24)
-    with caplog.at_level(logging.WARNING, logger="feeder.flow_source"):
+    with caplog.at_level(logging.WARNING, logger="feeder.read.flow_source"):
         src2.poll(["BTC"])
         src2.poll(["BTC"])
     warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from feeder.settings import InfluxSettings
-from feeder.sinks.influx import InfluxError, InfluxStore
+from feeder.stores.influx import InfluxError, InfluxStore
 from tests import store_cases as cases
 
 pytestmark = pytest.mark.backend
@@ -103,11 +103,11 @@ def test_markets_status_lists_what_is_stored(store):
 
 @pytest.mark.shared
 def test_archive_import_into_influx_resumes_and_reads_like_parquet(store, market_data, tmp_path):
-    from feeder.importer import import_files
+    from feeder.history.binance import discover
+    from feeder.history.importer import import_files
+    from feeder.read.flow import load_flow
     from feeder.settings import settings_from_dict
-    from feeder.sinks.parquet import ParquetStore
-    from feeder.sources.archive import discover
-    from feeder.store import load_flow
+    from feeder.stores.parquet import ParquetStore
 
     root = market_data / "binance_datatool/tommy-ca/data"
     coins = {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusd_perp"]}}

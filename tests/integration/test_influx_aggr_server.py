@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from feeder.read.flow import load_flow
 from feeder.settings import InfluxSettings, settings_from_dict
-from feeder.sinks.influx import InfluxStore
-from feeder.store import load_flow
+from feeder.stores.influx import InfluxStore
 from tests.store_cases import DAY0
 
 pytestmark = pytest.mark.backend
@@ -61,7 +61,7 @@ def test_fields_aggr_server_leaves_out_read_as_zero_flows(store):
 
 
 def test_status_and_load_flow_infer_the_same_coverage_from_the_1m_bars(store):
-    from feeder.status import store_status
+    from feeder.tools.status import store_status
 
     _aggr_server_points(store)
     coins = {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": [M]}}
@@ -76,7 +76,7 @@ def test_status_and_load_flow_infer_the_same_coverage_from_the_1m_bars(store):
 
 def test_setup_influx_leaves_an_existing_retention_policy_as_it_is_unless_asked(store, tmp_path,
                                                                                capsys):  # fmt: skip
-    from feeder.cli import main
+    from feeder.tools.cli import main
 
     db = store.s.database
     store.execute(

@@ -10,10 +10,10 @@ import json
 import pandas as pd
 import pytest
 
-from feeder.live.sinks import SinkStats, StoreWriter
 from feeder.live.spool import Batch, Spool
+from feeder.live.writers import SinkStats, StoreWriter
 from feeder.settings import InfluxSettings
-from feeder.sinks.influx import InfluxError, InfluxStore
+from feeder.stores.influx import InfluxError, InfluxStore
 from tests.store_cases import DAY0, make_bars
 
 pytestmark = pytest.mark.backend

@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.aggregate import NS, LiveBarBuilder, rollup
-from feeder.flow_source import FlowSource
+from feeder.ingest.aggregate import NS, LiveBarBuilder, rollup
+from feeder.ingest.normalise import IdDeduplicator, MarketSpec
 from feeder.live.markets import LiveMarket
 from feeder.live.runtime import Feeder, MarketRuntime
-from feeder.live.sinks import RedisPublisher, StoreWriter
 from feeder.live.spool import Spool
-from feeder.normalise import IdDeduplicator, MarketSpec
+from feeder.live.writers import RedisPublisher, StoreWriter
+from feeder.read.flow import load_flow
+from feeder.read.flow_source import FlowSource
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.sinks.redis_stream import AsyncRedisBarStream, RedisBarStream, stream_key
-from feeder.store import load_flow
+from feeder.stores.parquet import ParquetStore
+from feeder.stores.redis_stream import AsyncRedisBarStream, RedisBarStream, stream_key
 from tests.store_cases import make_bars
 
 pytestmark = pytest.mark.backend

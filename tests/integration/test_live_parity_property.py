@@ -21,14 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feeder.aggregate import rollup
-from feeder.coverage import as_intervals, subtract_intervals
-from feeder.flow_source import FLOW_COLUMNS, FlowSource
-from feeder.models import BAR_FIELDS
+from feeder.ingest.aggregate import rollup
+from feeder.ingest.models import BAR_FIELDS
+from feeder.read.flow import load_flow, timeframe_seconds
+from feeder.read.flow_source import FLOW_COLUMNS, FlowSource
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.sinks.redis_stream import RedisBarStream
-from feeder.store import load_flow, timeframe_seconds
+from feeder.stores.coverage import as_intervals, subtract_intervals
+from feeder.stores.parquet import ParquetStore
+from feeder.stores.redis_stream import RedisBarStream
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
 

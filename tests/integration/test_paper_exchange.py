@@ -1,4 +1,4 @@
-"""The paper exchange (feeder.paper) with REAL ccxt, configured the way FreqTrade gets it
+"""The paper exchange (feeder.replay.paper) with REAL ccxt, configured the way FreqTrade gets it
 (``freqtrade_exchange_config``: URL overrides only): klines built from the very trades it
 streams, live trades at the wall clock, tickers, depth, funding, loud errors for the rest."""
 
@@ -13,7 +13,8 @@ import ccxt.pro
 import numpy as np
 import pytest
 
-from feeder.paper import (
+from feeder.replay.binance import ccxt_overrides
+from feeder.replay.paper import (
     PaperExchange,
     Tape,
     assert_loopback,
@@ -22,8 +23,7 @@ from feeder.paper import (
     shift,
     tapes_from_scenario,
 )
-from feeder.replay import ccxt_overrides
-from feeder.synthetic import Scenario
+from feeder.tools.synthetic import Scenario
 
 pytestmark = pytest.mark.shared
 
@@ -113,7 +113,7 @@ def test_every_url_must_be_loopback():
 
 
 def test_recordings_shift_to_the_next_candle_with_history_before_the_live_half(market_data):
-    from feeder.rehearse import RehearsalError, recording_plan
+    from feeder.tools.rehearse import RehearsalError, recording_plan
 
     raw = market_data / "hftbacktest" / "raw"
     paths = [f"{raw}/spot/btcusdt_20240808.gz", f"{raw}/usdm/btcusdt_20240808.gz"]

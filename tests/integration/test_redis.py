@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from feeder.sinks.redis_stream import AsyncRedisBarStream, RedisBarStream, stream_key
+from feeder.stores.redis_stream import AsyncRedisBarStream, RedisBarStream, stream_key
 from tests.store_cases import make_bars
 
 pytestmark = pytest.mark.backend

@@ -8,12 +8,12 @@ import uuid
 import pandas as pd
 import pytest
 
-from feeder.aggregate import rollup
-from feeder.flow_source import FlowSource
+from feeder.ingest.aggregate import rollup
+from feeder.read.flow import load_flow
+from feeder.read.flow_source import FlowSource
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.sinks.redis_stream import RedisBarStream, state_key, stream_key
-from feeder.store import load_flow
+from feeder.stores.parquet import ParquetStore
+from feeder.stores.redis_stream import RedisBarStream, state_key, stream_key
 from tests.store_cases import make_bars
 
 pytestmark = pytest.mark.backend
@@ -59,7 +59,7 @@ def test_bad_entries_are_skipped_counted_and_logged_once(redis_url, tmp_path, ca
         ref.write_bars(m, kind, rollup(b, 60), "1m")
         ref.add_coverage(m, T0, T0 + 600)
     clock[0] = T0 + 602
-    with caplog.at_level(logging.WARNING, logger="feeder.sinks.redis_stream"):
+    with caplog.at_level(logging.WARNING, logger="feeder.stores.redis_stream"):
         src.poll(["BTC"])
         src.poll(["BTC"])
     want = load_flow(ref, settings, "BTC", T0, T0 + 600, "1m")

@@ -1,4 +1,4 @@
-"""The replay server (feeder.replay) with REAL ccxt pro pointed at it.
+"""The replay server (feeder.replay.binance) with REAL ccxt pro pointed at it.
 
 Recorded Binance sessions from ../shared/data/market are replayed on loopback; ccxt pro
 (``binance`` for spot, ``binanceusdm`` for USD-M) is configured only through its URLs and options
@@ -20,7 +20,7 @@ import ccxt
 import ccxt.pro
 import pytest
 
-from feeder.replay import (
+from feeder.replay.binance import (
     Fault,
     Recording,
     ReplayServer,

@@ -19,7 +19,7 @@ import ccxt
 import ccxt.pro
 import pytest
 
-from feeder.replay import (
+from feeder.replay.binance import (
     Fault,
     Liquidation,
     MarketType,

@@ -13,12 +13,12 @@ import ccxt.pro
 import pandas as pd
 import pytest
 
+from feeder.ingest.pipeline import DayBarWriter
 from feeder.live.runtime import EventClock, Feeder
-from feeder.pipeline import DayBarWriter
-from feeder.replay import ReplayServer, ccxt_overrides
+from feeder.replay.binance import ReplayServer, ccxt_overrides
 from feeder.settings import Settings, settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.store import BarStore
+from feeder.stores import BarStore
+from feeder.stores.parquet import ParquetStore
 from tests.helpers import SPOT, USDM, raw_columns, read_derived_trades
 
 RAW = "hftbacktest/raw"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from feeder.models import BAR_FIELDS
-from feeder.store import BarStore, load_flow
+from feeder.ingest.models import BAR_FIELDS
+from feeder.read.flow import load_flow
+from feeder.stores import BarStore
 from tests.live.conftest import RECORDINGS, bars_of, feeder_settings
 
 LO, HI = 1_723_000_000, 1_724_000_000

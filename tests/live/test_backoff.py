@@ -8,10 +8,10 @@ import random
 import ccxt.pro
 import pytest
 
+from feeder.ingest.models import Kind
 from feeder.live.collector import Backoff, Collector
 from feeder.live.markets import LiveMarket
-from feeder.models import Kind
-from feeder.replay import ReplayServer, ccxt_overrides
+from feeder.replay.binance import ReplayServer, ccxt_overrides
 from feeder.settings import ExchangeSettings
 from tests.helpers import SPOT
 from tests.live.conftest import RECORDINGS

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from feeder.replay import ccxt_overrides
-from feeder.sinks.parquet import ParquetStore
+from feeder.replay.binance import ccxt_overrides
+from feeder.stores.parquet import ParquetStore
 from tests.live.conftest import RECORDINGS, bars_of, expected_trades
 from tests.live.servers import free_port
 from tests.live.test_feeder_replay import _same_bars
@@ -65,7 +65,7 @@ def _config(tmp: Path, url: str, **feeder: Any) -> Path:
 def _processes(market_data: Path, tmp: Path, speed: float) -> Iterator[Any]:
     """A replay process and a feeder process (`run --clock event`) reading from it."""
     rport, hport = free_port(), free_port()
-    replay_cmd = [sys.executable, "-m", "feeder.cli", "replay", "--port", str(rport),
+    replay_cmd = [sys.executable, "-m", "feeder.tools.cli", "replay", "--port", str(rport),
                   "--speed", str(speed), "--start-on-subscribe", "2"]  # fmt: skip
     for raw, mt, _csv, _spec in RECORDINGS.values():
         replay_cmd += ["--recording", f"{market_data / raw}:{mt}"]
@@ -80,7 +80,8 @@ def _processes(market_data: Path, tmp: Path, speed: float) -> Iterator[Any]:
         while _closed(rport) and time.monotonic() < deadline:
             time.sleep(0.1)
         feeder = subprocess.Popen(
-            [sys.executable, "-m", "feeder.cli", "--config", str(cfg), "run", "--clock", "event",
+            [sys.executable, "-m",
+                "feeder.tools.cli", "--config", str(cfg), "run", "--clock", "event",
              "--http-port", str(hport)],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -158,7 +159,7 @@ def test_exchange_gone_then_sigterm_keeps_every_trade_received_and_flags_the_res
 def test_feeder_cli_refuses_to_start_when_an_exchange_is_unreachable(tmp_path):
     port = free_port()  # nothing listens there
     cfg = _config(tmp_path, f"http://127.0.0.1:{port}", http_port=0, backoff_max_s=0.2)
-    out = subprocess.run([sys.executable, "-m", "feeder.cli", "--config", str(cfg), "run"],
+    out = subprocess.run([sys.executable, "-m", "feeder.tools.cli", "--config", str(cfg), "run"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
     text = out.stdout + out.stderr
     assert out.returncode == 2, text

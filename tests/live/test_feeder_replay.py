@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.replay import Fault, ReplayServer
-from feeder.sinks.parquet import ParquetStore
-from feeder.sinks.redis_stream import RedisBarStream
+from feeder.replay.binance import Fault, ReplayServer
+from feeder.stores.parquet import ParquetStore
+from feeder.stores.redis_stream import RedisBarStream
 from tests.live.conftest import RECORDINGS, bars_of, expected_trades, feeder_settings, run_feeder
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]

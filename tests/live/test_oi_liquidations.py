@@ -31,7 +31,8 @@ import pandas as pd
 import pytest
 
 from feeder.live.runtime import EventClock, Feeder
-from feeder.replay import (
+from feeder.read.flow import OI_MAX_AGE_S, load_flow
+from feeder.replay.binance import (
     Liquidation,
     MarketType,
     OpenInterestPoint,
@@ -39,8 +40,8 @@ from feeder.replay import (
     RestFault,
 )
 from feeder.settings import InfluxSettings, Settings, settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.store import OI_MAX_AGE_S, BarStore, load_flow
+from feeder.stores import BarStore
+from feeder.stores.parquet import ParquetStore
 from tests.helpers import independent_bars, read_derived_trades
 from tests.live.conftest import replay_factory
 
@@ -346,7 +347,7 @@ def paced(request, market_data, tmp_path_factory) -> Any:
     if request.param == "parquet":
         store: BarStore = ParquetStore(tmp / "store")
     else:
-        from feeder.sinks.influx import InfluxStore
+        from feeder.stores.influx import InfluxStore
 
         url = request.getfixturevalue("influx_url")
         db = f"sf_test_{uuid.uuid4().hex[:10]}"

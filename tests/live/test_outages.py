@@ -8,9 +8,9 @@ import time
 import pandas as pd
 import pytest
 
-from feeder.replay import ReplayServer
+from feeder.replay.binance import ReplayServer
 from feeder.settings import InfluxSettings
-from feeder.sinks.influx import InfluxStore
+from feeder.stores.influx import InfluxStore
 from tests.live.conftest import RECORDINGS, bars_of, expected_trades, feeder_settings, run_feeder
 from tests.live.servers import PrivateInflux, PrivateRedis
 

@@ -22,8 +22,8 @@ import pytest
 
 from feeder.live.runtime import EventClock, Feeder
 from feeder.live.spool import Batch, Spool
-from feeder.replay import ReplayServer
-from feeder.sinks.parquet import ParquetStore
+from feeder.replay.binance import ReplayServer
+from feeder.stores.parquet import ParquetStore
 from tests.live.conftest import (
     RECORDINGS,
     bars_of,
@@ -169,7 +169,7 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
     rng = random.Random(seed)
     kills = 4
     rport = free_port()
-    replay_cmd = [sys.executable, "-m", "feeder.cli", "replay", "--port", str(rport),
+    replay_cmd = [sys.executable, "-m", "feeder.tools.cli", "replay", "--port", str(rport),
                   "--speed", "3", "--start-on-subscribe", "2"]  # fmt: skip
     for raw, mt, _csv, _spec in RECORDINGS.values():
         replay_cmd += ["--recording", f"{market_data / raw}:{mt}"]
@@ -183,7 +183,7 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
     def start_feeder() -> tuple[subprocess.Popen, int]:
         hport = free_port()
         with log.open("a") as out:
-            cmd = [sys.executable, "-m", "feeder.cli", "--config", str(cfg), "run",
+            cmd = [sys.executable, "-m", "feeder.tools.cli", "--config", str(cfg), "run",
                    "--clock", "event", "--http-port", str(hport)]  # fmt: skip
             p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         procs.append(p)
@@ -248,7 +248,7 @@ def test_a_second_writer_on_a_store_being_written_is_refused_clearly(market_data
         cfg = str(tmp_path / "config.json")
         for argv in (["run", "--clock", "event", "--http-port", "0"],
                      ["import", "--from", str(archive), "--no-progress"]):  # fmt: skip
-            out = subprocess.run([sys.executable, "-m", "feeder.cli", "--config", cfg, *argv],
+            out = subprocess.run([sys.executable, "-m", "feeder.tools.cli", "--config", cfg, *argv],
                                  cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
             text = out.stdout + out.stderr
             assert out.returncode == 2, text
@@ -258,7 +258,8 @@ def test_a_second_writer_on_a_store_being_written_is_refused_clearly(market_data
         assert not ParquetStore(tmp_path / "store").imported()  # the import wrote nothing
         feeder.send_signal(signal.SIGKILL)
         feeder.wait(30)
-    out = subprocess.run([sys.executable, "-m", "feeder.cli", "--config", cfg, "import", "--from",
+    out = subprocess.run([sys.executable, "-m",
+        "feeder.tools.cli", "--config", cfg, "import", "--from",
                           str(archive), "--no-progress"], cwd=REPO, capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr

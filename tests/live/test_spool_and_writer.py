@@ -6,9 +6,9 @@ import asyncio
 
 import pandas as pd
 
-from feeder.live.sinks import SinkStats, StoreWriter
 from feeder.live.spool import Batch, Spool
-from feeder.sinks.parquet import ParquetStore
+from feeder.live.writers import SinkStats, StoreWriter
+from feeder.stores.parquet import ParquetStore
 from tests.store_cases import DAY0, make_bars
 
 

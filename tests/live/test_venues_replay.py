@@ -2,7 +2,7 @@
 protocols on 127.0.0.1.
 
 The websocket and REST protocols are the venues'; the trades are recorded real Binance trades
-re-expressed in each venue's format (``feeder.replay_venues``). The import path computes the
+re-expressed in each venue's format (``feeder.replay.venues``). The import path computes the
 reference bars from the same recorded trades (``derived_trades`` CSV), so live bars must equal
 them: OKX swap sizes are contracts (x ``ctVal`` 0.01), OKX's websocket aggregates matches of one
 taker order (``count``), Bybit linear trade ids are uuids, Coinbase (spot ``BTC-USD`` only)
@@ -26,22 +26,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feeder.ingest.models import Kind
+from feeder.ingest.normalise import MarketSpec
+from feeder.ingest.pipeline import DayBarWriter
 from feeder.live.collector import Collector
 from feeder.live.markets import raw_from_ccxt, split_aggregated, trade_id_int
 from feeder.live.runtime import EventClock, Feeder
-from feeder.models import Kind
-from feeder.normalise import MarketSpec
-from feeder.pipeline import DayBarWriter
-from feeder.replay import Recording
-from feeder.replay_venues import (
+from feeder.replay.binance import Recording
+from feeder.replay.venues import (
     VenueReplayServer,
     non_loopback_urls,
     venue_ccxt_overrides,
     venue_markets,
 )
 from feeder.settings import Settings, settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.store import BarStore
+from feeder.stores import BarStore
+from feeder.stores.parquet import ParquetStore
 from tests.helpers import raw_columns, read_derived_trades
 
 RAW = "hftbacktest/raw"

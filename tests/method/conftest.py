@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from feeder.synthetic import Scenario
+from feeder.tools.synthetic import Scenario
 from tests.scenario import Built, build
 
 

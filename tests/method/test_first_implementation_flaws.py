@@ -9,9 +9,9 @@ from squeezeflow import MethodParams, compute
 from squeezeflow.episodes import episodes
 from squeezeflow.flows import deltas, windowed_flows
 
-from feeder.aggregate import bars_from_trades
-from feeder.models import Kind
-from feeder.normalise import TradeBatch
+from feeder.ingest.aggregate import bars_from_trades
+from feeder.ingest.models import Kind
+from feeder.ingest.normalise import TradeBatch
 from tests.scenario import entries
 
 P = MethodParams()
@@ -102,7 +102,7 @@ def test_flaw_7_bars_and_candles_are_half_open_and_labelled_by_open_time():
                    np.ones(3, bool), np.arange(3), np.zeros(3, bool))  # fmt: skip
     bars = bars_from_trades(b)
     assert bars["time"].tolist() == [t0, t0 + 299, t0 + 300]
-    from feeder.aggregate import rollup, strip_keys
+    from feeder.ingest.aggregate import rollup, strip_keys
 
     five = rollup(strip_keys(bars), 300)
     assert five["time"].tolist() == [t0, t0 + 300]  # the trade at t0+300 opens the next candle
@@ -111,7 +111,7 @@ def test_flaw_7_bars_and_candles_are_half_open_and_labelled_by_open_time():
 
 def test_flaw_8_backtests_never_fetch_live_data(planted, monkeypatch):
     """History comes from the store only: Redis and the network are never touched."""
-    from feeder.flow_source import FlowSource
+    from feeder.read.flow_source import FlowSource
 
     settings = planted.settings.model_copy(
         update={"redis": planted.settings.redis.model_copy(update={"url": "redis://127.0.0.1:9/0"})}
@@ -139,7 +139,7 @@ def test_flaw_9_flow_is_merged_by_candle_time_and_prices_never_become_nan(plante
 
 
 def test_flaw_10_spot_and_perp_flow_come_from_their_own_markets(planted):
-    from feeder.store import load_flow
+    from feeder.read.flow import load_flow
 
     flow = load_flow(planted.store, planted.settings, "BTC", planted.t0, planted.t1, "1h",
                      per_market=True)  # fmt: skip

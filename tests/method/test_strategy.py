@@ -92,9 +92,9 @@ def test_incomplete_flow_candles_cannot_enter(strategy, planted):
 def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_path):
     """OI polled into the store reaches the method's frame (causally: the last value before each
     candle's close), so the score's open-interest part can count."""
-    from feeder.aggregate import rollup
-    from feeder.sinks.parquet import ParquetStore
-    from feeder.store import load_flow
+    from feeder.ingest.aggregate import rollup
+    from feeder.read.flow import load_flow
+    from feeder.stores.parquet import ParquetStore
     from tests.store_cases import make_bars
 
     cfg = json.loads((REPO / "config.json").read_text())

@@ -16,8 +16,8 @@ import pytest
 from freqtrade.enums import RunMode
 from SqueezeFlow import SqueezeFlow
 
-from feeder.flow_source import FlowSource
-from feeder.sinks.redis_stream import RedisBarStream
+from feeder.read.flow_source import FlowSource
+from feeder.stores.redis_stream import RedisBarStream
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.backend

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feeder.aggregate import LiveBarBuilder, bars_from_trades, merge_bars, rollup, strip_keys
-from feeder.models import BAR_FIELDS, FLOW_FIELDS, Kind
-from feeder.normalise import IdDeduplicator, Rejects, TradeBatch, normalise
-from feeder.pipeline import DayBarWriter
-from feeder.sinks.parquet import ParquetStore
+from feeder.ingest.aggregate import LiveBarBuilder, bars_from_trades, merge_bars, rollup, strip_keys
+from feeder.ingest.models import BAR_FIELDS, FLOW_FIELDS, Kind
+from feeder.ingest.normalise import IdDeduplicator, Rejects, TradeBatch, normalise
+from feeder.ingest.pipeline import DayBarWriter
+from feeder.stores.parquet import ParquetStore
 from tests.helpers import COINM, SPOT, USDM, independent_bars, raw_columns, read_derived_trades
 
 NS = 1_000_000_000

@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.normalise import IdDeduplicator, Rejects, normalise
-from feeder.sources.archive import (
+from feeder.history.binance import (
     PUBLIC_ARCHIVE_URL,
     ArchiveError,
     ArchiveFile,
@@ -37,6 +36,7 @@ from feeder.sources.archive import (
     read_funding,
     verify_checksum,
 )
+from feeder.ingest.normalise import IdDeduplicator, Rejects, normalise
 from tests.conftest import missing
 from tests.helpers import COINM, SPOT
 

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.cli import main
+from feeder.read.flow import load_flow
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.store import load_flow
+from feeder.stores.parquet import ParquetStore
+from feeder.tools.cli import main
 
 pytestmark = pytest.mark.shared
 
@@ -161,12 +161,12 @@ def test_export_candles_writes_freqtrade_files_and_says_what_is_missing(archive,
 
 
 def test_export_writes_funding_from_the_archive(tmp_path, capsys, archive):
-    from feeder.export import export_candles
+    from feeder.history.export import export_candles
     from tests.store_cases import make_bars
 
     store = ParquetStore(tmp_path / "s")
     t0 = 1775001600  # 2026-04-01
-    from feeder.aggregate import rollup
+    from feeder.ingest.aggregate import rollup
 
     bars = make_bars(t0, 86_400, 1)
     store.write_bars("BINANCE_FUTURES:btcusdt", "perp", rollup(bars, 60), "1m")

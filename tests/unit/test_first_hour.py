@@ -10,11 +10,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from feeder.cli import main
-from feeder.flow_source import FlowSource
+from feeder.read.flow_source import FlowSource
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.synthetic import Scenario, generate
+from feeder.stores.parquet import ParquetStore
+from feeder.tools.cli import main
+from feeder.tools.synthetic import Scenario, generate
 
 pytestmark = pytest.mark.shared
 
@@ -291,7 +291,7 @@ def test_dry_run_catch_up_on_a_current_store_says_complete_until(
 
 
 def test_closest_market_is_a_typo_of_the_symbol_or_the_exchange_never_another_market():
-    from feeder.diagnostics import closest_market
+    from feeder.read.diagnostics import closest_market
 
     known = ["BINANCE:btcusdt", "BINANCE_FUTURES:btcusdt", "BINANCE_FUTURES:btcusd_perp"]
     assert closest_market("BINANCE:btcusdtt", known) == "BINANCE:btcusdt"

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feeder.read.flow import load_flow
 from feeder.settings import ConfigError, settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.store import load_flow
+from feeder.stores.parquet import ParquetStore
 
 DAY = 1735689600
 COINS = {"BTC": {"spot": ["BINANCE:btcusdt", "BYBIT_SPOT:btcusdt"],

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feeder.cli import main
-from feeder.sinks.parquet import ParquetStore
+from feeder.stores.parquet import ParquetStore
+from feeder.tools.cli import main
 
 DAY = 1_704_067_200_000  # 2024-01-01 00:00:00 UTC in ms
 REL = "futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-01-01.csv"
@@ -50,7 +50,7 @@ _UMASK = """
 import os, stat, sys
 from pathlib import Path
 os.umask(int(sys.argv[2], 8))
-from feeder.sinks.parquet import ParquetStore
+from feeder.stores.parquet import ParquetStore
 from tests.store_cases import DAY0, make_bars
 store = ParquetStore(Path(sys.argv[1]))
 store.write_bars("BINANCE:btcusdt", "spot", make_bars(DAY0, 60, 1), "1s")
@@ -94,7 +94,7 @@ _FULL_DISK_IMPORT = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the kernel then answers EFBIG, like ENOSPC
 resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))  # no file may grow past 30 kB
-from feeder.cli import main
+from feeder.tools.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.cli import main
+from feeder.read.flow import load_flow
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.store import MINUTE_SUFFIX, load_flow
+from feeder.stores import MINUTE_SUFFIX
+from feeder.stores.parquet import ParquetStore
+from feeder.tools.cli import main
 
 DAY = 1735689600  # 2025-01-01
 REAL_DAY = 1577836800  # 2020-01-01
@@ -160,9 +161,10 @@ def test_klines_and_trades_give_the_same_minute_sums_and_trades_win(
 @pytest.mark.backend
 @pytest.mark.shared
 def test_kline_minutes_in_influx_leave_unknown_counts_out(market_data, influx_db):
+    from feeder.history import binance_klines
+
     from feeder.settings import InfluxSettings
-    from feeder.sinks.influx import InfluxStore
-    from feeder.sources import binance_klines
+    from feeder.stores.influx import InfluxStore
 
     url, db = influx_db
     s = InfluxStore(InfluxSettings(url=url, database=db, max_retries=1))
@@ -235,7 +237,7 @@ def test_download_klines_verified_from_a_loopback_archive_then_imported(
 
 
 def test_malformed_kline_rows_are_counted_not_imported(tmp_path):
-    from feeder.sources import binance_klines
+    from feeder.history import binance_klines
 
     good = "1735689600000,1,2,0.5,1.5,10,1735689659999,15,7,4,6,0\n"
     text = good + "oops,1,2,3\n" + "1735689660000,x,2,0.5,1.5,10,1735689719999,15,7,4,6,0\n"

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.export import export_candles
-from feeder.sinks.parquet import ParquetStore
+from feeder.history.export import export_candles
+from feeder.stores.parquet import ParquetStore
 
 DAY = 1735689600
 
@@ -66,8 +66,8 @@ def test_download_funding_where_export_finds_it(market_data, tmp_path, capsys):
     from functools import partial
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from feeder.cli import main
-    from feeder.export import Pair, find_funding_files
+    from feeder.history.export import Pair, find_funding_files
+    from feeder.tools.cli import main
 
     rel = "futures/um/monthly/fundingRate/BTCUSDT"
     served = tmp_path / "www/data" / rel

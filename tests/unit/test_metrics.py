@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.cli import main
 from feeder.live.markets import spec_from_ccxt
+from feeder.read.flow import load_flow
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.store import load_flow
+from feeder.stores.parquet import ParquetStore
+from feeder.tools.cli import main
 
 DAY = 1735689600  # 2025-01-01
 HEADER = (

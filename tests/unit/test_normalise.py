@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feeder.ingest.normalise import IdDeduplicator, Rejects, normalise, timestamps_to_ns
 from feeder.live.markets import trade_id_int
-from feeder.normalise import IdDeduplicator, Rejects, normalise, timestamps_to_ns
 from tests.helpers import COINM, SPOT, USDM
 
 T0_S = 1_723_161_255  # 2024-08-08 23:54:15 UTC
@@ -155,7 +155,7 @@ def test_real_recording_keeps_only_market_trades(market_data):
 
 
 def test_records_carry_exchange_and_receive_time_beside_event_time():
-    from feeder.models import Side, Trade
+    from feeder.ingest.models import Side, Trade
 
     rej = Rejects()
     batch = normalise(

@@ -17,7 +17,7 @@ from tests.conftest import REPO
 def _wrapper(*args, cwd=REPO):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FREQTRADE__")}
     env.update({"COLUMNS": "200", "NO_COLOR": "1"})
-    r = subprocess.run([sys.executable, "-m", "feeder.offline", *args], cwd=cwd, env=env,
+    r = subprocess.run([sys.executable, "-m", "feeder.tools.offline", *args], cwd=cwd, env=env,
                        capture_output=True, text=True, timeout=300)  # fmt: skip
     r.stdout = r.stdout + "\n" + r.stderr
     return r
@@ -37,7 +37,7 @@ def test_commands_that_never_start_the_api_server_run_without_secrets(command, s
 
 
 def test_every_command_but_trade_and_webserver_gets_throwaway_secrets(monkeypatch):
-    from feeder.offline import throwaway_api_secrets
+    from feeder.tools.offline import throwaway_api_secrets
 
     for cmd in ("list-strategies", "show-trades", "plot-dataframe", "backtesting-show",
                 "list-timeframes", "trade", "webserver"):  # fmt: skip

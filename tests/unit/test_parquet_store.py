@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from feeder.sinks.parquet import ParquetStore
+from feeder.stores.parquet import ParquetStore
 from tests import store_cases as cases
 
 
@@ -52,7 +52,7 @@ def test_a_writer_killed_mid_write_never_leaves_a_half_file(tmp_path):
     store.write_bars("BINANCE:btcusdt", "spot", bars, "1s")
     code = (
         "import sys, numpy as np\n"
-        "from feeder.sinks.parquet import ParquetStore\n"
+        "from feeder.stores.parquet import ParquetStore\n"
         "from tests.store_cases import make_bars, DAY0\n"
         "s = ParquetStore(sys.argv[1])\n"
         "b = make_bars(DAY0, 86400, 6, quiet_every=10**9)\n"

@@ -122,7 +122,7 @@ def test_the_docker_build_context_is_only_what_the_images_copy():
             if line.startswith("COPY"):
                 copied |= {w for w in line.split()[1:-1] if not w.startswith("--")}
     assert copied == {"pyproject.toml", "README.md", "feeder"}
-    assert {"pyproject.toml", "README.md", "feeder/cli.py", "feeder/live/runtime.py"} <= ctx
+    assert {"pyproject.toml", "README.md", "feeder/tools/cli.py", "feeder/live/runtime.py"} <= ctx
     always = {"Dockerfile", ".dockerignore"}  # docker sends these whatever the patterns say
     stray = sorted(p for p in ctx if p.split("/")[0] not in copied | always)
     assert stray == [], stray[:20]  # no .venv, .git, user_data, tests, data
@@ -190,7 +190,7 @@ def test_quickstart_offline_uses_the_labelled_synthetic_sample_and_backtests(tmp
     assert list(results.glob("backtest-result-*.zip")), list(results.iterdir())
     env = {k: v for k, v in os.environ.items() if not k.startswith("FREQTRADE__")}
     show = subprocess.run(
-        [sys.executable, "-m", "feeder.offline", "--offline", "backtesting-show", "--config",
+        [sys.executable, "-m", "feeder.tools.offline", "--offline", "backtesting-show", "--config",
          "config.json", "--backtest-directory", str(results)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -220,7 +220,7 @@ def test_generated_and_downloaded_archives_are_ignored_by_git():
 
 @pytest.mark.slow
 def test_quickstart_imports_a_given_archive_folder(tmp_path):
-    from feeder.synthetic import Scenario, generate
+    from feeder.tools.synthetic import Scenario, generate
 
     generate(Scenario.planted(), tmp_path / "given")
     r = _quickstart(tmp_path, str(tmp_path / "given"))
@@ -237,7 +237,7 @@ def test_offline_freqtrade_refuses_every_exchange_call_but_markets(tmp_path):
     """With --offline, ccxt parses built-in exchangeInfo; anything else fails loudly."""
     code = (
         "import ccxt, sys\n"
-        "from feeder.offline import install\n"
+        "from feeder.tools.offline import install\n"
         "install(None)\n"
         "ex = ccxt.binance({'options': {'defaultType': 'swap'}})\n"
         "m = ex.load_markets()\n"

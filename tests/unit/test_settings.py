@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from feeder.models import Kind
+from feeder.ingest.models import Kind
 from feeder.settings import ConfigError, load_settings, settings_from_dict
 
 

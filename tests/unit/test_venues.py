@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from feeder.history import okx, tardis
 
-from feeder.cli import main
+from feeder.history.venues import TARDIS_TAIL_S, discover_venue_files, ids_from_text
 from feeder.live.markets import market_id as live_market_id
 from feeder.live.markets import spec_from_ccxt
 from feeder.settings import settings_from_dict
-from feeder.sinks.parquet import ParquetStore
-from feeder.sources import okx, tardis
-from feeder.sources.venues import TARDIS_TAIL_S, discover_venue_files, ids_from_text
+from feeder.stores.parquet import ParquetStore
+from feeder.tools.cli import main
 
 D0 = 1735689600  # 2025-01-01 00:00:00 UTC
 BYBIT_SPOT_DAY = 1747612800  # 2025-05-19

@@ -1,7 +1,8 @@
 """SqueezeFlow: trade spot-vs-perp CVD squeezes (method: docs/method.md).
 
 A thin IStrategy. The method lives in the pure ``squeezeflow`` package beside this file; all
-I/O sits behind ``feeder.flow_source.FlowSource``. Settings come from the ``squeezeflow`` section
+I/O sits behind ``feeder.read.flow_source.FlowSource``.
+Settings come from the ``squeezeflow`` section
 of the FreqTrade config (validated; a bad key stops the bot with its name).
 
 - Backtesting/hyperopt: the whole range of flow for the pair's coin is loaded once per pair in
@@ -32,8 +33,8 @@ from freqtrade.strategy import (
 )
 from squeezeflow import MethodParams, compute
 
-from feeder.diagnostics import staleness_text
-from feeder.flow_source import FLOW_COLUMNS, FlowSource, coin_of
+from feeder.read.diagnostics import staleness_text
+from feeder.read.flow_source import FLOW_COLUMNS, FlowSource, coin_of
 from feeder.settings import settings_from_dict
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,106 @@
+"""Streams of raw trades through normalisation and aggregation into a store.
+
+``DayBarWriter`` is the batch path (archive import): trades arrive in chunks in time order;
+1-second bars are merged across chunk boundaries and held per UTC day (at most 86,400 rows per
+market), and each day is written, with its exact 1-minute rollup, once the stream has moved past
+it. Memory therefore stays bounded by one chunk plus one day of bars, whatever the input size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from feeder.ingest.aggregate import bars_from_trades, merge_bars, rollup, strip_keys
+from feeder.ingest.normalise import IdDeduplicator, MarketSpec, Rejects, normalise
+from feeder.stores import BarStore
+
+log = logging.getLogger(__name__)
+DAY = 86_400
+
+
+class OutOfOrderError(ValueError):
+    """A batch source went back into a day that was already written."""
+
+
+@dataclass
+class IngestStats:
+    trades_in: int = 0
+    trades_ok: int = 0
+    bars_1s: int = 0
+    bars_1m: int = 0
+    rejects: Rejects = field(default_factory=Rejects)
+
+
+@dataclass
+class DayBarWriter:
+    """Normalise, aggregate and write one market's time-ordered raw trade chunks."""
+
+    store: BarStore
+    spec: MarketSpec
+    stats: IngestStats = field(default_factory=IngestStats)
+    dedup: IdDeduplicator = field(default_factory=lambda: IdDeduplicator(window=10_000))
+    #: ``[start, end)`` seconds the input may hold (an archive file's day or month): rows
+    #: outside it are refused and counted (``outside_file_period``), never stored
+    within: tuple[int, int] | None = None
+    _days: dict[int, pd.DataFrame] = field(default_factory=dict)
+    _flushed_before: int | None = None  # every day < this is written
+
+    def add_raw(self, raw: Mapping[str, np.ndarray]) -> None:
+        """Add one chunk of raw columns (``ts, price, qty, is_buyer_maker, trade_id`` and
+        optionally ``is_market``, ``liquidation``)."""
+        n = len(raw["price"])
+        self.stats.trades_in += n
+        batch = normalise(
+            self.spec,
+            ts=raw["ts"],
+            price=raw["price"],
+            qty=raw["qty"],
+            is_buyer_maker=raw["is_buyer_maker"],
+            trade_id=raw["trade_id"],
+            is_market=raw.get("is_market"),
+            liquidation=raw.get("liquidation"),
+            dedup=self.dedup,
+            rejects=self.stats.rejects,
+        )
+        if self.within is not None and len(batch):
+            sec = batch.ts // 1_000_000_000
+            inside = (sec >= self.within[0]) & (sec < self.within[1])
+            if not inside.all():
+                self.stats.rejects.add("outside_file_period", int((~inside).sum()))
+                batch = batch.take(inside)
+        self.stats.trades_ok += len(batch)
+        if len(batch) == 0:
+            return
+        bars = bars_from_trades(batch)
+        t = bars["time"].to_numpy(np.int64)
+        days = t - t % DAY
+        if self._flushed_before is not None and int(days[0]) < self._flushed_before:
+            raise OutOfOrderError(
+                f"{self.spec.market}: trades at {pd.Timestamp(int(t[0]), unit='s', tz='UTC')} "
+                "arrive after their day was written; the input is not in time order"
+            )
+        for day in np.unique(days):
+            part = bars[days == day]
+            prev = self._days.get(int(day))
+            self._days[int(day)] = merge_bars(prev, part) if prev is not None else part
+        # Sorted input: every day before the newest one seen in this chunk is final.
+        self._flush(before=int(days.max()))
+
+    def _flush(self, before: int | None) -> None:
+        for day in sorted(d for d in self._days if before is None or d < before):
+            bars_1s = strip_keys(self._days.pop(day))
+            kind = self.spec.kind.value
+            self.stats.bars_1s += self.store.write_bars(self.spec.market, kind, bars_1s, "1s")
+            bars_1m = rollup(bars_1s, 60)
+            self.stats.bars_1m += self.store.write_bars(self.spec.market, kind, bars_1m, "1m")
+            self._flushed_before = max(self._flushed_before or 0, day + DAY)
+
+    def close(self) -> IngestStats:
+        """Write every day still held."""
+        self._flush(before=None)
+        return self.stats

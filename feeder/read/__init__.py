@@ -1,0 +1,2 @@
+"""The read side: ``load_flow``, candle bucketing and ``FlowSource``:
+the only part the strategy imports."""

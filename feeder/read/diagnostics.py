@@ -1,0 +1,164 @@
+"""What the strategy tells the user about its flow: loud where a silent result would mislead.
+
+Kept apart from ``feeder.read.flow_source`` (which only calls these): the text of the warnings and
+of the dry-run catch-up line.
+
+- ``history_warnings``: a backtest's flow is SYNTHETIC, missing for most candles (coin, markets,
+  store, range and what to import), or read from a market id the store does not know (with the
+  closest known id).
+- ``catch_up_message``: the dry-run start line; "store complete until" only when the store
+  really is complete until then, staleness in human units.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+import pandas as pd
+
+from feeder.settings import Settings
+from feeder.stores import BarStore
+from feeder.stores.coverage import covered
+from feeder.stores.provenance import LABEL, provenance, where
+
+#: A backtest warns when at least this share of its candles lacks flow.
+MISSING_SHARE = 0.5
+
+_ARCHIVE_TYPE = {"BINANCE": "spot", "BINANCE_FUTURES": "um"}
+
+
+def closest_market(market: str, known: list[str]) -> str | None:
+    """The known market id that ``market`` is most likely a typo of: the closest symbol on the
+    same exchange, else the same symbol on the closest exchange name; None when none is close."""
+    ex, _, sym = market.partition(":")
+    split = [(k, *k.split(":", 1)) for k in known if ":" in k]
+    same_ex = {ksym: k for k, kex, ksym in split if kex == ex}
+    found = difflib.get_close_matches(sym, list(same_ex), n=1, cutoff=0.8)
+    if found:
+        return same_ex[found[0]]
+    same_sym = {kex: k for k, kex, ksym in split if ksym == sym}
+    found = difflib.get_close_matches(ex, list(same_sym), n=1, cutoff=0.8)
+    return same_sym[found[0]] if found else None
+
+
+def _day(t: pd.Timestamp) -> str:
+    return t.strftime("%Y-%m-%d")
+
+
+def _import_hint(markets: list[str], first: pd.Timestamp, last: pd.Timestamp) -> str:
+    types: dict[str, set[str]] = {}
+    for m in markets:
+        ex, sym = m.split(":", 1)
+        if ex not in _ARCHIVE_TYPE and ex != "BINANCE_FUTURES":
+            continue
+        mt = "cm" if sym.endswith("_perp") else _ARCHIVE_TYPE[ex]
+        types.setdefault(sym.upper(), set()).add(mt)
+    if not types:
+        return f"import trades of {', '.join(markets)} for {_day(first)}..{_day(last)}"
+    cmds = [
+        f"squeezeflow-feeder import --download --symbols {sym} --market-types "
+        f"{' '.join(sorted(mts))} --start {_day(first)} --end {_day(last)}"
+        for sym, mts in sorted(types.items())
+    ]
+    return "import them, e.g. " + "; ".join(cmds)
+
+
+def history_warnings(
+    store: BarStore, settings: Settings, coin: str, flow: pd.DataFrame, timeframe_s: int
+) -> list[str]:
+    """Warnings for a backtest's flow of ``coin`` (``flow`` as ``load_flow`` returned it)."""
+    out: list[str] = []
+    if not len(flow):
+        return out
+    markets = [m.id for m in settings.markets(coin)]
+    stored = list(store.markets())
+    prov = provenance(store)
+    syn = [m for m in markets if m in prov.synthetic]
+    if syn:
+        out.append(
+            f"SqueezeFlow: {coin} flow is {LABEL} ({', '.join(syn)} in the {where(store)}): "
+            "these results say nothing about real markets"
+        )
+    first, last = flow.index[0], flow.index[-1]
+    typos: dict[str, str] = {}
+    for m in markets:
+        if m in stored or len(store.coverage(m)):
+            continue
+        guess = closest_market(m, sorted(set(stored) - {m}))
+        if guess:
+            typos[m] = guess
+        out.append(
+            f"SqueezeFlow: market {m} (squeezeflow.coins.{coin}) is not in the {where(store)}"
+            + (f"; did you mean {guess}?" if guess else f"; it holds {', '.join(stored) or 'none'}")
+        )
+    missing = int((~flow["complete"].to_numpy(bool)).sum())
+    if missing >= MISSING_SHARE * len(flow):
+        opens = flow.index.as_unit("s").asi8.astype(np.int64)
+        lacking = [m for m in markets if not covered(opens, timeframe_s, store.coverage(m)).all()]
+        to_import = [m for m in lacking if m not in typos]
+        todo = [f"fix {m} in squeezeflow.coins.{coin} (did you mean {g}?)"
+                for m, g in typos.items()]  # fmt: skip
+        if to_import:
+            todo.append(_import_hint(to_import, first, last))
+        out.append(
+            f"SqueezeFlow: {coin} flow is missing for {missing} of {len(flow)} candles "
+            f"({_day(first)}..{_day(last)}; markets {', '.join(markets)}; {where(store)}): "
+            "those candles can never enter, so the backtest will have few or no trades. "
+            f"Not covered: {', '.join(lacking)}; {'; '.join(todo)}; then check with "
+            "squeezeflow-feeder status"
+        )
+    return out
+
+
+def human_age(seconds: float) -> str:
+    """``1053 days`` / ``5 h 3 min`` / ``42 s``."""
+    s = int(seconds)
+    if s >= 2 * 86_400:
+        return f"{s // 86_400} days"
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s} s"
+
+
+def staleness_text(age: float, now: float) -> str:
+    """``newest bar 1053 days old, since 2024-01-10 00:00 UTC`` (or ``no flow recorded``)."""
+    if age == float("inf"):
+        return "no flow recorded"
+    since = pd.Timestamp(now - age, unit="s", tz="UTC")
+    return f"newest bar {human_age(age)} old, since {since:%Y-%m-%d %H:%M} UTC"
+
+
+def complete_until(store: BarStore, markets: list[str], window_until: int | None) -> int | None:
+    """Until when the store's flow of a coin is complete: the end of the last complete candle of
+    the catch-up window, else the end of the slowest market's coverage (None: a market has none)."""
+    if window_until is not None:
+        return window_until
+    ends = []
+    for m in markets:
+        cov = store.coverage(m)
+        if not len(cov):
+            return None
+        ends.append(int(cov[-1, 1]))
+    return min(ends) if ends else None
+
+
+def catch_up_message(
+    coin: str, store_name: str, candles: int, complete_until: int | None, now: float,
+    tf_s: int,
+) -> str:  # fmt: skip
+    """The dry-run catch-up line: when the store is complete up to the current candle it says
+    so; otherwise how far behind the store's complete flow is (or that it has none)."""
+    head = f"SqueezeFlow: {coin} caught up from {store_name}: {candles} candles"
+    if complete_until is None:
+        return f"{head}; the store holds no flow for a market of {coin}: flow must come from Redis"
+    until = pd.Timestamp(complete_until, unit="s", tz="UTC")
+    behind = now - complete_until
+    if behind <= tf_s:
+        return f"{head}, store complete until {until:%Y-%m-%d %H:%M} UTC"
+    return (
+        f"{head}; the store is complete only until {until:%Y-%m-%d %H:%M} UTC "
+        f"({human_age(behind)} behind, since {until:%Y-%m-%d}): newer flow must come from Redis"
+    )

@@ -1,0 +1,2 @@
+"""Loopback exchanges: recorded sessions replayed in each venue's real protocol,
+and the paper exchange."""

@@ -1,0 +1,2 @@
+"""The command line and its tools: status, quick start,
+the offline FreqTrade launcher, synthetic data, rehearse."""

@@ -1,0 +1,97 @@
+"""``status``: what each store holds: markets, time ranges, coverage and gaps."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from feeder.read.flow import inferred_coverage
+from feeder.settings import Settings
+from feeder.stores import MINUTE_SUFFIX, BarStore
+from feeder.stores.coverage import as_intervals, subtract_intervals
+from feeder.stores.provenance import provenance
+
+
+@dataclass
+class MarketStatus:
+    market: str
+    kind: str
+    configured: bool
+    first_bar: str | None
+    last_bar: str | None
+    covered_hours: float
+    synthetic: bool = False  # imported from the labelled SYNTHETIC sample
+    coverage: list[tuple[str, str]] = field(default_factory=list)
+    #: no coverage records (a plain aggr-server database): inferred from the 1-minute bars,
+    #: the same rule ``load_flow`` applies
+    coverage_inferred: bool = False
+    gaps: list[tuple[str, str, str]] = field(default_factory=list)
+    #: hours covered only at minute resolution (1m klines, no 1-second bars behind them)
+    minute_hours: float = 0.0
+
+
+def _iso(t: int) -> str:
+    return pd.Timestamp(int(t), unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _bar_range(store: BarStore, market: str) -> tuple[int, int] | None:
+    tr = getattr(store, "time_range", None)
+    if tr is not None:
+        r: tuple[int, int] | None = tr(market, "1m")
+        return r
+    days = store.bar_days(market, "1m")  # type: ignore[attr-defined]
+    if not days:
+        return None
+    first = pd.Timestamp(days[0], tz="UTC").value // 1_000_000_000
+    last = pd.Timestamp(days[-1], tz="UTC").value // 1_000_000_000
+    b0 = store.read_bars(market, first, first + 86_400, "1m")
+    b1 = store.read_bars(market, last, last + 86_400, "1m")
+    return int(b0["time"].iloc[0]), int(b1["time"].iloc[-1]) + 59
+
+
+def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
+    stored = store.markets()
+    synthetic = provenance(store).synthetic
+    configured = {m.id: m.kind.value for m in settings.all_markets()}
+    out = []
+    for market in sorted(set(stored) | set(configured)):
+        cov = store.coverage(market)
+        minute_cov = store.coverage(market + MINUTE_SUFFIX)
+        rng = _bar_range(store, market)
+        # as load_flow: inferred only where no coverage record of either resolution exists
+        inferred = not len(cov) and not len(minute_cov) and rng is not None
+        if inferred:
+            assert rng is not None
+            cov = inferred_coverage(store.read_bars(market, rng[0], rng[1] + 60, "1m"))
+        gaps: list[tuple[str, str, str]] = []
+        if len(cov):
+            holes = subtract_intervals(as_intervals([(cov[0, 0], cov[-1, 1])]), cov)
+            gaps += [(_iso(s), _iso(e), "not covered") for s, e in holes]
+        minutes = subtract_intervals(minute_cov, cov)
+        recorded = store.gaps(market)
+        gaps += [(_iso(r.start), _iso(r.end), str(r.reason)) for r in recorded.itertuples()]
+        out.append(
+            MarketStatus(
+                market=market,
+                kind=stored.get(market) or configured.get(market, "?"),
+                configured=market in configured,
+                first_bar=_iso(rng[0]) if rng else None,
+                last_bar=_iso(rng[1]) if rng else None,
+                covered_hours=round(float((cov[:, 1] - cov[:, 0]).sum()) / 3600, 3)
+                if len(cov)
+                else 0.0,
+                synthetic=market in synthetic,
+                coverage=[(_iso(s), _iso(e)) for s, e in cov],
+                gaps=sorted(set(gaps)),
+                minute_hours=round(float((minutes[:, 1] - minutes[:, 0]).sum()) / 3600, 3)
+                if len(minutes)
+                else 0.0,
+                coverage_inferred=inferred,
+            )
+        )
+    return out
+
+
+def as_dicts(rows: list[MarketStatus]) -> list[dict[str, object]]:
+    return [asdict(r) for r in rows]
