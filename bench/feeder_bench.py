@@ -39,8 +39,10 @@ SHARED = REPO.parent / "shared" / "data" / "market"
 
 from _common import footer, header  # noqa: E402
 
-RECS = [(SHARED / "hftbacktest/raw/spot/btcusdt_20240808.gz", "spot"),
-        (SHARED / "hftbacktest/raw/usdm/btcusdt_20240808.gz", "usdm")]  # fmt: skip
+RECS = [
+    (SHARED / "hftbacktest/raw/spot/btcusdt_20240808.gz", "spot"),
+    (SHARED / "hftbacktest/raw/usdm/btcusdt_20240808.gz", "usdm"),
+]
 TOTAL_TRADES = 9_757 + 21_313
 
 
@@ -58,17 +60,31 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _settings(tmp: Path, exchanges: list[dict[str, Any]], redis_url: str | None = None,
-              coins: list[str] | None = None) -> Any:  # fmt: skip
+def _settings(
+    tmp: Path,
+    exchanges: list[dict[str, Any]],
+    redis_url: str | None = None,
+    coins: list[str] | None = None,
+) -> Any:
     from feeder.settings import settings_from_dict
 
-    return settings_from_dict({
-        "coins": {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}},
-        "store": {"parquet_dir": str(tmp / "store")},
-        "redis": {"enabled": redis_url is not None, "url": redis_url or "redis://127.0.0.1:9/0"},
-        "feeder": {"exchanges": exchanges, "spool_dir": str(tmp / "spool"), "http_port": 0,
-                   **({"coins": coins} if coins else {})},
-    }, env=False)  # fmt: skip
+    return settings_from_dict(
+        {
+            "coins": {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}},
+            "store": {"parquet_dir": str(tmp / "store")},
+            "redis": {
+                "enabled": redis_url is not None,
+                "url": redis_url or "redis://127.0.0.1:9/0",
+            },
+            "feeder": {
+                "exchanges": exchanges,
+                "spool_dir": str(tmp / "spool"),
+                "http_port": 0,
+                **({"coins": coins} if coins else {}),
+            },
+        },
+        env=False,
+    )
 
 
 def _factory(url: str, trades_limit: int = 50_000) -> Any:
@@ -86,8 +102,17 @@ def _factory(url: str, trades_limit: int = 50_000) -> Any:
 
 
 def _server(port: int, recs: list[tuple[Path, str]], start_on: int) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "feeder.replay.binance", "--port", str(port), "--speed", "0",
-            "--start-on-subscribe", str(start_on)]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "feeder.replay.binance",
+        "--port",
+        str(port),
+        "--speed",
+        "0",
+        "--start-on-subscribe",
+        str(start_on),
+    ]
     for path, mt in recs:
         args += ["--recording", f"{path}:{mt}"]
     p = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -109,13 +134,21 @@ async def throughput_once() -> tuple[float, int]:
     srv = _server(port, RECS, start_on=2)
     try:
         common = {"open_interest": False, "liquidations": False, "quiet_s": 30}
-        settings = _settings(tmp, [
-            {"id": "binance", "kind": "spot", "symbols": ["BTC/USDT"], **common},
-            {"id": "binanceusdm", "kind": "perp", "symbols": ["BTC/USDT:USDT"], **common},
-        ])  # fmt: skip
+        settings = _settings(
+            tmp,
+            [
+                {"id": "binance", "kind": "spot", "symbols": ["BTC/USDT"], **common},
+                {"id": "binanceusdm", "kind": "perp", "symbols": ["BTC/USDT:USDT"], **common},
+            ],
+        )
         url = f"http://127.0.0.1:{port}"
-        f = Feeder(settings, store=ParquetStore(tmp / "store"), exchange_factory=_factory(url),
-                   clock=EventClock(), tick_s=0.05)  # fmt: skip
+        f = Feeder(
+            settings,
+            store=ParquetStore(tmp / "store"),
+            exchange_factory=_factory(url),
+            clock=EventClock(),
+            tick_s=0.05,
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(f.run(until=stop, install_signals=False))
         first = last = None
@@ -135,8 +168,13 @@ async def throughput_once() -> tuple[float, int]:
         stop.set()
         await task
         if os.environ.get("SF_BENCH_DEBUG"):
-            print(dict(f.counters), [(c.name, c.stats.reconnects, c.stats.last_error,
-                  c.stats.backfilled_trades) for c in f.collectors])  # fmt: skip
+            print(
+                dict(f.counters),
+                [
+                    (c.name, c.stats.reconnects, c.stats.last_error, c.stats.backfilled_trades)
+                    for c in f.collectors
+                ],
+            )
         assert first is not None and last is not None, f"only {n} trades arrived"
         return n / (last - first), n
     finally:
@@ -158,10 +196,22 @@ async def latency(seconds: int = 30, markets: int = 10, rate: int = 1000) -> lis
     tmp = Path(tempfile.mkdtemp(prefix="sf-lat-bench-"))
     port = _port()
     rs = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measured part
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", str(tmp)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     await asyncio.sleep(0.5)
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -204,9 +254,13 @@ async def latency(seconds: int = 30, markets: int = 10, rate: int = 1000) -> lis
             for mid in ids:
                 k = max(1, int(rng.poisson(rate / markets / 20)))
                 now_ms = time.time() * 1000
-                raw = {"ts": np.full(k, now_ms), "price": np.full(k, 100.0),
-                       "qty": np.ones(k), "is_buyer_maker": rng.random(k) < 0.5,
-                       "trade_id": np.arange(tid, tid + k, dtype=np.int64)}  # fmt: skip
+                raw = {
+                    "ts": np.full(k, now_ms),
+                    "price": np.full(k, 100.0),
+                    "qty": np.ones(k),
+                    "is_buyer_maker": rng.random(k) < 0.5,
+                    "trade_id": np.arange(tid, tid + k, dtype=np.int64),
+                }
                 tid += k
                 f.on_trades(f.markets[mid].m, raw, time.time_ns(), False)
             await asyncio.sleep(0.05)
@@ -236,18 +290,26 @@ async def memory_150() -> tuple[float, float, int]:
         import json
 
         info = json.loads((SHARED / "cryptofeed/BINANCE.exchangeInfo.json").read_text())
-        bases = sorted({s["baseAsset"] for s in info["symbols"]
-                        if s["quoteAsset"] == "USDT" and s["status"] == "TRADING"})  # fmt: skip
+        bases = sorted(
+            {
+                s["baseAsset"]
+                for s in info["symbols"]
+                if s["quoteAsset"] == "USDT" and s["status"] == "TRADING"
+            }
+        )
         coins = (["BTC"] + [b for b in bases if b != "BTC"])[:150]
-        common = {"open_interest": False, "liquidations": False, "quiet_s": 60,
-                  "quotes": ["USDT"]}  # fmt: skip
+        common = {"open_interest": False, "liquidations": False, "quiet_s": 60, "quotes": ["USDT"]}
         settings = _settings(tmp, [{"id": "binance", "kind": "spot", **common}], coins=coins)
         url = f"http://127.0.0.1:{port}"
         from feeder.live.runtime import TRADES_LIMIT
 
-        f = Feeder(settings, store=ParquetStore(tmp / "store"),
-                   exchange_factory=_factory(url, TRADES_LIMIT), clock=EventClock(),
-                   tick_s=0.1)  # fmt: skip
+        f = Feeder(
+            settings,
+            store=ParquetStore(tmp / "store"),
+            exchange_factory=_factory(url, TRADES_LIMIT),
+            clock=EventClock(),
+            tick_s=0.1,
+        )
         await f.setup()
         n_markets = len(f.markets)
         print(f"  RSS after setup ({n_markets} markets, markets loaded): {_rss_mb():.0f} MB")
@@ -262,9 +324,13 @@ async def memory_150() -> tuple[float, float, int]:
             for rt in f.markets.values():
                 k = 60
                 ts = (t0 + step + np.sort(rng.uniform(0, 30, k))) * 1000
-                raw = {"ts": ts, "price": rng.uniform(1, 100, k), "qty": rng.uniform(0.1, 2, k),
-                       "is_buyer_maker": rng.random(k) < 0.5,
-                       "trade_id": np.arange(step * k, step * k + k, dtype=np.int64)}  # fmt: skip
+                raw = {
+                    "ts": ts,
+                    "price": rng.uniform(1, 100, k),
+                    "qty": rng.uniform(0.1, 2, k),
+                    "is_buyer_maker": rng.random(k) < 0.5,
+                    "trade_id": np.arange(step * k, step * k + k, dtype=np.int64),
+                }
                 f.on_trades(rt.m, raw, time.time_ns(), False)
             await asyncio.sleep(0.05)
         await asyncio.sleep(3)
@@ -274,8 +340,10 @@ async def memory_150() -> tuple[float, float, int]:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         rss = _rss_mb()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"  RSS {before_trim:.0f} MB before malloc_trim, {rss:.0f} MB after; peak so far "
-              f"{peak:.0f} MB")  # fmt: skip
+        print(
+            f"  RSS {before_trim:.0f} MB before malloc_trim, {rss:.0f} MB after; peak so far "
+            f"{peak:.0f} MB"
+        )
         stop.set()
         await task
         at_stop = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -297,24 +365,34 @@ def main() -> None:
     header("Live feeder (issue 4)")
     if args.only in (None, "throughput"):
         rates = [asyncio.run(throughput_once())[0] for _ in range(args.runs)]
-        print(f"throughput (real ccxt pro, replay in its own process, whole feeder): best "
-              f"{max(rates):,.0f} trades/s, median {statistics.median(rates):,.0f} "
-              f"(runs: {' '.join(f'{r:,.0f}' for r in rates)}; goal >= 20,000)")  # fmt: skip
+        print(
+            f"throughput (real ccxt pro, replay in its own process, whole feeder): best "
+            f"{max(rates):,.0f} trades/s, median {statistics.median(rates):,.0f} "
+            f"(runs: {' '.join(f'{r:,.0f}' for r in rates)}; goal >= 20,000)"
+        )
     if args.only in (None, "latency"):
         lat = np.array(asyncio.run(latency())) * 1000
         p50 = np.percentile(lat, 50)
-        print(f"latency second end -> bar on Redis, beyond the grace: p50 {p50:.0f} "
-              f"ms, p99 {np.percentile(lat, 99):.0f} ms, max {lat.max():.0f} ms over {len(lat):,} "
-              "bars (goal p99 < 250 ms)")  # fmt: skip
+        print(
+            f"latency second end -> bar on Redis, beyond the grace: p50 {p50:.0f} "
+            f"ms, p99 {np.percentile(lat, 99):.0f} ms, max {lat.max():.0f} ms over {len(lat):,} "
+            "bars (goal p99 < 250 ms)"
+        )
     if args.only in (None, "memory"):
         # a fresh process, so other parts of this benchmark do not inflate the peak
         if os.environ.get("SF_MEMORY_CHILD"):
             rss, peak, n = asyncio.run(memory_150())
-            print(f"memory with {n} markets subscribed, 15 min of seconds each: RSS {rss:.0f} MB, "
-                  f"peak {peak:.0f} MB (goal < 300 MB)")  # fmt: skip
+            print(
+                f"memory with {n} markets subscribed, 15 min of seconds each: RSS {rss:.0f} MB, "
+                f"peak {peak:.0f} MB (goal < 300 MB)"
+            )
         else:
-            subprocess.run([sys.executable, __file__, "--only", "memory"], cwd=REPO,
-                           env={**os.environ, "SF_MEMORY_CHILD": "1"}, check=True)  # fmt: skip
+            subprocess.run(
+                [sys.executable, __file__, "--only", "memory"],
+                cwd=REPO,
+                env={**os.environ, "SF_MEMORY_CHILD": "1"},
+                check=True,
+            )
             return
     footer()
 

@@ -188,8 +188,9 @@ def worker_freqtrade(path: str) -> dict[str, object]:
 def make_file(root: Path, n: int, *, zipped: bool) -> Path:
     """Generate the synthetic file in a child process (keeps this process small)."""
     cmd = [sys.executable, str(HERE / "synthetic.py"), "archive", str(root), "--trades", str(n)]
-    res = subprocess.run(cmd + (["--zip"] if zipped else []), capture_output=True, text=True,
-                         check=True)  # fmt: skip
+    res = subprocess.run(
+        cmd + (["--zip"] if zipped else []), capture_output=True, text=True, check=True
+    )
     return Path(res.stdout.strip().splitlines()[-1])
 
 
@@ -197,8 +198,18 @@ def run_worker(kind: str, path: Path, threads: str, pin_cpu: int | None, chunk_r
     env = dict(os.environ)
     if threads == "1":
         env.update(ONE_THREAD_ENV)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--file", str(path),
-           "--threads", threads, "--chunk-rows", str(chunk_rows)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        "--file",
+        str(path),
+        "--threads",
+        threads,
+        "--chunk-rows",
+        str(chunk_rows),
+    ]
     if pin_cpu is not None:
         cmd += ["--pin-cpu", str(pin_cpu)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -328,12 +339,20 @@ def main(argv: list[str] | None = None) -> None:
                 where = label + (
                     f" (CPU {cpu})" if cpu is not None else f" ({os.cpu_count()} CPUs)"
                 )
-                rows.append([
-                    f"{n:,}", "zip" if zipped else "csv", where, f"{best:,.0f}", f"{med:,.0f}",
-                    f"{cpu_tps:,.0f}", f"{min(r['wall_s'] for r in runs):.2f}",
-                    f"{rss:.0f}", f"{runs[0]['rss_before_mb']:.0f}",
-                    f"{runs[0]['bars_1s']:,}/{runs[0]['bars_1m']:,}",
-                ])  # fmt: skip
+                rows.append(
+                    [
+                        f"{n:,}",
+                        "zip" if zipped else "csv",
+                        where,
+                        f"{best:,.0f}",
+                        f"{med:,.0f}",
+                        f"{cpu_tps:,.0f}",
+                        f"{min(r['wall_s'] for r in runs):.2f}",
+                        f"{rss:.0f}",
+                        f"{runs[0]['rss_before_mb']:.0f}",
+                        f"{runs[0]['bars_1s']:,}/{runs[0]['bars_1m']:,}",
+                    ]
+                )
                 print(
                     f"  {n:,} {'zip' if zipped else 'csv'} {where}: best {best:,.0f} trades/s,"
                     f" median {med:,.0f}, peak RSS {rss:.0f} MB",
@@ -341,12 +360,23 @@ def main(argv: list[str] | None = None) -> None:
                 )
         print()
         print(f"Our import, {args.repeats} fresh-process runs each (SYNTHETIC input):")
-        print(table(
-            ["trades", "input", "threads", "best trades/s", "median trades/s",
-             "trades per CPU-s (best)", "best wall s", "peak RSS MB", "RSS before import MB",
-             "bars 1s/1m written"],
-            rows,
-        ))  # fmt: skip
+        print(
+            table(
+                [
+                    "trades",
+                    "input",
+                    "threads",
+                    "best trades/s",
+                    "median trades/s",
+                    "trades per CPU-s (best)",
+                    "best wall s",
+                    "peak RSS MB",
+                    "RSS before import MB",
+                    "bars 1s/1m written",
+                ],
+                rows,
+            )
+        )
 
         big = max(args.sizes)
         trace = results[(big, False, "1 core")]["trace"]
@@ -369,15 +399,36 @@ def main(argv: list[str] | None = None) -> None:
                 f"FreqTrade populate_dataframe_with_trades on the same {n:,} SYNTHETIC trades "
                 f"({runs[0]['filled_candles']} 5m candles), 1 core, {args.ft_repeats} runs:"
             )
-            print(table(
-                ["converter", "best trades/s", "median trades/s", "best wall s", "peak RSS MB",
-                 "RSS before call MB"],
-                [["FreqTrade populate_dataframe_with_trades", f"{best:,.0f}", f"{med:,.0f}",
-                  f"{min(r['wall_s'] for r in runs):.2f}", f"{rss:.0f}",
-                  f"{runs[0]['rss_before_mb']:.0f}"],
-                 [f"ours (CSV parse + bars + Parquet write), {n:,} trades", f"{ours['best']:,.0f}",
-                  f"{ours['median']:,.0f}", f"{n / ours['best']:.2f}", f"{ours['rss']:.0f}", "-"]],
-            ))  # fmt: skip
+            print(
+                table(
+                    [
+                        "converter",
+                        "best trades/s",
+                        "median trades/s",
+                        "best wall s",
+                        "peak RSS MB",
+                        "RSS before call MB",
+                    ],
+                    [
+                        [
+                            "FreqTrade populate_dataframe_with_trades",
+                            f"{best:,.0f}",
+                            f"{med:,.0f}",
+                            f"{min(r['wall_s'] for r in runs):.2f}",
+                            f"{rss:.0f}",
+                            f"{runs[0]['rss_before_mb']:.0f}",
+                        ],
+                        [
+                            f"ours (CSV parse + bars + Parquet write), {n:,} trades",
+                            f"{ours['best']:,.0f}",
+                            f"{ours['median']:,.0f}",
+                            f"{n / ours['best']:.2f}",
+                            f"{ours['rss']:.0f}",
+                            "-",
+                        ],
+                    ],
+                )
+            )
             print(
                 f"ratio ours / FreqTrade (best, 1 core): {ours['best'] / best:,.0f}x"
                 f" (median: {ours['median'] / med:,.0f}x)"
@@ -410,30 +461,45 @@ def main(argv: list[str] | None = None) -> None:
         half = len(trace) // 2
         if half:
             first, second = max(trace[:half]), max(trace[half:])
-            goal_rows.append([
-                f"RSS after each 1M-row chunk, {big:,} trades: max of 2nd half vs 1st half",
-                "no growth (<= +10%)", f"{first:.0f} -> {second:.0f} MB",
-                "PASS" if second <= 1.1 * first else "FAIL",
-            ])  # fmt: skip
+            goal_rows.append(
+                [
+                    f"RSS after each 1M-row chunk, {big:,} trades: max of 2nd half vs 1st half",
+                    "no growth (<= +10%)",
+                    f"{first:.0f} -> {second:.0f} MB",
+                    "PASS" if second <= 1.1 * first else "FAIL",
+                ]
+            )
         if len(args.sizes) > 1:
             rss = {
                 n: max(results[(n, False, m)]["rss"] for m in ("1 core", "default"))
                 for n in args.sizes
             }
             small = min(args.sizes)
-            goal_rows.append([
-                f"peak RSS {small:,} -> {big:,} trades ({big / small:.0f}x input)",
-                "(info: bounded, not proportional)",
-                f"{rss[small]:.0f} -> {rss[big]:.0f} MB ({rss[big] / rss[small] - 1:+.0%})", "-",
-            ])  # fmt: skip
+            goal_rows.append(
+                [
+                    f"peak RSS {small:,} -> {big:,} trades ({big / small:.0f}x input)",
+                    "(info: bounded, not proportional)",
+                    f"{rss[small]:.0f} -> {rss[big]:.0f} MB ({rss[big] / rss[small] - 1:+.0%})",
+                    "-",
+                ]
+            )
         print(table(["goal", "target", "measured", "result"], goal_rows))
         if args.profile:
             targets = [(max(args.sizes), False)] + ([(min(args.sizes), True)] if args.zip else [])
             for key in targets:
                 env = dict(os.environ, **ONE_THREAD_ENV)
-                cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "profile",
-                       "--file", str(files[key]), "--threads", "1",
-                       "--chunk-rows", str(args.chunk_rows)]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--worker",
+                    "profile",
+                    "--file",
+                    str(files[key]),
+                    "--threads",
+                    "1",
+                    "--chunk-rows",
+                    str(args.chunk_rows),
+                ]
                 if pin is not None:
                     cmd += ["--pin-cpu", str(pin)]
                 res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)

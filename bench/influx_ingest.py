@@ -100,9 +100,18 @@ def main(argv: list[str] | None = None) -> None:
                 assert written == points and stored == points, (written, stored, points)
                 rates[variant].append(points / wall)
                 label = "InfluxStore.write_bars"
-                rows.append([label, str(rep + 1), f"{points:,}", f"{wall:.2f}",
-                             f"{points / wall:,.0f}", f"{c_cpu:.2f}", f"{s_cpu:.2f}",
-                             f"{stored:,}"])  # fmt: skip
+                rows.append(
+                    [
+                        label,
+                        str(rep + 1),
+                        f"{points:,}",
+                        f"{wall:.2f}",
+                        f"{points / wall:,.0f}",
+                        f"{c_cpu:.2f}",
+                        f"{s_cpu:.2f}",
+                        f"{stored:,}",
+                    ]
+                )
                 print(
                     f"  {variant} run {rep + 1}: {points / wall:,.0f} points/s ({wall:.2f} s)",
                     flush=True,

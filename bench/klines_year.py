@@ -33,8 +33,11 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from _common import footer, header  # noqa: E402
 from strategy_backtest import T0, make_minutes  # noqa: E402
 
-MARKETS = {"spot": ("spot", "BTCUSDT"), "um": ("futures/um", "BTCUSDT"),
-           "cm": ("futures/cm", "BTCUSD_PERP")}  # fmt: skip
+MARKETS = {
+    "spot": ("spot", "BTCUSDT"),
+    "um": ("futures/um", "BTCUSDT"),
+    "cm": ("futures/cm", "BTCUSD_PERP"),
+}
 
 
 def write_klines(root: Path, days: int) -> int:
@@ -48,10 +51,22 @@ def write_klines(root: Path, days: int) -> int:
         else:
             volume, quote, tb, tbq = vol / c, vol, vbuy / c, vbuy
         ms = bars["time"].to_numpy(np.int64) * 1000
-        k = pd.DataFrame({"t": ms, "o": bars["open"], "h": bars["high"], "l": bars["low"],
-                          "c": c, "v": volume, "ct": ms + 59_999, "q": quote,
-                          "n": (bars["cbuy"] + bars["csell"]).astype(np.int64), "tb": tb,
-                          "tbq": tbq, "i": 0})  # fmt: skip
+        k = pd.DataFrame(
+            {
+                "t": ms,
+                "o": bars["open"],
+                "h": bars["high"],
+                "l": bars["low"],
+                "c": c,
+                "v": volume,
+                "ct": ms + 59_999,
+                "q": quote,
+                "n": (bars["cbuy"] + bars["csell"]).astype(np.int64),
+                "tb": tb,
+                "tbq": tbq,
+                "i": 0,
+            }
+        )
         month = pd.to_datetime(bars["time"], unit="s").dt.strftime("%Y-%m")
         for m, part in k.groupby(month.to_numpy()):
             p = root / f"{prefix}/monthly/klines/{sym}/1m/{sym}-1m-{m}.zip"
@@ -76,8 +91,9 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--runs", type=int, default=1)
     args = ap.parse_args()
@@ -88,41 +104,87 @@ def main() -> None:
         try:
             t = time.perf_counter()
             n = write_klines(root / "arch", args.days)
-            print(f"SYNTHETIC klines: {n} monthly files, {args.days} days x 3 markets, written "
-                  f"in {time.perf_counter() - t:.0f}s (not timed)")  # fmt: skip
-            env = {**os.environ, "PYTHONPATH": str(REPO),
-                   "SQUEEZEFLOW_PARQUET_DIR": str(root / "store")}  # fmt: skip
+            print(
+                f"SYNTHETIC klines: {n} monthly files, {args.days} days x 3 markets, written "
+                f"in {time.perf_counter() - t:.0f}s (not timed)"
+            )
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(REPO),
+                "SQUEEZEFLOW_PARQUET_DIR": str(root / "store"),
+            }
             cli = [sys.executable, "-m", "feeder.tools.cli", "--store-dir", str(root / "store")]
-            imp, imp_rss, text = timed([*cli, "import", "--from", str(root / "arch"),
-                                        "--no-progress"], env)  # fmt: skip
+            imp, imp_rss, text = timed(
+                [*cli, "import", "--from", str(root / "arch"), "--no-progress"], env
+            )
             assert f"imported {n} file(s)" in text, text[-2000:]
-            exp, _, _ = timed([*cli, "export-candles", "--pairs", "BTC/USDT:USDT",
-                               "--timeframes", "5m", "1h", "--datadir",
-                               str(root / "data/binance")], env)  # fmt: skip
+            exp, _, _ = timed(
+                [
+                    *cli,
+                    "export-candles",
+                    "--pairs",
+                    "BTC/USDT:USDT",
+                    "--timeframes",
+                    "5m",
+                    "1h",
+                    "--datadir",
+                    str(root / "data/binance"),
+                ],
+                env,
+            )
             userdir = root / "user_data"
             for sub in ("strategies", "backtest_results", "logs"):
                 (userdir / sub).mkdir(parents=True, exist_ok=True)
             end = pd.Timestamp(T0 + args.days * 86_400, unit="s")
-            bt, bt_rss, text = timed([
-                sys.executable, "-m", "feeder.tools.offline", "--markets",
-                str(REPO.parent / "shared/data/market/cryptofeed"), "backtesting",
-                "--config", str(REPO / "config.json"), "--strategy", "SqueezeFlow",
-                "--strategy-path", str(REPO / "user_data/strategies"), "--datadir",
-                str(root / "data/binance"), "--userdir", str(userdir),
-                "--timerange", f"20240104-{end:%Y%m%d}", "--pairs", "BTC/USDT:USDT",
-                "--export", "none", "--cache", "none"], env)  # fmt: skip
+            bt, bt_rss, text = timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "feeder.tools.offline",
+                    "--markets",
+                    str(REPO.parent / "shared/data/market/cryptofeed"),
+                    "backtesting",
+                    "--config",
+                    str(REPO / "config.json"),
+                    "--strategy",
+                    "SqueezeFlow",
+                    "--strategy-path",
+                    str(REPO / "user_data/strategies"),
+                    "--datadir",
+                    str(root / "data/binance"),
+                    "--userdir",
+                    str(userdir),
+                    "--timerange",
+                    f"20240104-{end:%Y%m%d}",
+                    "--pairs",
+                    "BTC/USDT:USDT",
+                    "--export",
+                    "none",
+                    "--cache",
+                    "none",
+                ],
+                env,
+            )
             if "STRATEGY SUMMARY" not in text:
                 raise SystemExit(text[-3000:])
             summary = text[text.index("STRATEGY SUMMARY") :]
             trades = int(summary.split("SqueezeFlow")[1].split("│")[1])
-            r = {"import_s": imp, "import_rss_mb": imp_rss, "export_s": exp,
-                 "backtest_s": bt, "backtest_rss_mb": bt_rss, "trades": trades,
-                 "total_s": imp + exp + bt}  # fmt: skip
+            r = {
+                "import_s": imp,
+                "import_rss_mb": imp_rss,
+                "export_s": exp,
+                "backtest_s": bt,
+                "backtest_rss_mb": bt_rss,
+                "trades": trades,
+                "total_s": imp + exp + bt,
+            }
             results.append(r)
             verdict = "PASS" if r["total_s"] < 60 else "FAIL"
-            print(f"import {imp:.1f}s (peak RSS {imp_rss:.0f} MB), export {exp:.1f}s, "
-                  f"backtest {bt:.1f}s (peak RSS {bt_rss:.0f} MB, {trades} trades): total "
-                  f"{r['total_s']:.1f}s, goal < 60 s: {verdict}")  # fmt: skip
+            print(
+                f"import {imp:.1f}s (peak RSS {imp_rss:.0f} MB), export {exp:.1f}s, "
+                f"backtest {bt:.1f}s (peak RSS {bt_rss:.0f} MB, {trades} trades): total "
+                f"{r['total_s']:.1f}s, goal < 60 s: {verdict}"
+            )
         finally:
             shutil.rmtree(root, ignore_errors=True)
     footer()

@@ -132,11 +132,14 @@ def main(argv: list[str] | None = None) -> None:
             settings = settings_from_dict(
                 {
                     "coins": {"BTC": {"spot": SPOT, "perp": PERP}},
-                    "store": {"backend": "influx", "parquet_dir": str(tmp / "parquet"),
-                              "influx": {"url": srv.url}},
+                    "store": {
+                        "backend": "influx",
+                        "parquet_dir": str(tmp / "parquet"),
+                        "influx": {"url": srv.url},
+                    },
                 },
                 env=False,
-            )  # fmt: skip
+            )
             parquet = ParquetStore(settings.store.parquet_dir)
             influx = TimedInflux(settings.store.influx)
             influx.log = []
@@ -204,9 +207,15 @@ def main(argv: list[str] | None = None) -> None:
     print(table(["backend", "best s", "median s", "goal s", "result"], rows))
     print()
     print("InfluxDB queries issued by one load_flow call:")
-    print(table(["query", "wall s", "rows"],
-                [[q[:90].replace("|", "\\|") + ("..." if len(q) > 90 else ""), f"{t:.3f}", f"{n:,}"]
-                 for q, t, n in breakdown]))  # fmt: skip
+    print(
+        table(
+            ["query", "wall s", "rows"],
+            [
+                [q[:90].replace("|", "\\|") + ("..." if len(q) > 90 else ""), f"{t:.3f}", f"{n:,}"]
+                for q, t, n in breakdown
+            ],
+        )
+    )
     print()
     print("load_flow at other timeframes, one run each (info, no goal):")
     print(table(["timeframe", "influx s", "parquet s"], tf_rows))

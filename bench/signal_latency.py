@@ -45,8 +45,9 @@ def late_shares() -> str:
     for path in sorted(RECORDINGS.glob("*/*.gz")):
         rec = Recording.load(path)
         recv, trade_ms = [], []
-        for ts, stream, line, off in zip(rec.ts_ns, rec.streams, rec.lines, rec.data_offsets,
-                                         strict=True):  # fmt: skip
+        for ts, stream, line, off in zip(
+            rec.ts_ns, rec.streams, rec.lines, rec.data_offsets, strict=True
+        ):
             if stream.endswith("@trade"):
                 d = json.loads(line[off:-1])
                 recv.append(ts)
@@ -60,12 +61,22 @@ def late_shares() -> str:
         after_close = r - (np.floor(t) + 1.0)  # receive time past the end of the trade's second
         raw = [float((after_close > g).mean() * 100) for g in GRACES]
         corrected = [float((after_close - offset > g).mean() * 100) for g in GRACES]
-        rows.append([f"{rec.market} {path.name}", len(r), f"{offset * 1000:.0f}",
-                     f"{np.percentile(delay - offset, 99) * 1000:.0f}",
-                     *[f"{a:.3f} / {b:.3f}"
-                       for a, b in zip(raw, corrected, strict=True)]])  # fmt: skip
-    head = ["recording", "trades", "median recv-T ms", "p99 recv-T - median ms",
-            *[f"late % at {g:g} s (raw / offset removed)" for g in GRACES]]  # fmt: skip
+        rows.append(
+            [
+                f"{rec.market} {path.name}",
+                len(r),
+                f"{offset * 1000:.0f}",
+                f"{np.percentile(delay - offset, 99) * 1000:.0f}",
+                *[f"{a:.3f} / {b:.3f}" for a, b in zip(raw, corrected, strict=True)],
+            ]
+        )
+    head = [
+        "recording",
+        "trades",
+        "median recv-T ms",
+        "p99 recv-T - median ms",
+        *[f"late % at {g:g} s (raw / offset removed)" for g in GRACES],
+    ]
     return table(head, rows)
 
 
@@ -80,13 +91,21 @@ def analysis_time(candles: int = 1930, repeats: int = 20) -> str:
 
     rng = np.random.default_rng(1)
     close = 42_000 * np.exp(np.cumsum(rng.normal(0, 0.001, candles)))
-    df = pd.DataFrame({
-        "date": pd.date_range("2026-01-01", periods=candles, freq="1min", tz="UTC"),
-        "open": close, "high": close * 1.0005, "low": close * 0.9995, "close": close,
-        **{f"{k}_{s}": rng.uniform(1e5, 2e5, candles) for k in ("spot", "perp")
-           for s in ("vbuy", "vsell")},
-        "cvd_ok": True,
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "date": pd.date_range("2026-01-01", periods=candles, freq="1min", tz="UTC"),
+            "open": close,
+            "high": close * 1.0005,
+            "low": close * 0.9995,
+            "close": close,
+            **{
+                f"{k}_{s}": rng.uniform(1e5, 2e5, candles)
+                for k in ("spot", "perp")
+                for s in ("vbuy", "vsell")
+            },
+            "cvd_ok": True,
+        }
+    )
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -107,11 +126,30 @@ def rehearse(timeframes: list[str], runs: int) -> str:
             with tempfile.TemporaryDirectory(prefix="sf-latency-") as tmp:
                 report = Path(tmp) / "report.json"
                 live = "6" if tf == "1m" else "4"
-                cmd = [sys.executable, "-m", "feeder.tools.cli", "rehearse", "--timeframe", tf,
-                       "--seed", str(7 + i), "--live-candles", live, "--workdir",
-                       str(Path(tmp) / "work"), "--report", str(report)]  # fmt: skip
-                r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                                   env=os.environ.copy(), check=False)  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "feeder.tools.cli",
+                    "rehearse",
+                    "--timeframe",
+                    tf,
+                    "--seed",
+                    str(7 + i),
+                    "--live-candles",
+                    live,
+                    "--workdir",
+                    str(Path(tmp) / "work"),
+                    "--report",
+                    str(report),
+                ]
+                r = subprocess.run(
+                    cmd,
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    env=os.environ.copy(),
+                    check=False,
+                )
                 if not report.exists():
                     print(r.stdout[-2000:], r.stderr[-4000:], file=sys.stderr)
                     continue
@@ -121,8 +159,15 @@ def rehearse(timeframes: list[str], runs: int) -> str:
                 print(f"{tf} run {i}: matched={rep['matched']} latency={lat}", flush=True)
     for tf, lat in every.items():
         a = np.array(lat) if lat else np.array([np.nan])
-        rows.append([tf, len(lat), f"{np.percentile(a, 50):.2f}", f"{np.percentile(a, 99):.2f}",
-                     f"{a.max():.2f}"])  # fmt: skip
+        rows.append(
+            [
+                tf,
+                len(lat),
+                f"{np.percentile(a, 50):.2f}",
+                f"{np.percentile(a, 99):.2f}",
+                f"{a.max():.2f}",
+            ]
+        )
     return table(["timeframe", "entries", "p50 s", "p99 s", "max s"], rows)
 
 

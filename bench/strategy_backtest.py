@@ -62,13 +62,21 @@ def make_minutes(seed: int, days: int, price0: float) -> dict[str, pd.DataFrame]
         hi = close * (1 + np.abs(rng.normal(0, 0.0006, n)))
         lo = close * (1 - np.abs(rng.normal(0, 0.0006, n)))
         cnt = np.maximum(1, np.round(vol / 2000))
-        out[name] = pd.DataFrame({
-            "time": t, "open": np.r_[close[0], close[:-1]], "high": np.maximum(hi, close),
-            "low": np.minimum(lo, close), "close": close,
-            "vbuy": vol * buy, "vsell": vol * (1 - buy),
-            "cbuy": np.round(cnt * buy), "csell": np.round(cnt * (1 - buy)),
-            "lbuy": 0.0, "lsell": 0.0,
-        })  # fmt: skip
+        out[name] = pd.DataFrame(
+            {
+                "time": t,
+                "open": np.r_[close[0], close[:-1]],
+                "high": np.maximum(hi, close),
+                "low": np.minimum(lo, close),
+                "close": close,
+                "vbuy": vol * buy,
+                "vsell": vol * (1 - buy),
+                "cbuy": np.round(cnt * buy),
+                "csell": np.round(cnt * (1 - buy)),
+                "lbuy": 0.0,
+                "lsell": 0.0,
+            }
+        )
     return out
 
 
@@ -76,26 +84,56 @@ def build(root: Path, days: int) -> tuple[Path, Path]:
     store = ParquetStore(root / "store")
     for i, (coin, p0) in enumerate(COINS.items()):
         c = coin.lower()
-        ids = {"spot": f"BINANCE:{c}usdt", "um": f"BINANCE_FUTURES:{c}usdt",
-               "cm": f"BINANCE_FUTURES:{c}usd_perp"}  # fmt: skip
+        ids = {
+            "spot": f"BINANCE:{c}usdt",
+            "um": f"BINANCE_FUTURES:{c}usdt",
+            "cm": f"BINANCE_FUTURES:{c}usd_perp",
+        }
         for name, bars in make_minutes(i + 1, days, p0).items():
             kind = "spot" if name == "spot" else "perp"
             store.write_bars(ids[name], kind, bars, "1m")
             store.add_coverage(ids[name], T0, T0 + days * 86_400)
-        export_candles(store, f"{coin}/USDT:USDT", ["5m", "1h"], root / "data" / "binance", T0,
-                       T0 + days * 86_400)  # fmt: skip
+        export_candles(
+            store,
+            f"{coin}/USDT:USDT",
+            ["5m", "1h"],
+            root / "data" / "binance",
+            T0,
+            T0 + days * 86_400,
+        )
     return root / "store", root / "data" / "binance"
 
 
 def run(strategy: str, path: Path, store: Path, datadir: Path, userdir: Path, days: int):
     end = pd.Timestamp(T0 + days * 86_400, unit="s")
     timerange = f"20240104-{end:%Y%m%d}"
-    cmd = [sys.executable, "-m", "feeder.tools.offline", "--markets",
-           str(REPO.parent / "shared/data/market/cryptofeed"), "backtesting",
-           "--config", str(REPO / "config.json"), "--strategy", strategy,
-           "--strategy-path", str(path), "--datadir", str(datadir), "--userdir", str(userdir),
-           "--timerange", timerange, "--pairs", "BTC/USDT:USDT", "ETH/USDT:USDT",
-           "--export", "none", "--cache", "none"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "feeder.tools.offline",
+        "--markets",
+        str(REPO.parent / "shared/data/market/cryptofeed"),
+        "backtesting",
+        "--config",
+        str(REPO / "config.json"),
+        "--strategy",
+        strategy,
+        "--strategy-path",
+        str(path),
+        "--datadir",
+        str(datadir),
+        "--userdir",
+        str(userdir),
+        "--timerange",
+        timerange,
+        "--pairs",
+        "BTC/USDT:USDT",
+        "ETH/USDT:USDT",
+        "--export",
+        "none",
+        "--cache",
+        "none",
+    ]
     env = {**os.environ, "SQUEEZEFLOW_PARQUET_DIR": str(store), "PYTHONPATH": str(REPO)}
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out:
@@ -123,23 +161,35 @@ def main() -> None:
     header("SqueezeFlow year-long backtest vs a plain TA-Lib strategy (issue 3)")
     t = time.perf_counter()
     store, datadir = build(root, args.days)
-    print(f"SYNTHETIC data: {args.days} days x 2 coins x 3 markets of 1m bars + candles, "
-          f"built in {time.perf_counter() - t:.1f}s")  # fmt: skip
+    print(
+        f"SYNTHETIC data: {args.days} days x 2 coins x 3 markets of 1m bars + candles, "
+        f"built in {time.perf_counter() - t:.1f}s"
+    )
     userdir = root / "user_data"
     for sub in ("strategies", "backtest_results", "logs"):
         (userdir / sub).mkdir(parents=True, exist_ok=True)
     results = {}
-    for name, path in (("SqueezeFlow", REPO / "user_data/strategies"),
-                       ("TALibBaseline", REPO / "bench/strategies")):  # fmt: skip
+    for name, path in (
+        ("SqueezeFlow", REPO / "user_data/strategies"),
+        ("TALibBaseline", REPO / "bench/strategies"),
+    ):
         runs = [run(name, path, store, datadir, userdir, args.days) for _ in range(args.runs)]
         walls = [r[0] for r in runs]
-        results[name] = {"best_s": min(walls), "median_s": statistics.median(walls),
-                         "peak_rss_mb": max(r[1] for r in runs), "trades": runs[0][2]}  # fmt: skip
-        print(f"{name:14s} best {min(walls):6.2f}s median {statistics.median(walls):6.2f}s "
-              f"peak RSS {results[name]['peak_rss_mb']:6.0f} MB trades {runs[0][2]}")  # fmt: skip
+        results[name] = {
+            "best_s": min(walls),
+            "median_s": statistics.median(walls),
+            "peak_rss_mb": max(r[1] for r in runs),
+            "trades": runs[0][2],
+        }
+        print(
+            f"{name:14s} best {min(walls):6.2f}s median {statistics.median(walls):6.2f}s "
+            f"peak RSS {results[name]['peak_rss_mb']:6.0f} MB trades {runs[0][2]}"
+        )
     ratio = results["SqueezeFlow"]["best_s"] / results["TALibBaseline"]["best_s"]
-    print(f"ratio SqueezeFlow / TA-Lib (best): {ratio:.2f} (goal <= 1.5); "
-          f"SqueezeFlow under 60 s: {results['SqueezeFlow']['best_s'] < 60}")  # fmt: skip
+    print(
+        f"ratio SqueezeFlow / TA-Lib (best): {ratio:.2f} (goal <= 1.5); "
+        f"SqueezeFlow under 60 s: {results['SqueezeFlow']['best_s'] < 60}"
+    )
     footer()
     print(json.dumps(results))
     if not args.keep:

@@ -77,8 +77,10 @@ def main() -> None:
         src = FlowSource(settings, tf, store=store)
         times = [strategy_time(src, ohlcv, tf_s, p) for _ in range(args.runs + 1)][1:]
         rows.append((tf, len(ohlcv), min(times), statistics.median(times)))
-        print(f"{tf:>3s}: {len(ohlcv):>7,} candles (1 day + warm-up): best {min(times):.3f}s, "
-              f"median {statistics.median(times):.3f}s (goal < 1 s)")  # fmt: skip
+        print(
+            f"{tf:>3s}: {len(ohlcv):>7,} candles (1 day + warm-up): best {min(times):.3f}s, "
+            f"median {statistics.median(times):.3f}s (goal < 1 s)"
+        )
     footer()
     shutil.rmtree(root, ignore_errors=True)
 

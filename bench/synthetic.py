@@ -149,9 +149,11 @@ def write_trades_csv(path: Path | str, arrays: dict[str, np.ndarray]) -> int:
         step = 2_000_000
         for i in range(0, n, step):
             table = pa.table(
-                {k: arrays[k][i : i + step] for k in
-                 ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker")}
-            )  # fmt: skip
+                {
+                    k: arrays[k][i : i + step]
+                    for k in ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker")
+                }
+            )
             pa_csv.write_csv(table, fh, opts)
     tmp.replace(path)
     return path.stat().st_size
@@ -160,9 +162,11 @@ def write_trades_csv(path: Path | str, arrays: dict[str, np.ndarray]) -> int:
 def trades_archive_path(root: Path | str, n_trades: int, suffix: str = "csv") -> Path:
     """Where a synthetic file sits in the data.binance.vision layout (a monthly USD-M file)."""
     return (
-        Path(root) / "futures/um/monthly/trades" / f"SYNTH{n_trades}"
+        Path(root)
+        / "futures/um/monthly/trades"
+        / f"SYNTH{n_trades}"
         / f"SYNTH{n_trades}-trades-2024-03.{suffix}"
-    )  # fmt: skip
+    )
 
 
 def write_trades_file(root: Path | str, n_trades: int, *, zipped: bool = False) -> Path:

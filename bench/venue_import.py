@@ -78,8 +78,17 @@ def build(root: Path, n: int) -> dict[str, Path]:
     out: dict[str, Path] = {}
     p = root / "binance/futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01-01.zip"
     p.parent.mkdir(parents=True)
-    df = pd.DataFrame({"a": tr.id, "p": tr.price, "q": tr.qty, "f": tr.id, "l": tr.id,
-                       "T": tr.ms, "m": np.where(tr.sell, "true", "false")})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "a": tr.id,
+            "p": tr.price,
+            "q": tr.qty,
+            "f": tr.id,
+            "l": tr.id,
+            "T": tr.ms,
+            "m": np.where(tr.sell, "true", "false"),
+        }
+    )
     _zip(p, df.to_csv(index=False, header=False).encode())
     out["binance"] = p
 
@@ -88,34 +97,68 @@ def build(root: Path, n: int) -> dict[str, Path]:
     u = np.random.default_rng(1).integers(0, 2**63, (n, 2), dtype=np.int64)
     hexes = [f"{a:016x}{b:016x}" for a, b in u.tolist()]
     ids = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in hexes]
-    df = pd.DataFrame({"timestamp": (tr.ms / 1000).map("{:.4f}".format), "symbol": "BTCUSDT",
-                       "side": np.where(tr.sell, "Sell", "Buy"), "size": tr.qty,
-                       "price": tr.price, "tickDirection": "ZeroPlusTick", "trdMatchID": ids,
-                       "grossValue": 0, "homeNotional": tr.qty,
-                       "foreignNotional": tr.qty * tr.price})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "timestamp": (tr.ms / 1000).map("{:.4f}".format),
+            "symbol": "BTCUSDT",
+            "side": np.where(tr.sell, "Sell", "Buy"),
+            "size": tr.qty,
+            "price": tr.price,
+            "tickDirection": "ZeroPlusTick",
+            "trdMatchID": ids,
+            "grossValue": 0,
+            "homeNotional": tr.qty,
+            "foreignNotional": tr.qty * tr.price,
+        }
+    )
     _gz(p, df.to_csv(index=False).encode())
     out["bybit"] = p
 
     p = root / "bybit/spot/BTCUSDT/BTCUSDT_2025-01-01.csv.gz"
     p.parent.mkdir(parents=True)
-    df = pd.DataFrame({"id": np.arange(1, n + 1), "timestamp": tr.ms, "price": tr.price,
-                       "volume": tr.qty, "side": side, "rpi": 0})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "id": np.arange(1, n + 1),
+            "timestamp": tr.ms,
+            "price": tr.price,
+            "volume": tr.qty,
+            "side": side,
+            "rpi": 0,
+        }
+    )
     _gz(p, df.to_csv(index=False).encode())
     out["bybit-spot"] = p
 
     p = root / "okx/trades/daily/20250101/BTC-USDT-SWAP-trades-2025-01-01.zip"
     p.parent.mkdir(parents=True)
     contracts = np.maximum(1.0, np.round(tr.qty * 100))
-    df = pd.DataFrame({"instrument_name": "BTC-USDT-SWAP", "trade_id": tr.id, "side": side,
-                       "price": tr.price, "size": contracts, "created_time": tr.ms})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "instrument_name": "BTC-USDT-SWAP",
+            "trade_id": tr.id,
+            "side": side,
+            "price": tr.price,
+            "size": contracts,
+            "created_time": tr.ms,
+        }
+    )
     _zip(p, df.to_csv(index=False).encode())
     out["okx"] = p
 
     p = root / "tardis/binance-futures_trades_2025-01-01_BTCUSDT.csv.gz"
     p.parent.mkdir(parents=True)
-    df = pd.DataFrame({"exchange": "binance-futures", "symbol": "BTCUSDT",
-                       "timestamp": tr.ms * 1000, "local_timestamp": tr.ms * 1000 + 80_000,
-                       "id": tr.id, "side": side, "price": tr.price, "amount": tr.qty})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "exchange": "binance-futures",
+            "symbol": "BTCUSDT",
+            "timestamp": tr.ms * 1000,
+            "local_timestamp": tr.ms * 1000 + 80_000,
+            "id": tr.id,
+            "side": side,
+            "price": tr.price,
+            "amount": tr.qty,
+        }
+    )
     # local_timestamp past midnight would belong to the next file: keep the last 80 ms out
     df = df[df.local_timestamp < (DAY + 86_400) * 1_000_000]
     _gz(p, df.to_csv(index=False).encode())
@@ -148,21 +191,31 @@ def worker(fmt: str, path: str) -> dict[str, object]:
         else:
             from feeder.history.venues import discover_venue_files, import_venue_files
 
-            rep = import_venue_files(discover_venue_files(Path(path)), store, settings,
-                                     progress=False)  # fmt: skip
+            rep = import_venue_files(
+                discover_venue_files(Path(path)), store, settings, progress=False
+            )
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
     finally:
         shutil.rmtree(store_dir, ignore_errors=True)
-    hwm = next(int(x.split()[1]) / 1024 for x in Path("/proc/self/status").read_text()
-               .splitlines() if x.startswith("VmHWM:"))  # fmt: skip
-    return {"trades": rep.trades_in, "accepted": rep.trades_ok, "wall_s": wall, "cpu_s": cpu,
-            "hwm_mb": hwm}  # fmt: skip
+    hwm = next(
+        int(x.split()[1]) / 1024
+        for x in Path("/proc/self/status").read_text().splitlines()
+        if x.startswith("VmHWM:")
+    )
+    return {
+        "trades": rep.trades_in,
+        "accepted": rep.trades_ok,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "hwm_mb": hwm,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--trades", type=int, default=2_000_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--worker", choices=FORMATS)
@@ -176,8 +229,10 @@ def main() -> None:
     try:
         t = time.perf_counter()
         files = build(root, args.trades)
-        print(f"SYNTHETIC day of {args.trades:,} trades written in 5 layouts in "
-              f"{time.perf_counter() - t:.0f}s")  # fmt: skip
+        print(
+            f"SYNTHETIC day of {args.trades:,} trades written in 5 layouts in "
+            f"{time.perf_counter() - t:.0f}s"
+        )
         res: dict[str, list[dict]] = {f: [] for f in FORMATS}
         for _ in range(args.repeats):  # interleaved: load changes hit every format alike
             for fmt in FORMATS:
@@ -190,16 +245,39 @@ def main() -> None:
         for fmt, runs in res.items():
             tps = [r["trades"] / r["wall_s"] for r in runs]
             cps = [r["trades"] / r["cpu_s"] for r in runs]
-            rows.append([fmt, f"{runs[0]['trades']:,}", f"{runs[0]['accepted']:,}",
-                         f"{max(tps) / 1e6:.2f} M", f"{statistics.median(tps) / 1e6:.2f} M",
-                         f"{max(cps) / 1e6:.2f} M", f"{statistics.median(cps) / 1e6:.2f} M",
-                         f"{max(cps) / bin_cps:.2f}",
-                         f"{max(r['hwm_mb'] for r in runs):.0f}",
-                         f"{files[fmt].stat().st_size / 1e6:.1f}",
-                         "PASS" if max(cps) >= 3e6 else "FAIL"])  # fmt: skip
-        print(table(["format", "trades", "accepted", "best trades/s (wall)", "median (wall)",
-                     "best trades per CPU-s", "median per CPU-s", "per CPU-s vs Binance",
-                     "peak RSS MB", "file MB", ">= 3 M/s"], rows))  # fmt: skip
+            rows.append(
+                [
+                    fmt,
+                    f"{runs[0]['trades']:,}",
+                    f"{runs[0]['accepted']:,}",
+                    f"{max(tps) / 1e6:.2f} M",
+                    f"{statistics.median(tps) / 1e6:.2f} M",
+                    f"{max(cps) / 1e6:.2f} M",
+                    f"{statistics.median(cps) / 1e6:.2f} M",
+                    f"{max(cps) / bin_cps:.2f}",
+                    f"{max(r['hwm_mb'] for r in runs):.0f}",
+                    f"{files[fmt].stat().st_size / 1e6:.1f}",
+                    "PASS" if max(cps) >= 3e6 else "FAIL",
+                ]
+            )
+        print(
+            table(
+                [
+                    "format",
+                    "trades",
+                    "accepted",
+                    "best trades/s (wall)",
+                    "median (wall)",
+                    "best trades per CPU-s",
+                    "median per CPU-s",
+                    "per CPU-s vs Binance",
+                    "peak RSS MB",
+                    "file MB",
+                    ">= 3 M/s",
+                ],
+                rows,
+            )
+        )
         footer()
         print(json.dumps(res))
     finally:

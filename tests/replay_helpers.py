@@ -164,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     bench = benchmark_separate_process if args.separate_process else benchmark_in_process
     rates = [asyncio.run(bench(recording)) for _ in range(args.runs)]
     where = "server in another process" if args.separate_process else "server in the same loop"
-    print(f"ccxt.pro.binanceusdm watch_trades via replay ({where}): "
-          + ", ".join(f"{r:,.0f}" for r in rates) + " trades/s")  # fmt: skip
+    print(
+        f"ccxt.pro.binanceusdm watch_trades via replay ({where}): "
+        + ", ".join(f"{r:,.0f}" for r in rates)
+        + " trades/s"
+    )
     return 0
 
 

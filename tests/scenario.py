@@ -42,9 +42,13 @@ def build(root: Path, scenario: Scenario) -> Built:
     store = ParquetStore(root / "store")
     import_files(discover(root / "archive", None), store, BTC_SETTINGS, progress=False)
     return Built(
-        root / "archive", store, BTC_SETTINGS, manifest["episodes"],  # type: ignore[arg-type]
-        scenario.t0, scenario.t0 + scenario.days * 86_400,
-    )  # fmt: skip
+        root / "archive",
+        store,
+        BTC_SETTINGS,
+        manifest["episodes"],  # type: ignore[arg-type]
+        scenario.t0,
+        scenario.t0 + scenario.days * 86_400,
+    )
 
 
 def mirror(df: pd.DataFrame) -> pd.DataFrame:

@@ -121,16 +121,30 @@ _COMMON_HEADER = {
 }
 _COLUMNS: Final[dict[str, _Columns]] = {
     "trades": _Columns(
-        0, 1, 2, 4, 5,
-        {**_COMMON_HEADER, "trade_id": frozenset({"id", "trade_id"}),
-         "ts": frozenset({"time", "timestamp", "t"})},
+        0,
+        1,
+        2,
+        4,
+        5,
+        {
+            **_COMMON_HEADER,
+            "trade_id": frozenset({"id", "trade_id"}),
+            "ts": frozenset({"time", "timestamp", "t"}),
+        },
     ),
     "aggTrades": _Columns(
-        0, 1, 2, 5, 6,
-        {**_COMMON_HEADER, "trade_id": frozenset({"agg_trade_id", "a"}),
-         "ts": frozenset({"transact_time", "time", "timestamp", "t"})},
+        0,
+        1,
+        2,
+        5,
+        6,
+        {
+            **_COMMON_HEADER,
+            "trade_id": frozenset({"agg_trade_id", "a"}),
+            "ts": frozenset({"transact_time", "time", "timestamp", "t"}),
+        },
     ),
-}  # fmt: skip
+}
 _OUT_TYPES: Final[dict[str, pa.DataType]] = {
     "ts": pa.int64(),
     "price": pa.float64(),
@@ -627,8 +641,10 @@ class RawChunkReader:
         except pa.ArrowInvalid as exc:
             log.warning(
                 "%s: unparseable values (%s); re-reading in the tolerant mode after row %d",
-                self.file.path, str(exc).splitlines()[0], self.rows,
-            )  # fmt: skip
+                self.file.path,
+                str(exc).splitlines()[0],
+                self.rows,
+            )
             self.fallback = True
             self.invalid_rows = 0  # the tolerant pass recounts from the start
             self.invalid_samples = []
@@ -643,8 +659,10 @@ class RawChunkReader:
         if self.invalid_rows:
             log.warning(
                 "%s: skipped %d malformed rows, e.g. %s",
-                self.file.path, self.invalid_rows, self.invalid_samples[:2],
-            )  # fmt: skip
+                self.file.path,
+                self.invalid_rows,
+                self.invalid_samples[:2],
+            )
 
 
 def iter_raw_chunks(f: ArchiveFile, chunk_rows: int = 1_000_000) -> Iterator[dict[str, np.ndarray]]:

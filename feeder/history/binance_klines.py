@@ -226,8 +226,9 @@ def _read_numeric(path: Path, has_header: bool) -> tuple[dict[int, np.ndarray], 
 def _empty() -> pd.DataFrame:
     from feeder.ingest.models import BAR_FIELDS
 
-    return pd.DataFrame({"time": pd.Series(dtype="int64"),
-                         **{f: pd.Series(dtype="float64") for f in BAR_FIELDS}})  # fmt: skip
+    return pd.DataFrame(
+        {"time": pd.Series(dtype="int64"), **{f: pd.Series(dtype="float64") for f in BAR_FIELDS}}
+    )
 
 
 def write_minutes(store: BarStore, market: str, kind: str, bars: pd.DataFrame) -> int:
@@ -293,10 +294,15 @@ def import_klines(
             store.add_coverage(minute_key(market), int(a), int(b))
         store.mark_imported(
             f.ledger_key,
-            {"market": market, "file": f.path.name, "resolution": "1m",
-             "checksum": "verified" if checksum else "absent", "minutes": written,
-             "malformed_rows": bad},
-        )  # fmt: skip
+            {
+                "market": market,
+                "file": f.path.name,
+                "resolution": "1m",
+                "checksum": "verified" if checksum else "absent",
+                "minutes": written,
+                "malformed_rows": bad,
+            },
+        )
         report.files_done += 1
         report.malformed_rows += bad
         report.markets.add(market)

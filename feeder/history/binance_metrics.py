@@ -147,9 +147,14 @@ def import_metrics(
         n = store.write_oi(f.market, oi) if len(oi) else 0
         store.mark_imported(
             f.ledger_key,
-            {"market": f.market, "file": f.path.name, "open_interest_points": n,
-             "checksum": "verified" if checksum else "absent", "malformed_rows": bad},
-        )  # fmt: skip
+            {
+                "market": f.market,
+                "file": f.path.name,
+                "open_interest_points": n,
+                "checksum": "verified" if checksum else "absent",
+                "malformed_rows": bad,
+            },
+        )
         report.files_done += 1
         report.malformed_rows += bad
         report.markets.add(f.market)

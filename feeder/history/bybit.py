@@ -89,18 +89,28 @@ def read(f: VenueFile) -> RawDay:
     if f.venue == "spot":
         cols, bad = read_columns(
             f.path,
-            {"id": pa.int64(), "timestamp": pa.int64(), "price": pa.float64(),
-             "volume": pa.float64(), "side": TEXT},
-        )  # fmt: skip
+            {
+                "id": pa.int64(),
+                "timestamp": pa.int64(),
+                "price": pa.float64(),
+                "volume": pa.float64(),
+                "side": TEXT,
+            },
+        )
         ids = np.asarray(cols["id"].to_numpy(), np.int64)
         ts = np.asarray(cols["timestamp"].to_numpy(), np.int64)
         qty = np.asarray(cols["volume"].to_numpy(), np.float64)
     else:
         cols, bad = read_columns(
             f.path,
-            {"timestamp": pa.float64(), "side": TEXT, "size": pa.float64(),
-             "price": pa.float64(), "trdMatchID": pa.string()},
-        )  # fmt: skip
+            {
+                "timestamp": pa.float64(),
+                "side": TEXT,
+                "size": pa.float64(),
+                "price": pa.float64(),
+                "trdMatchID": pa.string(),
+            },
+        )
         uuids = ids_from_text(cols["trdMatchID"])
         ts = np.asarray(cols["timestamp"].to_numpy(), np.float64)
         qty = np.asarray(cols["size"].to_numpy(), np.float64)

@@ -90,8 +90,22 @@ def candles(store: BarStore, market: str, start: int, end: int, timeframe: str) 
 
 
 #: Timeframes FreqTrade can backtest on Binance futures (the exchange's candle intervals).
-FREQTRADE_TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d",
-                        "3d", "1w")  # fmt: skip
+FREQTRADE_TIMEFRAMES = (
+    "1m",
+    "3m",
+    "5m",
+    "15m",
+    "30m",
+    "1h",
+    "2h",
+    "4h",
+    "6h",
+    "8h",
+    "12h",
+    "1d",
+    "3d",
+    "1w",
+)
 
 
 def check_timeframe(tf: str) -> str:

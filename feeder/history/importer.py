@@ -92,11 +92,15 @@ class ImportReport:
             lines.append(f"refused trades: {reasons}")
         if self.non_trade:
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.non_trade.items()))
-            lines.append(f"skipped {sum(self.non_trade.values())} archive file(s) that are not "
-                         f"trades or aggTrades ({kinds})")  # fmt: skip
+            lines.append(
+                f"skipped {sum(self.non_trade.values())} archive file(s) that are not "
+                f"trades or aggTrades ({kinds})"
+            )
         if self.synthetic:
-            lines.append("these files are SYNTHETIC (planted squeezes, not market data): "
-                         "the store is marked so")  # fmt: skip
+            lines.append(
+                "these files are SYNTHETIC (planted squeezes, not market data): "
+                "the store is marked so"
+            )
         if self.failed:
             lines.append(f"FAILED {len(self.failed)} file(s), not imported (the others are):")
             lines += [f"  {name}: {why}" for name, why in self.failed]

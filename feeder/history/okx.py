@@ -91,10 +91,15 @@ def spec(f: VenueFile, settings: Settings) -> MarketSpec:
 def read(f: VenueFile) -> RawDay:
     cols, bad = read_columns(
         f.path,
-        {"trade_id": AUTO_ID, "side": TEXT, "price": pa.float64(),
-         "size": pa.float64(), "created_time": pa.int64()},
+        {
+            "trade_id": AUTO_ID,
+            "side": TEXT,
+            "price": pa.float64(),
+            "size": pa.float64(),
+            "created_time": pa.int64(),
+        },
         aliases={"created_time": ("ts", "timestamp"), "trade_id": ("tradeId",)},
-    )  # fmt: skip
+    )
     ids = ids_from_text(cols["trade_id"])
     ts = np.asarray(cols["created_time"].to_numpy(), np.int64)
     seller, side_ok = sides_to_seller(cols["side"])

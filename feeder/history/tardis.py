@@ -26,6 +26,7 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
+from feeder.history import bybit, okx
 from feeder.history.binance import ArchiveError
 from feeder.history.venues import (
     AUTO_ID,
@@ -42,7 +43,6 @@ from feeder.history.venues import (
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import MarketSpec
 from feeder.settings import Settings
-from feeder.history import bybit, okx
 
 BASE_URL: Final = "https://datasets.tardis.dev"
 _NAME_RE: Final = re.compile(
@@ -101,10 +101,17 @@ def spec(f: VenueFile, settings: Settings) -> MarketSpec:
 def read(f: VenueFile) -> RawDay:
     cols, bad = read_columns(
         f.path,
-        {"exchange": TEXT, "symbol": TEXT, "timestamp": pa.int64(),
-         "local_timestamp": pa.int64(), "id": AUTO_ID, "side": TEXT,
-         "price": pa.float64(), "amount": pa.float64()},
-    )  # fmt: skip
+        {
+            "exchange": TEXT,
+            "symbol": TEXT,
+            "timestamp": pa.int64(),
+            "local_timestamp": pa.int64(),
+            "id": AUTO_ID,
+            "side": TEXT,
+            "price": pa.float64(),
+            "amount": pa.float64(),
+        },
+    )
     n = len(cols["timestamp"])
     if n:
         ex, sym = cols["exchange"][0].as_py(), str(cols["symbol"][0].as_py()).upper()

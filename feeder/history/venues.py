@@ -444,8 +444,11 @@ def import_venue_files(
             pending: list[tuple[VenueFile, dict[str, object], tuple[int, int] | None]] = []
             for i, f in enumerate(run):
                 bar.update(task, description=f"{f.fmt} {f.symbol} {f.date or f.path.name}")
-                before = (writer.stats.trades_in, writer.stats.trades_ok,
-                          dict(writer.stats.rejects.counts))  # fmt: skip
+                before = (
+                    writer.stats.trades_in,
+                    writer.stats.trades_ok,
+                    dict(writer.stats.rejects.counts),
+                )
                 day = ad.read(f)
                 raw = day.raw
                 # ids are unique within a file, not across them (Bybit spot counts rows from 1)
@@ -466,8 +469,11 @@ def import_venue_files(
                     writer.add_raw({k: v[s : s + CHUNK_ROWS] for k, v in raw.items()})
                     bar.update(task, trades=report.trades_in + writer.stats.trades_in)
                 after = writer.stats
-                refused = {k: v - before[2].get(k, 0) for k, v in after.rejects.counts.items()
-                           if v - before[2].get(k, 0)}  # fmt: skip
+                refused = {
+                    k: v - before[2].get(k, 0)
+                    for k, v in after.rejects.counts.items()
+                    if v - before[2].get(k, 0)
+                }
                 info: dict[str, object] = {
                     "market": spec.market,
                     "file": f.path.name,
@@ -514,8 +520,11 @@ def _finish(
         store.add_coverage(market, *cover)
     else:
         info["coverage"] = "none: the file name carries no date"
-        log.warning("%s: no date in the file name: bars imported, no coverage recorded "
-                    "(candles over it stay flagged incomplete)", f.path)  # fmt: skip
+        log.warning(
+            "%s: no date in the file name: bars imported, no coverage recorded "
+            "(candles over it stay flagged incomplete)",
+            f.path,
+        )
     store.mark_imported(f.ledger_key, info)
     report.files_done += 1
     log.info("%s -> %s: %s trades", f.path.name, market, info["accepted"])
@@ -663,9 +672,15 @@ def cmd_import(
                 kinds = [mt == "spot" for mt in dict.fromkeys(a.market_types)]
             for spot in kinds:
                 got, missing = download_files(
-                    fmt, a.symbols, days, a.archive_dir, client, base_url=a.base_url,
-                    spot=spot, api_key=os.environ.get("TARDIS_API_KEY"),
-                )  # fmt: skip
+                    fmt,
+                    a.symbols,
+                    days,
+                    a.archive_dir,
+                    client,
+                    base_url=a.base_url,
+                    spot=spot,
+                    api_key=os.environ.get("TARDIS_API_KEY"),
+                )
                 files += got
                 for m in missing:
                     con.print(f"[yellow]missing upstream, skipped:[/] {m}")

@@ -122,14 +122,28 @@ class TradeBatch:
         if len(batches) == 1:
             return batches[0]
         b0 = batches[0]
-        recv = None if any(b.ts_recv is None for b in batches) else np.concatenate(
-            [b.ts_recv for b in batches if b.ts_recv is not None])  # fmt: skip
+        recv = (
+            None
+            if any(b.ts_recv is None for b in batches)
+            else np.concatenate([b.ts_recv for b in batches if b.ts_recv is not None])
+        )
 
         def cat(name: str) -> Any:
             return np.concatenate([getattr(b, name) for b in batches])
 
-        return cls(b0.market, b0.kind, cat("ts"), cat("price"), cat("qty"), cat("notional"),
-                   cat("buy"), cat("trade_id"), cat("liq"), recv, b0.exchange)  # fmt: skip
+        return cls(
+            b0.market,
+            b0.kind,
+            cat("ts"),
+            cat("price"),
+            cat("qty"),
+            cat("notional"),
+            cat("buy"),
+            cat("trade_id"),
+            cat("liq"),
+            recv,
+            b0.exchange,
+        )
 
     def records(self) -> Iterator[Trade]:
         """The trades one by one as normalised ``Trade`` records."""
@@ -328,9 +342,15 @@ def normalise(
         rej.add("notional_invalid", int(bad_notional.sum()))
         keep = ~bad_notional
         ts_ns, p, base, notional, bm, ids, liq, recv = (
-            ts_ns[keep], p[keep], base[keep], notional[keep], bm[keep], ids[keep], liq[keep],
+            ts_ns[keep],
+            p[keep],
+            base[keep],
+            notional[keep],
+            bm[keep],
+            ids[keep],
+            liq[keep],
             recv[keep],
-        )  # fmt: skip
+        )
     return TradeBatch(
         spec.market, spec.kind, ts_ns, p, base, notional, ~bm, ids, liq, recv, spec.exchange
     )

@@ -32,9 +32,17 @@ from typing import Any
 PACKAGES = ("ccxt", "ccxt.async_support", "ccxt.pro")
 #: submodules of those packages that are not exchanges
 NOT_EXCHANGES = frozenset(
-    {"base", "abstract", "static_dependencies", "async_support", "pro", "prediction", "protobuf",
-     "test"}
-)  # fmt: skip
+    {
+        "base",
+        "abstract",
+        "static_dependencies",
+        "async_support",
+        "pro",
+        "prediction",
+        "protobuf",
+        "test",
+    }
+)
 
 
 def _load_real(pkg: str, name: str) -> Any:

@@ -116,10 +116,15 @@ class StreamStats:
 
 class Collector:
     def __init__(
-        self, entry: ExchangeSettings, exchange: Any, markets: list[LiveMarket],
-        on_trades: OnTrades, on_gap: Callable[[LiveMarket, int, int, str], Awaitable[None]],
-        backoff_max_s: float = 30.0, now_ms: Callable[[], int] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        entry: ExchangeSettings,
+        exchange: Any,
+        markets: list[LiveMarket],
+        on_trades: OnTrades,
+        on_gap: Callable[[LiveMarket, int, int, str], Awaitable[None]],
+        backoff_max_s: float = 30.0,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
         self.entry = entry
         #: the feeder's clock (event time in a replay rehearsal): an open gap ends "now"
         self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
@@ -234,8 +239,11 @@ class Collector:
 
     async def _stream(self) -> None:
         symbols = list(self.markets)
-        groups = [[s] for s in symbols] if self.entry.per_symbol or not self.ex.has.get(
-            "watchTradesForSymbols") else [symbols]  # fmt: skip
+        groups = (
+            [[s] for s in symbols]
+            if self.entry.per_symbol or not self.ex.has.get("watchTradesForSymbols")
+            else [symbols]
+        )
         streams = [asyncio.ensure_future(self._stream_group(g)) for g in groups]
         try:
             # The subscription is live once the exchange has had a moment to answer; from then
@@ -331,8 +339,14 @@ class Collector:
         try:
             got = await self._fetch_ids(m, lo, hi)
             self.stats.backfilled_trades += got
-            log.info("%s %s: trades %d..%d missing from the stream: %d backfilled",
-                     self.name, m.symbol, lo, hi, got)  # fmt: skip
+            log.info(
+                "%s %s: trades %d..%d missing from the stream: %d backfilled",
+                self.name,
+                m.symbol,
+                lo,
+                hi,
+                got,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - an unfillable gap is recorded, not fatal
@@ -365,9 +379,12 @@ class Collector:
         return bool(times) and min(times) < since_ms
 
     async def _fetch_since(
-        self, m: LiveMarket, since_ms: int, anchors: frozenset[int] = frozenset(),
+        self,
+        m: LiveMarket,
+        since_ms: int,
+        anchors: frozenset[int] = frozenset(),
         max_pages: int = 500,
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Trades by time from ``since_ms`` until a page brings nothing new.
 
         Many exchanges ignore ``since`` and answer with their most recent trades only (Bybit:
@@ -406,8 +423,9 @@ class Collector:
         reached = False
         try:
             for _ in range(max_pages):
-                trades = await self.ex.fetch_trades(m.symbol, since=since_ms, limit=UNTIL_PAGE,
-                                                    params={"until": until})  # fmt: skip
+                trades = await self.ex.fetch_trades(
+                    m.symbol, since=since_ms, limit=UNTIL_PAGE, params={"until": until}
+                )
                 if not trades:  # not even the trades seen at ``since``: unproven
                     break
                 got += self._deliver(trades, backfill=True)
@@ -472,6 +490,12 @@ class Collector:
         self.stats.unfilled_gaps += 1
         st = self.state(m)
         end_ms = st.last_ts_ms if st.last_ts_ms and st.last_ts_ms > from_ms else self.now_ms()
-        log.error("%s %s: backfill failed (%s): gap %d..%d recorded", self.name, m.symbol, err,
-                  from_ms, end_ms)  # fmt: skip
+        log.error(
+            "%s %s: backfill failed (%s): gap %d..%d recorded",
+            self.name,
+            m.symbol,
+            err,
+            from_ms,
+            end_ms,
+        )
         await self.on_gap(m, from_ms // 1000 + 1, end_ms // 1000, f"backfill failed: {err}"[:200])

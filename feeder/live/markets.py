@@ -61,9 +61,11 @@ def spec_from_ccxt(exchange_id: str, m: Mapping[str, Any]) -> MarketSpec:
 
 
 def select_markets(
-    exchange_id: str, markets: Mapping[str, Mapping[str, Any]], entry: ExchangeSettings,
+    exchange_id: str,
+    markets: Mapping[str, Mapping[str, Any]],
+    entry: ExchangeSettings,
     coins: Iterable[str],
-) -> list[LiveMarket]:  # fmt: skip
+) -> list[LiveMarket]:
     """The entry's markets: its ``symbols`` if listed, else every active market of a configured
     coin with an allowed quote that is spot (``kind == spot``) or a perpetual swap (``perp``)."""
     wanted = {c.upper() for c in coins}
@@ -168,5 +170,11 @@ def raw_from_ccxt(trades: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         info = t.get("info") or {}
         x = info.get("X") if isinstance(info, dict) else None
         mkt[i] = x is None or x == "MARKET"
-    return {"ts": ts, "price": price, "qty": qty, "is_buyer_maker": bm, "trade_id": ids,
-            "is_market": mkt}  # fmt: skip
+    return {
+        "ts": ts,
+        "price": price,
+        "qty": qty,
+        "is_buyer_maker": bm,
+        "trade_id": ids,
+        "is_market": mkt,
+    }

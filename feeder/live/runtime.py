@@ -141,22 +141,31 @@ class Feeder:
         if self.store is None:
             self.store = open_store(self.settings)
         coins = list(fs.coins or self.settings.coins)
-        self.writer = StoreWriter(self.store, Spool(fs.spool_dir), self.stats, fs.queue_size,
-                                  flush_s=fs.flush_interval_s,
-                                  spool_max_bytes=int(fs.spool_max_mb * 2**20))  # fmt: skip
+        self.writer = StoreWriter(
+            self.store,
+            Spool(fs.spool_dir),
+            self.stats,
+            fs.queue_size,
+            flush_s=fs.flush_interval_s,
+            spool_max_bytes=int(fs.spool_max_mb * 2**20),
+        )
         r = self.settings.redis
         self.publisher = (
             RedisPublisher(
                 AsyncRedisBarStream(r.url, r.prefix, r.maxlen), self.stats, fs.queue_size
             )
-            if self.redis and r.enabled else None
-        )  # fmt: skip
+            if self.redis and r.enabled
+            else None
+        )
         for entry in fs.exchanges:
             ex = self._make_exchange(entry)
             self._exchanges.append(ex)
             markets = await self._load_markets(ex, entry)
-            chosen = [m for m in select_markets(entry.id, markets, entry, coins)
-                      if m.market not in self.markets]  # fmt: skip
+            chosen = [
+                m
+                for m in select_markets(entry.id, markets, entry, coins)
+                if m.market not in self.markets
+            ]
             if not chosen:
                 log.warning("%s %s: no market for %s", entry.id, entry.kind.value, coins)
                 continue
@@ -175,14 +184,22 @@ class Feeder:
             self.collectors.append(col)
             for m in chosen:
                 self.markets[m.market] = MarketRuntime(
-                    m, LiveBarBuilder(m.market, self.settings.grace_s, fs.retain_s, self.rejects),
-                    IdDeduplicator(window=20_000), col,
-                )  # fmt: skip
-            log.info("%s %s: %d markets: %s%s", entry.id, entry.kind.value, len(chosen),
-                     ", ".join(m.market for m in chosen[:12]),
-                     " ..." if len(chosen) > 12 else "")  # fmt: skip
-        configured = {m.id for c in coins if c in self.settings.coins
-                      for m in self.settings.markets(c)}  # fmt: skip
+                    m,
+                    LiveBarBuilder(m.market, self.settings.grace_s, fs.retain_s, self.rejects),
+                    IdDeduplicator(window=20_000),
+                    col,
+                )
+            log.info(
+                "%s %s: %d markets: %s%s",
+                entry.id,
+                entry.kind.value,
+                len(chosen),
+                ", ".join(m.market for m in chosen[:12]),
+                " ..." if len(chosen) > 12 else "",
+            )
+        configured = {
+            m.id for c in coins if c in self.settings.coins for m in self.settings.markets(c)
+        }
         missing = sorted(configured - set(self.markets))
         if missing:
             log.warning("configured in squeezeflow.coins but not collected: %s", ", ".join(missing))
@@ -198,8 +215,13 @@ class Feeder:
                 error = e
             if attempt < STARTUP_ATTEMPTS:
                 delay = backoff.next()
-                log.warning("%s %s: markets not loaded (%s); retrying in %.1f s", entry.id,
-                            entry.kind.value, type(error).__name__, delay)  # fmt: skip
+                log.warning(
+                    "%s %s: markets not loaded (%s); retrying in %.1f s",
+                    entry.id,
+                    entry.kind.value,
+                    type(error).__name__,
+                    delay,
+                )
                 await asyncio.sleep(delay)
         for x in self._exchanges:
             with contextlib.suppress(Exception):
@@ -211,19 +233,31 @@ class Feeder:
         ) from error
 
     # ----- trades in --------------------------------------------------------------------------
-    def on_trades(self, m: LiveMarket, raw: dict[str, np.ndarray], recv_ns: int, backfill: bool,
-                  liquidation: bool = False) -> int:  # fmt: skip
+    def on_trades(
+        self,
+        m: LiveMarket,
+        raw: dict[str, np.ndarray],
+        recv_ns: int,
+        backfill: bool,
+        liquidation: bool = False,
+    ) -> int:
         """Normalise, deduplicate and fold trades into the market's bars; returns how many
         were accepted (new)."""
         rt = self.markets[m.market]
         n = len(raw["price"])
         batch = normalise(
-            m.spec, ts=raw["ts"], price=raw["price"], qty=raw["qty"],
-            is_buyer_maker=raw["is_buyer_maker"], trade_id=raw["trade_id"],
+            m.spec,
+            ts=raw["ts"],
+            price=raw["price"],
+            qty=raw["qty"],
+            is_buyer_maker=raw["is_buyer_maker"],
+            trade_id=raw["trade_id"],
             is_market=raw.get("is_market"),
             liquidation=np.ones(n, np.bool_) if liquidation else None,
-            ts_recv=recv_ns, dedup=None if liquidation else rt.dedup, rejects=self.rejects,
-        )  # fmt: skip
+            ts_recv=recv_ns,
+            dedup=None if liquidation else rt.dedup,
+            rejects=self.rejects,
+        )
         if liquidation:  # not trades: neither the trade counters nor the stream's liveness
             self.counters["liquidations"] += len(batch)
         else:
@@ -235,8 +269,11 @@ class Feeder:
             if ahead.any():  # a broken venue clock must not close (and cover) years of seconds
                 self.rejects.add("future_timestamp", int(ahead.sum()))
                 if self.rejects.counts["future_timestamp"] == int(ahead.sum()):
-                    log.warning("%s: trade(s) stamped more than %d s ahead of the clock refused",
-                                m.market, FUTURE_TOLERANCE_S)  # fmt: skip
+                    log.warning(
+                        "%s: trade(s) stamped more than %d s ahead of the clock refused",
+                        m.market,
+                        FUTURE_TOLERANCE_S,
+                    )
                 batch = batch.take(~ahead)
         if len(batch) == 0:
             return 0
@@ -308,8 +345,11 @@ class Feeder:
             # Every new watermark is published, quiet seconds too: readers' completeness must not
             # wait for the next trade.
             if self.publisher is not None and (len(out.bars_1s) or final or wm != rt.published_wm):
-                self.publisher.put(LiveItem(rt.m.market, kind, out.bars_1s, wm,
-                                            list(rt.session_cov), rt.published_wm))  # fmt: skip
+                self.publisher.put(
+                    LiveItem(
+                        rt.m.market, kind, out.bars_1s, wm, list(rt.session_cov), rt.published_wm
+                    )
+                )
                 rt.published_wm = wm
 
     async def _clock_loop(self) -> None:
@@ -410,14 +450,18 @@ class Feeder:
                 "backfilled_trades": c.stats.backfilled_trades,
                 "unfilled_gaps": c.stats.unfilled_gaps,
                 "last_error": c.stats.last_error,
-            }  # fmt: skip
+            }
         markets = {
-            k: {"last_trade_age_s": round(now - rt.last_trade_recv, 3)
-                if rt.last_trade_recv else None,
-                "watermark": rt.builder.watermark, "trades": rt.trades,
-                "held": rt.collector.state(rt.m).hold_ms is not None if rt.collector else False}
+            k: {
+                "last_trade_age_s": round(now - rt.last_trade_recv, 3)
+                if rt.last_trade_recv
+                else None,
+                "watermark": rt.builder.watermark,
+                "trades": rt.trades,
+                "held": rt.collector.state(rt.m).hold_ms is not None if rt.collector else False,
+            }
             for k, rt in self.markets.items()
-        }  # fmt: skip
+        }
         up = all(s["connected"] for s in streams.values()) and self.stats.store_up
         failing = self.fatal or self.writer.failure
         refused = self.writer.refused and f"store refused points: {self.writer.refused}"
@@ -429,16 +473,21 @@ class Feeder:
             "task_restarts": dict(self.task_restarts),
             "streams": streams,
             "markets": markets,
-            "queues": {"store": {"size": self.writer.queue.qsize(),
-                                 "max": self.writer.queue.maxsize},
-                       "redis": self.publisher.depth() if self.publisher else None},
-            "spool": {"batches": len(self.writer.spool), "bytes": self.writer.spool.bytes,
-                      "quarantined": self.writer.spool.quarantined},
-            "store_up": self.stats.store_up, "redis_up": self.stats.redis_up,
+            "queues": {
+                "store": {"size": self.writer.queue.qsize(), "max": self.writer.queue.maxsize},
+                "redis": self.publisher.depth() if self.publisher else None,
+            },
+            "spool": {
+                "batches": len(self.writer.spool),
+                "bytes": self.writer.spool.bytes,
+                "quarantined": self.writer.spool.quarantined,
+            },
+            "store_up": self.stats.store_up,
+            "redis_up": self.stats.redis_up,
             "gaps": self.gaps[-100:],
             "rejects": dict(self.rejects.counts),
             "counters": dict(self.counters) | dict(self.stats.counters),
-        }  # fmt: skip
+        }
 
     def metrics(self) -> str:
         h = self.health()
@@ -448,12 +497,16 @@ class Feeder:
         ]
         for k in ("trades_live", "trades_backfilled"):
             lines.append(f'squeezeflow_trades_total{{path="{k[7:]}"}} {self.counters[k]}')
-        lines += ["# HELP squeezeflow_rejected_total Trades refused, by reason.",
-                  "# TYPE squeezeflow_rejected_total counter"]  # fmt: skip
+        lines += [
+            "# HELP squeezeflow_rejected_total Trades refused, by reason.",
+            "# TYPE squeezeflow_rejected_total counter",
+        ]
         for reason, n in sorted(self.rejects.counts.items()):
             lines.append(f'squeezeflow_rejected_total{{reason="{reason}"}} {n}')
-        lines += ["# HELP squeezeflow_last_trade_age_seconds Seconds since the last trade.",
-                  "# TYPE squeezeflow_last_trade_age_seconds gauge"]  # fmt: skip
+        lines += [
+            "# HELP squeezeflow_last_trade_age_seconds Seconds since the last trade.",
+            "# TYPE squeezeflow_last_trade_age_seconds gauge",
+        ]
         for k, v in h["markets"].items():
             if v["last_trade_age_s"] is not None:
                 lines.append(
@@ -467,7 +520,7 @@ class Feeder:
             "# TYPE squeezeflow_open_interest_total counter",
             f'squeezeflow_open_interest_total{{outcome="stored"}} {self.counters["oi_points"]}',
             f'squeezeflow_open_interest_total{{outcome="error"}} {self.counters["oi_errors"]}',
-        ]  # fmt: skip
+        ]
         lines += ["# TYPE squeezeflow_reconnects_total counter"]
         for k, v in h["streams"].items():
             lines.append(f'squeezeflow_reconnects_total{{stream="{k}"}} {v["reconnects"]}')
@@ -484,7 +537,7 @@ class Feeder:
             f"squeezeflow_store_up {int(self.stats.store_up)}",
             "# TYPE squeezeflow_redis_up gauge",
             f"squeezeflow_redis_up {int(self.stats.redis_up)}",
-        ]  # fmt: skip
+        ]
         return "\n".join(lines) + "\n"
 
     async def _http(self) -> web.AppRunner:
@@ -534,8 +587,7 @@ class Feeder:
                     self._fail(f"task {name} died {in_a_row} times in a row: {e!r}")
                     return
                 delay = backoff.next()
-                log.error("task %s died (%r); restarting in %.1f s", name, e, delay,
-                          exc_info=e)  # fmt: skip
+                log.error("task %s died (%r); restarting in %.1f s", name, e, delay, exc_info=e)
                 await asyncio.sleep(delay)
 
     def _fail(self, reason: str) -> None:
@@ -582,8 +634,9 @@ class Feeder:
             hold = rt.collector.state(rt.m).hold_ms if rt.collector is not None else None
             if hold is not None:
                 try:
-                    await self.on_gap(rt.m, hold // 1000, end_s, "stopped before its backfill "
-                                      "finished")  # fmt: skip
+                    await self.on_gap(
+                        rt.m, hold // 1000, end_s, "stopped before its backfill finished"
+                    )
                 except Exception:  # noqa: BLE001 - the store may be down: flush the rest anyway
                     log.exception("%s: could not record the gap at stop", rt.m.market)
         # The bar clock stops before the final tick: ticking on while the sinks drain would cover

@@ -120,8 +120,13 @@ class Spool:
         data = b"".join(r if r.endswith(b"\n") else r + b"\n" for r in records)
         self._write_all(self.quarantine, data)
         self.quarantined += len(records)
-        log.error("spool %s: %d record(s) quarantined to %s: %s", self.path, len(records),
-                  self.quarantine, why)  # fmt: skip
+        log.error(
+            "spool %s: %d record(s) quarantined to %s: %s",
+            self.path,
+            len(records),
+            self.quarantine,
+            why,
+        )
 
     @staticmethod
     def _write_all(path: Path, data: Raw) -> None:
@@ -152,8 +157,9 @@ class Spool:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise SpoolError(f"cannot create the spool directory {self.dir}: {e.strerror or e}"
-                             ) from e  # fmt: skip
+            raise SpoolError(
+                f"cannot create the spool directory {self.dir}: {e.strerror or e}"
+            ) from e
         data = "".join(b.to_json() + "\n" for b in batches).encode()
         self._write_all(self.path, data)
 

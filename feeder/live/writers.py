@@ -48,9 +48,15 @@ class StoreWriter:
     """
 
     def __init__(
-        self, store: BarStore, spool: Spool, stats: SinkStats, queue_size: int = 10_000,
-        retry_s: float = 2.0, flush_s: float = 1.0, spool_max_bytes: int = 1 << 30,
-    ) -> None:  # fmt: skip
+        self,
+        store: BarStore,
+        spool: Spool,
+        stats: SinkStats,
+        queue_size: int = 10_000,
+        retry_s: float = 2.0,
+        flush_s: float = 1.0,
+        spool_max_bytes: int = 1 << 30,
+    ) -> None:
         self.store = store
         self.spool = spool
         self.stats = stats
@@ -92,9 +98,11 @@ class StoreWriter:
         if self.spool.bytes + size > self.spool_max_bytes:
             self.stats.counters["spool_full_dropped"] += len(batches)
             if self.alert is None:
-                log.critical("spool %s is full (%d MB): dropping new batches, their "
-                             "seconds become gaps", self.spool.path,
-                             self.spool_max_bytes >> 20)  # fmt: skip
+                log.critical(
+                    "spool %s is full (%d MB): dropping new batches, their seconds become gaps",
+                    self.spool.path,
+                    self.spool_max_bytes >> 20,
+                )
             self.alert = f"spool full ({self.spool_max_bytes >> 20} MB): batches dropped"
             for b in batches:
                 self._lose(b, "spool full while the store was down")
@@ -105,8 +113,9 @@ class StoreWriter:
             self.stats.counters["spool_write_failed"] += 1
             self.stats.counters["batches_lost"] += len(batches)
             if self.failure is None:
-                log.critical("store %s down and %s: %d batch(es) lost", self.store.name, e,
-                             len(batches))  # fmt: skip
+                log.critical(
+                    "store %s down and %s: %d batch(es) lost", self.store.name, e, len(batches)
+                )
             self.failure = f"store down and {e}"
             return False
         return True
@@ -151,9 +160,14 @@ class StoreWriter:
         with (self.spool.dir / "refused.jsonl").open("a") as fh:
             fh.write(line + "\n")
         if self.stats.counters["store_refused_batches"] == 1:
-            log.error("store %s refused %s %s bars: %s (kept in %s; other markets go on)",
-                      self.store.name, batch.market, batch.resolution, message,
-                      self.spool.dir / "refused.jsonl")  # fmt: skip
+            log.error(
+                "store %s refused %s %s bars: %s (kept in %s; other markets go on)",
+                self.store.name,
+                batch.market,
+                batch.resolution,
+                message,
+                self.spool.dir / "refused.jsonl",
+            )
         self.refused = message
         self._lose(batch, f"refused by the store: {message}")
 
@@ -281,9 +295,13 @@ class RedisPublisher:
             item = await self.queue.get()
             try:
                 await self.stream.publish(
-                    item.market, item.kind, item.bars, watermark=item.watermark,
-                    coverage=item.coverage, lost=self.lost.get(item.market, []),
-                )  # fmt: skip
+                    item.market,
+                    item.kind,
+                    item.bars,
+                    watermark=item.watermark,
+                    coverage=item.coverage,
+                    lost=self.lost.get(item.market, []),
+                )
             except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
                 self._lose(item)
                 self.stats.counters["redis_failed"] += 1

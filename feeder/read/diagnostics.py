@@ -97,8 +97,9 @@ def history_warnings(
         opens = flow.index.as_unit("s").asi8.astype(np.int64)
         lacking = [m for m in markets if not covered(opens, timeframe_s, store.coverage(m)).all()]
         to_import = [m for m in lacking if m not in typos]
-        todo = [f"fix {m} in squeezeflow.coins.{coin} (did you mean {g}?)"
-                for m, g in typos.items()]  # fmt: skip
+        todo = [
+            f"fix {m} in squeezeflow.coins.{coin} (did you mean {g}?)" for m, g in typos.items()
+        ]
         if to_import:
             todo.append(_import_hint(to_import, first, last))
         out.append(
@@ -146,9 +147,13 @@ def complete_until(store: BarStore, markets: list[str], window_until: int | None
 
 
 def catch_up_message(
-    coin: str, store_name: str, candles: int, complete_until: int | None, now: float,
+    coin: str,
+    store_name: str,
+    candles: int,
+    complete_until: int | None,
+    now: float,
     tf_s: int,
-) -> str:  # fmt: skip
+) -> str:
     """The dry-run catch-up line: when the store is complete up to the current candle it says
     so; otherwise how far behind the store's complete flow is (or that it has none)."""
     head = f"SqueezeFlow: {coin} caught up from {store_name}: {candles} candles"

@@ -95,9 +95,14 @@ class FlowSource:
             df = self._history[key]
             log.info(
                 "SqueezeFlow: %s flow %s..%s (%d candles, %d incomplete) from %s in %.2fs",
-                coin, df.index[0] if len(df) else "-", df.index[-1] if len(df) else "-",
-                len(df), int((~df["complete"]).sum()), self.store.name, time.perf_counter() - t0,
-            )  # fmt: skip
+                coin,
+                df.index[0] if len(df) else "-",
+                df.index[-1] if len(df) else "-",
+                len(df),
+                int((~df["complete"]).sum()),
+                self.store.name,
+                time.perf_counter() - t0,
+            )
             for warning in history_warnings(self.store, self.settings, coin, df, self.tf):
                 log.warning(warning)
         return self._history[key]
@@ -129,8 +134,11 @@ class FlowSource:
             self._seconds[m.id] = secs[["time", *BAR_FIELDS]].reset_index(drop=True)
             self._stream_ids.pop(m.id, None)  # the next poll reads the stream from the boundary
             self._lost[m.id] = []
-        until = complete_until(self.store, [m.id for m in self.settings.markets(coin)],
-                               start + last * self.tf if ok.any() else None)  # fmt: skip
+        until = complete_until(
+            self.store,
+            [m.id for m in self.settings.markets(coin)],
+            start + last * self.tf if ok.any() else None,
+        )
         if self._logged_until.get(coin, -1) != until:  # said once, again only when it changes
             self._logged_until[coin] = until
             log.info(catch_up_message(coin, self.store.name, len(flow), until, now, self.tf))
@@ -167,8 +175,10 @@ class FlowSource:
             if self._redis_up is not False:
                 log.warning(
                     "SqueezeFlow: Redis unreachable at %s (%s): polling the %s store instead",
-                    self.settings.redis.url, e, self.store.name,
-                )  # fmt: skip
+                    self.settings.redis.url,
+                    e,
+                    self.store.name,
+                )
             self._redis_up = False
             self._poll_store(coins)
             return
@@ -234,15 +244,22 @@ class FlowSource:
         merged = pd.concat([keep, secs.loc[inside, ["time", *BAR_FIELDS]]], ignore_index=True)
         self._seconds[market] = merged.sort_values("time").reset_index(drop=True)
         self._store_cov[market] = merge_intervals(np.concatenate([have, got]))
-        log.info("SqueezeFlow: %s: %d s missing from the stream read from the %s store",
-                 market, int((got[:, 1] - got[:, 0]).sum()), self.store.name)  # fmt: skip
+        log.info(
+            "SqueezeFlow: %s: %d s missing from the stream read from the %s store",
+            market,
+            int((got[:, 1] - got[:, 0]).sum()),
+            self.store.name,
+        )
 
     def _trimmed(self, market: str, start: int, end: int) -> None:
         self.trimmed += 1
         self._lost.setdefault(market, []).append((start, end))
-        log.warning("SqueezeFlow: %s: Redis stream trimmed before it was read: %s..%s is a gap",
-                    market, pd.Timestamp(start, unit="s", tz="UTC"),
-                    pd.Timestamp(end, unit="s", tz="UTC"))  # fmt: skip
+        log.warning(
+            "SqueezeFlow: %s: Redis stream trimmed before it was read: %s..%s is a gap",
+            market,
+            pd.Timestamp(start, unit="s", tz="UTC"),
+            pd.Timestamp(end, unit="s", tz="UTC"),
+        )
 
     def wait_final(self, coins: list[str], until: int, timeout: float, every: float = 0.05) -> bool:
         """Wait up to ``timeout`` seconds for every market's watermark to reach ``until``.

@@ -119,20 +119,45 @@ class MarketSpec:
 
 SPECS: dict[MarketType, MarketSpec] = {
     "spot": MarketSpec(
-        "spot", "stream.binance.com", "api.binance.com", "api/v3", "BINANCE.exchangeInfo.json",
-        "binance", "spot", "public", "publicGetHistoricalTrades", 500, 1000,
+        "spot",
+        "stream.binance.com",
+        "api.binance.com",
+        "api/v3",
+        "BINANCE.exchangeInfo.json",
+        "binance",
+        "spot",
+        "public",
+        "publicGetHistoricalTrades",
+        500,
+        1000,
     ),
     "usdm": MarketSpec(
-        "usdm", "fstream.binance.com", "fapi.binance.com", "fapi/v1",
-        "BINANCE_FUTURES.exchangeInfo.json", "binanceusdm", "linear", "fapiPublic",
-        "fapiPublicGetHistoricalTrades", 100, 500,
+        "usdm",
+        "fstream.binance.com",
+        "fapi.binance.com",
+        "fapi/v1",
+        "BINANCE_FUTURES.exchangeInfo.json",
+        "binanceusdm",
+        "linear",
+        "fapiPublic",
+        "fapiPublicGetHistoricalTrades",
+        100,
+        500,
     ),
     "cm": MarketSpec(
-        "cm", "dstream.binance.com", "dapi.binance.com", "dapi/v1",
-        "BINANCE_DELIVERY.exchangeInfo.json", "binancecoinm", "inverse", "dapiPublic",
-        "dapiPublicGetHistoricalTrades", 100, 500,
+        "cm",
+        "dstream.binance.com",
+        "dapi.binance.com",
+        "dapi/v1",
+        "BINANCE_DELIVERY.exchangeInfo.json",
+        "binancecoinm",
+        "inverse",
+        "dapiPublic",
+        "dapiPublicGetHistoricalTrades",
+        100,
+        500,
     ),
-}  # fmt: skip
+}
 WS_HOSTS = {spec.ws_host: m for m, spec in SPECS.items()}
 REST_HOSTS = {spec.rest_host: m for m, spec in SPECS.items()}
 RECENT_DEFAULT_LIMIT = 500
@@ -415,9 +440,11 @@ def load_open_interest_csv(path: Path | str) -> list[OpenInterestPoint]:
             if market not in ("usdm", "cm"):
                 raise ValueError(f"{path}: market {market!r}: expected usdm or cm")
             point = OpenInterestPoint(
-                cast(MarketType, market), row["symbol"].strip(), int(row["time"]),
+                cast(MarketType, market),
+                row["symbol"].strip(),
+                int(row["time"]),
                 row["openInterest"].strip(),
-            )  # fmt: skip
+            )
             out.append(point)
     return out
 
@@ -522,9 +549,14 @@ def load_recordings(
     recordings: Iterable[Recording | Path | str | tuple[Path | str, MarketType | None]], who: str
 ) -> list[Recording]:
     """Recordings given as loaded ones, paths, or (path, market) pairs; at least one."""
-    recs = [r if isinstance(r, Recording)
-            else Recording.load(r[0], r[1]) if isinstance(r, tuple) else Recording.load(r)
-            for r in recordings]  # fmt: skip
+    recs = [
+        r
+        if isinstance(r, Recording)
+        else Recording.load(r[0], r[1])
+        if isinstance(r, tuple)
+        else Recording.load(r)
+        for r in recordings
+    ]
     if not recs:
         raise ValueError(f"{who} needs at least one recording")
     return recs
@@ -840,16 +872,19 @@ class ReplayServer(LoopbackServer):
         for item in items:
             symbols = self._symbols[item.market]
             if symbols and item.symbol not in symbols:
-                raise ValueError(f"{item}: {item.symbol} is not a {item.market} symbol in "
-                                 f"{SPECS[item.market].exchange_info_file}")  # fmt: skip
+                raise ValueError(
+                    f"{item}: {item.symbol} is not a {item.market} symbol in "
+                    f"{SPECS[item.market].exchange_info_file}"
+                )
 
     def _clock_offsets(self) -> dict[MarketType | None, int]:
         """Median (receive time - event time ``E``) of the recorded trade frames, per market
         (None: over all): where an exchange time falls on the recordings' receive clock."""
         per: dict[MarketType | None, list[int]] = {}
         for rec in self.recordings:
-            for ts, stream, line, off in zip(rec.ts_ns, rec.streams, rec.lines,
-                                             rec.data_offsets, strict=True):  # fmt: skip
+            for ts, stream, line, off in zip(
+                rec.ts_ns, rec.streams, rec.lines, rec.data_offsets, strict=True
+            ):
                 if stream.endswith("@trade"):
                     with contextlib.suppress(ValueError, KeyError, TypeError):
                         delta = ts - int(json.loads(line[off:-1])["E"]) * 1_000_000
@@ -873,8 +908,9 @@ class ReplayServer(LoopbackServer):
             offset = offsets.get(lq.market, offsets.get(None, 0))
             head = json.dumps({"stream": lq.stream}, separators=(",", ":"))[:-1] + ',"data":'
             line = head + json.dumps(event, separators=(",", ":")) + "}"
-            out.append((event["E"] * 1_000_000 + offset, lq.market, lq.stream.lower(), line,
-                        len(head)))  # fmt: skip
+            out.append(
+                (event["E"] * 1_000_000 + offset, lq.market, lq.stream.lower(), line, len(head))
+            )
         return out
 
     def _build_open_interest(self) -> None:
@@ -906,8 +942,13 @@ class ReplayServer(LoopbackServer):
                 info = json.loads(body)
             else:
                 log.warning("replay: %s not found: %s exchangeInfo has no symbols", path, market)
-                info = {"timezone": "UTC", "serverTime": 0, "rateLimits": [],
-                        "exchangeFilters": [], "symbols": []}  # fmt: skip
+                info = {
+                    "timezone": "UTC",
+                    "serverTime": 0,
+                    "rateLimits": [],
+                    "exchangeFilters": [],
+                    "symbols": [],
+                }
                 body = json.dumps(info).encode()
             self._exchange_info[market] = body
             self._symbols[market] = {s["symbol"]: s for s in info.get("symbols", [])}
@@ -1295,12 +1336,17 @@ class ReplayServer(LoopbackServer):
             body = {"openInterest": value, "symbol": symbol, "time": t}
         else:
             info = self._symbols[market].get(symbol, {})
-            body = {"symbol": symbol, "pair": info.get("pair", symbol.split("_", 1)[0]),
-                    "openInterest": value, "contractType": info.get("contractType", ""),
-                    "time": t}  # fmt: skip
+            body = {
+                "symbol": symbol,
+                "pair": info.get("pair", symbol.split("_", 1)[0]),
+                "openInterest": value,
+                "contractType": info.get("contractType", ""),
+                "time": t,
+            }
         self.open_interest_served.append((market, body))
-        return web.Response(text=json.dumps(body, separators=(",", ":")),
-                            content_type="application/json")  # fmt: skip
+        return web.Response(
+            text=json.dumps(body, separators=(",", ":")), content_type="application/json"
+        )
 
     def mark_price_at(self, market: MarketType, symbol: str) -> dict[str, str | int] | None:
         """``premiumIndex`` values now: the last recorded ``@markPrice`` frame the replay reached,
@@ -1311,10 +1357,13 @@ class ReplayServer(LoopbackServer):
         if marks is not None:
             k = bisect_left(marks[0], cursor)
             d = marks[1][k - 1 if k else 0]
-            return {"markPrice": str(d["p"]), "indexPrice": str(d.get("i", d["p"])),
-                    "estimatedSettlePrice": str(d.get("P", d["p"])),
-                    "lastFundingRate": str(d.get("r", "0.00000000")),
-                    "nextFundingTime": int(d.get("T", 0))}  # fmt: skip
+            return {
+                "markPrice": str(d["p"]),
+                "indexPrice": str(d.get("i", d["p"])),
+                "estimatedSettlePrice": str(d.get("P", d["p"])),
+                "lastFundingRate": str(d.get("r", "0.00000000")),
+                "nextFundingTime": int(d.get("T", 0)),
+            }
         st = self._trades.get((market, symbol))
         if st is None or not st.prices:
             return None
@@ -1323,8 +1372,13 @@ class ReplayServer(LoopbackServer):
         eight_hours = 8 * 3600 * 1000
         next_funding = (self.server_time_ms() // eight_hours + 1) * eight_hours
         # not recorded: index and settle price are the mark stand-in, the funding rate zero
-        return {"markPrice": price, "indexPrice": price, "estimatedSettlePrice": price,
-                "lastFundingRate": "0.00000000", "nextFundingTime": next_funding}  # fmt: skip
+        return {
+            "markPrice": price,
+            "indexPrice": price,
+            "estimatedSettlePrice": price,
+            "lastFundingRate": "0.00000000",
+            "nextFundingTime": next_funding,
+        }
 
     def _rest_premium_index(self, market: MarketType, q: Any) -> web.Response:
         """``GET premiumIndex[?symbol=]`` (mark price and funding): USD-M an object for a
@@ -1348,15 +1402,21 @@ class ReplayServer(LoopbackServer):
             row: dict[str, Any] = {"symbol": sym}
             if market == "cm":
                 row["pair"] = info.get("pair", sym.split("_", 1)[0])
-            row |= {k: mark[k] for k in ("markPrice", "indexPrice", "estimatedSettlePrice",
-                                         "lastFundingRate")}  # fmt: skip
-            row |= {"interestRate": "0.00010000", "nextFundingTime": mark["nextFundingTime"],
-                    "time": now}  # fmt: skip
+            row |= {
+                k: mark[k]
+                for k in ("markPrice", "indexPrice", "estimatedSettlePrice", "lastFundingRate")
+            }
+            row |= {
+                "interestRate": "0.00010000",
+                "nextFundingTime": mark["nextFundingTime"],
+                "time": now,
+            }
             rows.append(row)
             self.mark_prices_served.append((market, row))
         body: Any = rows[0] if market == "usdm" and symbol is not None else rows
-        return web.Response(text=json.dumps(body, separators=(",", ":")),
-                            content_type="application/json")  # fmt: skip
+        return web.Response(
+            text=json.dumps(body, separators=(",", ":")), content_type="application/json"
+        )
 
     def server_time_ms(self) -> int:
         """``/time``: the trade time of the last trade the replay reached (recorded clock)."""
@@ -1652,25 +1712,36 @@ def minimal_overrides(server: ReplayServer | str, exchange_id: str) -> dict[str,
 def describe(server: ReplayServer) -> str:
     """The URLs and the ccxt config to use, as printed by the CLI."""
     markets = sorted({r.market for r in server.recordings}, key=MARKET_TYPES.index)
-    lines = [f"replay server on {server.rest_url} ({len(server)} frames, speed "
-             f"{server.speed or 'max'}{', loop' if server.loop else ''})"]  # fmt: skip
+    lines = [
+        f"replay server on {server.rest_url} ({len(server)} frames, speed "
+        f"{server.speed or 'max'}{', loop' if server.loop else ''})"
+    ]
     for r in server.recordings:
         lines.append(f"  {r.market:4s} {r.path} ({len(r)} frames)")
     for m in markets:
         lines.append(f"  {m:4s} websocket {server.ws_base(m)}   REST {server.rest_base(m)}")
     if server.open_interest:
         series = sorted({f"{p.market} {p.symbol}" for p in server.open_interest})
-        lines.append(f"  open interest (supplied, not recorded): {len(server.open_interest)} "
-                     f"points: {', '.join(series)}")  # fmt: skip
+        lines.append(
+            f"  open interest (supplied, not recorded): {len(server.open_interest)} "
+            f"points: {', '.join(series)}"
+        )
     if server.liquidations:
-        lines.append(f"  liquidations (supplied, not recorded): {len(server.liquidations)} "
-                     "forceOrder events")  # fmt: skip
+        lines.append(
+            f"  liquidations (supplied, not recorded): {len(server.liquidations)} forceOrder events"
+        )
     ids = ["binance"] + [SPECS[m].ccxt_exchange for m in markets if m != "spot"]
     feeder = []
     for exchange_id in ids:
         over = ccxt_overrides(server, exchange_id, api_key=None)
-        feeder.append({"id": exchange_id, "kind": "spot" if exchange_id == "binance" else "perp",
-                       "urls": over["urls"], "options": over["options"]})  # fmt: skip
+        feeder.append(
+            {
+                "id": exchange_id,
+                "kind": "spot" if exchange_id == "binance" else "perp",
+                "urls": over["urls"],
+                "options": over["options"],
+            }
+        )
     keys = " ".join(f"SQUEEZEFLOW_API_KEY_{i.upper()}=replay-no-key" for i in ids)
     lines += [
         "paste into config.json at squeezeflow.feeder.exchanges (the feeder; every Binance URL "

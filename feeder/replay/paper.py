@@ -49,8 +49,20 @@ from feeder.replay.binance import (
 
 log = logging.getLogger(__name__)
 
-INTERVALS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
-             "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}  # fmt: skip
+INTERVALS = {
+    "1m": 60,
+    "3m": 180,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "4h": 14400,
+    "6h": 21600,
+    "8h": 28800,
+    "12h": 43200,
+    "1d": 86400,
+}
 KLINE_ENDPOINTS = {"klines", "markPriceKlines", "indexPriceKlines"}
 FUNDING_MS = 8 * 3600 * 1000
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -86,15 +98,23 @@ class Tape:
     def frame(self, i: int) -> str:
         """The ``<symbol>@trade`` combined-stream line of trade ``i``."""
         t = int(self.ms[i])
-        data = {"e": "trade", "E": t, "T": t, "s": self.symbol, "t": int(self.ids[i]),
-                "p": _num(self.price[i]), "q": _num(self.qty[i]),
-                "m": bool(self.buyer_maker[i])}  # fmt: skip
+        data = {
+            "e": "trade",
+            "E": t,
+            "T": t,
+            "s": self.symbol,
+            "t": int(self.ids[i]),
+            "p": _num(self.price[i]),
+            "q": _num(self.qty[i]),
+            "m": bool(self.buyer_maker[i]),
+        }
         if self.market == "spot":
             data["M"] = True
         else:
             data["X"] = "MARKET"
-        return json.dumps({"stream": f"{self.symbol.lower()}@trade", "data": data},
-                          separators=(",", ":"))  # fmt: skip
+        return json.dumps(
+            {"stream": f"{self.symbol.lower()}@trade", "data": data}, separators=(",", ":")
+        )
 
 
 MARKET_OF_ARCHIVE: dict[str, MarketType] = {"spot": "spot", "um": "usdm", "cm": "cm"}
@@ -109,10 +129,21 @@ def tapes_from_scenario(sc: Any) -> list[Tape]:
         parts.setdefault((day.market_type, day.symbol), []).append(day)
     out = []
     for (mt, symbol), days in parts.items():
-        cat = {k: np.concatenate([getattr(d, k) for d in days])
-               for k in ("ms", "ids", "price", "qty", "buyer_maker")}  # fmt: skip
-        out.append(Tape(MARKET_OF_ARCHIVE[mt], symbol, cat["ms"].astype(np.int64), cat["ids"],
-                        cat["price"], cat["qty"], cat["buyer_maker"].astype(bool)))  # fmt: skip
+        cat = {
+            k: np.concatenate([getattr(d, k) for d in days])
+            for k in ("ms", "ids", "price", "qty", "buyer_maker")
+        }
+        out.append(
+            Tape(
+                MARKET_OF_ARCHIVE[mt],
+                symbol,
+                cat["ms"].astype(np.int64),
+                cat["ids"],
+                cat["price"],
+                cat["qty"],
+                cat["buyer_maker"].astype(bool),
+            )
+        )
     return out
 
 
@@ -134,9 +165,17 @@ def tapes_from_recordings(recordings: Iterable[Recording]) -> list[Tape]:
     for (market, symbol), r in rows.items():
         r.sort()
         a = np.array(r, dtype=object)
-        out.append(Tape(market, symbol, a[:, 0].astype(np.int64), a[:, 1].astype(np.int64),
-                        a[:, 2].astype(float), a[:, 3].astype(float),
-                        a[:, 4].astype(bool)))  # fmt: skip
+        out.append(
+            Tape(
+                market,
+                symbol,
+                a[:, 0].astype(np.int64),
+                a[:, 1].astype(np.int64),
+                a[:, 2].astype(float),
+                a[:, 3].astype(float),
+                a[:, 4].astype(bool),
+            )
+        )
     return out
 
 
@@ -197,13 +236,16 @@ class PaperExchange(ReplayServer):
         recs = live_recordings(tapes, live_from_ms)
         if not recs:
             raise ValueError("paper exchange: no trade at or after the live start")
-        super().__init__(recs, host=host, port=port, speed=1.0, start_on_subscribe=0,
-                         markets_dir=markets_dir)  # fmt: skip
+        super().__init__(
+            recs, host=host, port=port, speed=1.0, start_on_subscribe=0, markets_dir=markets_dir
+        )
         self.wall_clock = True
         for market, symbol in self.tapes:
             if symbol not in self._symbols[market]:
-                raise ValueError(f"paper exchange: {symbol} is not in the {market} exchangeInfo "
-                                 f"of {self.markets_dir}")  # fmt: skip
+                raise ValueError(
+                    f"paper exchange: {symbol} is not in the {market} exchangeInfo "
+                    f"of {self.markets_dir}"
+                )
 
     # ------------------------------------------------------------------ what has been released
 
@@ -249,13 +291,17 @@ class PaperExchange(ReplayServer):
         symbol = q.get(key, "")
         if not symbol:
             if required:
-                raise _BinanceError(400, -1102, f"Mandatory parameter '{key}' was not sent, "
-                                    "was empty/null, or malformed.")  # fmt: skip
+                raise _BinanceError(
+                    400,
+                    -1102,
+                    f"Mandatory parameter '{key}' was not sent, was empty/null, or malformed.",
+                )
             return ""
         if (market, symbol) not in self.tapes:
             if symbol in self._symbols[market]:
-                raise _BinanceError(400, -1000, f"paper exchange: {symbol} has no trades in "
-                                    "this scenario")  # fmt: skip
+                raise _BinanceError(
+                    400, -1000, f"paper exchange: {symbol} has no trades in this scenario"
+                )
             raise _BinanceError(400, -1121, "Invalid symbol.")
         return cast(str, symbol)
 
@@ -310,11 +356,39 @@ class PaperExchange(ReplayServer):
                 buy, buy_quote = float(v[taker_buy].sum()), float(notional[taker_buy].sum())
                 prev_close = c
             if endpoint != "klines":  # mark/index price: trade prices stand in, no volume
-                rows.append([t, _num(o), _num(h), _num(lo_), _num(c), "0", t + step - 1, "0", 0,
-                             "0", "0", "0"])  # fmt: skip
+                rows.append(
+                    [
+                        t,
+                        _num(o),
+                        _num(h),
+                        _num(lo_),
+                        _num(c),
+                        "0",
+                        t + step - 1,
+                        "0",
+                        0,
+                        "0",
+                        "0",
+                        "0",
+                    ]
+                )
             else:
-                rows.append([t, _num(o), _num(h), _num(lo_), _num(c), _num(vol), t + step - 1,
-                             _num(quote), b - a, _num(buy), _num(buy_quote), "0"])  # fmt: skip
+                rows.append(
+                    [
+                        t,
+                        _num(o),
+                        _num(h),
+                        _num(lo_),
+                        _num(c),
+                        _num(vol),
+                        t + step - 1,
+                        _num(quote),
+                        b - a,
+                        _num(buy),
+                        _num(buy_quote),
+                        "0",
+                    ]
+                )
         return rows
 
     def _book(self, market: MarketType, symbol: str) -> tuple[Decimal, Decimal]:
@@ -335,8 +409,16 @@ class PaperExchange(ReplayServer):
             if endpoint == "ticker/price":
                 out.append({"symbol": sym, "price": last, "time": now})
             elif endpoint == "ticker/bookTicker":
-                out.append({"symbol": sym, "bidPrice": str(bid), "bidQty": "10",
-                            "askPrice": str(ask), "askQty": "10", "time": now})  # fmt: skip
+                out.append(
+                    {
+                        "symbol": sym,
+                        "bidPrice": str(bid),
+                        "bidQty": "10",
+                        "askPrice": str(ask),
+                        "askQty": "10",
+                        "time": now,
+                    }
+                )
             else:
                 out.append(self._ticker_24h(market, sym, now) | {"lastPrice": last})
         return out[0] if symbol and out else out
@@ -348,13 +430,22 @@ class PaperExchange(ReplayServer):
         p, v = tape.price[a:n], tape.qty[a:n]
         if len(p) == 0:
             p, v = tape.price[n - 1 : n], tape.qty[n - 1 : n] * 0
-        return {"symbol": symbol, "priceChange": _num(p[-1] - p[0]),
-                "priceChangePercent": _num(round(float((p[-1] / p[0] - 1) * 100), 3)),
-                "weightedAvgPrice": _num(float((p * v).sum() / v.sum()) if v.sum() else p[-1]),
-                "openPrice": _num(p[0]), "highPrice": _num(p.max()), "lowPrice": _num(p.min()),
-                "volume": _num(v.sum()), "quoteVolume": _num((p * v).sum()),
-                "openTime": now - 86_400_000, "closeTime": now, "firstId": int(tape.ids[a]),
-                "lastId": int(tape.ids[n - 1]), "count": int(n - a)}  # fmt: skip
+        return {
+            "symbol": symbol,
+            "priceChange": _num(p[-1] - p[0]),
+            "priceChangePercent": _num(round(float((p[-1] / p[0] - 1) * 100), 3)),
+            "weightedAvgPrice": _num(float((p * v).sum() / v.sum()) if v.sum() else p[-1]),
+            "openPrice": _num(p[0]),
+            "highPrice": _num(p.max()),
+            "lowPrice": _num(p.min()),
+            "volume": _num(v.sum()),
+            "quoteVolume": _num((p * v).sum()),
+            "openTime": now - 86_400_000,
+            "closeTime": now,
+            "firstId": int(tape.ids[a]),
+            "lastId": int(tape.ids[n - 1]),
+            "count": int(n - a),
+        }
 
     def _depth(self, market: MarketType, q: Any) -> dict[str, Any]:
         symbol = self._symbol(market, q, {"symbol", "limit"}, required=True)
@@ -363,13 +454,16 @@ class PaperExchange(ReplayServer):
         bid, ask = self._book(market, symbol)
         levels = min(limit, 20)
         now = self.server_time_ms()
-        return {"lastUpdateId": now, "E": now, "T": now,
-                "bids": [[str(bid - k * tick), "50"] for k in range(levels)],
-                "asks": [[str(ask + k * tick), "50"] for k in range(levels)]}  # fmt: skip
+        return {
+            "lastUpdateId": now,
+            "E": now,
+            "T": now,
+            "bids": [[str(bid - k * tick), "50"] for k in range(levels)],
+            "asks": [[str(ask + k * tick), "50"] for k in range(levels)],
+        }
 
     def _funding_history(self, market: MarketType, q: Any) -> list[dict[str, Any]]:
-        symbol = self._symbol(market, q, {"symbol", "startTime", "endTime", "limit"},
-                              required=True)  # fmt: skip
+        symbol = self._symbol(market, q, {"symbol", "startTime", "endTime", "limit"}, required=True)
         now = self.server_time_ms()
         tape = self.tapes[(market, symbol)]
         end = min(int(q.get("endTime") or now), now)
@@ -380,8 +474,14 @@ class PaperExchange(ReplayServer):
         out: list[dict[str, Any]] = []
         while t <= end and len(out) < limit:
             k = max(tape.split(t + 1) - 1, 0)
-            out.append({"symbol": symbol, "fundingTime": t, "fundingRate": self.funding_rate,
-                        "markPrice": _num(tape.price[k])})  # fmt: skip
+            out.append(
+                {
+                    "symbol": symbol,
+                    "fundingTime": t,
+                    "fundingRate": self.funding_rate,
+                    "markPrice": _num(tape.price[k]),
+                }
+            )
             t += FUNDING_MS
         return out
 
@@ -395,12 +495,16 @@ class PaperExchange(ReplayServer):
             if self.released(market, sym) == 0:
                 continue
             price = _num(self.last_price(market, sym))
-            row: dict[str, Any] = {"symbol": sym, "markPrice": price, "indexPrice": price,
-                                   "estimatedSettlePrice": price,
-                                   "lastFundingRate": self.funding_rate,
-                                   "interestRate": "0.00010000",
-                                   "nextFundingTime": (now // FUNDING_MS + 1) * FUNDING_MS,
-                                   "time": now}  # fmt: skip
+            row: dict[str, Any] = {
+                "symbol": sym,
+                "markPrice": price,
+                "indexPrice": price,
+                "estimatedSettlePrice": price,
+                "lastFundingRate": self.funding_rate,
+                "interestRate": "0.00010000",
+                "nextFundingTime": (now // FUNDING_MS + 1) * FUNDING_MS,
+                "time": now,
+            }
             if market == "cm":
                 row["pair"] = self._symbols[market][sym].get("pair", sym.split("_", 1)[0])
             rows.append(row)
@@ -408,8 +512,9 @@ class PaperExchange(ReplayServer):
 
 
 def _json(body: Any) -> web.Response:
-    return web.Response(text=json.dumps(body, separators=(",", ":")),
-                        content_type="application/json")  # fmt: skip
+    return web.Response(
+        text=json.dumps(body, separators=(",", ":")), content_type="application/json"
+    )
 
 
 # ---------------------------------------------------------------------------- FreqTrade

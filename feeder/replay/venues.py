@@ -117,9 +117,13 @@ OKX_REST_HOST = "www.okx.com"
 COINBASE_WS_HOST = "advanced-trade-ws.coinbase.com"
 COINBASE_REST_HOST = "api.coinbase.com"
 VENUE_OF_HOST: dict[str, Venue] = {
-    BYBIT_WS_HOST: "bybit", BYBIT_REST_HOST: "bybit", OKX_WS_HOST: "okx", OKX_REST_HOST: "okx",
-    COINBASE_WS_HOST: "coinbase", COINBASE_REST_HOST: "coinbase",
-}  # fmt: skip
+    BYBIT_WS_HOST: "bybit",
+    BYBIT_REST_HOST: "bybit",
+    OKX_WS_HOST: "okx",
+    OKX_REST_HOST: "okx",
+    COINBASE_WS_HOST: "coinbase",
+    COINBASE_REST_HOST: "coinbase",
+}
 
 #: Bybit recent-trade limits: (default, max) per category.
 BYBIT_RECENT_LIMITS = {"spot": (60, 60), "linear": (500, 1000), "inverse": (500, 1000)}
@@ -195,21 +199,34 @@ def venue_markets(venue: Venue, binance_symbol: str) -> dict[MarketType, VenueMa
     base = binance_symbol[:-4]
     if venue == "bybit":
         return {
-            "spot": VenueMarket("bybit", "spot", binance_symbol, binance_symbol, "spot",
-                                f"{base}/USDT", None),
-            "usdm": VenueMarket("bybit", "usdm", binance_symbol, binance_symbol, "linear",
-                                f"{base}/USDT:USDT", None),
-        }  # fmt: skip
+            "spot": VenueMarket(
+                "bybit", "spot", binance_symbol, binance_symbol, "spot", f"{base}/USDT", None
+            ),
+            "usdm": VenueMarket(
+                "bybit", "usdm", binance_symbol, binance_symbol, "linear", f"{base}/USDT:USDT", None
+            ),
+        }
     if venue == "okx":
         return {
-            "spot": VenueMarket("okx", "spot", binance_symbol, f"{base}-USDT", "SPOT",
-                                f"{base}/USDT", None),
-            "usdm": VenueMarket("okx", "usdm", binance_symbol, f"{base}-USDT-SWAP", "SWAP",
-                                f"{base}/USDT:USDT", OKX_SWAP_CT_VAL),
-        }  # fmt: skip
+            "spot": VenueMarket(
+                "okx", "spot", binance_symbol, f"{base}-USDT", "SPOT", f"{base}/USDT", None
+            ),
+            "usdm": VenueMarket(
+                "okx",
+                "usdm",
+                binance_symbol,
+                f"{base}-USDT-SWAP",
+                "SWAP",
+                f"{base}/USDT:USDT",
+                OKX_SWAP_CT_VAL,
+            ),
+        }
     if venue == "coinbase":
-        return {"spot": VenueMarket("coinbase", "spot", binance_symbol, f"{base}-USD", "SPOT",
-                                    f"{base}/USD", None)}  # fmt: skip
+        return {
+            "spot": VenueMarket(
+                "coinbase", "spot", binance_symbol, f"{base}-USD", "SPOT", f"{base}/USD", None
+            )
+        }
     raise ValueError(f"unknown venue {venue!r}, expected one of {VENUES}")
 
 
@@ -217,54 +234,126 @@ def _bybit_instrument(m: VenueMarket) -> dict[str, Any]:
     base = m.ccxt_symbol.split("/")[0]
     if m.category == "spot":
         return {
-            "symbol": m.symbol, "baseCoin": base, "quoteCoin": "USDT", "innovation": "0",
-            "status": "Trading", "marginTrading": "utaOnly", "stTag": "0",
-            "lotSizeFilter": {"basePrecision": "0.000001", "quotePrecision": "0.00000001",
-                              "minOrderQty": "0.000048", "maxOrderQty": "71.73956243",
-                              "minOrderAmt": "1", "maxOrderAmt": "2000000"},
+            "symbol": m.symbol,
+            "baseCoin": base,
+            "quoteCoin": "USDT",
+            "innovation": "0",
+            "status": "Trading",
+            "marginTrading": "utaOnly",
+            "stTag": "0",
+            "lotSizeFilter": {
+                "basePrecision": "0.000001",
+                "quotePrecision": "0.00000001",
+                "minOrderQty": "0.000048",
+                "maxOrderQty": "71.73956243",
+                "minOrderAmt": "1",
+                "maxOrderAmt": "2000000",
+            },
             "priceFilter": {"tickSize": "0.01"},
             "riskParameters": {"priceLimitRatioX": "0.01", "priceLimitRatioY": "0.02"},
-        }  # fmt: skip
+        }
     return {
-        "symbol": m.symbol, "contractType": "LinearPerpetual", "status": "Trading",
-        "baseCoin": base, "quoteCoin": "USDT", "launchTime": "1585526400000",
-        "deliveryTime": "0", "deliveryFeeRate": "", "priceScale": "2",
+        "symbol": m.symbol,
+        "contractType": "LinearPerpetual",
+        "status": "Trading",
+        "baseCoin": base,
+        "quoteCoin": "USDT",
+        "launchTime": "1585526400000",
+        "deliveryTime": "0",
+        "deliveryFeeRate": "",
+        "priceScale": "2",
         "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
         "priceFilter": {"minPrice": "0.10", "maxPrice": "1999999.80", "tickSize": "0.10"},
-        "lotSizeFilter": {"maxOrderQty": "1190.000", "minOrderQty": "0.001", "qtyStep": "0.001",
-                          "postOnlyMaxOrderQty": "1190.000", "maxMktOrderQty": "500.000",
-                          "minNotionalValue": "5"},
-        "unifiedMarginTrade": True, "fundingInterval": 480, "settleCoin": "USDT",
-        "copyTrading": "both", "upperFundingRate": "0.00375", "lowerFundingRate": "-0.00375",
-        "isPreListing": False, "preListingInfo": None,
-    }  # fmt: skip
+        "lotSizeFilter": {
+            "maxOrderQty": "1190.000",
+            "minOrderQty": "0.001",
+            "qtyStep": "0.001",
+            "postOnlyMaxOrderQty": "1190.000",
+            "maxMktOrderQty": "500.000",
+            "minNotionalValue": "5",
+        },
+        "unifiedMarginTrade": True,
+        "fundingInterval": 480,
+        "settleCoin": "USDT",
+        "copyTrading": "both",
+        "upperFundingRate": "0.00375",
+        "lowerFundingRate": "-0.00375",
+        "isPreListing": False,
+        "preListingInfo": None,
+    }
 
 
 def _okx_instrument(m: VenueMarket) -> dict[str, Any]:
     base = m.ccxt_symbol.split("/")[0]
     if m.category == "SPOT":
         return {
-            "alias": "", "auctionEndTime": "", "baseCcy": base, "category": "1", "ctMult": "",
-            "ctType": "", "ctVal": "", "ctValCcy": "", "expTime": "", "instFamily": "",
-            "instId": m.symbol, "instType": "SPOT", "lever": "10", "listTime": "1606468572000",
-            "lotSz": "0.00000001", "maxIcebergSz": "9999999999.0000000000000000",
-            "maxLmtAmt": "20000000", "maxLmtSz": "9999999999", "maxMktAmt": "1000000",
-            "maxMktSz": "", "maxStopSz": "", "maxTriggerSz": "9999999999.0000000000000000",
-            "maxTwapSz": "9999999999.0000000000000000", "minSz": "0.00001", "optType": "",
-            "quoteCcy": "USDT", "ruleType": "normal", "settleCcy": "", "state": "live",
-            "stk": "", "tickSz": "0.01", "uly": "",
-        }  # fmt: skip
+            "alias": "",
+            "auctionEndTime": "",
+            "baseCcy": base,
+            "category": "1",
+            "ctMult": "",
+            "ctType": "",
+            "ctVal": "",
+            "ctValCcy": "",
+            "expTime": "",
+            "instFamily": "",
+            "instId": m.symbol,
+            "instType": "SPOT",
+            "lever": "10",
+            "listTime": "1606468572000",
+            "lotSz": "0.00000001",
+            "maxIcebergSz": "9999999999.0000000000000000",
+            "maxLmtAmt": "20000000",
+            "maxLmtSz": "9999999999",
+            "maxMktAmt": "1000000",
+            "maxMktSz": "",
+            "maxStopSz": "",
+            "maxTriggerSz": "9999999999.0000000000000000",
+            "maxTwapSz": "9999999999.0000000000000000",
+            "minSz": "0.00001",
+            "optType": "",
+            "quoteCcy": "USDT",
+            "ruleType": "normal",
+            "settleCcy": "",
+            "state": "live",
+            "stk": "",
+            "tickSz": "0.01",
+            "uly": "",
+        }
     return {
-        "alias": "", "auctionEndTime": "", "baseCcy": "", "category": "1", "ctMult": "1",
-        "ctType": "linear", "ctVal": m.contract_value, "ctValCcy": base, "expTime": "",
-        "instFamily": f"{base}-USDT", "instId": m.symbol, "instType": "SWAP", "lever": "100",
-        "listTime": "1573557408000", "lotSz": "0.01", "maxIcebergSz": "100000000.0000000000000000",
-        "maxLmtAmt": "20000000", "maxLmtSz": "100000000", "maxMktAmt": "", "maxMktSz": "12000",
-        "maxStopSz": "12000", "maxTriggerSz": "100000000.0000000000000000",
-        "maxTwapSz": "100000000.0000000000000000", "minSz": "0.01", "optType": "",
-        "quoteCcy": "", "ruleType": "normal", "settleCcy": "USDT", "state": "live", "stk": "",
-        "tickSz": "0.1", "uly": f"{base}-USDT",
-    }  # fmt: skip
+        "alias": "",
+        "auctionEndTime": "",
+        "baseCcy": "",
+        "category": "1",
+        "ctMult": "1",
+        "ctType": "linear",
+        "ctVal": m.contract_value,
+        "ctValCcy": base,
+        "expTime": "",
+        "instFamily": f"{base}-USDT",
+        "instId": m.symbol,
+        "instType": "SWAP",
+        "lever": "100",
+        "listTime": "1573557408000",
+        "lotSz": "0.01",
+        "maxIcebergSz": "100000000.0000000000000000",
+        "maxLmtAmt": "20000000",
+        "maxLmtSz": "100000000",
+        "maxMktAmt": "",
+        "maxMktSz": "12000",
+        "maxStopSz": "12000",
+        "maxTriggerSz": "100000000.0000000000000000",
+        "maxTwapSz": "100000000.0000000000000000",
+        "minSz": "0.01",
+        "optType": "",
+        "quoteCcy": "",
+        "ruleType": "normal",
+        "settleCcy": "USDT",
+        "state": "live",
+        "stk": "",
+        "tickSz": "0.1",
+        "uly": f"{base}-USDT",
+    }
 
 
 def _coinbase_product(m: VenueMarket, price: str) -> dict[str, Any]:
@@ -272,18 +361,42 @@ def _coinbase_product(m: VenueMarket, price: str) -> dict[str, Any]:
     recorded and left empty)."""
     base = m.ccxt_symbol.split("/")[0]
     return {
-        "product_id": m.symbol, "price": price, "price_percentage_change_24h": "",
-        "volume_24h": "", "volume_percentage_change_24h": "", "base_increment": "0.00000001",
-        "quote_increment": "0.01", "quote_min_size": "1", "quote_max_size": "150000000",
-        "base_min_size": "0.00000001", "base_max_size": "3400", "base_name": "Bitcoin",
-        "quote_name": "US Dollar", "watched": False, "is_disabled": False, "new": False,
-        "status": "online", "cancel_only": False, "limit_only": False, "post_only": False,
-        "trading_disabled": False, "auction_mode": False, "product_type": "SPOT",
-        "quote_currency_id": "USD", "base_currency_id": base, "fcm_trading_session_details": None,
-        "mid_market_price": "", "alias": "", "alias_to": [], "base_display_symbol": base,
-        "quote_display_symbol": "USD", "view_only": False, "price_increment": "0.01",
-        "display_name": m.symbol, "product_venue": "CBE",
-    }  # fmt: skip
+        "product_id": m.symbol,
+        "price": price,
+        "price_percentage_change_24h": "",
+        "volume_24h": "",
+        "volume_percentage_change_24h": "",
+        "base_increment": "0.00000001",
+        "quote_increment": "0.01",
+        "quote_min_size": "1",
+        "quote_max_size": "150000000",
+        "base_min_size": "0.00000001",
+        "base_max_size": "3400",
+        "base_name": "Bitcoin",
+        "quote_name": "US Dollar",
+        "watched": False,
+        "is_disabled": False,
+        "new": False,
+        "status": "online",
+        "cancel_only": False,
+        "limit_only": False,
+        "post_only": False,
+        "trading_disabled": False,
+        "auction_mode": False,
+        "product_type": "SPOT",
+        "quote_currency_id": "USD",
+        "base_currency_id": base,
+        "fcm_trading_session_details": None,
+        "mid_market_price": "",
+        "alias": "",
+        "alias_to": [],
+        "base_display_symbol": base,
+        "quote_display_symbol": "USD",
+        "view_only": False,
+        "price_increment": "0.01",
+        "display_name": m.symbol,
+        "product_venue": "CBE",
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,15 +442,25 @@ class _Push:
 
 def _read_trades(rec: Recording, symbol: str) -> list[_Raw]:
     out: list[_Raw] = []
-    for ts, stream, line, off in zip(rec.ts_ns, rec.streams, rec.lines, rec.data_offsets,
-                                     strict=True):  # fmt: skip
+    for ts, stream, line, off in zip(
+        rec.ts_ns, rec.streams, rec.lines, rec.data_offsets, strict=True
+    ):
         if not stream.endswith("@trade"):
             continue
         d = json.loads(line[off:-1])
         if str(d.get("s")) != symbol or d.get("X", "MARKET") != "MARKET":
             continue  # futures insurance-fund / ADL rows are not public trades elsewhere
-        out.append(_Raw(ts, int(d["E"]), int(d["T"]), int(d["t"]), _dec_str(Decimal(d["p"])),
-                        _dec_str(Decimal(d["q"])), bool(d["m"])))  # fmt: skip
+        out.append(
+            _Raw(
+                ts,
+                int(d["E"]),
+                int(d["T"]),
+                int(d["t"]),
+                _dec_str(Decimal(d["p"])),
+                _dec_str(Decimal(d["q"])),
+                bool(d["m"]),
+            )
+        )
     return out
 
 
@@ -360,22 +483,36 @@ def _bybit_book(m: VenueMarket, raws: list[_Raw]) -> tuple[_Book, list[_Push]]:
             else:
                 tid = str(BYBIT_SPOT_ID_BASE + r.binance_id)
             side = "Sell" if r.sell else "Buy"
-            row: dict[str, Any] = {"execId": tid, "symbol": m.symbol, "price": r.price,
-                                   "size": r.qty, "side": side, "time": str(r.ts_ms),
-                                   "isBlockTrade": False}  # fmt: skip
+            row: dict[str, Any] = {
+                "execId": tid,
+                "symbol": m.symbol,
+                "price": r.price,
+                "size": r.qty,
+                "side": side,
+                "time": str(r.ts_ms),
+                "isBlockTrade": False,
+            }
             book.binance_ids.append(r.binance_id)
             book.ids.append(tid)
             book.times.append(r.ts_ms)
             book.rows.append(_dumps(row))
-            frame: dict[str, Any] = {"T": r.ts_ms, "s": m.symbol, "S": side, "v": r.qty,
-                                     "p": r.price}  # fmt: skip
+            frame: dict[str, Any] = {
+                "T": r.ts_ms,
+                "s": m.symbol,
+                "S": side,
+                "v": r.qty,
+                "p": r.price,
+            }
             if linear:
                 p = Decimal(r.price)
                 if prev_price is not None and p != prev_price:
                     tick = "PlusTick" if p > prev_price else "MinusTick"
                 elif prev_price is not None:
-                    tick = "ZeroPlusTick" if tick in ("PlusTick", "ZeroPlusTick") else (
-                        "ZeroMinusTick")  # fmt: skip
+                    tick = (
+                        "ZeroPlusTick"
+                        if tick in ("PlusTick", "ZeroPlusTick")
+                        else ("ZeroMinusTick")
+                    )
                 prev_price = p
                 frame["L"] = tick
             frame["i"] = tid
@@ -384,8 +521,12 @@ def _bybit_book(m: VenueMarket, raws: list[_Raw]) -> tuple[_Book, list[_Push]]:
                 seq += 1
                 frame["seq"] = 40_000_000_000 + seq
             data.append(frame)
-        msg = {"topic": f"publicTrade.{m.symbol}", "type": "snapshot",
-               "ts": max(r.event_ms for r in raws[i:j]), "data": data}  # fmt: skip
+        msg = {
+            "topic": f"publicTrade.{m.symbol}",
+            "type": "snapshot",
+            "ts": max(r.event_ms for r in raws[i:j]),
+            "data": data,
+        }
         pushes.append(_Push(raws[i].recv_ns, m.key, _dumps(msg), i, j - i))
         i = j
     return book, pushes
@@ -401,8 +542,15 @@ def _okx_book(m: VenueMarket, raws: list[_Raw]) -> tuple[_Book, list[_Push]]:
         tid = base_id + k
         sz = Decimal(r.qty) / ct if ct is not None else Decimal(r.qty)
         sizes.append(sz)
-        row = {"instId": m.symbol, "side": "sell" if r.sell else "buy", "sz": _dec_str(sz),
-               "source": "0", "px": r.price, "tradeId": str(tid), "ts": str(r.ts_ms)}  # fmt: skip
+        row = {
+            "instId": m.symbol,
+            "side": "sell" if r.sell else "buy",
+            "sz": _dec_str(sz),
+            "source": "0",
+            "px": r.price,
+            "tradeId": str(tid),
+            "ts": str(r.ts_ms),
+        }
         book.binance_ids.append(r.binance_id)
         book.ids.append(str(tid))
         book.id_ints.append(tid)
@@ -422,10 +570,17 @@ def _okx_book(m: VenueMarket, raws: list[_Raw]) -> tuple[_Book, list[_Push]]:
             j += 1
         seq += 1
         total = sum(sizes[i:j], Decimal(0))
-        rec = {"instId": m.symbol, "tradeId": book.ids[j - 1], "px": raws[i].price,
-               "sz": _dec_str(total), "side": "sell" if raws[i].sell else "buy",
-               "ts": str(raws[i].ts_ms), "count": str(j - i), "source": "0",
-               "seqId": 7_000_000_000 + seq}  # fmt: skip
+        rec = {
+            "instId": m.symbol,
+            "tradeId": book.ids[j - 1],
+            "px": raws[i].price,
+            "sz": _dec_str(total),
+            "side": "sell" if raws[i].sell else "buy",
+            "ts": str(raws[i].ts_ms),
+            "count": str(j - i),
+            "source": "0",
+            "seqId": 7_000_000_000 + seq,
+        }
         msg = {"arg": {"channel": "trades", "instId": m.symbol}, "data": [rec]}
         pushes.append(_Push(raws[i].recv_ns, m.key, _dumps(msg), i, j - i))
         i = j
@@ -439,10 +594,25 @@ def _coinbase_book(m: VenueMarket, raws: list[_Raw]) -> tuple[_Book, list[_Push]
         tid = str(COINBASE_ID_BASE + k)
         side = "SELL" if r.sell else "BUY"  # the taker's side, as ccxt reads it (no inversion)
         t = _iso_ms(r.ts_ms)
-        ws_row = {"trade_id": tid, "product_id": m.symbol, "price": r.price, "size": r.qty,
-                  "side": side, "time": t}  # fmt: skip
-        row = {"trade_id": tid, "product_id": m.symbol, "price": r.price, "size": r.qty,
-               "time": t, "side": side, "bid": "", "ask": "", "exchange": "coinbase"}  # fmt: skip
+        ws_row = {
+            "trade_id": tid,
+            "product_id": m.symbol,
+            "price": r.price,
+            "size": r.qty,
+            "side": side,
+            "time": t,
+        }
+        row = {
+            "trade_id": tid,
+            "product_id": m.symbol,
+            "price": r.price,
+            "size": r.qty,
+            "time": t,
+            "side": side,
+            "bid": "",
+            "ask": "",
+            "exchange": "coinbase",
+        }
         book.binance_ids.append(r.binance_id)
         book.ids.append(tid)
         book.id_ints.append(COINBASE_ID_BASE + k)
@@ -457,9 +627,11 @@ def _coinbase_book(m: VenueMarket, raws: list[_Raw]) -> tuple[_Book, list[_Push]
         while j < len(raws) and raws[j].recv_ns < raws[i].recv_ns + COINBASE_BATCH_NS:
             j += 1
         trades = ",".join(book.ws_rows[k] for k in range(j - 1, i - 1, -1))
-        text = (f'{{"channel":"market_trades","client_id":"","timestamp":'
-                f'"{_iso_ns(raws[j - 1].recv_ns)}","sequence_num":0,"events":[{{"type":"update",'
-                f'"trades":[{trades}]}}]}}')  # fmt: skip
+        text = (
+            f'{{"channel":"market_trades","client_id":"","timestamp":'
+            f'"{_iso_ns(raws[j - 1].recv_ns)}","sequence_num":0,"events":[{{"type":"update",'
+            f'"trades":[{trades}]}}]}}'
+        )
         pushes.append(_Push(raws[j - 1].recv_ns, m.key, text, i, j - i))
         i = j
     return book, pushes
@@ -490,8 +662,13 @@ class _VenueError(Exception):
 
     def response(self, now_ms: int) -> web.Response:
         if self.venue == "bybit":
-            body: dict[str, Any] = {"retCode": int(self.code), "retMsg": self.msg, "result": {},
-                                    "retExtInfo": {}, "time": now_ms}  # fmt: skip
+            body: dict[str, Any] = {
+                "retCode": int(self.code),
+                "retMsg": self.msg,
+                "result": {},
+                "retExtInfo": {},
+                "time": now_ms,
+            }
         elif self.venue == "coinbase":
             body = {"error": str(self.code), "error_details": self.msg, "message": self.msg}
         else:
@@ -682,8 +859,9 @@ class VenueReplayServer(LoopbackServer):
                         self.trades_sent += p.n_trades
                 self._cursor = slot + 1
         self._done.set()
-        log.info("venue replay: finished (%d pushes, %d trades sent)", self.pushes_sent,
-                 self.trades_sent)  # fmt: skip
+        log.info(
+            "venue replay: finished (%d pushes, %d trades sent)", self.pushes_sent, self.trades_sent
+        )
 
     def _outgoing(self, conn: _Conn, text: str) -> str:
         if conn.venue == "coinbase":  # numbered per connection
@@ -720,9 +898,12 @@ class VenueReplayServer(LoopbackServer):
                 return self._coinbase_rest(request, tail)
             except _VenueError as exc:
                 return exc.response(self.server_time_ms())
-        if is_ws and host == BYBIT_WS_HOST and tail in (
-            "v5/public/spot", "v5/public/linear", "v5/public/inverse", "v5/public/option"
-        ):  # fmt: skip
+        if (
+            is_ws
+            and host == BYBIT_WS_HOST
+            and tail
+            in ("v5/public/spot", "v5/public/linear", "v5/public/inverse", "v5/public/option")
+        ):
             return await self._websocket(request, "bybit", tail.rsplit("/", 1)[1])
         if is_ws and host == OKX_WS_HOST and tail in ("ws/v5/public", "ws/v5/business"):
             return await self._websocket(request, "okx", tail.rsplit("/", 1)[1])
@@ -738,8 +919,13 @@ class VenueReplayServer(LoopbackServer):
     # ---------------------------------------------------------------- Bybit REST
 
     def _bybit_ok(self, result: Any) -> web.Response:
-        body = {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {},
-                "time": self.server_time_ms()}  # fmt: skip
+        body = {
+            "retCode": 0,
+            "retMsg": "OK",
+            "result": result,
+            "retExtInfo": {},
+            "time": self.server_time_ms(),
+        }
         return web.Response(text=_dumps(body), content_type="application/json")
 
     def _bybit_rest(self, request: web.Request, tail: str) -> web.Response:
@@ -753,11 +939,15 @@ class VenueReplayServer(LoopbackServer):
                 raise _VenueError("bybit", 200, 10001, "params error: category is invalid")
             rows = []
             if q.get("status", "Trading") == "Trading":
-                rows = [_bybit_instrument(m) for m in self.markets.values()
-                        if m.venue == "bybit" and m.category == category
-                        and q.get("symbol", m.symbol) == m.symbol
-                        and q.get("baseCoin", m.ccxt_symbol.split("/")[0])
-                        == m.ccxt_symbol.split("/")[0]]  # fmt: skip
+                rows = [
+                    _bybit_instrument(m)
+                    for m in self.markets.values()
+                    if m.venue == "bybit"
+                    and m.category == category
+                    and q.get("symbol", m.symbol) == m.symbol
+                    and q.get("baseCoin", m.ccxt_symbol.split("/")[0])
+                    == m.ccxt_symbol.split("/")[0]
+                ]
             result: dict[str, Any] = {"category": category, "list": rows}
             if category != "spot":
                 result["nextPageCursor"] = ""
@@ -776,16 +966,19 @@ class VenueReplayServer(LoopbackServer):
             picked = range(hi - 1, max(0, hi - limit) - 1, -1)  # newest first
             text = "[" + ",".join(book.rows[i] for i in picked) + "]"
             now = self.server_time_ms()
-            body = (f'{{"retCode":0,"retMsg":"OK","result":{{"category":"{category}",'
-                    f'"list":{text}}},"retExtInfo":{{}},"time":{now}}}')  # fmt: skip
+            body = (
+                f'{{"retCode":0,"retMsg":"OK","result":{{"category":"{category}",'
+                f'"list":{text}}},"retExtInfo":{{}},"time":{now}}}'
+            )
             return web.Response(text=body, content_type="application/json")
         return self._unserved(request, "bybit")
 
     # ---------------------------------------------------------------- OKX REST
 
     def _okx_ok(self, data_text: str) -> web.Response:
-        return web.Response(text=f'{{"code":"0","msg":"","data":{data_text}}}',
-                            content_type="application/json")  # fmt: skip
+        return web.Response(
+            text=f'{{"code":"0","msg":"","data":{data_text}}}', content_type="application/json"
+        )
 
     def _okx_rest(self, request: web.Request, tail: str) -> web.Response:
         q = request.query
@@ -796,9 +989,11 @@ class VenueReplayServer(LoopbackServer):
             if inst_type not in ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"):
                 raise _VenueError("okx", 400, "51000", "Parameter instType error")
             cat = "SPOT" if inst_type == "MARGIN" else inst_type
-            rows = [_okx_instrument(m) for m in self.markets.values()
-                    if m.venue == "okx" and m.category == cat
-                    and q.get("instId", m.symbol) == m.symbol]  # fmt: skip
+            rows = [
+                _okx_instrument(m)
+                for m in self.markets.values()
+                if m.venue == "okx" and m.category == cat and q.get("instId", m.symbol) == m.symbol
+            ]
             return self._okx_ok(_dumps(rows))
         if tail in ("api/v5/market/trades", "api/v5/market/history-trades"):
             inst = q.get("instId", "")
@@ -845,29 +1040,45 @@ class VenueReplayServer(LoopbackServer):
         ours = [k for k in self.books if k[0] == "coinbase"]
         if tail == "v2/time":
             ms = self.server_time_ms()
-            return self._coinbase_ok({"data": {"iso": _iso_ms(ms)[:19] + "Z",
-                                               "epoch": ms // 1000}})  # fmt: skip
+            return self._coinbase_ok({"data": {"iso": _iso_ms(ms)[:19] + "Z", "epoch": ms // 1000}})
         if tail == "api/v3/brokerage/time":
             ms = self.server_time_ms()
-            return self._coinbase_ok({"iso": _iso_ms(ms)[:19] + "Z",
-                                      "epochSeconds": str(ms // 1000),
-                                      "epochMillis": str(ms)})  # fmt: skip
+            return self._coinbase_ok(
+                {
+                    "iso": _iso_ms(ms)[:19] + "Z",
+                    "epochSeconds": str(ms // 1000),
+                    "epochMillis": str(ms),
+                }
+            )
         # ccxt's load_markets calls fetch_currencies (``has['fetchCurrencies']``; its
         # ``fetchCurrencies`` option does not stop it): three public v2 endpoints
         if tail == "v2/currencies":
-            return self._coinbase_ok({"data": [{"id": "USD", "name": "US Dollar",
-                                                "min_size": "0.01"}]})  # fmt: skip
+            return self._coinbase_ok(
+                {"data": [{"id": "USD", "name": "US Dollar", "min_size": "0.01"}]}
+            )
         if tail == "v2/currencies/crypto":
             bases = sorted({self.markets[k].ccxt_symbol.split("/")[0] for k in ours})
-            data = [{"asset_id": str(uuid.uuid5(_UUID_NS, f"asset:{b}")), "code": b,
-                     "name": "Bitcoin" if b == "BTC" else b, "color": "#F7931A",
-                     "sort_index": "100", "exponent": "8", "type": "crypto",
-                     "address_regex": ""} for b in bases]  # fmt: skip
+            data = [
+                {
+                    "asset_id": str(uuid.uuid5(_UUID_NS, f"asset:{b}")),
+                    "code": b,
+                    "name": "Bitcoin" if b == "BTC" else b,
+                    "color": "#F7931A",
+                    "sort_index": "100",
+                    "exponent": "8",
+                    "type": "crypto",
+                    "address_regex": "",
+                }
+                for b in bases
+            ]
             return self._coinbase_ok({"data": data})
         if tail == "v2/exchange-rates":
             cur = q.get("currency", "USD").upper()
-            usd_per = {self.markets[k].ccxt_symbol.split("/")[0]: Decimal(self._last_price(k))
-                       for k in ours if self.books[k].rows}  # fmt: skip
+            usd_per = {
+                self.markets[k].ccxt_symbol.split("/")[0]: Decimal(self._last_price(k))
+                for k in ours
+                if self.books[k].rows
+            }
             usd_per["USD"] = Decimal(1)
             if cur not in usd_per:
                 raise _VenueError("coinbase", 400, "invalid_request", f"Invalid currency {cur}")
@@ -877,10 +1088,14 @@ class VenueReplayServer(LoopbackServer):
             wanted = q.getall("product_ids", [])
             rows = []
             if q.get("product_type", "SPOT") == "SPOT":  # no futures are recorded
-                rows = [_coinbase_product(self.markets[k], self._last_price(k)) for k in ours
-                        if not wanted or k[2] in wanted]  # fmt: skip
-            return self._coinbase_ok({"products": rows, "num_products": len(rows),
-                                      "pagination": None})  # fmt: skip
+                rows = [
+                    _coinbase_product(self.markets[k], self._last_price(k))
+                    for k in ours
+                    if not wanted or k[2] in wanted
+                ]
+            return self._coinbase_ok(
+                {"products": rows, "num_products": len(rows), "pagination": None}
+            )
         prefix, _, rest = tail.partition("api/v3/brokerage/market/products/")
         product, _, what = rest.partition("/")
         if prefix == "" and what == "ticker":
@@ -909,13 +1124,19 @@ class VenueReplayServer(LoopbackServer):
         ws = web.WebSocketResponse(compress=False, autoping=True, max_msg_size=1 << 20)
         await ws.prepare(request)
         self._conn_seq += 1
-        conn_id = (str(uuid.uuid5(_UUID_NS, f"conn:{self._conn_seq}")) if venue == "bybit"
-                   else f"{self._conn_seq:08x}")  # fmt: skip
+        conn_id = (
+            str(uuid.uuid5(_UUID_NS, f"conn:{self._conn_seq}"))
+            if venue == "bybit"
+            else f"{self._conn_seq:08x}"
+        )
         conn = _Conn(ws, request, venue, path, conn_id)
         self._conns.add(conn)
         self.connections_total += 1
-        handler = {"bybit": self._bybit_text, "okx": self._okx_text,
-                   "coinbase": self._coinbase_text}[venue]  # fmt: skip
+        handler = {
+            "bybit": self._bybit_text,
+            "okx": self._okx_text,
+            "coinbase": self._coinbase_text,
+        }[venue]
 
         def answer(text: str) -> list[str]:
             self.client_messages.append(text)
@@ -926,8 +1147,7 @@ class VenueReplayServer(LoopbackServer):
 
     def _bybit_text(self, conn: _Conn, text: str) -> list[str]:
         def reply(success: bool, ret_msg: str, op: str, req_id: Any) -> str:
-            out: dict[str, Any] = {"success": success, "ret_msg": ret_msg,
-                                   "conn_id": conn.conn_id}  # fmt: skip
+            out: dict[str, Any] = {"success": success, "ret_msg": ret_msg, "conn_id": conn.conn_id}
             if req_id is not None:
                 out["req_id"] = req_id
             out["op"] = op
@@ -993,9 +1213,15 @@ class VenueReplayServer(LoopbackServer):
             channel, inst = arg.get("channel"), arg.get("instId")
             keys = [k for k in self.books if k[0] == "okx" and k[2] == inst]
             if channel != "trades" or conn.path != "public" or not keys:
-                out.append(error("60018", f"Wrong URL or channel:{channel},instId:{inst} doesn't "
-                                 "exist (replay serves the recorded trades channel on "
-                                 "/ws/v5/public only)", rid))  # fmt: skip
+                out.append(
+                    error(
+                        "60018",
+                        f"Wrong URL or channel:{channel},instId:{inst} doesn't "
+                        "exist (replay serves the recorded trades channel on "
+                        "/ws/v5/public only)",
+                        rid,
+                    )
+                )
                 continue
             if op == "subscribe":
                 self._subscribe(conn, keys[0])
@@ -1004,8 +1230,9 @@ class VenueReplayServer(LoopbackServer):
             reply: dict[str, Any] = {}
             if rid is not None:
                 reply["id"] = rid
-            reply.update({"event": op, "arg": {"channel": channel, "instId": inst},
-                          "connId": conn.conn_id})  # fmt: skip
+            reply.update(
+                {"event": op, "arg": {"channel": channel, "instId": inst}, "connId": conn.conn_id}
+            )
             out.append(_dumps(reply))
         return out
 
@@ -1017,9 +1244,11 @@ class VenueReplayServer(LoopbackServer):
 
         def frame(channel: str, events: str) -> str:
             conn.seq += 1
-            return (f'{{"channel":"{channel}","client_id":"","timestamp":'
-                    f'"{_iso_ns(self.server_time_ms() * 1_000_000)}","sequence_num":{conn.seq - 1},'
-                    f'"events":{events}}}')  # fmt: skip
+            return (
+                f'{{"channel":"{channel}","client_id":"","timestamp":'
+                f'"{_iso_ns(self.server_time_ms() * 1_000_000)}","sequence_num":{conn.seq - 1},'
+                f'"events":{events}}}'
+            )
 
         def error(msg: str) -> list[str]:
             return [_dumps({"type": "error", "message": msg})]
@@ -1056,8 +1285,12 @@ class VenueReplayServer(LoopbackServer):
                 out.append(frame("market_trades", f'[{{"type":"snapshot","trades":[{trades}]}}]'))
                 self.snapshots_sent += 1
         subs = sorted(k[2] for k in conn.keys)
-        out.append(frame("subscriptions", _dumps([{"subscriptions": (
-            {"market_trades": subs} if subs else {})}])))  # fmt: skip
+        out.append(
+            frame(
+                "subscriptions",
+                _dumps([{"subscriptions": ({"market_trades": subs} if subs else {})}]),
+            )
+        )
         return out
 
     def _subscribe(self, conn: _Conn, key: tuple[str, str, str]) -> None:

@@ -263,14 +263,21 @@ class ParquetStore:
                 old = pq.read_table(path).to_pandas()
                 part = pd.concat([old[~old["time"].isin(part["time"])], part], ignore_index=True)
             part = part.sort_values("time", ignore_index=True)
-            _write_table(path, pa.Table.from_pandas(part.astype({"time": "int64", "oi": "float64"}),
-                                                    preserve_index=False))  # fmt: skip
+            _write_table(
+                path,
+                pa.Table.from_pandas(
+                    part.astype({"time": "int64", "oi": "float64"}), preserve_index=False
+                ),
+            )
         return len(oi)
 
     def read_oi(self, market: str, start: int, end: int) -> pd.DataFrame:
         base = self.root / "oi" / market_dir_name(market)
-        parts = [pq.read_table(p).to_pandas() for d in range(start - start % DAY, end, DAY)
-                 if (p := base / f"{day_name(d)}.parquet").exists()]  # fmt: skip
+        parts = [
+            pq.read_table(p).to_pandas()
+            for d in range(start - start % DAY, end, DAY)
+            if (p := base / f"{day_name(d)}.parquet").exists()
+        ]
         if not parts:
             return pd.DataFrame(
                 {"time": pd.Series(dtype="int64"), "oi": pd.Series(dtype="float64")}
@@ -303,8 +310,11 @@ class ParquetStore:
             name = day_name(day)
             path = base / f"{name}.parquet"
             if any(base.glob(f"{name}.part-*.parquet")) if base.exists() else False:
-                tables.append(pa.Table.from_pandas(self._read_day(base, name), schema=_BAR_SCHEMA,
-                                                   preserve_index=False))  # fmt: skip
+                tables.append(
+                    pa.Table.from_pandas(
+                        self._read_day(base, name), schema=_BAR_SCHEMA, preserve_index=False
+                    )
+                )
             elif path.exists():
                 tables.append(pq.read_table(path))
         if not tables:

@@ -212,9 +212,16 @@ def _s(v: bytes | str) -> str:
 
 
 def _publish_commands(
-    pipe: Any, prefix: str, maxlen: int, market: str, kind: str, bars: pd.DataFrame,
-    watermark: int | None, coverage: Any, lost: Any,
-) -> int:  # fmt: skip
+    pipe: Any,
+    prefix: str,
+    maxlen: int,
+    market: str,
+    kind: str,
+    bars: pd.DataFrame,
+    watermark: int | None,
+    coverage: Any,
+    lost: Any,
+) -> int:
     entries = encode_bars(market, kind, bars, watermark) if len(bars) else []
     key = stream_key(prefix, market)
     for e in entries:
@@ -242,13 +249,19 @@ class RedisBarStream:
         self.bad = BadEntries()
 
     def publish(
-        self, market: str, kind: str, bars: pd.DataFrame, watermark: int | None = None,
-        coverage: Any = None, lost: Any = None,
-    ) -> int:  # fmt: skip
+        self,
+        market: str,
+        kind: str,
+        bars: pd.DataFrame,
+        watermark: int | None = None,
+        coverage: Any = None,
+        lost: Any = None,
+    ) -> int:
         """Append bars to the market's stream; then set its latest bar, watermark and state."""
         pipe = self.r.pipeline(transaction=False)
-        n = _publish_commands(pipe, self.prefix, self.maxlen, market, kind, bars, watermark,
-                              coverage, lost)  # fmt: skip
+        n = _publish_commands(
+            pipe, self.prefix, self.maxlen, market, kind, bars, watermark, coverage, lost
+        )
         pipe.execute()
         return n
 
@@ -393,12 +406,18 @@ class AsyncRedisBarStream:
         self.maxlen = maxlen
 
     async def publish(
-        self, market: str, kind: str, bars: pd.DataFrame, watermark: int | None = None,
-        coverage: Any = None, lost: Any = None,
-    ) -> int:  # fmt: skip
+        self,
+        market: str,
+        kind: str,
+        bars: pd.DataFrame,
+        watermark: int | None = None,
+        coverage: Any = None,
+        lost: Any = None,
+    ) -> int:
         pipe = self.r.pipeline(transaction=False)
-        n = _publish_commands(pipe, self.prefix, self.maxlen, market, kind, bars, watermark,
-                              coverage, lost)  # fmt: skip
+        n = _publish_commands(
+            pipe, self.prefix, self.maxlen, market, kind, bars, watermark, coverage, lost
+        )
         await pipe.execute()
         return n
 

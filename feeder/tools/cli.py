@@ -122,17 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
         "plus the 1h mark and funding-rate files a futures backtest needs.",
     )
     exp.add_argument("--pairs", nargs="+", required=True, help="e.g. BTC/USDT:USDT ETH/USDT:USDT")
-    exp.add_argument("--timeframes", nargs="+", default=["5m", "1h", "4h"], type=_timeframe,
-                     help="FreqTrade timeframes (1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w); "
-                     "default 5m 1h 4h")  # fmt: skip
+    exp.add_argument(
+        "--timeframes",
+        nargs="+",
+        default=["5m", "1h", "4h"],
+        type=_timeframe,
+        help="FreqTrade timeframes (1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w); "
+        "default 5m 1h 4h",
+    )
     exp.add_argument(
         "--start",
         type=_parse_day,
         help="first day (default: first stored); alone: from it to the last stored",
     )
-    exp.add_argument("--end", type=_parse_day,
-                     help="last day, inclusive (default: last stored); alone: from the first "
-                     "stored to it")  # fmt: skip
+    exp.add_argument(
+        "--end",
+        type=_parse_day,
+        help="last day, inclusive (default: last stored); alone: from the first stored to it",
+    )
     exp.add_argument("--datadir", type=Path, default=Path("user_data/data/binance"))
     exp.add_argument(
         "--archive-dir",
@@ -147,9 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     si = sub.add_parser(
         "setup-influx", help="create the InfluxDB database and retention policies (1.x)"
     )
-    si.add_argument("--alter-retention", action="store_true",
-                    help="also set existing retention policies to the configured durations "
-                    "(by default an existing policy is left as it is)")  # fmt: skip
+    si.add_argument(
+        "--alter-retention",
+        action="store_true",
+        help="also set existing retention policies to the configured durations "
+        "(by default an existing policy is left as it is)",
+    )
 
     run = sub.add_parser(
         "run",
@@ -196,28 +206,34 @@ def build_parser() -> argparse.ArgumentParser:
     src_rh = rh.add_mutually_exclusive_group()
     src_rh.add_argument("--seed", type=int, default=7, help="synthetic scenario seed (default 7)")
     src_rh.add_argument(
-        "--recording", action="append", metavar="PATH[:spot|usdm|cm]",
+        "--recording",
+        action="append",
+        metavar="PATH[:spot|usdm|cm]",
         help="recorded Binance sessions instead (first half history, second half live); repeat",
-    )  # fmt: skip
+    )
     rh.add_argument("--timeframe", default="1m", help="strategy timeframe (default 1m)")
     rh.add_argument(
         "--live-candles", type=int, default=6, help="live segment length in candles (synthetic)"
     )
     rh.add_argument(
-        "--lead-s", type=float, default=90.0,
+        "--lead-s",
+        type=float,
+        default=90.0,
         help="seconds from start to the live segment (import, feeder and bot start; default 90)",
-    )  # fmt: skip
+    )
     rh.add_argument(
-        "--settle-s", type=float,
+        "--settle-s",
+        type=float,
         help="seconds the bot runs after the live end (default: half a candle, at most 30)",
-    )  # fmt: skip
+    )
     rh.add_argument("--report", type=Path, help="write the report as JSON")
     rh.add_argument("--workdir", type=Path, help="default user_data/rehearse/<run id>")
     rh.add_argument(
-        "--markets", type=Path,
+        "--markets",
+        type=Path,
         help="saved exchangeInfo JSON files (default $SQUEEZEFLOW_OFFLINE_MARKETS or "
         "../shared/data/market/cryptofeed)",
-    )  # fmt: skip
+    )
     return p
 
 
@@ -294,8 +310,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
     console.print(report.summary())
     _print_status(store, settings, only=report.markets or None)
     if report.failed:
-        console.print(f"[bold red]error:[/] {len(report.failed)} file(s) could not be imported "
-                      "(listed above); fix or remove them and run again")  # fmt: skip
+        console.print(
+            f"[bold red]error:[/] {len(report.failed)} file(s) could not be imported "
+            "(listed above); fix or remove them and run again"
+        )
         return 2
     return 0
 
@@ -377,8 +395,9 @@ def _print_status(store: BarStore, settings: Settings, only: set[str] | None = N
         out = Console(width=200)  # piped or captured: do not squeeze the table to 80 columns
     out.print(t)
     if synthetic:
-        console.print(f"[bold yellow]SYNTHETIC:[/] this store holds {LABEL}; real imports into it "
-                      "are refused")  # fmt: skip
+        console.print(
+            f"[bold yellow]SYNTHETIC:[/] this store holds {LABEL}; real imports into it are refused"
+        )
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
@@ -432,11 +451,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
     if slim is not None:
         import ccxt.pro  # noqa: F401 - the three packages, so the count below is complete
 
-        log.info("ccxt: loaded %s; %d other exchange modules left unimported",
-                 ", ".join(ids), len(slim.skipped))  # fmt: skip
+        log.info(
+            "ccxt: loaded %s; %d other exchange modules left unimported",
+            ", ".join(ids),
+            len(slim.skipped),
+        )
 
-    http = {k: v for k, v in (("http_port", args.http_port), ("http_host", args.http_host))
-            if v is not None}  # fmt: skip
+    http = {
+        k: v
+        for k, v in (("http_port", args.http_port), ("http_host", args.http_host))
+        if v is not None
+    }
     if http:
         settings = settings.model_copy(update={"feeder": settings.feeder.model_copy(update=http)})
     if settings.store.backend == "influx":
@@ -462,10 +487,16 @@ def cmd_rehearse(args: argparse.Namespace, settings: Settings, store: BarStore) 
     cfg = args.config or (Path("config.json") if Path("config.json").exists() else None)
     base = json.loads(cfg.read_text()) if cfg else {}
     opt = rehearse.Options(
-        timeframe=args.timeframe, seed=args.seed, recordings=args.recording or [],
-        live_candles=args.live_candles, lead_s=args.lead_s, settle_s=args.settle_s,
-        workdir=args.workdir, markets_dir=args.markets, report=args.report,
-    )  # fmt: skip
+        timeframe=args.timeframe,
+        seed=args.seed,
+        recordings=args.recording or [],
+        live_candles=args.live_candles,
+        lead_s=args.lead_s,
+        settle_s=args.settle_s,
+        workdir=args.workdir,
+        markets_dir=args.markets,
+        report=args.report,
+    )
     import signal
 
     def terminate(signum: int, frame: object) -> None:  # the child processes are ended on exit
@@ -514,8 +545,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in WRITERS and hasattr(store, "lock_writer"):
             store.lock_writer(f"squeezeflow-feeder {args.command}")  # one writer per store
         return COMMANDS[args.command](args, settings, store)
-    except (ConfigError, ArchiveError, InfluxError, OutOfOrderError, StoreLockedError,
-            StoreWriteError, ValueError) as e:  # fmt: skip
+    except (
+        ConfigError,
+        ArchiveError,
+        InfluxError,
+        OutOfOrderError,
+        StoreLockedError,
+        StoreWriteError,
+        ValueError,
+    ) as e:
         console.print(f"[bold red]error:[/] {e}", soft_wrap=True)  # one line, never wrapped
         return 2
     except BrokenPipeError:  # output piped into head & co.

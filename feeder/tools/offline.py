@@ -45,29 +45,61 @@ def builtin_usdm_exchange_info() -> dict[str, Any]:
 
     def perp(base: str, tick: str, step: str, min_price: str) -> dict[str, Any]:
         return {
-            "symbol": f"{base}USDT", "pair": f"{base}USDT", "contractType": "PERPETUAL",
-            "deliveryDate": 4133404800000, "onboardDate": 1569398400000, "status": "TRADING",
-            "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000",
-            "baseAsset": base, "quoteAsset": "USDT", "marginAsset": "USDT",
-            "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8,
-            "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [],
-            "settlePlan": 0, "triggerProtect": "0.0500", "liquidationFee": "0.012000",
+            "symbol": f"{base}USDT",
+            "pair": f"{base}USDT",
+            "contractType": "PERPETUAL",
+            "deliveryDate": 4133404800000,
+            "onboardDate": 1569398400000,
+            "status": "TRADING",
+            "maintMarginPercent": "2.5000",
+            "requiredMarginPercent": "5.0000",
+            "baseAsset": base,
+            "quoteAsset": "USDT",
+            "marginAsset": "USDT",
+            "pricePrecision": 2,
+            "quantityPrecision": 3,
+            "baseAssetPrecision": 8,
+            "quotePrecision": 8,
+            "underlyingType": "COIN",
+            "underlyingSubType": [],
+            "settlePlan": 0,
+            "triggerProtect": "0.0500",
+            "liquidationFee": "0.012000",
             "marketTakeBound": "0.30",
             "filters": [
-                {"minPrice": min_price, "maxPrice": "1000000", "filterType": "PRICE_FILTER",
-                 "tickSize": tick},
+                {
+                    "minPrice": min_price,
+                    "maxPrice": "1000000",
+                    "filterType": "PRICE_FILTER",
+                    "tickSize": tick,
+                },
                 {"stepSize": step, "filterType": "LOT_SIZE", "maxQty": "1000", "minQty": step},
-                {"stepSize": step, "filterType": "MARKET_LOT_SIZE", "maxQty": "1000",
-                 "minQty": step},
+                {
+                    "stepSize": step,
+                    "filterType": "MARKET_LOT_SIZE",
+                    "maxQty": "1000",
+                    "minQty": step,
+                },
                 {"limit": 200, "filterType": "MAX_NUM_ORDERS"},
                 {"notional": "5", "filterType": "MIN_NOTIONAL"},
-                {"multiplierDown": "0.8500", "multiplierUp": "1.1500", "multiplierDecimal": "4",
-                 "filterType": "PERCENT_PRICE"},
+                {
+                    "multiplierDown": "0.8500",
+                    "multiplierUp": "1.1500",
+                    "multiplierDecimal": "4",
+                    "filterType": "PERCENT_PRICE",
+                },
             ],
-            "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT",
-                           "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
+            "orderTypes": [
+                "LIMIT",
+                "MARKET",
+                "STOP",
+                "STOP_MARKET",
+                "TAKE_PROFIT",
+                "TAKE_PROFIT_MARKET",
+                "TRAILING_STOP_MARKET",
+            ],
             "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
-        }  # fmt: skip
+        }
 
     return {
         "timezone": "UTC",
@@ -191,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO)
     if offline and args[0] == "trade":
-        log.warning("--markets with trade: a rehearsal only; the exchange is unreachable, so no "
-                    "candle is fetched and no order is placed")  # fmt: skip
+        log.warning(
+            "--markets with trade: a rehearsal only; the exchange is unreachable, so no "
+            "candle is fetched and no order is placed"
+        )
     throwaway_api_secrets(args[0])
     if offline:
         install(Path(markets) if markets else None)

@@ -51,8 +51,11 @@ def online(base_url: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="scripts/quickstart", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        prog="scripts/quickstart",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("archive_dir", nargs="?", type=Path, help="Binance archive folder to import")
     ap.add_argument("--days", type=int, default=5, help="days to download when online (default 5)")
     ap.add_argument("--base-url", default=PUBLIC_ARCHIVE_URL, help="public archive base URL")
@@ -88,12 +91,43 @@ def main(argv: list[str] | None = None) -> int:
         start = end - timedelta(days=args.days - 1)
         archive = args.workdir / "archive"
         console.print(f"[bold]== downloading BTC archives {start}..{end} from {args.base_url}[/]")
-        common = ["--data-type", "aggTrades", "--start", str(start), "--end", str(end),
-                  "--archive-dir", str(archive), "--base-url", args.base_url]  # fmt: skip
-        _run(*feeder, "--store-dir", str(store), "import", "--download", "--symbols", "BTCUSDT",
-             "--market-types", "spot", "um", *common)  # fmt: skip
-        _run(*feeder, "--store-dir", str(store), "import", "--download", "--symbols",
-             "BTCUSD_PERP", "--market-types", "cm", *common)  # fmt: skip
+        common = [
+            "--data-type",
+            "aggTrades",
+            "--start",
+            str(start),
+            "--end",
+            str(end),
+            "--archive-dir",
+            str(archive),
+            "--base-url",
+            args.base_url,
+        ]
+        _run(
+            *feeder,
+            "--store-dir",
+            str(store),
+            "import",
+            "--download",
+            "--symbols",
+            "BTCUSDT",
+            "--market-types",
+            "spot",
+            "um",
+            *common,
+        )
+        _run(
+            *feeder,
+            "--store-dir",
+            str(store),
+            "import",
+            "--download",
+            "--symbols",
+            "BTCUSD_PERP",
+            "--market-types",
+            "cm",
+            *common,
+        )
     else:
         from feeder.tools.synthetic import Scenario, generate
 
@@ -107,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not (archive / "scenario.json").exists():
             generate(Scenario.planted(), archive)
-        _run(*feeder, "--store-dir", str(store), "import", "--from", str(archive),
-             "--no-progress")  # fmt: skip
+        _run(*feeder, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress")
         overlay = root / "config.json"
-        overlay.write_text(json.dumps({"squeezeflow": {"store": {"parquet_dir": str(store)}}},
-                                      indent=1) + "\n")  # fmt: skip
+        overlay.write_text(
+            json.dumps({"squeezeflow": {"store": {"parquet_dir": str(store)}}}, indent=1) + "\n"
+        )
 
     console.print("[bold]== the store now holds:[/]")
     _run(*feeder, "--store-dir", str(store), "status")
@@ -128,9 +162,21 @@ def main(argv: list[str] | None = None) -> int:
     bt_start = first + timedelta(days=WARMUP_DAYS)
     if bt_start >= last:
         raise SystemExit(f"{first}..{last} is too short: {WARMUP_DAYS} days of warm-up are needed")
-    _run(*feeder, "--store-dir", str(store), "export-candles", "--pairs", "BTC/USDT:USDT",
-         "--timeframes", "5m", "1h", "--datadir", str(datadir),
-         "--archive-dir", str(archive))  # fmt: skip
+    _run(
+        *feeder,
+        "--store-dir",
+        str(store),
+        "export-candles",
+        "--pairs",
+        "BTC/USDT:USDT",
+        "--timeframes",
+        "5m",
+        "1h",
+        "--datadir",
+        str(datadir),
+        "--archive-dir",
+        str(archive),
+    )
 
     if synthetic or not online(args.base_url):
         wrapper = ["--markets", str(SHARED_MARKETS)] if SHARED_MARKETS.is_dir() else ["--offline"]
@@ -143,10 +189,31 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"[bold]== FreqTrade backtest of SqueezeFlow {timerange}{label}[/]")
     notes = ["--notes", "SYNTHETIC data (planted squeezes, not market data)"] if synthetic else []
     env_store = {"SQUEEZEFLOW_PARQUET_DIR": str(store)}
-    _run(py, "-m", "feeder.tools.offline", *wrapper, "backtesting", "--config", "config.json",
-         "--strategy", "SqueezeFlow", "--datadir", str(datadir), "--timerange", timerange,
-         "--pairs", "BTC/USDT:USDT", "--export", "trades", "--backtest-directory", str(results),
-         "--cache", "none", *notes, env=env_store)  # fmt: skip
+    _run(
+        py,
+        "-m",
+        "feeder.tools.offline",
+        *wrapper,
+        "backtesting",
+        "--config",
+        "config.json",
+        "--strategy",
+        "SqueezeFlow",
+        "--datadir",
+        str(datadir),
+        "--timerange",
+        timerange,
+        "--pairs",
+        "BTC/USDT:USDT",
+        "--export",
+        "trades",
+        "--backtest-directory",
+        str(results),
+        "--cache",
+        "none",
+        *notes,
+        env=env_store,
+    )
     if synthetic:
         console.print("[bold yellow]Those results are on SYNTHETIC data with planted squeezes.[/]")
     _next_steps(store, datadir, results, overlay, wrapper, timerange, synthetic)
@@ -160,8 +227,15 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
-def _next_steps(store: Path, datadir: Path, results: Path, overlay: Path | None,
-                wrapper: list[str], timerange: str, synthetic: bool) -> None:  # fmt: skip
+def _next_steps(
+    store: Path,
+    datadir: Path,
+    results: Path,
+    overlay: Path | None,
+    wrapper: list[str],
+    timerange: str,
+    synthetic: bool,
+) -> None:
     w = " ".join(["squeezeflow-freqtrade", *wrapper])
     cfg = "--config config.json" + (f" --config {_rel(overlay)}" if overlay else "")
     data = f" --datadir {_rel(datadir)}"
@@ -173,8 +247,10 @@ def _next_steps(store: Path, datadir: Path, results: Path, overlay: Path | None,
         f"  backtest:     {_rel(results)} (the newest .zip)",
     ]
     if overlay:
-        lines.append(f"  settings:     {_rel(overlay)} (the SYNTHETIC sample's store, added to "
-                     "config.json with a second --config)")  # fmt: skip
+        lines.append(
+            f"  settings:     {_rel(overlay)} (the SYNTHETIC sample's store, added to "
+            "config.json with a second --config)"
+        )
     lines += [
         "[bold]== what to do next[/] (from the repository root)",
         f"  .venv/bin/{w} backtesting-show {cfg} --backtest-directory {_rel(results)}",
@@ -188,8 +264,10 @@ def _next_steps(store: Path, datadir: Path, results: Path, overlay: Path | None,
         "Load results",
     ]
     if synthetic:
-        lines.append("  real data: bash scripts/quickstart /path/to/archive (a Binance archive "
-                     "folder) imports into the default store, never the SYNTHETIC one")  # fmt: skip
+        lines.append(
+            "  real data: bash scripts/quickstart /path/to/archive (a Binance archive "
+            "folder) imports into the default store, never the SYNTHETIC one"
+        )
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)
 

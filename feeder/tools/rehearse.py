@@ -81,9 +81,15 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 STRATEGY_PATH = REPO / "user_data" / "strategies"
 #: Environment overrides that would redirect a child process away from the rehearsal namespace.
-STORE_ENV = ("SQUEEZEFLOW_BACKEND", "SQUEEZEFLOW_PARQUET_DIR", "SQUEEZEFLOW_INFLUX_URL",
-             "SQUEEZEFLOW_INFLUX_DATABASE", "SQUEEZEFLOW_INFLUX_USERNAME",
-             "SQUEEZEFLOW_INFLUX_PASSWORD", "SQUEEZEFLOW_REDIS_URL")  # fmt: skip
+STORE_ENV = (
+    "SQUEEZEFLOW_BACKEND",
+    "SQUEEZEFLOW_PARQUET_DIR",
+    "SQUEEZEFLOW_INFLUX_URL",
+    "SQUEEZEFLOW_INFLUX_DATABASE",
+    "SQUEEZEFLOW_INFLUX_USERNAME",
+    "SQUEEZEFLOW_INFLUX_PASSWORD",
+    "SQUEEZEFLOW_REDIS_URL",
+)
 FOUR_HOURS = 4 * 3600
 LEAD_IN_MS = 60_000  # trades streamed before the live start (see Plan.stream_from_ms)
 DIV_CANDLES = 14  # planted divergence length (candles)
@@ -191,11 +197,24 @@ def synthetic_plan(seed: int, timeframe: str, live_candles: int, lead_s: float) 
     tapes = [_cut(t, keep_until) for t in tapes]
     offset_s = real_start - live
     tapes = shift(tapes, live * 1000, real_start * 1000)
-    source = {"synthetic": True, "seed": seed, "note": "SYNTHETIC planted-squeeze scenario",
-              "episodes": [{"symbol": sc.symbol, **asdict(e), "start": e.start + offset_s}
-                           for sc in scenarios for e in sc.episodes]}  # fmt: skip
-    return Plan(timeframe, tapes, real_start * 1000, (real_start + live_candles * tf) * 1000,
-                source, _coins(tapes))  # fmt: skip
+    source = {
+        "synthetic": True,
+        "seed": seed,
+        "note": "SYNTHETIC planted-squeeze scenario",
+        "episodes": [
+            {"symbol": sc.symbol, **asdict(e), "start": e.start + offset_s}
+            for sc in scenarios
+            for e in sc.episodes
+        ],
+    }
+    return Plan(
+        timeframe,
+        tapes,
+        real_start * 1000,
+        (real_start + live_candles * tf) * 1000,
+        source,
+        _coins(tapes),
+    )
 
 
 def planted_scenarios(seed: int, tf: int, live: int, days: int) -> list[Any]:
@@ -205,26 +224,46 @@ def planted_scenarios(seed: int, tf: int, live: int, days: int) -> list[Any]:
     reset_at = live + 2 * tf
 
     def episode(direction: int) -> Episode:
-        return Episode(start=reset_at - DIV_CANDLES * tf, direction=direction,
-                       div_len=DIV_CANDLES * tf, reset_len=10 * tf, run_len=30 * tf,
-                       absorb=ABSORB, turn=TURN)  # fmt: skip
+        return Episode(
+            start=reset_at - DIV_CANDLES * tf,
+            direction=direction,
+            div_len=DIV_CANDLES * tf,
+            reset_len=10 * tf,
+            run_len=30 * tf,
+            absorb=ABSORB,
+            turn=TURN,
+        )
 
     return [
-        Scenario(start_day="2024-01-01", days=days, symbol="BTCUSDT", seed=seed,
-                 imbalance=IMBALANCE, episodes=[episode(1)]),
-        Scenario(start_day="2024-01-01", days=days, symbol="ETHUSDT", seed=seed + 1,
-                 price=2_500.0, contract_usd=10.0, imbalance=IMBALANCE, episodes=[episode(-1)]),
-    ]  # fmt: skip
+        Scenario(
+            start_day="2024-01-01",
+            days=days,
+            symbol="BTCUSDT",
+            seed=seed,
+            imbalance=IMBALANCE,
+            episodes=[episode(1)],
+        ),
+        Scenario(
+            start_day="2024-01-01",
+            days=days,
+            symbol="ETHUSDT",
+            seed=seed + 1,
+            price=2_500.0,
+            contract_usd=10.0,
+            imbalance=IMBALANCE,
+            episodes=[episode(-1)],
+        ),
+    ]
 
 
 def _cut(t: Tape, until_ms: int) -> Tape:
     k = t.split(until_ms)
-    return Tape(t.market, t.symbol, t.ms[:k], t.ids[:k], t.price[:k], t.qty[:k],
-                t.buyer_maker[:k])  # fmt: skip
+    return Tape(t.market, t.symbol, t.ms[:k], t.ids[:k], t.price[:k], t.qty[:k], t.buyer_maker[:k])
 
 
-def recording_plan(values: list[str], timeframe: str, lead_s: float,
-                   warmup_candles: int | None = None) -> Plan:  # fmt: skip
+def recording_plan(
+    values: list[str], timeframe: str, lead_s: float, warmup_candles: int | None = None
+) -> Plan:
     """Recorded Binance sessions: the candles of the second half are live, the rest history,
     which must cover the strategy's warm-up (``warmup_candles``, default its startup candles:
     FreqTrade's backtest refuses a window without them)."""
@@ -238,8 +277,10 @@ def recording_plan(values: list[str], timeframe: str, lead_s: float,
     live = -(-(first + (last - first) // 2) // tf) * tf
     end = last // tf * tf
     if end <= live:
-        raise RehearsalError(f"the recordings overlap for {(last - first) / 1000:.0f} s: too "
-                             f"short for a live segment of {timeframe} candles")  # fmt: skip
+        raise RehearsalError(
+            f"the recordings overlap for {(last - first) / 1000:.0f} s: too "
+            f"short for a live segment of {timeframe} candles"
+        )
     if warmup_candles is None:
         warmup_candles = strategy_startup_candles(timeframe)
     if live - first < warmup_candles * tf:
@@ -258,8 +299,9 @@ def recording_plan(values: list[str], timeframe: str, lead_s: float,
 # ------------------------------------------------------------------------------ the store
 
 
-def rehearsal_settings(settings: Settings, plan: Plan, workdir: Path, run_id: str,
-                       server_url: str, http_port: int) -> Settings:  # fmt: skip
+def rehearsal_settings(
+    settings: Settings, plan: Plan, workdir: Path, run_id: str, server_url: str, http_port: int
+) -> Settings:
     """The user's settings in the rehearsal namespace, collecting from the paper exchange."""
     s = settings.model_dump(mode="json")
     s["store"]["parquet_dir"] = str(workdir / "store")
@@ -276,10 +318,18 @@ def rehearsal_settings(settings: Settings, plan: Plan, workdir: Path, run_id: st
         over = ccxt_overrides(server_url, ccxt_id, api_key=None)
         assert_loopback(over["urls"])
         # quiet_s: no trade comes before the live start; no reconnects while waiting for it
-        exchanges.append({"id": ccxt_id, "kind": "spot" if market == "spot" else "perp",
-                          "symbols": symbols, "urls": over["urls"], "options": over["options"],
-                          "open_interest": False, "liquidations": False,
-                          "quiet_s": 300.0})  # fmt: skip
+        exchanges.append(
+            {
+                "id": ccxt_id,
+                "kind": "spot" if market == "spot" else "perp",
+                "symbols": symbols,
+                "urls": over["urls"],
+                "options": over["options"],
+                "open_interest": False,
+                "liquidations": False,
+                "quiet_s": 300.0,
+            }
+        )
     s["feeder"]["exchanges"] = exchanges
     s["feeder"]["coins"] = None
     s["feeder"]["spool_dir"] = str(workdir / "spool")
@@ -438,19 +488,23 @@ def process(cmd: list[str], log_path: Path, env: dict[str, str], stop: int) -> I
                 proc.wait(10)
 
 
-def _wait(what: str, until: Any, timeout: float, proc: subprocess.Popen[bytes],
-          log_path: Path) -> None:  # fmt: skip
+def _wait(
+    what: str, until: Any, timeout: float, proc: subprocess.Popen[bytes], log_path: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RehearsalError(f"{what}: the process ended (status {proc.returncode}); "
-                                 f"last log lines:\n{_tail(log_path)}")  # fmt: skip
+            raise RehearsalError(
+                f"{what}: the process ended (status {proc.returncode}); "
+                f"last log lines:\n{_tail(log_path)}"
+            )
         with contextlib.suppress(httpx.HTTPError, ValueError):
             if until():
                 return
         time.sleep(0.5)
-    raise RehearsalError(f"{what}: not ready after {timeout:.0f} s; last log lines:\n"
-                         f"{_tail(log_path)}")  # fmt: skip
+    raise RehearsalError(
+        f"{what}: not ready after {timeout:.0f} s; last log lines:\n{_tail(log_path)}"
+    )
 
 
 def _tail(path: Path, n: int = 25) -> str:
@@ -467,8 +521,9 @@ def _sleep_until(t: float) -> None:
 # ------------------------------------------------------------------------------ FreqTrade
 
 
-def freqtrade_config(base: dict[str, Any], plan: Plan, sf: Settings, server_url: str,
-                     api_port: int) -> dict[str, Any]:  # fmt: skip
+def freqtrade_config(
+    base: dict[str, Any], plan: Plan, sf: Settings, server_url: str, api_port: int
+) -> dict[str, Any]:
     """The user's FreqTrade config for the rehearsal: the paper exchange (URL overrides only,
     every URL asserted loopback), the scenario's pairs, ``--timeframe``, the rehearsal's
     squeezeflow section; no ws candles (the paper exchange streams trades only), no fiat
@@ -522,10 +577,13 @@ def live_trades(db: Path, tf_s: int) -> tuple[list[TradeRow], list[float]]:
     entry order's time minus the close of the candle that decided it."""
     con = sqlite3.connect(db)
     try:
-        trades = con.execute("SELECT id, pair, is_short, open_date, close_date, exit_reason, "
-                             "enter_tag, is_open FROM trades ORDER BY id").fetchall()  # fmt: skip
-        orders = con.execute("SELECT ft_trade_id, ft_order_side, order_date FROM orders "
-                             "ORDER BY id").fetchall()  # fmt: skip
+        trades = con.execute(
+            "SELECT id, pair, is_short, open_date, close_date, exit_reason, "
+            "enter_tag, is_open FROM trades ORDER BY id"
+        ).fetchall()
+        orders = con.execute(
+            "SELECT ft_trade_id, ft_order_side, order_date FROM orders ORDER BY id"
+        ).fetchall()
     finally:
         con.close()
     entry_side = {int(t[0]): "sell" if t[2] else "buy" for t in trades}
@@ -542,8 +600,11 @@ def live_trades(db: Path, tf_s: int) -> tuple[list[TradeRow], list[float]]:
             exit_candle, exit_reason = None, "open_at_end"
         else:
             exit_candle, exit_reason = _iso(_decided(_ts(close_date), tf_s)), str(reason)
-        rows.append(TradeRow(pair, "short" if is_short else "long", _iso(candle), tag,
-                             exit_candle, exit_reason))  # fmt: skip
+        rows.append(
+            TradeRow(
+                pair, "short" if is_short else "long", _iso(candle), tag, exit_candle, exit_reason
+            )
+        )
     return rows, latency
 
 
@@ -558,9 +619,16 @@ def backtest_trades(results_dir: Path, tf_s: int) -> list[TradeRow]:
         else:
             exit_candle, exit_reason = _iso(_decided(_ts(r.close_date), tf_s)), str(r.exit_reason)
         tag = r.enter_tag if isinstance(r.enter_tag, str) else None
-        rows.append(TradeRow(r.pair, "short" if r.is_short else "long",
-                             _iso(_decided(_ts(r.open_date), tf_s)), tag, exit_candle,
-                             exit_reason))  # fmt: skip
+        rows.append(
+            TradeRow(
+                r.pair,
+                "short" if r.is_short else "long",
+                _iso(_decided(_ts(r.open_date), tf_s)),
+                tag,
+                exit_candle,
+                exit_reason,
+            )
+        )
     return rows
 
 
@@ -592,18 +660,23 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
     run_id = uuid.uuid4().hex[:8]
     workdir = (opt.workdir or Path("user_data") / "rehearse" / run_id).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    markets_dir = Path(opt.markets_dir or os.environ.get("SQUEEZEFLOW_OFFLINE_MARKETS")
-                       or DEFAULT_MARKETS_DIR)  # fmt: skip
+    markets_dir = Path(
+        opt.markets_dir or os.environ.get("SQUEEZEFLOW_OFFLINE_MARKETS") or DEFAULT_MARKETS_DIR
+    )
     if opt.recordings:
         plan = recording_plan(opt.recordings, opt.timeframe, opt.lead_s)
     else:
         plan = synthetic_plan(opt.seed or 0, opt.timeframe, opt.live_candles, opt.lead_s)
     tf = plan.tf_s
     settle = opt.settle_s if opt.settle_s is not None else min(30.0, tf / 2)
-    log.info("rehearsal %s: live %s .. %s (%s), workdir %s", run_id,
-             _iso(pd.Timestamp(plan.live_from_ms, unit="ms", tz="UTC")),
-             _iso(pd.Timestamp(plan.live_end_ms, unit="ms", tz="UTC")), plan.timeframe,
-             workdir)  # fmt: skip
+    log.info(
+        "rehearsal %s: live %s .. %s (%s), workdir %s",
+        run_id,
+        _iso(pd.Timestamp(plan.live_from_ms, unit="ms", tz="UTC")),
+        _iso(pd.Timestamp(plan.live_end_ms, unit="ms", tz="UTC")),
+        plan.timeframe,
+        workdir,
+    )
     server = PaperExchange(plan.tapes, plan.stream_from_ms, markets_dir=markets_dir)
     feeder_port, api_port = free_port(), free_port()
     sf: Settings | None = None
@@ -613,18 +686,21 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
             reset_namespace(sf)
             imported = import_history(sf, plan)
             log.info("history imported: %s", imported)
-            (workdir / "feeder.json").write_text(json.dumps({"squeezeflow": sf.model_dump(
-                mode="json")}, indent=1))  # fmt: skip
+            (workdir / "feeder.json").write_text(
+                json.dumps({"squeezeflow": sf.model_dump(mode="json")}, indent=1)
+            )
             ft_cfg = freqtrade_config(base_config, plan, sf, server.rest_url, api_port)
             (workdir / "freqtrade.json").write_text(json.dumps(ft_cfg, indent=1))
             user = secrets.token_hex(8)
             password = secrets.token_hex(16)
-            ft_env = child_env({
-                "FREQTRADE__API_SERVER__USERNAME": user,
-                "FREQTRADE__API_SERVER__PASSWORD": password,
-                "FREQTRADE__API_SERVER__JWT_SECRET_KEY": secrets.token_hex(32),
-                "FREQTRADE__API_SERVER__WS_TOKEN": secrets.token_hex(16),
-            })  # fmt: skip
+            ft_env = child_env(
+                {
+                    "FREQTRADE__API_SERVER__USERNAME": user,
+                    "FREQTRADE__API_SERVER__PASSWORD": password,
+                    "FREQTRADE__API_SERVER__JWT_SECRET_KEY": secrets.token_hex(32),
+                    "FREQTRADE__API_SERVER__WS_TOKEN": secrets.token_hex(16),
+                }
+            )
             feeder_env = child_env(
                 {
                     f"SQUEEZEFLOW_API_KEY_{x}": "paper-no-key"
@@ -634,13 +710,36 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
             userdir = workdir / "user_data"
             for sub in ("logs", "backtest_results", "strategies", "data"):
                 (userdir / sub).mkdir(parents=True, exist_ok=True)
-            feeder_cmd = [sys.executable, "-m", "feeder.tools.cli", "--config",
-                          str(workdir / "feeder.json"), "run"]  # fmt: skip
-            common = ["--config", str(workdir / "freqtrade.json"), "--strategy", opt.strategy,
-                      "--strategy-path", str(opt.strategy_path), "--userdir", str(userdir),
-                      "--datadir", str(userdir / "data" / "binance")]  # fmt: skip
-            trade_cmd = [sys.executable, "-m", "freqtrade", "trade", "--dry-run", *common,
-                         "--db-url", f"sqlite:///{workdir / 'dryrun.sqlite'}"]  # fmt: skip
+            feeder_cmd = [
+                sys.executable,
+                "-m",
+                "feeder.tools.cli",
+                "--config",
+                str(workdir / "feeder.json"),
+                "run",
+            ]
+            common = [
+                "--config",
+                str(workdir / "freqtrade.json"),
+                "--strategy",
+                opt.strategy,
+                "--strategy-path",
+                str(opt.strategy_path),
+                "--userdir",
+                str(userdir),
+                "--datadir",
+                str(userdir / "data" / "binance"),
+            ]
+            trade_cmd = [
+                sys.executable,
+                "-m",
+                "freqtrade",
+                "trade",
+                "--dry-run",
+                *common,
+                "--db-url",
+                f"sqlite:///{workdir / 'dryrun.sqlite'}",
+            ]
             want = {market_of(t) for t in plan.tapes}
 
             def collecting() -> bool:
@@ -655,24 +754,32 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
                         "the feeder was not collecting before the paper "
                         "exchange started streaming: raise --lead-s"
                     )
-                with process(trade_cmd, workdir / "freqtrade-trade.log", ft_env,
-                             signal.SIGINT) as ft:  # fmt: skip
+                with process(
+                    trade_cmd, workdir / "freqtrade-trade.log", ft_env, signal.SIGINT
+                ) as ft:
                     api = f"http://127.0.0.1:{api_port}/api/v1"
 
                     def running() -> bool:
                         r = httpx.get(f"{api}/show_config", auth=(user, password), timeout=3)
                         return r.status_code == 200 and r.json().get("state") == "running"
 
-                    _wait("freqtrade trade", running, max(30.0, plan.live_from_ms / 1000
-                          - time.time() + 30), ft, workdir / "freqtrade-trade.log")  # fmt: skip
+                    _wait(
+                        "freqtrade trade",
+                        running,
+                        max(30.0, plan.live_from_ms / 1000 - time.time() + 30),
+                        ft,
+                        workdir / "freqtrade-trade.log",
+                    )
                     ready = time.time()
                     if ready > plan.live_from_ms / 1000:  # it decides that candle's close
                         raise RehearsalError(
                             f"FreqTrade was running only {ready - plan.live_from_ms / 1000:.0f} s "
                             "after the live start: raise --lead-s"
                         )
-                    log.info("FreqTrade running %.0f s before the live start",
-                             plan.live_from_ms / 1000 - ready)  # fmt: skip
+                    log.info(
+                        "FreqTrade running %.0f s before the live start",
+                        plan.live_from_ms / 1000 - ready,
+                    )
                     _sleep_until(plan.live_end_ms / 1000 + settle)
                     if ft.poll() is not None:
                         raise RehearsalError(
@@ -680,8 +787,9 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
                             f"{_tail(workdir / 'freqtrade-trade.log')}"
                         )
                 if fd.poll() is not None:
-                    raise RehearsalError(f"the feeder ended early:\n"
-                                         f"{_tail(workdir / 'feeder.log')}")  # fmt: skip
+                    raise RehearsalError(
+                        f"the feeder ended early:\n{_tail(workdir / 'feeder.log')}"
+                    )
             unserved = list(server.unserved)
             requests = len(server.requests)
         live, latency = live_trades(workdir / "dryrun.sqlite", tf)
@@ -701,7 +809,7 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
             "live_from": _iso(pd.Timestamp(plan.live_from_ms, unit="ms", tz="UTC")),
             "live_end": _iso(pd.Timestamp(plan.live_end_ms, unit="ms", tz="UTC")),
             "settle_s": settle,
-        },  # fmt: skip
+        },
         "store": sf.store.backend if sf else settings.store.backend,
         "source": plan.source,
         "paper_exchange": {"requests": requests, "unserved": unserved},
@@ -714,8 +822,9 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
     return report
 
 
-def run_backtest(plan: Plan, sf: Settings, workdir: Path, userdir: Path, common: list[str],
-                 markets_dir: Path) -> list[TradeRow]:  # fmt: skip
+def run_backtest(
+    plan: Plan, sf: Settings, workdir: Path, userdir: Path, common: list[str], markets_dir: Path
+) -> list[TradeRow]:
     """Candles exported from the rehearsal store, then ``freqtrade backtesting`` of the window."""
     from feeder.history.export import export_candles
     from feeder.stores import open_store
@@ -725,22 +834,50 @@ def run_backtest(plan: Plan, sf: Settings, workdir: Path, userdir: Path, common:
     start = min(int(t.ms[0]) for t in plan.tapes) // 1000
     end = plan.live_end_ms // 1000 + 2 * plan.tf_s
     for pair in plan.pairs:
-        export_candles(store, pair, [plan.timeframe], userdir / "data" / "binance", start, end,
-                       archive_dir=archive)  # fmt: skip
+        export_candles(
+            store,
+            pair,
+            [plan.timeframe],
+            userdir / "data" / "binance",
+            start,
+            end,
+            archive_dir=archive,
+        )
     fmt = "%Y%m%dT%H%M"
     t_from = datetime.fromtimestamp(plan.live_from_ms / 1000, UTC).strftime(fmt)
     t_to = datetime.fromtimestamp(plan.live_end_ms / 1000 + plan.tf_s, UTC).strftime(fmt)
     results = workdir / "backtest"
     results.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m",
-        "feeder.tools.offline", "--markets", str(markets_dir), "backtesting",
-           *common, "--timerange", f"{t_from}-{t_to}", "--timeframe", plan.timeframe,
-           "--export", "trades", "--backtest-directory", str(results),
-           "--cache", "none"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "feeder.tools.offline",
+        "--markets",
+        str(markets_dir),
+        "backtesting",
+        *common,
+        "--timerange",
+        f"{t_from}-{t_to}",
+        "--timeframe",
+        plan.timeframe,
+        "--export",
+        "trades",
+        "--backtest-directory",
+        str(results),
+        "--cache",
+        "none",
+    ]
     log_path = workdir / "freqtrade-backtest.log"
     with log_path.open("w") as out:
-        r = subprocess.run(cmd, cwd=REPO, env=child_env({}), stdout=out, stderr=subprocess.STDOUT,
-                           timeout=900, check=False)  # fmt: skip
+        r = subprocess.run(
+            cmd,
+            cwd=REPO,
+            env=child_env({}),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=900,
+            check=False,
+        )
     if r.returncode != 0:
         raise RehearsalError(f"freqtrade backtesting failed ({r.returncode}):\n{_tail(log_path)}")
     return backtest_trades(results, plan.tf_s)
@@ -757,20 +894,37 @@ def print_report(report: dict[str, Any]) -> None:
         title=f"rehearsal {report['run_id']} ({report['timeframe']}, {report['store']}): "
         f"live {report['window']['live_from']} .. {report['window']['live_end']}"
     )
-    for col in ("run", "pair", "dir", "entry candle", "entry tag", "exit candle", "exit reason",
-                "latency s"):  # fmt: skip
+    for col in (
+        "run",
+        "pair",
+        "dir",
+        "entry candle",
+        "entry tag",
+        "exit candle",
+        "exit reason",
+        "latency s",
+    ):
         t.add_column(col, no_wrap=True)
     lat = list(report["signal_latency_s"])
     for side in ("live", "backtest"):
         for i, r in enumerate(report[f"{side}_trades"]):
-            t.add_row(side, r["pair"], r["direction"], r["entry_candle"], r["entry_tag"] or "-",
-                      r["exit_candle"] or "-", r["exit_reason"],
-                      f"{lat[i]:.2f}" if side == "live" and i < len(lat) else "")  # fmt: skip
+            t.add_row(
+                side,
+                r["pair"],
+                r["direction"],
+                r["entry_candle"],
+                r["entry_tag"] or "-",
+                r["exit_candle"] or "-",
+                r["exit_reason"],
+                f"{lat[i]:.2f}" if side == "live" and i < len(lat) else "",
+            )
     out.print(t)
     if lat:
         a = np.array(lat)
-        out.print(f"signal latency: p50 {np.percentile(a, 50):.2f} s, max {a.max():.2f} s "
-                  f"over {len(a)} entries")  # fmt: skip
+        out.print(
+            f"signal latency: p50 {np.percentile(a, 50):.2f} s, max {a.max():.2f} s "
+            f"over {len(a)} entries"
+        )
     if report["paper_exchange"]["unserved"]:
         out.print(
             f"[yellow]paper exchange: unserved requests: "

@@ -147,8 +147,17 @@ def simulate(sc: Scenario) -> Iterator[DayTrades]:
             if mt == "cm":  # COIN-M: quantity in contracts of contract_usd
                 size = sc.contract_usd
                 contracts = np.maximum(1.0, np.round(price * qty / size))
-                yield DayTrades(date, mt, inverse, ids, price, contracts, ms, ~buy,
-                                quote=np.round(contracts * size / price, 8))  # fmt: skip
+                yield DayTrades(
+                    date,
+                    mt,
+                    inverse,
+                    ids,
+                    price,
+                    contracts,
+                    ms,
+                    ~buy,
+                    quote=np.round(contracts * size / price, 8),
+                )
             else:
                 yield DayTrades(date, mt, sc.symbol, ids, price, qty, ms, ~buy)
 
@@ -162,8 +171,18 @@ def generate(sc: Scenario, root: Path) -> dict[str, object]:
         + "\n"
     )
     for t in simulate(sc):
-        _write_trades(root, t.market_type, t.symbol, t.day, t.ids, t.price, t.qty, t.ms,
-                      t.buyer_maker, quote=t.quote)  # fmt: skip
+        _write_trades(
+            root,
+            t.market_type,
+            t.symbol,
+            t.day,
+            t.ids,
+            t.price,
+            t.qty,
+            t.ms,
+            t.buyer_maker,
+            quote=t.quote,
+        )
     _write_funding(root, sc)
     manifest = {
         "synthetic": True,
@@ -175,9 +194,17 @@ def generate(sc: Scenario, root: Path) -> dict[str, object]:
 
 
 def _write_trades(
-    root: Path, mt: str, symbol: str, date: str, ids: np.ndarray, price: np.ndarray,
-    qty: np.ndarray, ms: np.ndarray, buyer_maker: np.ndarray, quote: np.ndarray | None = None,
-) -> None:  # fmt: skip
+    root: Path,
+    mt: str,
+    symbol: str,
+    date: str,
+    ids: np.ndarray,
+    price: np.ndarray,
+    qty: np.ndarray,
+    ms: np.ndarray,
+    buyer_maker: np.ndarray,
+    quote: np.ndarray | None = None,
+) -> None:
     """One day's trades file; the fourth column is quote_qty (base_qty for COIN-M)."""
     sub = "spot" if mt == "spot" else f"futures/{mt}"
     folder = root / sub / "daily" / "trades" / symbol
@@ -190,8 +217,15 @@ def _write_trades(
         if mt != "spot":  # futures archives carry a header, spot archives do not
             fourth = "base_qty" if mt == "cm" else "quote_qty"
             fh.write(f"id,price,qty,{fourth},time,is_buyer_maker\n")
-        rows = zip(ids.tolist(), price.tolist(), qty.tolist(), quote.tolist(), ms.tolist(),
-                   bm.tolist(), strict=True)  # fmt: skip
+        rows = zip(
+            ids.tolist(),
+            price.tolist(),
+            qty.tolist(),
+            quote.tolist(),
+            ms.tolist(),
+            bm.tolist(),
+            strict=True,
+        )
         if mt == "spot":
             fh.writelines(f"{a},{b},{c},{d},{e},{f},true\n" for a, b, c, d, e, f in rows)
         else:

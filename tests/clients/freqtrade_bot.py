@@ -55,8 +55,9 @@ class FreqtradeProcess:
             if cond(text):
                 return text
             if self.proc.poll() is not None:
-                raise AssertionError(f"freqtrade exited ({self.proc.returncode}) before {what}:\n"
-                                     f"{text[-4000:]}")  # fmt: skip
+                raise AssertionError(
+                    f"freqtrade exited ({self.proc.returncode}) before {what}:\n{text[-4000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what} in the log:\n{text[-4000:]}")
             time.sleep(0.2)
@@ -85,26 +86,49 @@ class FreqtradeProcess:
 
 @contextlib.contextmanager
 def freqtrade_process(
-    e2e: Any, folder: Path, env_extra: dict[str, str], command: str = "trade",
+    e2e: Any,
+    folder: Path,
+    env_extra: dict[str, str],
+    command: str = "trade",
     extra_args: tuple[str, ...] = (),
-) -> Iterator[FreqtradeProcess]:  # fmt: skip
+) -> Iterator[FreqtradeProcess]:
     """Start ``freqtrade <command>`` offline on the e2e fixture's data; stop it afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {**e2e.env,
-           "FREQTRADE__API_SERVER__USERNAME": API_USER,
-           "FREQTRADE__API_SERVER__PASSWORD": API_PASSWORD,
-           "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "k" * 40,
-           "FREQTRADE__API_SERVER__WS_TOKEN": "ws-token-123",
-           "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
-           "FREQTRADE__INTERNALS__PROCESS_THROTTLE_SECS": "1",
-           **env_extra}  # fmt: skip
-    cmd = [sys.executable, "-m", "feeder.tools.offline", "--markets", str(e2e.markets), command,
-           "--config", str(REPO / "config.json"), "--datadir", str(e2e.datadir),
-           "--userdir", str(e2e.userdir)]  # fmt: skip
+    env = {
+        **e2e.env,
+        "FREQTRADE__API_SERVER__USERNAME": API_USER,
+        "FREQTRADE__API_SERVER__PASSWORD": API_PASSWORD,
+        "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "k" * 40,
+        "FREQTRADE__API_SERVER__WS_TOKEN": "ws-token-123",
+        "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
+        "FREQTRADE__INTERNALS__PROCESS_THROTTLE_SECS": "1",
+        **env_extra,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "feeder.tools.offline",
+        "--markets",
+        str(e2e.markets),
+        command,
+        "--config",
+        str(REPO / "config.json"),
+        "--datadir",
+        str(e2e.datadir),
+        "--userdir",
+        str(e2e.userdir),
+    ]
     if command == "trade":
-        cmd += ["--strategy", "SqueezeFlow", "--strategy-path", str(REPO / "user_data/strategies"),
-                "--dry-run", "--db-url", f"sqlite:///{folder / 'dry.sqlite'}"]  # fmt: skip
+        cmd += [
+            "--strategy",
+            "SqueezeFlow",
+            "--strategy-path",
+            str(REPO / "user_data/strategies"),
+            "--dry-run",
+            "--db-url",
+            f"sqlite:///{folder / 'dry.sqlite'}",
+        ]
     else:  # webserver takes no --strategy options: FreqUI picks the strategy from this folder
         env.setdefault("FREQTRADE__STRATEGY_PATH", str(REPO / "user_data/strategies"))
     cmd += list(extra_args)

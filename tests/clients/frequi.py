@@ -27,9 +27,15 @@ from tests.conftest import REPO
 FREQUI_DIST = REPO.parent / "shared" / "frequi" / "dist"
 FREQUI_VERSION = "3.1.1"
 CHROMIUM = Path(os.environ.get("SQUEEZEFLOW_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 #: Where screenshots are kept (gitignored); SQUEEZEFLOW_TEST_ARTIFACTS overrides.
 ARTIFACTS = Path(os.environ.get("SQUEEZEFLOW_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
@@ -60,8 +66,14 @@ def frequi_overlay(folder: Path) -> Path:
 
 
 #: CSS colour names used in SqueezeFlow's plot_config, as ECharts paints them on the canvas.
-RGB = {"blue": (0, 0, 255), "orange": (255, 165, 0), "purple": (128, 0, 128),
-       "grey": (128, 128, 128), "green": (0, 128, 0), "red": (255, 0, 0)}  # fmt: skip
+RGB = {
+    "blue": (0, 0, 255),
+    "orange": (255, 165, 0),
+    "purple": (128, 0, 128),
+    "grey": (128, 128, 128),
+    "green": (0, 128, 0),
+    "red": (255, 0, 0),
+}
 
 # The chart's ECharts instance, found through the Vue vnode tree (FreqUI's `Echarts` component
 # exposes getOption/chart); per subplot: series, their data column and finite values, and the

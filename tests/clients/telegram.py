@@ -102,12 +102,20 @@ def parse_trade_notice(text: str) -> TradeNotice | None:
     direction = fields.get("Direction", "").split(" ")[0]
     if m := _ENTRY.search(text):
         kind = "entry_fill" if m["w"].endswith("filled") else "entry"
-        return TradeNotice(kind, int(m["id"]), m["pair"], direction, fields.get("Enter Tag"),
-                           None, text)  # fmt: skip
+        return TradeNotice(
+            kind, int(m["id"]), m["pair"], direction, fields.get("Enter Tag"), None, text
+        )
     if m := _EXIT.search(text):
         kind = "exit_fill" if m["w"].endswith("exited") or m["w"] == "Exited" else "exit"
-        return TradeNotice(kind, int(m["id"]), m["pair"], direction, fields.get("Enter Tag"),
-                           fields.get("Exit Reason"), text)  # fmt: skip
+        return TradeNotice(
+            kind,
+            int(m["id"]),
+            m["pair"],
+            direction,
+            fields.get("Enter Tag"),
+            fields.get("Exit Reason"),
+            text,
+        )
     return None
 
 
@@ -266,9 +274,15 @@ class BotApi:
             self._notify()
 
     async def _m_getme(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "SqueezeFlow",
-                "username": "squeezeflow_test_bot", "can_join_groups": True,
-                "can_read_all_group_messages": False, "supports_inline_queries": False}  # fmt: skip
+        return {
+            "id": int(self.token.split(":")[0]),
+            "is_bot": True,
+            "first_name": "SqueezeFlow",
+            "username": "squeezeflow_test_bot",
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
 
     async def _m_deletewebhook(self, p: dict[str, Any]) -> bool:
         if str(p.get("drop_pending_updates", "false")).lower() == "true":
@@ -298,14 +312,28 @@ class BotApi:
         if isinstance(markup, str) and markup:
             markup = json.loads(markup)
         self._next_message += 1
-        return SentMessage(self._next_message, str(p.get("chat_id")), str(p.get("text", "")),
-                           p.get("parse_mode"), time.monotonic(), method, markup)  # fmt: skip
+        return SentMessage(
+            self._next_message,
+            str(p.get("chat_id")),
+            str(p.get("text", "")),
+            p.get("parse_mode"),
+            time.monotonic(),
+            method,
+            markup,
+        )
 
     def _result(self, sm: SentMessage) -> dict[str, Any]:
-        return {"message_id": sm.message_id, "date": int(time.time()), "text": sm.text,
-                "chat": {"id": int(sm.chat_id), "type": "private", "first_name": "Tester"},
-                "from": {"id": int(self.token.split(":")[0]), "is_bot": True,
-                         "first_name": "SqueezeFlow"}}  # fmt: skip
+        return {
+            "message_id": sm.message_id,
+            "date": int(time.time()),
+            "text": sm.text,
+            "chat": {"id": int(sm.chat_id), "type": "private", "first_name": "Tester"},
+            "from": {
+                "id": int(self.token.split(":")[0]),
+                "is_bot": True,
+                "first_name": "SqueezeFlow",
+            },
+        }
 
     async def _send(self, p: dict[str, Any], method: str) -> Any:
         sm = self._message(p, method)
@@ -444,13 +472,15 @@ class FakeTelegram:
         """What FreqTrade's environment needs: proxy, trust store, and Telegram on."""
         proxy = f"http://127.0.0.1:{self.proxy.port}"
         return {
-            "HTTPS_PROXY": proxy, "https_proxy": proxy,
-            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+            "HTTPS_PROXY": proxy,
+            "https_proxy": proxy,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
             "SSL_CERT_FILE": str(self.ca.ca_cert),
             "FREQTRADE__TELEGRAM__ENABLED": "true",
             "FREQTRADE__TELEGRAM__TOKEN": self.token,
             "FREQTRADE__TELEGRAM__CHAT_ID": str(self.chat_id),
-        }  # fmt: skip
+        }
 
     # ----- observing ----------------------------------------------------------------------------
     @property
@@ -479,9 +509,12 @@ class FakeTelegram:
         return got
 
     def wait_for(
-        self, pred: Callable[[SentMessage], bool], timeout: float = 60, after: float = 0.0,
+        self,
+        pred: Callable[[SentMessage], bool],
+        timeout: float = 60,
+        after: float = 0.0,
         what: str = "a message",
-    ) -> SentMessage:  # fmt: skip
+    ) -> SentMessage:
         """The first accepted message (sent after monotonic time ``after``) matching ``pred``."""
 
         def find() -> SentMessage | None:
@@ -497,8 +530,12 @@ class FakeTelegram:
         d: Delivered = asyncio.run_coroutine_threadsafe(self._enqueue(text), self.loop).result(10)
         self.wait_until(lambda: d.at is not None, timeout, f"the bot to fetch {text!r}")
         assert d.at is not None
-        return self.wait_for(lambda m: re.search(match, m.text) is not None, timeout, d.at,
-                             f"an answer to {text!r} matching {match!r}")  # fmt: skip
+        return self.wait_for(
+            lambda m: re.search(match, m.text) is not None,
+            timeout,
+            d.at,
+            f"an answer to {text!r} matching {match!r}",
+        )
 
     async def _enqueue(self, text: str) -> Delivered:
         return self.api.enqueue(text)
@@ -540,15 +577,20 @@ def check_trade_notifications(
         return sorted(out, key=repr)
 
     def got(kind: str) -> list[tuple[str, str, str | None]]:
-        out = [(n.pair, n.direction.lower(), n.enter_tag if kind == "entry" else n.exit_reason)
-               for n in tg.trade_notifications(kind)]  # fmt: skip
+        out = [
+            (n.pair, n.direction.lower(), n.enter_tag if kind == "entry" else n.exit_reason)
+            for n in tg.trade_notifications(kind)
+        ]
         return sorted(out, key=repr)
 
     expected = {k: want(k) for k in ("entry", "exit_fill")}
     try:
-        tg.wait_until(lambda: all(len(got(k)) >= len(v) for k, v in expected.items()), timeout,
-                      f"{len(expected['entry'])} entry and {len(expected['exit_fill'])} exit-fill "
-                      "notifications")  # fmt: skip
+        tg.wait_until(
+            lambda: all(len(got(k)) >= len(v) for k, v in expected.items()),
+            timeout,
+            f"{len(expected['entry'])} entry and {len(expected['exit_fill'])} exit-fill "
+            "notifications",
+        )
     finally:
         for kind, exp in expected.items():
             assert got(kind) == exp, f"{kind} notifications {got(kind)} != trades {exp}"

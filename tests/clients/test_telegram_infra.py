@@ -90,9 +90,16 @@ def test_drop_pending_updates_drops_what_was_queued_before(tg, monkeypatch):
 
 @pytest.mark.parametrize(
     ("text", "ok"),
-    [("*a* _b_ `c_d`", True), ("```x_y*z```", True), (r"a\_b", True), ("a_b", False),
-     ("*open", False), ("`x", False), ("plain: 1.5 (x) [y]", True)],
-)  # fmt: skip
+    [
+        ("*a* _b_ `c_d`", True),
+        ("```x_y*z```", True),
+        (r"a\_b", True),
+        ("a_b", False),
+        ("*open", False),
+        ("`x", False),
+        ("plain: 1.5 (x) [y]", True),
+    ],
+)
 def test_markdown_check(text, ok):
     assert (markdown_error(text) is None) is ok
 
@@ -111,18 +118,41 @@ def test_trade_notice_parser_reads_freqtrade_own_messages():
 
     t = _freqtrade_formatter()
     now = datetime.now(UTC)
-    base = {"trade_id": 7, "exchange": "Binance", "pair": "BTC/USDT:USDT", "leverage": 2.0,
-            "direction": "Short", "enter_tag": "squeeze_short", "amount": 0.1,
-            "open_rate": 60000.0, "current_rate": 60010.0, "quote_currency": "USDT",
-            "stake_currency": "USDT", "stake_amount": 3000.0, "sub_trade": False,
-            "order_type": "limit", "base_currency": "BTC", "fiat_currency": None,
-            "open_date": now - timedelta(minutes=25)}  # fmt: skip
+    base = {
+        "trade_id": 7,
+        "exchange": "Binance",
+        "pair": "BTC/USDT:USDT",
+        "leverage": 2.0,
+        "direction": "Short",
+        "enter_tag": "squeeze_short",
+        "amount": 0.1,
+        "open_rate": 60000.0,
+        "current_rate": 60010.0,
+        "quote_currency": "USDT",
+        "stake_currency": "USDT",
+        "stake_amount": 3000.0,
+        "sub_trade": False,
+        "order_type": "limit",
+        "base_currency": "BTC",
+        "fiat_currency": None,
+        "open_date": now - timedelta(minutes=25),
+    }
     entry = {**base, "type": RPCMessageType.ENTRY}
     fill = {**base, "type": RPCMessageType.ENTRY_FILL}
-    exit_ = {**base, "type": RPCMessageType.EXIT_FILL, "close_date": now, "profit_amount": -3.0,
-             "profit_ratio": -0.001, "gain": "loss", "close_rate": 60030.0, "order_rate": 60030.0,
-             "exit_reason": "gap_resolved", "cumulative_profit": -3.0, "final_profit_ratio": None,
-             "is_final_exit": False}  # fmt: skip
+    exit_ = {
+        **base,
+        "type": RPCMessageType.EXIT_FILL,
+        "close_date": now,
+        "profit_amount": -3.0,
+        "profit_ratio": -0.001,
+        "gain": "loss",
+        "close_rate": 60030.0,
+        "order_rate": 60030.0,
+        "exit_reason": "gap_resolved",
+        "cumulative_profit": -3.0,
+        "final_profit_ratio": None,
+        "is_final_exit": False,
+    }
     exiting = {**exit_, "type": RPCMessageType.EXIT}
     texts = [t.compose_message(m) for m in (entry, fill, exit_, exiting)]
     notes = [parse_trade_notice(x) for x in texts]
@@ -142,18 +172,43 @@ def test_check_trade_notifications_matches_trades_to_freqtrade_messages(tg, monk
 
     t = _freqtrade_formatter()
     now = datetime.now(UTC)
-    common = {"exchange": "Binance", "pair": "BTC/USDT:USDT", "leverage": 1.0, "amount": 0.1,
-              "open_rate": 60000.0, "current_rate": 60000.0, "quote_currency": "USDT",
-              "stake_currency": "USDT", "stake_amount": 3000.0, "sub_trade": False,
-              "fiat_currency": None, "open_date": now - timedelta(minutes=5), "close_date": now,
-              "profit_amount": 1.0, "profit_ratio": 0.001, "gain": "profit", "close_rate": 60060.0,
-              "order_rate": 60060.0, "cumulative_profit": 1.0, "final_profit_ratio": None,
-              "is_final_exit": False}  # fmt: skip
-    long_ = {**common, "trade_id": 1, "direction": "Long", "enter_tag": "squeeze_long",
-             "exit_reason": "exit_signal"}  # fmt: skip
+    common = {
+        "exchange": "Binance",
+        "pair": "BTC/USDT:USDT",
+        "leverage": 1.0,
+        "amount": 0.1,
+        "open_rate": 60000.0,
+        "current_rate": 60000.0,
+        "quote_currency": "USDT",
+        "stake_currency": "USDT",
+        "stake_amount": 3000.0,
+        "sub_trade": False,
+        "fiat_currency": None,
+        "open_date": now - timedelta(minutes=5),
+        "close_date": now,
+        "profit_amount": 1.0,
+        "profit_ratio": 0.001,
+        "gain": "profit",
+        "close_rate": 60060.0,
+        "order_rate": 60060.0,
+        "cumulative_profit": 1.0,
+        "final_profit_ratio": None,
+        "is_final_exit": False,
+    }
+    long_ = {
+        **common,
+        "trade_id": 1,
+        "direction": "Long",
+        "enter_tag": "squeeze_long",
+        "exit_reason": "exit_signal",
+    }
     short = {**common, "trade_id": 2, "direction": "Short", "enter_tag": "squeeze_short"}
-    kinds = [(long_, RPCMessageType.ENTRY), (short, RPCMessageType.ENTRY),
-             (long_, RPCMessageType.EXIT), (long_, RPCMessageType.EXIT_FILL)]  # fmt: skip
+    kinds = [
+        (long_, RPCMessageType.ENTRY),
+        (short, RPCMessageType.ENTRY),
+        (long_, RPCMessageType.EXIT),
+        (long_, RPCMessageType.EXIT_FILL),
+    ]
     msgs = [{**trade, "type": kind} for trade, kind in kinds]
     bot = _bot(tg, monkeypatch)
 
@@ -164,12 +219,21 @@ def test_check_trade_notifications_matches_trades_to_freqtrade_messages(tg, monk
 
     asyncio.run(send())
     trades = [
-        {"pair": "BTC/USDT:USDT", "direction": "long", "entry_tag": "squeeze_long",
-         "exit_reason": "exit_signal"},
-        {"pair": "BTC/USDT:USDT", "direction": "short", "entry_tag": "squeeze_short",
-         "entry_candle": "2026-11-29T09:00:00Z", "exit_candle": None,
-         "exit_reason": "open_at_end"},  # still open (rehearse's report row)
-    ]  # fmt: skip
+        {
+            "pair": "BTC/USDT:USDT",
+            "direction": "long",
+            "entry_tag": "squeeze_long",
+            "exit_reason": "exit_signal",
+        },
+        {
+            "pair": "BTC/USDT:USDT",
+            "direction": "short",
+            "entry_tag": "squeeze_short",
+            "entry_candle": "2026-11-29T09:00:00Z",
+            "exit_candle": None,
+            "exit_reason": "open_at_end",
+        },  # still open (rehearse's report row)
+    ]
     check_trade_notifications(tg, trades, timeout=5)
     with pytest.raises(AssertionError, match="exit_fill notifications"):
         closed = {**trades[1], "exit_reason": "time_stop", "exit_candle": "2026-11-29T09:30:00Z"}

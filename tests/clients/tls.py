@@ -54,13 +54,65 @@ def make_test_ca(folder: Path, hosts: tuple[str, ...]) -> TestCA:
         "authorityKeyIdentifier=keyid,issuer\n"
         f"subjectAltName={','.join(f'DNS:{h}' for h in hosts)}\n"
     )
-    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.csr",
-             "-subj", "/CN=SqueezeFlow throwaway test CA", cwd=folder)  # fmt: skip
-    _openssl("x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-extfile", "ca.ext", cwd=folder)  # fmt: skip
-    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-             "-out", "server.csr", "-subj", f"/CN={hosts[0]}", cwd=folder)  # fmt: skip
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
-             cwd=folder)  # fmt: skip
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.csr",
+        "-subj",
+        "/CN=SqueezeFlow throwaway test CA",
+        cwd=folder,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "ca.csr",
+        "-signkey",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ca.ext",
+        cwd=folder,
+    )
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        f"/CN={hosts[0]}",
+        cwd=folder,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        cwd=folder,
+    )
     return TestCA(folder / "ca.pem", folder / "server.pem", folder / "server.key", hosts)

@@ -41,10 +41,25 @@ class E2E:
         """FreqTrade on the strategy in the repository, or (``strategy_path=None``) on the copy
         a user keeps in their own ``user_data/strategies``."""
         where = ["--strategy-path", str(strategy_path)] if strategy_path else []
-        cmd = [sys.executable, "-m", "feeder.tools.offline", "--markets", str(self.markets), *args,
-               "--config", str(config or REPO / "config.json"), "--strategy", "SqueezeFlow",
-               *where, "--datadir", str(self.datadir), "--userdir", str(self.userdir),
-               "--pairs", "BTC/USDT:USDT"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "feeder.tools.offline",
+            "--markets",
+            str(self.markets),
+            *args,
+            "--config",
+            str(config or REPO / "config.json"),
+            "--strategy",
+            "SqueezeFlow",
+            *where,
+            "--datadir",
+            str(self.datadir),
+            "--userdir",
+            str(self.userdir),
+            "--pairs",
+            "BTC/USDT:USDT",
+        ]
         return self._run(cmd)
 
     def _run(self, cmd: list[str]) -> subprocess.CompletedProcess[str]:
@@ -61,8 +76,14 @@ def e2e(tmp_path_factory, market_data) -> E2E:
     for sub in ("strategies", "hyperopt_results", "backtest_results", "logs"):
         (userdir / sub).mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FREQTRADE__")}
-    env.update({"SQUEEZEFLOW_PARQUET_DIR": str(root / "store"), "PYTHONPATH": str(REPO),
-                "COLUMNS": "200", "NO_COLOR": "1"})  # fmt: skip
+    env.update(
+        {
+            "SQUEEZEFLOW_PARQUET_DIR": str(root / "store"),
+            "PYTHONPATH": str(REPO),
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+        }
+    )
     e = E2E(
         root,
         root / "data" / "binance",
@@ -73,8 +94,18 @@ def e2e(tmp_path_factory, market_data) -> E2E:
     )  # type: ignore[arg-type]
     r = e.feeder("import", "--from", str(root / "archive"), "--no-progress")
     assert r.returncode == 0 and "imported 30 file(s)" in r.stdout, r.stdout[-3000:]
-    r = e.feeder("export-candles", "--pairs", "BTC/USDT:USDT", "--timeframes", "5m", "1h",
-                 "--datadir", str(e.datadir), "--archive-dir", str(root / "archive"))  # fmt: skip
+    r = e.feeder(
+        "export-candles",
+        "--pairs",
+        "BTC/USDT:USDT",
+        "--timeframes",
+        "5m",
+        "1h",
+        "--datadir",
+        str(e.datadir),
+        "--archive-dir",
+        str(root / "archive"),
+    )
     assert r.returncode == 0, r.stdout[-3000:]
     assert (e.datadir / "futures" / "BTC_USDT_USDT-1h-funding_rate.feather").exists()
     return e

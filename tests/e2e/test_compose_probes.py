@@ -30,8 +30,9 @@ def probe(service: str) -> list[str]:
 
 
 def run(argv: list[str], old: str, new: str) -> int:
-    return subprocess.run([a.replace(old, new) for a in argv], capture_output=True,
-                          timeout=30).returncode  # fmt: skip
+    return subprocess.run(
+        [a.replace(old, new) for a in argv], capture_output=True, timeout=30
+    ).returncode
 
 
 def closed_port() -> int:
@@ -55,8 +56,12 @@ def test_redis_probe(redis_url):
     argv = probe("redis")
     assert argv == ["redis-cli", "ping"]
     live = urlparse(redis_url)
-    ok = subprocess.run([*argv[:1], "-h", str(live.hostname), "-p", str(live.port), *argv[1:]],
-                        capture_output=True, text=True, timeout=30)  # fmt: skip
+    ok = subprocess.run(
+        [*argv[:1], "-h", str(live.hostname), "-p", str(live.port), *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert ok.returncode == 0 and ok.stdout.strip() == "PONG"
     bad = subprocess.run([*argv[:1], "-p", str(closed_port()), *argv[1:]], capture_output=True)
     assert bad.returncode != 0

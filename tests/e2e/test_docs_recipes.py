@@ -32,21 +32,34 @@ def webserver(tmp_path):
     """``freqtrade webserver`` (the API without a bot) with its secrets from the environment."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FREQTRADE__")}
-    env.update({
-        "FREQTRADE__API_SERVER__USERNAME": "sf-user",
-        "FREQTRADE__API_SERVER__PASSWORD": "pw-" + os.urandom(8).hex(),
-        "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "k-" + os.urandom(20).hex(),
-        "FREQTRADE__API_SERVER__WS_TOKEN": "ws-" + os.urandom(8).hex(),
-        "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
-        "HOME": str(tmp_path),
-    })  # fmt: skip
+    env.update(
+        {
+            "FREQTRADE__API_SERVER__USERNAME": "sf-user",
+            "FREQTRADE__API_SERVER__PASSWORD": "pw-" + os.urandom(8).hex(),
+            "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "k-" + os.urandom(20).hex(),
+            "FREQTRADE__API_SERVER__WS_TOKEN": "ws-" + os.urandom(8).hex(),
+            "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
+            "HOME": str(tmp_path),
+        }
+    )
     (tmp_path / "user_data").mkdir()
     log = (tmp_path / "webserver.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "freqtrade", "webserver", "--config", "config.json",
-         "--userdir", str(tmp_path / "user_data")],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "freqtrade",
+            "webserver",
+            "--config",
+            "config.json",
+            "--userdir",
+            str(tmp_path / "user_data"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         for _ in range(120):
             try:
@@ -67,8 +80,14 @@ def webserver(tmp_path):
 def test_freqtrade_client_recipe_reads_credentials_from_the_environment(webserver, tmp_path):
     script = recipe("### freqtrade-client")
     assert "freqtrade-client --config ~/.ft-client.json" in script
-    r = subprocess.run(["bash", "-e", "-c", script], cwd=REPO, env=webserver,
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=REPO,
+        env=webserver,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     assert lines[0]["version"]  # version
@@ -79,17 +98,27 @@ def test_freqtrade_client_recipe_reads_credentials_from_the_environment(webserve
 
     # The same with a wrong password is refused: the credentials really are the ones used.
     bad = {**webserver, "FREQTRADE__API_SERVER__PASSWORD": "wrong-password"}
-    r = subprocess.run(["bash", "-e", "-c", script], cwd=REPO, env=bad,
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=REPO, env=bad, capture_output=True, text=True, timeout=120
+    )
     assert '"strategy": "SqueezeFlow"' not in r.stdout
     assert re.search(r"Unauthorized|401|Not authenticated", r.stdout + r.stderr), r.stdout[-2000:]
 
 
 def test_freqtrade_client_python_recipe(webserver):
     code = recipe("### freqtrade-client", "python")
-    r = subprocess.run([sys.executable, "-c", code.replace(":8080", ":" + webserver[
-        "FREQTRADE__API_SERVER__LISTEN_PORT"])], cwd=REPO, env=webserver, capture_output=True,
-        text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code.replace(":8080", ":" + webserver["FREQTRADE__API_SERVER__LISTEN_PORT"]),
+        ],
+        cwd=REPO,
+        env=webserver,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "'version':" in r.stdout
 
@@ -108,8 +137,14 @@ def test_frequi_offline_recipe_installs_a_build_freqtrade_serves(webserver):
     script = recipe("### FreqUI when").replace("FREQUI_DIST", str(dist))
     port = webserver["FREQTRADE__API_SERVER__LISTEN_PORT"]
     try:
-        r = subprocess.run(["bash", "-e", "-c", script], cwd=REPO, env=webserver,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        r = subprocess.run(
+            ["bash", "-e", "-c", script],
+            cwd=REPO,
+            env=webserver,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
         assert httpx.get(f"http://127.0.0.1:{port}/ui_version").json() == {"version": "3.1.1"}
         page = httpx.get(f"http://127.0.0.1:{port}/trade")

@@ -25,18 +25,37 @@ def _port() -> int:
 
 def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, tmp_path):
     port = _port()
-    env = {**e2e.env, "SQUEEZEFLOW_REDIS_URL": redis_url,
-           "FREQTRADE__API_SERVER__USERNAME": "sfuser",
-           "FREQTRADE__API_SERVER__PASSWORD": "pw-123456",
-           "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "k" * 40,
-           "FREQTRADE__API_SERVER__WS_TOKEN": "ws-token-123",
-           "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
-           "FREQTRADE__INTERNALS__PROCESS_THROTTLE_SECS": "1"}  # fmt: skip
-    cmd = [sys.executable, "-m", "feeder.tools.offline", "--markets", str(e2e.markets), "trade",
-           "--dry-run", "--config", str(REPO / "config.json"), "--strategy", "SqueezeFlow",
-           "--strategy-path", str(REPO / "user_data/strategies"), "--datadir", str(e2e.datadir),
-           "--userdir", str(e2e.userdir),
-           "--db-url", f"sqlite:///{tmp_path / 'dry.sqlite'}"]  # fmt: skip
+    env = {
+        **e2e.env,
+        "SQUEEZEFLOW_REDIS_URL": redis_url,
+        "FREQTRADE__API_SERVER__USERNAME": "sfuser",
+        "FREQTRADE__API_SERVER__PASSWORD": "pw-123456",
+        "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "k" * 40,
+        "FREQTRADE__API_SERVER__WS_TOKEN": "ws-token-123",
+        "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
+        "FREQTRADE__INTERNALS__PROCESS_THROTTLE_SECS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "feeder.tools.offline",
+        "--markets",
+        str(e2e.markets),
+        "trade",
+        "--dry-run",
+        "--config",
+        str(REPO / "config.json"),
+        "--strategy",
+        "SqueezeFlow",
+        "--strategy-path",
+        str(REPO / "user_data/strategies"),
+        "--datadir",
+        str(e2e.datadir),
+        "--userdir",
+        str(e2e.userdir),
+        "--db-url",
+        f"sqlite:///{tmp_path / 'dry.sqlite'}",
+    ]
     log = tmp_path / "dry.log"
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)

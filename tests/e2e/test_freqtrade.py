@@ -22,8 +22,16 @@ RANGE = ("--timerange", "20240104-20240111")
 def test_backtest_trades_the_planted_squeezes_in_their_direction(e2e):
     out = e2e.root / "bt"
     out.mkdir()
-    r = e2e.freqtrade("backtesting", *RANGE, "--export", "trades", "--backtest-directory", str(out),
-                      "--cache", "none")  # fmt: skip
+    r = e2e.freqtrade(
+        "backtesting",
+        *RANGE,
+        "--export",
+        "trades",
+        "--backtest-directory",
+        str(out),
+        "--cache",
+        "none",
+    )
     assert r.returncode == 0, r.stdout[-3000:]
     assert "0 incomplete" in r.stdout  # flow for every candle
     from freqtrade.data.btanalysis import load_backtest_data
@@ -45,9 +53,21 @@ def test_backtest_trades_the_planted_squeezes_in_their_direction(e2e):
 def test_hyperopt_runs_epochs_and_finds_a_result(e2e):
     # FreqTrade's default job count: the epochs run in joblib/loky worker processes, which must
     # import the method package beside the strategy themselves.
-    r = e2e.freqtrade("hyperopt", *RANGE, "--hyperopt-loss", "SharpeHyperOptLoss", "--spaces",
-                      "buy", "sell", "--epochs", "6", "--disable-param-export",
-                      "--print-json", "--random-state", "42")  # fmt: skip
+    r = e2e.freqtrade(
+        "hyperopt",
+        *RANGE,
+        "--hyperopt-loss",
+        "SharpeHyperOptLoss",
+        "--spaces",
+        "buy",
+        "sell",
+        "--epochs",
+        "6",
+        "--disable-param-export",
+        "--print-json",
+        "--random-state",
+        "42",
+    )
     assert r.returncode == 0, r.stdout[-3000:]
     assert "ModuleNotFoundError" not in r.stdout
     assert "Best result:" in r.stdout
@@ -66,13 +86,27 @@ def test_hyperopt_in_parallel_from_a_users_own_user_data(e2e, tmp_path):
     for sub in ("hyperopt_results", "backtest_results", "logs"):
         (userdir / sub).mkdir(parents=True)
     src = REPO / "user_data/strategies"
-    shutil.copytree(src, userdir / "strategies",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.json"))  # fmt: skip
+    shutil.copytree(
+        src, userdir / "strategies", ignore=shutil.ignore_patterns("__pycache__", "*.json")
+    )
     e2e_user = dataclasses.replace(e2e, userdir=userdir)
-    r = e2e_user.freqtrade("hyperopt", *RANGE, "--hyperopt-loss", "SharpeHyperOptLoss",
-                           "--spaces", "buy", "sell", "--epochs", "6", "-j", "2",
-                           "--disable-param-export", "--random-state", "42",
-                           strategy_path=None)  # fmt: skip
+    r = e2e_user.freqtrade(
+        "hyperopt",
+        *RANGE,
+        "--hyperopt-loss",
+        "SharpeHyperOptLoss",
+        "--spaces",
+        "buy",
+        "sell",
+        "--epochs",
+        "6",
+        "-j",
+        "2",
+        "--disable-param-export",
+        "--random-state",
+        "42",
+        strategy_path=None,
+    )
     assert r.returncode == 0, r.stdout[-3000:]
     assert "ModuleNotFoundError" not in r.stdout
     assert "Best result:" in r.stdout
@@ -81,9 +115,16 @@ def test_hyperopt_in_parallel_from_a_users_own_user_data(e2e, tmp_path):
 
 def test_lookahead_analysis_finds_no_biased_signal(e2e):
     csv = e2e.root / "lookahead.csv"
-    r = e2e.freqtrade("lookahead-analysis", *RANGE, "--minimum-trade-amount", "4",
-                      "--targeted-trade-amount", "5", "--lookahead-analysis-exportfilename",
-                      str(csv))  # fmt: skip
+    r = e2e.freqtrade(
+        "lookahead-analysis",
+        *RANGE,
+        "--minimum-trade-amount",
+        "4",
+        "--targeted-trade-amount",
+        "5",
+        "--lookahead-analysis-exportfilename",
+        str(csv),
+    )
     assert r.returncode == 0, r.stdout[-3000:]
     assert "no bias detected" in r.stdout
     table = pd.read_csv(csv)
@@ -94,8 +135,9 @@ def test_lookahead_analysis_finds_no_biased_signal(e2e):
 
 
 def test_recursive_analysis_shows_under_0_1_percent_past_warm_up(e2e):
-    r = e2e.freqtrade("recursive-analysis", "--timerange", "20240105-20240111",
-                      "--startup-candle", "700", "900")  # fmt: skip
+    r = e2e.freqtrade(
+        "recursive-analysis", "--timerange", "20240105-20240111", "--startup-candle", "700", "900"
+    )
     assert r.returncode == 0, r.stdout[-3000:]
     assert "No lookahead bias on indicators found" in r.stdout
     table = r.stdout[r.stdout.index("Recursive Analysis") :]
@@ -130,10 +172,13 @@ def test_a_backtest_without_flow_warns_at_start_naming_the_market_and_what_to_im
         r"parquet store \S+; did you mean BINANCE:btcusdt\?",
         flat,
     ), flat[-6000:]
-    missing = re.findall(warn + r"BTC flow is missing for \d+ of \d+ candles \(2024-01-\d\d\.\."
-                         r"2024-01-\d\d; markets BINANCE:btcusdtt, .*? Not covered: "
-                         r"BINANCE:btcusdtt; fix BINANCE:btcusdtt in squeezeflow\.coins\.BTC "
-                         r"\(did you mean BINANCE:btcusdt\?\)", flat)  # fmt: skip
+    missing = re.findall(
+        warn + r"BTC flow is missing for \d+ of \d+ candles \(2024-01-\d\d\.\."
+        r"2024-01-\d\d; markets BINANCE:btcusdtt, .*? Not covered: "
+        r"BINANCE:btcusdtt; fix BINANCE:btcusdtt in squeezeflow\.coins\.BTC "
+        r"\(did you mean BINANCE:btcusdt\?\)",
+        flat,
+    )
     assert len(missing) == 1, flat[-6000:]
     assert flat.index("BTC flow is missing for") < flat.index("Backtesting with data from")
 

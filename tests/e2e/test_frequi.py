@@ -50,8 +50,10 @@ def frequi_site(tmp_path_factory):
 def test_frequi_draws_the_strategy_subplots_with_data(e2e, frequi_site, tmp_path):
     from SqueezeFlow import SqueezeFlow
 
-    subplots = {name: {col: spec["color"] for col, spec in cols.items()}
-                for name, cols in SqueezeFlow.plot_config["subplots"].items()}  # fmt: skip
+    subplots = {
+        name: {col: spec["color"] for col, spec in cols.items()}
+        for name, cols in SqueezeFlow.plot_config["subplots"].items()
+    }
     assert set(subplots) == {"CVD", "Flow", "gap_z", "Score"}
     assert {c for cols in subplots.values() for c in cols.values()} <= set(RGB)
     series = {col for cols in subplots.values() for col in cols}

@@ -94,8 +94,9 @@ def excused(cmd: str) -> str | None:
 
 
 README_COMMANDS = readme_commands((REPO / "README.md").read_text())
-TO_RUN = [c for cmd in README_COMMANDS if not excused(cmd) and cmd != FIRST
-          for c in expand_optional(cmd)]  # fmt: skip
+TO_RUN = [
+    c for cmd in README_COMMANDS if not excused(cmd) and cmd != FIRST for c in expand_optional(cmd)
+]
 
 
 def test_every_readme_command_is_run_or_excused():
@@ -103,8 +104,14 @@ def test_every_readme_command_is_run_or_excused():
     for prefix in NOT_RUN:  # no stale excuse
         assert any(c == prefix or c.startswith(prefix + " ") for c in README_COMMANDS), prefix
     kinds = " ".join(TO_RUN)
-    for needed in ("--offline backtesting", "--offline hyperopt", "--offline lookahead-analysis",
-                   "--offline recursive-analysis", "export-candles", "status --json"):  # fmt: skip
+    for needed in (
+        "--offline backtesting",
+        "--offline hyperopt",
+        "--offline lookahead-analysis",
+        "--offline recursive-analysis",
+        "export-candles",
+        "status --json",
+    ):
         assert needed in kinds, f"README shows no runnable `{needed}` command"
     for cmd in TO_RUN:
         assert "..." not in cmd, f"placeholder arguments in a README command: {cmd}"
@@ -117,8 +124,14 @@ class Clone:
         self.ran: list[str] = []
 
     def sh(self, cmd: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(["bash", "-c", cmd], cwd=self.root, env={**self.env, **(env or {})},
-                           capture_output=True, text=True, timeout=1800)  # fmt: skip
+        r = subprocess.run(
+            ["bash", "-c", cmd],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         r.out = ANSI.sub("", r.stdout + "\n" + r.stderr)  # type: ignore[attr-defined]
         self.ran.append(cmd)
         return r
@@ -129,8 +142,13 @@ def clone(tmp_path_factory) -> Clone:
     from feeder.tools.synthetic import Scenario, generate
 
     root = tmp_path_factory.mktemp("clone") / "squeezeflow"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for rel in filter(None, files.split("\0")):
         src = REPO / rel
         if src.is_file():
@@ -140,11 +158,17 @@ def clone(tmp_path_factory) -> Clone:
     assert (venv / "bin/python").exists(), "run through bash scripts/test (it builds .venv)"
     assert (venv / ".installed").stat().st_mtime >= (root / "pyproject.toml").stat().st_mtime
     (root / ".venv").symlink_to(venv)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FREQTRADE__", "SQUEEZEFLOW_"))}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FREQTRADE__", "SQUEEZEFLOW_"))}
     path = f"{root / '.venv/bin'}:{env.get('PATH', '')}"  # an activated venv
-    env.update({"PYTHONPATH": str(root), "SQUEEZEFLOW_OFFLINE": "1", "COLUMNS": "200",
-                "NO_COLOR": "1", "PATH": path})  # fmt: skip
+    env.update(
+        {
+            "PYTHONPATH": str(root),
+            "SQUEEZEFLOW_OFFLINE": "1",
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+            "PATH": path,
+        }
+    )
     c = Clone(root, env)
     r = c.sh(FIRST)
     assert r.returncode == 0, r.out[-4000:]
@@ -193,9 +217,19 @@ def test_readme_command_runs_as_printed(clone, cmd, request):
         url = request.getfixturevalue("influx_url")
         db = f"sf_readme_{uuid.uuid4().hex[:8]}"
         extra = {"SQUEEZEFLOW_INFLUX_URL": url, "SQUEEZEFLOW_INFLUX_DATABASE": db}
-        request.addfinalizer(lambda: subprocess.run(
-            ["curl", "-s", "-XPOST", f"{url}/query", "--data-urlencode", f"q=DROP DATABASE {db}"],
-            capture_output=True))  # fmt: skip
+        request.addfinalizer(
+            lambda: subprocess.run(
+                [
+                    "curl",
+                    "-s",
+                    "-XPOST",
+                    f"{url}/query",
+                    "--data-urlencode",
+                    f"q=DROP DATABASE {db}",
+                ],
+                capture_output=True,
+            )
+        )
     line = cmd.replace(" DIR", f" {clone.root / 'given-archive'}")
     r = clone.sh(line, extra)
     assert r.returncode == 0, f"$ {cmd}\n{r.out[-4000:]}"

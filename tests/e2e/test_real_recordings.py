@@ -29,8 +29,9 @@ OVERLAP = (1723161318, 1723161904)  # 23:55:18 .. 00:05:04 (whole seconds inside
 
 
 def _settings(perp: str):
-    return settings_from_dict({"coins": {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": [perp]}}},
-                              env=False)  # fmt: skip
+    return settings_from_dict(
+        {"coins": {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": [perp]}}}, env=False
+    )
 
 
 @pytest.fixture(scope="module")

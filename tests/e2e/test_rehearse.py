@@ -21,14 +21,25 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared, pytest.mark.backend]
 
 
 def _rehearse(tmp_path, env_extra: dict[str, str]) -> tuple[subprocess.CompletedProcess, dict]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FREQTRADE__", "SQUEEZEFLOW_"))}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FREQTRADE__", "SQUEEZEFLOW_"))}
     env.update({"COLUMNS": "200", "NO_COLOR": "1", **env_extra})
     report = tmp_path / "report.json"
-    cmd = [sys.executable, "-m",
-        "feeder.tools.cli", "--config", str(REPO / "config.json"), "rehearse",
-           "--timeframe", "1m", "--seed", "7", "--workdir", str(tmp_path / "work"),
-           "--report", str(report)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "feeder.tools.cli",
+        "--config",
+        str(REPO / "config.json"),
+        "rehearse",
+        "--timeframe",
+        "1m",
+        "--seed",
+        "7",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--report",
+        str(report),
+    ]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert report.exists(), r.stdout[-3000:] + r.stderr[-5000:]
     return r, json.loads(report.read_text())
@@ -67,13 +78,19 @@ def test_rehearse_on_parquet_live_equals_backtest_and_notifies_through_telegram(
 def test_rehearse_on_influxdb_live_equals_backtest(redis_url, influx_url, tmp_path):
     db = f"sf_test_{uuid.uuid4().hex[:10]}"
     try:
-        r, report = _rehearse(tmp_path, {
-            "SQUEEZEFLOW_REDIS_URL": redis_url, "SQUEEZEFLOW_BACKEND": "influx",
-            "SQUEEZEFLOW_INFLUX_URL": influx_url, "SQUEEZEFLOW_INFLUX_DATABASE": db,
-        })  # fmt: skip
+        r, report = _rehearse(
+            tmp_path,
+            {
+                "SQUEEZEFLOW_REDIS_URL": redis_url,
+                "SQUEEZEFLOW_BACKEND": "influx",
+                "SQUEEZEFLOW_INFLUX_URL": influx_url,
+                "SQUEEZEFLOW_INFLUX_DATABASE": db,
+            },
+        )
         assert report["store"] == "influx"
         assert not (tmp_path / "work" / "store").exists()  # nothing went to Parquet
         _check(r, report)
     finally:
-        httpx.post(f"{influx_url}/query", params={"q": f'DROP DATABASE "{db}_rehearse"'},
-                   timeout=30)  # fmt: skip
+        httpx.post(
+            f"{influx_url}/query", params={"q": f'DROP DATABASE "{db}_rehearse"'}, timeout=30
+        )

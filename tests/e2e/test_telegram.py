@@ -19,12 +19,16 @@ def test_dry_run_bot_notifies_and_answers_commands_through_telegram(
     with freqtrade_process(e2e, tmp_path / "bot", env) as bot:
         # FreqTrade's startup notifications, through the real client
         telegram.wait_for(lambda m: "Dry run is enabled" in m.text, 120, what="dry-run warning")
-        startup = telegram.wait_for(lambda m: "*Strategy:* `SqueezeFlow`" in m.text, 30,
-                                    what="startup summary")  # fmt: skip
+        startup = telegram.wait_for(
+            lambda m: "*Strategy:* `SqueezeFlow`" in m.text, 30, what="startup summary"
+        )
         assert "*Exchange:* `binance`" in startup.text and "*Timeframe:* `5m`" in startup.text
         # the strategy's own message (dp.send_msg from bot_loop_start): the feed is stale
-        stale = telegram.wait_for(lambda m: "SqueezeFlow BTC: flow feed stale" in m.text, 60,
-                                  what="the strategy's stale-feed notice")  # fmt: skip
+        stale = telegram.wait_for(
+            lambda m: "SqueezeFlow BTC: flow feed stale" in m.text,
+            60,
+            what="the strategy's stale-feed notice",
+        )
         assert "no new entries" in stale.text
         # commands from the configured chat, via getUpdates; the answers are FreqTrade's own
         status = telegram.ask("/status", match="no active trade")

@@ -40,10 +40,13 @@ class Clock:
 def live(tmp_path, redis_url):
     prefix = f"sflive{uuid.uuid4().hex[:8]}"
     settings = settings_from_dict(
-        {"coins": {"BTC": MARKETS}, "redis": {"url": redis_url, "prefix": prefix},
-         "staleness_limit_s": 30},
+        {
+            "coins": {"BTC": MARKETS},
+            "redis": {"url": redis_url, "prefix": prefix},
+            "staleness_limit_s": 30,
+        },
         env=False,
-    )  # fmt: skip
+    )
     store = ParquetStore(tmp_path)
     bars = {}
     for i, m in enumerate(settings.markets("BTC")):
@@ -63,9 +66,12 @@ def _publish(pub, settings, bars, until):
     for m in settings.markets("BTC"):
         b = bars[m.id]
         pub.publish(
-            m.id, m.kind.value, b[(b["time"] >= BOUNDARY) & (b["time"] < until)], watermark=until,
+            m.id,
+            m.kind.value,
+            b[(b["time"] >= BOUNDARY) & (b["time"] < until)],
+            watermark=until,
             coverage=[[BOUNDARY - 60, until]],
-        )  # fmt: skip
+        )
 
 
 def test_catch_up_then_stream_bars_fill_the_candles_exactly(live):

@@ -33,14 +33,18 @@ def _aggr_server_points(store: InfluxStore) -> None:
     lines = []
     for i in range(0, 60, 3):
         t = DAY0 + i
-        lines.append(f"trades_1s,market={M} open=100,high=101,low=99,close=100.5,vbuy=1000,"
-                     f"cbuy=2 {t}")  # fmt: skip
-        lines.append(f"trades_1s,market={M} open=100,high=100,low=100,close=100,vsell=500,"
-                     f"csell=1 {t + 1}")  # fmt: skip
+        lines.append(
+            f"trades_1s,market={M} open=100,high=101,low=99,close=100.5,vbuy=1000,cbuy=2 {t}"
+        )
+        lines.append(
+            f"trades_1s,market={M} open=100,high=100,low=100,close=100,vsell=500,csell=1 {t + 1}"
+        )
         lines.append(f"trades_1s,market={M} lsell=250 {t + 2}")
     store.write_lines(lines, rp="aggr_1s")
-    minute = (f"trades_1m,market={M} open=100,high=101,low=99,close=100,vbuy=20000,vsell=10000,"
-              f"cbuy=40,csell=20,lsell=5000 {DAY0}")  # fmt: skip
+    minute = (
+        f"trades_1m,market={M} open=100,high=101,low=99,close=100,vbuy=20000,vsell=10000,"
+        f"cbuy=40,csell=20,lsell=5000 {DAY0}"
+    )
     store.write_lines([minute], rp="aggr_1m")
 
 
@@ -74,8 +78,9 @@ def test_status_and_load_flow_infer_the_same_coverage_from_the_1m_bars(store):
     assert flow[f"{M}|complete"].tolist() == [False, True, False]
 
 
-def test_setup_influx_leaves_an_existing_retention_policy_as_it_is_unless_asked(store, tmp_path,
-                                                                               capsys):  # fmt: skip
+def test_setup_influx_leaves_an_existing_retention_policy_as_it_is_unless_asked(
+    store, tmp_path, capsys
+):
     from feeder.tools.cli import main
 
     db = store.s.database
@@ -83,8 +88,15 @@ def test_setup_influx_leaves_an_existing_retention_policy_as_it_is_unless_asked(
         f'ALTER RETENTION POLICY "aggr_1s" ON "{db}" DURATION 1h23m REPLICATION 1 SHARD DURATION 1h'
     )
     cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"squeezeflow": {"store": {"backend": "influx", "influx": {
-        "url": store.s.url, "database": db}}}}))  # fmt: skip
+    cfg.write_text(
+        json.dumps(
+            {
+                "squeezeflow": {
+                    "store": {"backend": "influx", "influx": {"url": store.s.url, "database": db}}
+                }
+            }
+        )
+    )
 
     def duration() -> str:
         return {r[0]: r[1] for r in store.show(f'SHOW RETENTION POLICIES ON "{db}"')}["aggr_1s"]
@@ -105,8 +117,11 @@ def test_rewriting_seconds_aggr_server_holds_overwrites_them_in_its_own_series(s
     """aggr-server's series have only the ``market`` tag and integer counts here: our rewrite
     of the same seconds lands in that series (no second series, no doubled sums) with the
     integer type the measurement has (no field type conflict)."""
-    lines = [f"trades_1s,market={M} open=100,high=101,low=99,close=100.5,vbuy=1000,vsell=250,"
-             f"cbuy=2i,csell=1i {DAY0 + i}" for i in range(60)]  # fmt: skip
+    lines = [
+        f"trades_1s,market={M} open=100,high=101,low=99,close=100.5,vbuy=1000,vsell=250,"
+        f"cbuy=2i,csell=1i {DAY0 + i}"
+        for i in range(60)
+    ]
     store.write_lines(lines, rp="aggr_1s")
     before = store.read_bars(M, DAY0, DAY0 + 60, "1s")
     fresh = InfluxStore(store.s)  # a new process: the layout is asked from the server

@@ -68,8 +68,7 @@ def test_a_field_type_conflict_is_refused_aside_and_other_markets_keep_flowing(s
 
 
 def test_an_unreachable_server_is_an_outage_and_its_url_shows_no_credentials():
-    s = InfluxStore(InfluxSettings(url="http://sf:hunter2@127.0.0.1:9", max_retries=1,
-                                   timeout_s=1))  # fmt: skip
+    s = InfluxStore(InfluxSettings(url="http://sf:hunter2@127.0.0.1:9", max_retries=1, timeout_s=1))
     with pytest.raises(InfluxError) as e:
         s.write_lines(["m f=1 1"], rp=None)
     assert "unreachable" in str(e.value) and not e.value.permanent

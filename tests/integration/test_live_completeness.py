@@ -47,10 +47,14 @@ class Clock:
 def make_settings(redis_url: str, tmp_path, **extra):
     prefix = f"sfpar{uuid.uuid4().hex[:8]}"
     return settings_from_dict(
-        {"coins": {"BTC": MARKETS}, "redis": {"url": redis_url, "prefix": prefix},
-         "store": {"parquet_dir": str(tmp_path / "store")}, **extra},
+        {
+            "coins": {"BTC": MARKETS},
+            "redis": {"url": redis_url, "prefix": prefix},
+            "store": {"parquet_dir": str(tmp_path / "store")},
+            **extra,
+        },
         env=False,
-    )  # fmt: skip
+    )
 
 
 class LiveRig:
@@ -94,9 +98,13 @@ class LiveRig:
             while not self.f.publisher.queue.empty():
                 item = self.f.publisher.queue.get_nowait()
                 await self.stream.publish(
-                    item.market, item.kind, item.bars, watermark=item.watermark,
-                    coverage=item.coverage, lost=self.f.publisher.lost.get(item.market, []),
-                )  # fmt: skip
+                    item.market,
+                    item.kind,
+                    item.bars,
+                    watermark=item.watermark,
+                    coverage=item.coverage,
+                    lost=self.f.publisher.lost.get(item.market, []),
+                )
             batches = []
             while store and not self.f.writer.queue.empty():
                 batches.append(self.f.writer.queue.get_nowait())

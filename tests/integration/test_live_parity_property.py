@@ -41,12 +41,21 @@ RETAIN = 60
 def _bars(rng: np.random.Generator, times: np.ndarray) -> pd.DataFrame:
     n = len(times)
     close = 100 + rng.normal(0, 1, n)
-    return pd.DataFrame({
-        "time": times.astype(np.int64), "open": close, "high": close + 1, "low": close - 1,
-        "close": close, "vbuy": rng.uniform(0, 1e4, n), "vsell": rng.uniform(0, 1e4, n),
-        "cbuy": rng.integers(1, 9, n).astype(float), "csell": rng.integers(0, 9, n).astype(float),
-        "lbuy": np.where(rng.random(n) < 0.05, 700.0, 0.0), "lsell": 0.0,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "time": times.astype(np.int64),
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "vbuy": rng.uniform(0, 1e4, n),
+            "vsell": rng.uniform(0, 1e4, n),
+            "cbuy": rng.integers(1, 9, n).astype(float),
+            "csell": rng.integers(0, 9, n).astype(float),
+            "lbuy": np.where(rng.random(n) < 0.05, 700.0, 0.0),
+            "lsell": 0.0,
+        }
+    )
 
 
 def _market_items(rng, start: int, end: int, gaps, quiet: float) -> list[dict]:
@@ -101,11 +110,13 @@ def scenarios(draw):
 def _run(redis_url: str, sc: dict, root: Path) -> None:
     rng = np.random.default_rng(sc["seed"])
     settings = settings_from_dict(
-        {"coins": {"BTC": {"spot": [SPOT], "perp": [PERP]}},
-         "redis": {"url": redis_url, "prefix": f"sfprop{uuid.uuid4().hex[:8]}"},
-         "feeder": {"retain_s": RETAIN}},
+        {
+            "coins": {"BTC": {"spot": [SPOT], "perp": [PERP]}},
+            "redis": {"url": redis_url, "prefix": f"sfprop{uuid.uuid4().hex[:8]}"},
+            "feeder": {"retain_s": RETAIN},
+        },
         env=False,
-    )  # fmt: skip
+    )
     store = ParquetStore(root)
     pub = RedisBarStream(redis_url, prefix=settings.redis.prefix)
     end = T0 + sc["seconds"]

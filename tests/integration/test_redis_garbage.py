@@ -20,9 +20,22 @@ pytestmark = pytest.mark.backend
 
 T0 = 1_704_067_200
 SPOT, PERP = "BINANCE:btcusdt", "BINANCE_FUTURES:btcusdt"
-GOOD = {"market": SPOT, "kind": "spot", "time": str(T0 + 30), "open": "1", "high": "1",
-        "low": "1", "close": "1", "vbuy": "5", "vsell": "5", "cbuy": "1", "csell": "1",
-        "lbuy": "0", "lsell": "0", "wm": str(T0 + 31)}  # fmt: skip
+GOOD = {
+    "market": SPOT,
+    "kind": "spot",
+    "time": str(T0 + 30),
+    "open": "1",
+    "high": "1",
+    "low": "1",
+    "close": "1",
+    "vbuy": "5",
+    "vsell": "5",
+    "cbuy": "1",
+    "csell": "1",
+    "lbuy": "0",
+    "lsell": "0",
+    "wm": str(T0 + 31),
+}
 BAD = [
     {**GOOD, "evil": "1"},  # a foreign field
     {k: v for k, v in GOOD.items() if k != "vsell"},  # a missing field
@@ -38,10 +51,12 @@ BAD = [
 def test_bad_entries_are_skipped_counted_and_logged_once(redis_url, tmp_path, caplog):
     prefix = f"sfbad{uuid.uuid4().hex[:8]}"
     settings = settings_from_dict(
-        {"coins": {"BTC": {"spot": [SPOT], "perp": [PERP]}},
-         "redis": {"url": redis_url, "prefix": prefix}},
+        {
+            "coins": {"BTC": {"spot": [SPOT], "perp": [PERP]}},
+            "redis": {"url": redis_url, "prefix": prefix},
+        },
         env=False,
-    )  # fmt: skip
+    )
     store = ParquetStore(tmp_path / "live")
     ref = ParquetStore(tmp_path / "ref")
     pub = RedisBarStream(redis_url, prefix=prefix)

@@ -184,8 +184,10 @@ def test_disconnect_then_backfill_missed_trades(market_data: Path, abrupt: bool)
     assert [trade_key(t) for t in merged] == [
         recorded_key(x) for x in recorded[first : first + len(merged)]
     ]
-    assert any(f"/api/v3/historicalTrades?symbol=BTCUSDT&limit=1000&fromId={lo + 1}" in q
-               for q in r["requests"])  # fmt: skip
+    assert any(
+        f"/api/v3/historicalTrades?symbol=BTCUSDT&limit=1000&fromId={lo + 1}" in q
+        for q in r["requests"]
+    )
     assert r["unserved"] == []
 
 
@@ -435,17 +437,31 @@ def test_rest_endpoints(market_data: Path) -> None:
     rows = json.loads(body)
     assert status == 200
     ids = [x["id"] for x in rows]
-    assert ids == [recorded[k - 2].trade_id, recorded[k - 1].trade_id,
-                   recorded[k + 1].trade_id, recorded[k + 2].trade_id]  # fmt: skip
+    assert ids == [
+        recorded[k - 2].trade_id,
+        recorded[k - 1].trade_id,
+        recorded[k + 1].trade_id,
+        recorded[k + 2].trade_id,
+    ]
     assert list(rows[0]) == ["id", "price", "qty", "quoteQty", "time", "isBuyerMaker"]
     first = recorded[k - 2]
     assert (rows[0]["price"], rows[0]["qty"], rows[0]["time"], rows[0]["isBuyerMaker"]) == (
-        first.price, first.qty, first.trade_time_ms, first.is_buyer_maker)  # fmt: skip
+        first.price,
+        first.qty,
+        first.trade_time_ms,
+        first.is_buyer_maker,
+    )
     assert len(json.loads(r["default"][1])) == 100  # futures historicalTrades default
     assert len(json.loads(r["big"][1])) == 500  # and maximum
     assert [x["id"] for x in json.loads(r["recent"][1])] == [x.trade_id for x in market_rows[-3:]]
-    for key, code in (("since", -1104), ("from_on_recent", -1104), ("nosym", -1102),
-                      ("badsym", -1121), ("agg", -1000), ("sapi", -1000)):  # fmt: skip
+    for key, code in (
+        ("since", -1104),
+        ("from_on_recent", -1104),
+        ("nosym", -1102),
+        ("badsym", -1121),
+        ("agg", -1000),
+        ("sapi", -1000),
+    ):
         status, body = r[key]
         assert status in (400, 404) and json.loads(body)["code"] == code, (key, body)
     assert r["ping"] == (200, b"{}")
@@ -480,9 +496,11 @@ def test_two_markets_on_one_clock_and_ccxt_overrides(market_data: Path) -> None:
             page = await exchange.fetch_trades(
                 "BTC/USDT:USDT",
                 limit=3,
-                params={"fetchTradesMethod": "fapiPublicGetHistoricalTrades",
-                        "fromId": perp[0].trade_id},
-            )  # fmt: skip
+                params={
+                    "fetchTradesMethod": "fapiPublicGetHistoricalTrades",
+                    "fromId": perp[0].trade_id,
+                },
+            )
             return {"spot": a, "perp": b, "page": page, "unserved": list(server.unserved)}
         finally:
             await exchange.close()
@@ -515,9 +533,16 @@ def test_cli_prints_urls_and_ccxt_config(
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(
-        ["--recording", str(market_data / RAW_SPOT_2024), "--speed", "0",
-         "--start-on-subscribe", "0", "--exit-at-end"]
-    )  # fmt: skip
+        [
+            "--recording",
+            str(market_data / RAW_SPOT_2024),
+            "--speed",
+            "0",
+            "--start-on-subscribe",
+            "0",
+            "--exit-at-end",
+        ]
+    )
     assert asyncio.run(run(args)) == 0
     out = capsys.readouterr().out
     assert "ws://127.0.0.1:" in out and "/stream.binance.com/ws" in out
@@ -544,8 +569,11 @@ def test_printed_overrides_paste_into_the_config_as_they_are(market_data: Path) 
     from feeder.settings import settings_from_dict
 
     async def scenario() -> tuple[dict[str, Any], list[int]]:
-        server = ReplayServer([market_data / RAW_SPOT_2024, market_data / RAW_USDM_2024],
-                              speed=0, start_on_subscribe=2)  # fmt: skip
+        server = ReplayServer(
+            [market_data / RAW_SPOT_2024, market_data / RAW_USDM_2024],
+            speed=0,
+            start_on_subscribe=2,
+        )
         await server.start()
         try:
             blocks = _pasted_blocks(describe(server))

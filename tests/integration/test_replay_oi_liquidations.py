@@ -49,11 +49,19 @@ OI = [
     OpenInterestPoint("cm", "BTCUSD_PERP", 1_723_161_240_000, "6471234"),
 ]
 LIQS = [
-    Liquidation("usdm", "BTCUSDT", "SELL", "0.014", "61690", T_2355 + 250, avg_price="61702.4",
-                event_ms=T_2355 + 251),
+    Liquidation(
+        "usdm",
+        "BTCUSDT",
+        "SELL",
+        "0.014",
+        "61690",
+        T_2355 + 250,
+        avg_price="61702.4",
+        event_ms=T_2355 + 251,
+    ),
     Liquidation("usdm", "BTCUSDT", "BUY", "1.250", "61800.0", T_2355 + 90_000),
     Liquidation("cm", "BTCUSD_PERP", "SELL", "25", "61650.0", T_2355 + 1_400),
-]  # fmt: skip
+]
 # the same events as Binance sends them (written out by hand, not by the code under test)
 LIQ_DATA = [
     '{"e":"forceOrder","E":1723161300251,"o":{"s":"BTCUSDT","S":"SELL","o":"LIMIT","f":"IOC",'
@@ -126,8 +134,11 @@ def test_open_interest_formats_and_the_replay_clock(market_data: Path) -> None:
         200,
         '{"openInterest":"77312.504","symbol":"BTCUSDT","time":1723161240000}',
     )
-    assert r["cm0"] == (200, '{"symbol":"BTCUSD_PERP","pair":"BTCUSD","openInterest":"6471234",'
-                             '"contractType":"PERPETUAL","time":1723161240000}')  # fmt: skip
+    assert r["cm0"] == (
+        200,
+        '{"symbol":"BTCUSD_PERP","pair":"BTCUSD","openInterest":"6471234",'
+        '"contractType":"PERPETUAL","time":1723161240000}',
+    )
     # ETHUSDT's first point (23:55) is later than the clock: an error, never the future value
     assert r["eth0"][0] == 400 and json.loads(r["eth0"][1])["code"] == -1000
     assert "later than" in json.loads(r["eth0"][1])["msg"]
@@ -138,8 +149,11 @@ def test_open_interest_formats_and_the_replay_clock(market_data: Path) -> None:
     assert r["spot"][0] == 404  # spot has no open interest
     # at the end (last trade 00:00:00.719 COIN-M): the 23:55 point, not the 00:10 one
     assert r["clock1"] == 1_723_161_600_719
-    assert json.loads(r["usdm1"][1]) == {"openInterest": "77330.117", "symbol": "BTCUSDT",
-                                         "time": T_2355}  # fmt: skip
+    assert json.loads(r["usdm1"][1]) == {
+        "openInterest": "77330.117",
+        "symbol": "BTCUSDT",
+        "time": T_2355,
+    }
     assert json.loads(r["eth1"][1])["openInterest"] == "1200000.5"
     # what ccxt makes of it: the amount (BTC, contracts for COIN-M) and the time, no USD value
     u0, u1, c1 = r["ccxt_usdm0"], r["ccxt_usdm1"], r["ccxt_cm1"]
@@ -177,11 +191,20 @@ def test_premium_index_stands_in_trade_prices_or_replays_mark_frames(market_data
             await server.stop()
         return out
 
-    r = asyncio.run(scenario([(market_data / RAW_USDM_2024, "usdm"),
-                              (market_data / RAW_CM_2024, "cm")]))  # fmt: skip
+    r = asyncio.run(
+        scenario([(market_data / RAW_USDM_2024, "usdm"), (market_data / RAW_CM_2024, "cm")])
+    )
     before, after = json.loads(r["one0"][1]), json.loads(r["one1"][1])
-    keys = ["symbol", "markPrice", "indexPrice", "estimatedSettlePrice", "lastFundingRate",
-            "interestRate", "nextFundingTime", "time"]  # fmt: skip
+    keys = [
+        "symbol",
+        "markPrice",
+        "indexPrice",
+        "estimatedSettlePrice",
+        "lastFundingRate",
+        "interestRate",
+        "nextFundingTime",
+        "time",
+    ]
     assert list(after) == keys
     # stand-in: the last trade price reached (the first one before any), 8 decimals
     assert before["markPrice"] == FIRST_USDM_TRADE[1] + "000000"
@@ -199,9 +222,13 @@ def test_premium_index_stands_in_trade_prices_or_replays_mark_frames(market_data
     r = asyncio.run(scenario([(market_data / RAW_USDM_2023, "usdm")]))
     first, last = json.loads(r["one0"][1]), json.loads(r["one1"][1])
     assert first["markPrice"] == marks[0]["p"]
-    assert (last["markPrice"], last["indexPrice"], last["estimatedSettlePrice"],
-            last["lastFundingRate"], last["nextFundingTime"]) == (
-        marks[-1]["p"], marks[-1]["i"], marks[-1]["P"], marks[-1]["r"], marks[-1]["T"])  # fmt: skip
+    assert (
+        last["markPrice"],
+        last["indexPrice"],
+        last["estimatedSettlePrice"],
+        last["lastFundingRate"],
+        last["nextFundingTime"],
+    ) == (marks[-1]["p"], marks[-1]["i"], marks[-1]["P"], marks[-1]["r"], marks[-1]["T"])
 
 
 def test_force_order_frames_byte_exact_and_in_time_order(market_data: Path) -> None:
@@ -225,8 +252,12 @@ def test_force_order_frames_byte_exact_and_in_time_order(market_data: Path) -> N
                 out["replies"] = [await combined.receive_str(), await raw_arr.receive_str()]
                 server.start_replay()
                 await server.wait_done()
-                for name, ws in (("combined", combined), ("raw_arr", raw_arr),
-                                 ("comb_arr", comb_arr), ("cm", cm)):  # fmt: skip
+                for name, ws in (
+                    ("combined", combined),
+                    ("raw_arr", raw_arr),
+                    ("comb_arr", comb_arr),
+                    ("cm", cm),
+                ):
                     frames = []
                     while True:
                         try:
@@ -279,8 +310,10 @@ def test_ccxt_pro_watches_the_liquidations(market_data: Path) -> None:
                 out[name] += await exchange.watch_liquidations_for_symbols([symbol])
 
         try:
-            tasks = [asyncio.create_task(watch("usdm", ex, "BTC/USDT:USDT", 2)),
-                     asyncio.create_task(watch("cm", cm, "BTC/USD:BTC", 1))]  # fmt: skip
+            tasks = [
+                asyncio.create_task(watch("usdm", ex, "BTC/USDT:USDT", 2)),
+                asyncio.create_task(watch("cm", cm, "BTC/USD:BTC", 1)),
+            ]
             streams = ("btcusdt@forceOrder", "btcusd_perp@forceOrder")
             while not all(server.subscriber_count(x) for x in streams):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)  # polling the server's state
@@ -294,8 +327,10 @@ def test_ccxt_pro_watches_the_liquidations(market_data: Path) -> None:
         return out
 
     r = asyncio.run(scenario())
-    got = [(lq["symbol"], lq["side"], lq["contracts"], lq["price"], lq["timestamp"])
-           for lq in r["usdm"] + r["cm"]]  # fmt: skip
+    got = [
+        (lq["symbol"], lq["side"], lq["contracts"], lq["price"], lq["timestamp"])
+        for lq in r["usdm"] + r["cm"]
+    ]
     # ccxt reads ap (average price), l (last filled quantity) and T
     assert got == [
         ("BTC/USDT:USDT", "sell", 0.014, 61702.4, T_2355 + 250),
@@ -320,8 +355,9 @@ def test_rest_faults_fail_the_next_requests_then_serve_again(market_data: Path) 
         try:
             async with aiohttp.ClientSession() as s:
                 out["u"] = [await _get(s, f"{fapi}/openInterest?symbol=BTCUSDT") for _ in range(3)]
-                out["c"] = [await _get(s, f"{dapi}/openInterest?symbol=BTCUSD_PERP")
-                            for _ in range(2)]  # fmt: skip
+                out["c"] = [
+                    await _get(s, f"{dapi}/openInterest?symbol=BTCUSD_PERP") for _ in range(2)
+                ]
                 out["time"] = await _get(s, f"{fapi}/time")  # other endpoints untouched
             ex = ccxt.pro.binanceusdm(ccxt_overrides(server, "binanceusdm"))
             try:
@@ -365,8 +401,10 @@ def test_supplied_data_is_checked_and_loaded_from_files(market_data: Path, tmp_p
     assert Liquidation.from_event(json.loads(LIQ_DATA[2])).market == "cm"
 
     csv_path = tmp_path / "oi.csv"
-    csv_path.write_text("market,symbol,time,openInterest\nusdm,BTCUSDT,1723161240000,77312.504\n"
-                        "cm,BTCUSD_PERP,1723161240000,6471234\n")  # fmt: skip
+    csv_path.write_text(
+        "market,symbol,time,openInterest\nusdm,BTCUSDT,1723161240000,77312.504\n"
+        "cm,BTCUSD_PERP,1723161240000,6471234\n"
+    )
     assert load_open_interest_csv(csv_path) == [OI[0], OI[-1]]
     jsonl = tmp_path / "liq.jsonl"
     jsonl.write_text(f'{{"stream":"btcusdt@forceOrder","data":{LIQ_DATA[0]}}}\n\n{LIQ_DATA[1]}\n')
@@ -390,10 +428,20 @@ def test_cli_serves_supplied_open_interest_and_liquidations(
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(
-        ["--recording", str(market_data / RAW_USDM_2024), "--speed", "0",
-         "--start-on-subscribe", "0", "--exit-at-end", "--open-interest", str(oi),
-         "--liquidations", f"{liq}:usdm"]
-    )  # fmt: skip
+        [
+            "--recording",
+            str(market_data / RAW_USDM_2024),
+            "--speed",
+            "0",
+            "--start-on-subscribe",
+            "0",
+            "--exit-at-end",
+            "--open-interest",
+            str(oi),
+            "--liquidations",
+            f"{liq}:usdm",
+        ]
+    )
     assert asyncio.run(run(args)) == 0
     out = capsys.readouterr().out
     assert "open interest (supplied, not recorded): 1 points: usdm BTCUSDT" in out

@@ -46,16 +46,21 @@ def feeder_settings(
     doc: dict[str, Any] = {
         "coins": {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}},
         "store": {"parquet_dir": str(tmp / "store")},
-        "redis": {"enabled": redis_url is not None, "url": redis_url or "redis://127.0.0.1:9/0",
-                  "prefix": f"sflive{uuid.uuid4().hex[:8]}"},
+        "redis": {
+            "enabled": redis_url is not None,
+            "url": redis_url or "redis://127.0.0.1:9/0",
+            "prefix": f"sflive{uuid.uuid4().hex[:8]}",
+        },
         "feeder": {
             "exchanges": [
                 {"id": "binance", "kind": "spot", "symbols": ["BTC/USDT"], **common},
                 {"id": "binanceusdm", "kind": "perp", "symbols": ["BTC/USDT:USDT"], **common},
             ],
-            "spool_dir": str(tmp / "spool"), "http_port": 0, **extra,
+            "spool_dir": str(tmp / "spool"),
+            "http_port": 0,
+            **extra,
         },
-    }  # fmt: skip
+    }
     return settings_from_dict(doc, env=False)
 
 
@@ -80,13 +85,21 @@ class Run:
 
 
 async def run_feeder(
-    server: ReplayServer, settings: Settings, store: BarStore, expected_trades: int,
-    during: Any = None, timeout: float = 120.0,  # noqa: ASYNC109 - a test deadline
-) -> Run:  # fmt: skip
+    server: ReplayServer,
+    settings: Settings,
+    store: BarStore,
+    expected_trades: int,
+    during: Any = None,
+    timeout: float = 120.0,  # noqa: ASYNC109 - a test deadline
+) -> Run:
     """Run the real feeder until every expected trade has arrived (or ``timeout``), then stop."""
-    feeder = Feeder(settings, store=store, exchange_factory=replay_factory(server),
-                    clock=EventClock(),
-                    tick_s=0.05)  # fmt: skip
+    feeder = Feeder(
+        settings,
+        store=store,
+        exchange_factory=replay_factory(server),
+        clock=EventClock(),
+        tick_s=0.05,
+    )
     stop = asyncio.Event()
     t0 = time.perf_counter()
     task = asyncio.create_task(feeder.run(until=stop, install_signals=False))
@@ -95,8 +108,9 @@ async def run_feeder(
     while time.monotonic() < deadline:
         await asyncio.sleep(0.2)
         got = feeder.counters["trades_live"] + feeder.counters["trades_backfilled"]
-        held = any(c.state(m).hold_ms is not None for c in feeder.collectors
-                   for m in c.markets.values())  # fmt: skip
+        held = any(
+            c.state(m).hold_ms is not None for c in feeder.collectors for m in c.markets.values()
+        )
         if server.done and got >= expected_trades and not held:
             break
     seconds = time.perf_counter() - t0

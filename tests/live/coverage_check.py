@@ -24,8 +24,9 @@ def _in(t: np.ndarray, cov: np.ndarray, length: int) -> np.ndarray:
     return ok & (cov[j, 1] >= t + length)
 
 
-def wrong_and_covered(store: BarStore, reference: BarStore, market: str,
-                      resolution: str) -> pd.DataFrame:  # fmt: skip
+def wrong_and_covered(
+    store: BarStore, reference: BarStore, market: str, resolution: str
+) -> pd.DataFrame:
     """Rows (stored or in the reference) of covered seconds/minutes whose bars differ."""
     length = 1 if resolution == "1s" else 60
     cov = store.coverage(market)
@@ -49,8 +50,12 @@ def assert_never_wrong_and_covered(store: BarStore, reference: BarStore, tmp) ->
     for market in RECORDINGS:
         for res in ("1s", "1m"):
             bad = wrong_and_covered(store, reference, market, res)
-            assert bad.empty, (market, res, store.coverage(market).tolist(),
-                               bad.head(10).to_string())  # fmt: skip
+            assert bad.empty, (
+                market,
+                res,
+                store.coverage(market).tolist(),
+                bad.head(10).to_string(),
+            )
         cov = store.coverage(market)
         covered[market] = int((cov[:, 1] - cov[:, 0]).sum()) if len(cov) else 0
         assert len(bars_of(store, market)), market

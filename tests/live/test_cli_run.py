@@ -44,18 +44,32 @@ def _health(port: int) -> dict | None:
 def _config(tmp: Path, url: str, **feeder: Any) -> Path:
     def exchange(ccxt_id: str, kind: str, symbol: str) -> dict:
         over = ccxt_overrides(url, ccxt_id)  # what `replay` prints for this exchange
-        return {"id": ccxt_id, "kind": kind, "symbols": [symbol], "urls": over["urls"],
-                "options": over["options"], "open_interest": False, "liquidations": False,
-                "quiet_s": 20}  # fmt: skip
+        return {
+            "id": ccxt_id,
+            "kind": kind,
+            "symbols": [symbol],
+            "urls": over["urls"],
+            "options": over["options"],
+            "open_interest": False,
+            "liquidations": False,
+            "quiet_s": 20,
+        }
 
-    config = {"squeezeflow": {
-        "coins": {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}},
-        "store": {"parquet_dir": str(tmp / "store")},
-        "redis": {"enabled": False},
-        "feeder": {"spool_dir": str(tmp / "spool"), "exchanges": [
-            exchange("binance", "spot", "BTC/USDT"),
-            exchange("binanceusdm", "perp", "BTC/USDT:USDT")], **feeder},
-    }}  # fmt: skip
+    config = {
+        "squeezeflow": {
+            "coins": {"BTC": {"spot": ["BINANCE:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}},
+            "store": {"parquet_dir": str(tmp / "store")},
+            "redis": {"enabled": False},
+            "feeder": {
+                "spool_dir": str(tmp / "spool"),
+                "exchanges": [
+                    exchange("binance", "spot", "BTC/USDT"),
+                    exchange("binanceusdm", "perp", "BTC/USDT:USDT"),
+                ],
+                **feeder,
+            },
+        }
+    }
     cfg = tmp / "config.json"
     cfg.write_text(json.dumps(config))
     return cfg
@@ -65,26 +79,52 @@ def _config(tmp: Path, url: str, **feeder: Any) -> Path:
 def _processes(market_data: Path, tmp: Path, speed: float) -> Iterator[Any]:
     """A replay process and a feeder process (`run --clock event`) reading from it."""
     rport, hport = free_port(), free_port()
-    replay_cmd = [sys.executable, "-m", "feeder.tools.cli", "replay", "--port", str(rport),
-                  "--speed", str(speed), "--start-on-subscribe", "2"]  # fmt: skip
+    replay_cmd = [
+        sys.executable,
+        "-m",
+        "feeder.tools.cli",
+        "replay",
+        "--port",
+        str(rport),
+        "--speed",
+        str(speed),
+        "--start-on-subscribe",
+        "2",
+    ]
     for raw, mt, _csv, _spec in RECORDINGS.values():
         replay_cmd += ["--recording", f"{market_data / raw}:{mt}"]
     cfg = _config(tmp, f"http://127.0.0.1:{rport}")
-    env = {**os.environ, "SQUEEZEFLOW_API_KEY_BINANCE": "replay-no-key",
-           "SQUEEZEFLOW_API_KEY_BINANCEUSDM": "replay-no-key"}  # fmt: skip
+    env = {
+        **os.environ,
+        "SQUEEZEFLOW_API_KEY_BINANCE": "replay-no-key",
+        "SQUEEZEFLOW_API_KEY_BINANCEUSDM": "replay-no-key",
+    }
     log = tmp / "feeder.log"
     with log.open("w") as out:
-        replay = subprocess.Popen(replay_cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        replay = subprocess.Popen(
+            replay_cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 30
         while _closed(rport) and time.monotonic() < deadline:
             time.sleep(0.1)
         feeder = subprocess.Popen(
-            [sys.executable, "-m",
-                "feeder.tools.cli", "--config", str(cfg), "run", "--clock", "event",
-             "--http-port", str(hport)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "feeder.tools.cli",
+                "--config",
+                str(cfg),
+                "run",
+                "--clock",
+                "event",
+                "--http-port",
+                str(hport),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
         def wait_health(until: Callable[[dict], bool], timeout: float = 150) -> dict:
             deadline = time.monotonic() + timeout
@@ -110,12 +150,14 @@ def _trades(health: dict) -> int:
     return sum(m["trades"] for m in health["markets"].values())
 
 
-def test_feeder_cli_collects_a_replayed_session_and_flushes_on_sigterm(market_data, imported,
-                                                                        tmp_path):  # fmt: skip
+def test_feeder_cli_collects_a_replayed_session_and_flushes_on_sigterm(
+    market_data, imported, tmp_path
+):
     want = expected_trades(market_data)
     with _processes(market_data, tmp_path, speed=40) as (_replay, feeder, wait_health, hport, log):
-        health = wait_health(lambda h: _trades(h) >= want
-                             and not any(m["held"] for m in h["markets"].values()))  # fmt: skip
+        health = wait_health(
+            lambda h: _trades(h) >= want and not any(m["held"] for m in h["markets"].values())
+        )
         assert set(health["markets"]) == set(RECORDINGS)
         metrics = httpx.get(f"http://127.0.0.1:{hport}/metrics", timeout=2).text
         assert re.search(r"^squeezeflow_\w+", metrics, re.M)
@@ -159,8 +201,13 @@ def test_exchange_gone_then_sigterm_keeps_every_trade_received_and_flags_the_res
 def test_feeder_cli_refuses_to_start_when_an_exchange_is_unreachable(tmp_path):
     port = free_port()  # nothing listens there
     cfg = _config(tmp_path, f"http://127.0.0.1:{port}", http_port=0, backoff_max_s=0.2)
-    out = subprocess.run([sys.executable, "-m", "feeder.tools.cli", "--config", str(cfg), "run"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "feeder.tools.cli", "--config", str(cfg), "run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 2, text
     assert text.count("markets not loaded (ExchangeNotAvailable); retrying") == 4, text

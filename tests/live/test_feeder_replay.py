@@ -31,8 +31,9 @@ def _same_bars(store, imported):
         assert trades == want["cbuy"].sum() + want["csell"].sum()  # none lost, none twice
 
 
-def test_live_bars_equal_the_import_bars_of_the_same_recording(market_data, imported, tmp_path,
-                                                               redis_url):  # fmt: skip
+def test_live_bars_equal_the_import_bars_of_the_same_recording(
+    market_data, imported, tmp_path, redis_url
+):
     settings = feeder_settings(tmp_path, redis_url)
     store = ParquetStore(tmp_path / "store")
 
@@ -66,8 +67,9 @@ def test_live_bars_equal_the_import_bars_of_the_same_recording(market_data, impo
     assert len(cov) == 1 and cov[0, 1] - cov[0, 0] > 300
 
 
-def test_forced_disconnects_lose_and_duplicate_nothing_after_backfill(market_data, imported,
-                                                                      tmp_path):  # fmt: skip
+def test_forced_disconnects_lose_and_duplicate_nothing_after_backfill(
+    market_data, imported, tmp_path
+):
     settings = feeder_settings(tmp_path, None)
     store = ParquetStore(tmp_path / "store")
     faults = [Fault("disconnect", at=n) for n in (2500, 9000, 16000, 24000)]
@@ -127,8 +129,9 @@ def test_health_and_metrics_are_served_on_loopback(market_data, tmp_path):
 
     async def go():
         async with _server(market_data) as server:
-            return await run_feeder(server, settings, store, expected_trades(market_data),
-                                    during=probe)  # fmt: skip
+            return await run_feeder(
+                server, settings, store, expected_trades(market_data), during=probe
+            )
 
     asyncio.run(go())
     h = seen["health"]

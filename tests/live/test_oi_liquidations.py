@@ -89,21 +89,39 @@ CM_TRADE_TWIN = (1_723_161_478_749, 849_715_402, "61647.5", "2")  # SELL
 CM_QUIET_SECOND = 1_723_161_301  # no COIN-M trade in this second: a liquidation-only bar
 
 MAIN_LIQUIDATIONS = [
-    Liquidation("usdm", "BTCUSDT", "SELL", "0.014", "61690.0", 1_723_161_300_250,
-                avg_price="61702.4", event_ms=1_723_161_300_251),
-    Liquidation("usdm", "BTCUSDT", "SELL", USDM_TRADE_TWIN[3], USDM_TRADE_TWIN[2],
-                USDM_TRADE_TWIN[0]),
-    Liquidation("usdm", "BTCUSDT", "BUY", "1.250", "61800.0", 1_723_161_450_000,
-                avg_price="61760.3"),
-    Liquidation("usdm", "BTCUSDT", "BUY", "0.500", "61810.0", 1_723_161_451_200,
-                avg_price="61771.9"),
-    Liquidation("cm", "BTCUSD_PERP", "SELL", "25", "61650.0", CM_QUIET_SECOND * 1000 + 400,
-                avg_price="61655.5"),
-    Liquidation("cm", "BTCUSD_PERP", "SELL", CM_TRADE_TWIN[3], CM_TRADE_TWIN[2],
-                CM_TRADE_TWIN[0]),
-    Liquidation("cm", "BTCUSD_PERP", "BUY", "130", "61720.0", 1_723_161_520_300,
-                avg_price="61712.1"),
-]  # fmt: skip
+    Liquidation(
+        "usdm",
+        "BTCUSDT",
+        "SELL",
+        "0.014",
+        "61690.0",
+        1_723_161_300_250,
+        avg_price="61702.4",
+        event_ms=1_723_161_300_251,
+    ),
+    Liquidation(
+        "usdm", "BTCUSDT", "SELL", USDM_TRADE_TWIN[3], USDM_TRADE_TWIN[2], USDM_TRADE_TWIN[0]
+    ),
+    Liquidation(
+        "usdm", "BTCUSDT", "BUY", "1.250", "61800.0", 1_723_161_450_000, avg_price="61760.3"
+    ),
+    Liquidation(
+        "usdm", "BTCUSDT", "BUY", "0.500", "61810.0", 1_723_161_451_200, avg_price="61771.9"
+    ),
+    Liquidation(
+        "cm",
+        "BTCUSD_PERP",
+        "SELL",
+        "25",
+        "61650.0",
+        CM_QUIET_SECOND * 1000 + 400,
+        avg_price="61655.5",
+    ),
+    Liquidation("cm", "BTCUSD_PERP", "SELL", CM_TRADE_TWIN[3], CM_TRADE_TWIN[2], CM_TRADE_TWIN[0]),
+    Liquidation(
+        "cm", "BTCUSD_PERP", "BUY", "130", "61720.0", 1_723_161_520_300, avg_price="61712.1"
+    ),
+]
 
 
 def burst_liquidations(n: int = 40) -> list[Liquidation]:
@@ -134,9 +152,11 @@ def settings_for(tmp: Path, oi_interval_s: float) -> Settings:
                 {"id": "binanceusdm", "kind": "perp", "symbols": ["BTC/USDT:USDT"], **common},
                 {"id": "binancecoinm", "kind": "perp", "symbols": ["BTC/USD:BTC"], **common},
             ],
-            "spool_dir": str(tmp / "spool"), "http_port": 0, "oi_interval_s": oi_interval_s,
+            "spool_dir": str(tmp / "spool"),
+            "http_port": 0,
+            "oi_interval_s": oi_interval_s,
         },
-    }  # fmt: skip
+    }
     return settings_from_dict(doc, env=False)
 
 
@@ -157,30 +177,48 @@ class Run:
 
 
 async def run_feeder(
-    market_data: Path, tmp: Path, store: BarStore, *, speed: float,
-    liquidations: list[Liquidation], rest_faults: tuple[RestFault, ...] = (),
-    oi_interval_s: float = 0.1, timeout: float = 150.0,  # noqa: ASYNC109 - a test deadline
-) -> Run:  # fmt: skip
+    market_data: Path,
+    tmp: Path,
+    store: BarStore,
+    *,
+    speed: float,
+    liquidations: list[Liquidation],
+    rest_faults: tuple[RestFault, ...] = (),
+    oi_interval_s: float = 0.1,
+    timeout: float = 150.0,  # noqa: ASYNC109 - a test deadline
+) -> Run:
     """The real feeder (USD-M + COIN-M perps, trades, liquidations, open interest) against the
     replay, started once every trade and liquidation stream is subscribed; stopped when every
     recorded trade and every liquidation is in and open interest was polled after the end."""
     settings = settings_for(tmp, oi_interval_s)
     server = ReplayServer(
         [(market_data / RAW[m], REPLAY_MARKET[m]) for m in (USDM, CM)],
-        speed=speed, start_on_subscribe=None, open_interest=oi_points(),
-        liquidations=liquidations, rest_faults=rest_faults,
-    )  # fmt: skip
+        speed=speed,
+        start_on_subscribe=None,
+        open_interest=oi_points(),
+        liquidations=liquidations,
+        rest_faults=rest_faults,
+    )
     await server.start()
 
-    feeder = Feeder(settings, store=store, exchange_factory=replay_factory(server),
-                    clock=EventClock(),
-                    tick_s=0.05, redis=False)  # fmt: skip
+    feeder = Feeder(
+        settings,
+        store=store,
+        exchange_factory=replay_factory(server),
+        clock=EventClock(),
+        tick_s=0.05,
+        redis=False,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(feeder.run(until=stop, install_signals=False))
     try:
         deadline = time.monotonic() + timeout
-        streams = [("btcusdt@trade", "usdm"), ("btcusd_perp@trade", "cm"),
-                   ("btcusdt@forceOrder", "usdm"), ("btcusd_perp@forceOrder", "cm")]  # fmt: skip
+        streams = [
+            ("btcusdt@trade", "usdm"),
+            ("btcusd_perp@trade", "cm"),
+            ("btcusdt@forceOrder", "usdm"),
+            ("btcusd_perp@forceOrder", "cm"),
+        ]
         while not all(server.subscriber_count(s, m) for s, m in streams):  # type: ignore[arg-type]
             assert not task.done(), "the feeder stopped before subscribing"
             assert time.monotonic() < deadline, f"not subscribed: {server.client_messages}"
@@ -190,8 +228,9 @@ async def run_feeder(
         last_ids = {m: last_trade_id(market_data, m) for m in (USDM, CM)}
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            states = [(col.state(m), m.market) for col in feeder.collectors
-                      for m in col.markets.values()]  # fmt: skip
+            states = [
+                (col.state(m), m.market) for col in feeder.collectors for m in col.markets.values()
+            ]
             if (
                 server.done
                 and all(st.last_id == last_ids[m] and st.hold_ms is None for st, m in states)
@@ -229,8 +268,13 @@ def liquidation_flow(liqs: list[Liquidation], market: str) -> pd.DataFrame:
             continue
         qty, size = float(lq.last_qty or lq.qty), CONTRACT_USD[market]
         usd = qty * size if size else qty * float(lq.avg_price or lq.price)
-        rows.append({"time": lq.time_ms // 1000, "lbuy": usd * (lq.side == "BUY"),
-                     "lsell": usd * (lq.side == "SELL")})  # fmt: skip
+        rows.append(
+            {
+                "time": lq.time_ms // 1000,
+                "lbuy": usd * (lq.side == "BUY"),
+                "lsell": usd * (lq.side == "SELL"),
+            }
+        )
     return pd.DataFrame(rows).groupby("time").sum()
 
 
@@ -252,13 +296,19 @@ def check_bars(run: Run, market_data: Path) -> None:
         assert (got.loc[extra, flows] == 0).all().all()
         # lbuy/lsell: exactly the liquidations, by side, in USD; zero in every other second
         expect_l = liq.reindex(got.index, fill_value=0.0)
-        pd.testing.assert_frame_equal(got[["lbuy", "lsell"]], expect_l[["lbuy", "lsell"]],
-                                      check_exact=False, rtol=1e-12, check_names=False)  # fmt: skip
+        pd.testing.assert_frame_equal(
+            got[["lbuy", "lsell"]],
+            expect_l[["lbuy", "lsell"]],
+            check_exact=False,
+            rtol=1e-12,
+            check_names=False,
+        )
         # open/high/low/close of seconds without a liquidation are the recorded trades'
         quiet = want.index.difference(liq.index)
         ohlc = ["open", "high", "low", "close"]
-        pd.testing.assert_frame_equal(got.loc[quiet, ohlc], want.loc[quiet, ohlc],
-                                      check_exact=False, rtol=1e-12)  # fmt: skip
+        pd.testing.assert_frame_equal(
+            got.loc[quiet, ohlc], want.loc[quiet, ohlc], check_exact=False, rtol=1e-12
+        )
 
 
 def served_marks(run: Run) -> set[float]:
@@ -354,8 +404,9 @@ def paced(request, market_data, tmp_path_factory) -> Any:
         store = InfluxStore(InfluxSettings(url=url, database=db))
         store.setup()
     # 20x: ~17 s for 5 m 45 s; 30 s of recorded time (one OI point) is 1.5 s, 15 polls
-    run = asyncio.run(run_feeder(market_data, tmp, store, speed=20.0,
-                                 liquidations=MAIN_LIQUIDATIONS))  # fmt: skip
+    run = asyncio.run(
+        run_feeder(market_data, tmp, store, speed=20.0, liquidations=MAIN_LIQUIDATIONS)
+    )
     yield run
     if db is not None:
         httpx.post(f"{url}/query", params={"q": f'DROP DATABASE "{db}"'}, timeout=30)
@@ -412,8 +463,9 @@ def test_liquidations_land_in_lbuy_lsell_only(paced, market_data):
         liq = liquidation_flow(paced.liquidations, market)
         minutes = liq.groupby(liq.index // 60 * 60).sum()
         got = m1.set_index("time")[["lbuy", "lsell"]].reindex(minutes.index)
-        pd.testing.assert_frame_equal(got, minutes, check_exact=False, rtol=1e-12,
-                                      check_names=False)  # fmt: skip
+        pd.testing.assert_frame_equal(
+            got, minutes, check_exact=False, rtol=1e-12, check_names=False
+        )
 
 
 def test_counters_health_and_metrics(paced):
@@ -427,14 +479,16 @@ def test_liquidations_do_not_move_the_price_of_a_second(paced, market_data):
         want = trade_bars(market_data, market).set_index("time")
         ohlc = ["open", "high", "low", "close"]
         both = want.index.intersection(got.index)
-        pd.testing.assert_frame_equal(got.loc[both, ohlc], want.loc[both, ohlc],
-                                      check_exact=False, rtol=1e-12)  # fmt: skip
+        pd.testing.assert_frame_equal(
+            got.loc[both, ohlc], want.loc[both, ohlc], check_exact=False, rtol=1e-12
+        )
 
 
 def test_metrics_export_liquidations_and_open_interest(paced):
     def total(pattern: str) -> int:
-        lines = re.findall(rf"^squeezeflow_\w*{pattern}\w*(?:\{{[^}}]*\}})? (\d+)$",
-                           paced.metrics, re.M)  # fmt: skip
+        lines = re.findall(
+            rf"^squeezeflow_\w*{pattern}\w*(?:\{{[^}}]*\}})? (\d+)$", paced.metrics, re.M
+        )
         assert lines, pattern
         return sum(int(v) for v in lines)
 
@@ -447,21 +501,40 @@ def test_metrics_export_liquidations_and_open_interest(paced):
 
 FAULTS = (
     RestFault("openInterest", market="usdm", times=3),  # HTTP 500, Binance -1001
-    RestFault("openInterest", market="usdm", status=429, code=-1003, times=1,
-              msg="Too many requests; current limit is 2400 requests per minute."),
+    RestFault(
+        "openInterest",
+        market="usdm",
+        status=429,
+        code=-1003,
+        times=1,
+        msg="Too many requests; current limit is 2400 requests per minute.",
+    ),
     RestFault("premiumIndex", market="usdm", status=503, code=-1001, times=2),
-    RestFault("openInterest", market="cm", status=502, times=2,
-              body="<html><body><h1>502 Bad Gateway</h1></body></html>"),
-    RestFault("openInterest", market="cm", status=400, code=-1121, msg="Invalid symbol.",
-              times=1),
-)  # fmt: skip
+    RestFault(
+        "openInterest",
+        market="cm",
+        status=502,
+        times=2,
+        body="<html><body><h1>502 Bad Gateway</h1></body></html>",
+    ),
+    RestFault("openInterest", market="cm", status=400, code=-1121, msg="Invalid symbol.", times=1),
+)
 
 
 def test_bursts_and_failing_open_interest_requests(market_data, tmp_path):
     store = ParquetStore(tmp_path / "store")
     liqs = burst_liquidations()
-    run = asyncio.run(run_feeder(market_data, tmp_path, store, speed=0, liquidations=liqs,
-                                 rest_faults=FAULTS, oi_interval_s=0.05))  # fmt: skip
+    run = asyncio.run(
+        run_feeder(
+            market_data,
+            tmp_path,
+            store,
+            speed=0,
+            liquidations=liqs,
+            rest_faults=FAULTS,
+            oi_interval_s=0.05,
+        )
+    )
     # every failed request was counted once and the pollers went on to store points
     n_faults = sum(f.times for f in FAULTS)
     assert len(run.server.rest_faults_served) == n_faults

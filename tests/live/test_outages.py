@@ -47,8 +47,14 @@ def test_influx_down_60s_and_redis_down_20s_lose_and_duplicate_nothing(
         async def go():
             recs = [(market_data / raw, mt) for raw, mt, _csv, _spec in RECORDINGS.values()]
             async with ReplayServer(recs, speed=3.5) as server:  # ~100 s of recorded time
-                return await run_feeder(server, settings, store, expected_trades(market_data),
-                                        during=outages, timeout=240)  # fmt: skip
+                return await run_feeder(
+                    server,
+                    settings,
+                    store,
+                    expected_trades(market_data),
+                    during=outages,
+                    timeout=240,
+                )
 
         run = asyncio.run(go())
         assert events["influx_up"] - events["influx_down"] >= 60
@@ -61,8 +67,11 @@ def test_influx_down_60s_and_redis_down_20s_lose_and_duplicate_nothing(
             got, want = bars_of(check, market), bars_of(imported, market)
             assert len(got) == len(want)
             pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
-            n = check.query(f'SELECT count(close) FROM "sf_outage"."aggr_1s"."trades_1s" '
-                            f"WHERE market = '{market}'", chunked=False)  # fmt: skip
+            n = check.query(
+                f'SELECT count(close) FROM "sf_outage"."aggr_1s"."trades_1s" '
+                f"WHERE market = '{market}'",
+                chunked=False,
+            )
             assert int(n["count"].iloc[0]) == len(want)  # each second stored once
     finally:
         influx.stop()

@@ -51,9 +51,13 @@ async def _join_mid_stream(server: ReplayServer, feeder: Feeder, after_frames: i
     stop = asyncio.Event()
     task = asyncio.create_task(feeder.run(until=stop, install_signals=False))
     deadline = time.monotonic() + 120
-    while not (server.done and feeder.counters["trades_live"] > 0
-               and not any(c.state(m).hold_ms is not None for c in feeder.collectors
-                           for m in c.markets.values())):  # fmt: skip
+    while not (
+        server.done
+        and feeder.counters["trades_live"] > 0
+        and not any(
+            c.state(m).hold_ms is not None for c in feeder.collectors for m in c.markets.values()
+        )
+    ):
         assert time.monotonic() < deadline and not task.done()
         await asyncio.sleep(0.1)
     stop.set()
@@ -70,8 +74,13 @@ def test_a_session_joining_mid_stream_covers_only_seconds_it_received_whole(
     async def go():
         # 20x the recorded pace: the feeder connects while trades are flowing
         async with ReplayServer(recs, speed=20, start_on_subscribe=None) as server:
-            feeder = Feeder(settings, store=store, exchange_factory=replay_factory(server),
-                            clock=EventClock(), tick_s=0.05)  # fmt: skip
+            feeder = Feeder(
+                settings,
+                store=store,
+                exchange_factory=replay_factory(server),
+                clock=EventClock(),
+                tick_s=0.05,
+            )
             await _join_mid_stream(server, feeder, after_frames=40_000)
             return feeder
 
@@ -100,9 +109,21 @@ def test_a_torn_spool_line_left_by_a_crash_is_quarantined_and_writing_goes_on(
     root.write_text("not a directory")  # the store is down: every write fails (a real I/O error)
     store = ParquetStore(root)
     spool = Spool(settings.feeder.spool_dir)
-    saved = pd.DataFrame({"time": [1_722_000_000], "open": [1.0], "high": [2.0], "low": [0.5],
-                          "close": [1.5], "vbuy": [3.0], "vsell": [4.0], "cbuy": [1.0],
-                          "csell": [2.0], "lbuy": [0.0], "lsell": [0.0]})  # fmt: skip
+    saved = pd.DataFrame(
+        {
+            "time": [1_722_000_000],
+            "open": [1.0],
+            "high": [2.0],
+            "low": [0.5],
+            "close": [1.5],
+            "vbuy": [3.0],
+            "vsell": [4.0],
+            "cbuy": [1.0],
+            "csell": [2.0],
+            "lbuy": [0.0],
+            "lsell": [0.0],
+        }
+    )
     spool.append([Batch("BINANCE:btcusdt", "spot", "1s", saved)])
     with spool.path.open("ab") as fh:  # the crash: half a line, no newline
         fh.write(b'{"m":"BINANCE:btcusdt","k":"spot","r":"1s","t":[17231')
@@ -120,8 +141,9 @@ def test_a_torn_spool_line_left_by_a_crash_is_quarantined_and_writing_goes_on(
     async def go():
         recs = [(market_data / raw, mt) for raw, mt, _csv, _spec in RECORDINGS.values()]
         async with ReplayServer(recs, speed=0) as server:
-            return await run_feeder(server, settings, store, expected_trades(market_data),
-                                    during=probe)  # fmt: skip
+            return await run_feeder(
+                server, settings, store, expected_trades(market_data), during=probe
+            )
 
     run = asyncio.run(go())
     assert run.feeder.counters["task_deaths"] == 0
@@ -159,8 +181,9 @@ def test_run_exits_non_zero_when_bars_can_be_neither_stored_nor_spooled(market_d
     assert failing["counters"]["batches_lost"] > 0, failing
 
 
-def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_data, imported,
-                                                                       tmp_path):  # fmt: skip
+def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(
+    market_data, imported, tmp_path
+):
     """`run` (a process, against `replay` in another) is killed with SIGKILL at random points
     four times during the replay and restarted on the same store each time; after the last
     session every stored second and minute is either exactly the import reference or outside
@@ -169,13 +192,26 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
     rng = random.Random(seed)
     kills = 4
     rport = free_port()
-    replay_cmd = [sys.executable, "-m", "feeder.tools.cli", "replay", "--port", str(rport),
-                  "--speed", "3", "--start-on-subscribe", "2"]  # fmt: skip
+    replay_cmd = [
+        sys.executable,
+        "-m",
+        "feeder.tools.cli",
+        "replay",
+        "--port",
+        str(rport),
+        "--speed",
+        "3",
+        "--start-on-subscribe",
+        "2",
+    ]
     for raw, mt, _csv, _spec in RECORDINGS.values():
         replay_cmd += ["--recording", f"{market_data / raw}:{mt}"]
     cfg = _config(tmp_path, f"http://127.0.0.1:{rport}")
-    env = {**os.environ, "SQUEEZEFLOW_API_KEY_BINANCE": "replay-no-key",
-           "SQUEEZEFLOW_API_KEY_BINANCEUSDM": "replay-no-key"}  # fmt: skip
+    env = {
+        **os.environ,
+        "SQUEEZEFLOW_API_KEY_BINANCE": "replay-no-key",
+        "SQUEEZEFLOW_API_KEY_BINANCEUSDM": "replay-no-key",
+    }
     last_second = {m: int(bars_of(imported, m)["time"].max()) for m in RECORDINGS}
     log = tmp_path / "feeder.log"
     procs: list[subprocess.Popen] = []
@@ -183,8 +219,18 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
     def start_feeder() -> tuple[subprocess.Popen, int]:
         hport = free_port()
         with log.open("a") as out:
-            cmd = [sys.executable, "-m", "feeder.tools.cli", "--config", str(cfg), "run",
-                   "--clock", "event", "--http-port", str(hport)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "feeder.tools.cli",
+                "--config",
+                str(cfg),
+                "run",
+                "--clock",
+                "event",
+                "--http-port",
+                str(hport),
+            ]
             p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         procs.append(p)
         return p, hport
@@ -201,8 +247,11 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
 
     killed_at = []
     try:
-        procs.append(subprocess.Popen(replay_cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                replay_cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
         deadline = time.monotonic() + 30
         while _closed(rport):
             assert time.monotonic() < deadline and procs[0].poll() is None
@@ -217,9 +266,16 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(market_dat
         feeder, hport = start_feeder()  # the last session runs to the end of the replay
         # ... until it has reached the recording's end and the replay has gone quiet (every
         # trade delivered; at 3x pace a live market trades several times a second)
-        wait_health(feeder, hport, lambda h: all(
-            (m["watermark"] or 0) >= last_second[k] - 3 and not m["held"]
-            and (m["last_trade_age_s"] or 0) > 5 for k, m in h["markets"].items()))  # fmt: skip
+        wait_health(
+            feeder,
+            hport,
+            lambda h: all(
+                (m["watermark"] or 0) >= last_second[k] - 3
+                and not m["held"]
+                and (m["last_trade_age_s"] or 0) > 5
+                for k, m in h["markets"].items()
+            ),
+        )
         feeder.send_signal(signal.SIGTERM)
         assert feeder.wait(60) == 0, log.read_text()[-3000:]
     finally:
@@ -246,22 +302,44 @@ def test_a_second_writer_on_a_store_being_written_is_refused_clearly(market_data
     with _processes(market_data, tmp_path, speed=10) as (_replay, feeder, wait_health, _h, log):
         wait_health(lambda h: _trades(h) > 500)
         cfg = str(tmp_path / "config.json")
-        for argv in (["run", "--clock", "event", "--http-port", "0"],
-                     ["import", "--from", str(archive), "--no-progress"]):  # fmt: skip
-            out = subprocess.run([sys.executable, "-m", "feeder.tools.cli", "--config", cfg, *argv],
-                                 cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+        for argv in (
+            ["run", "--clock", "event", "--http-port", "0"],
+            ["import", "--from", str(archive), "--no-progress"],
+        ):
+            out = subprocess.run(
+                [sys.executable, "-m", "feeder.tools.cli", "--config", cfg, *argv],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             text = out.stdout + out.stderr
             assert out.returncode == 2, text
-            assert f"is being written by another process (pid {feeder.pid}: squeezeflow-feeder " \
-                   "run, since" in text, text  # fmt: skip
+            assert (
+                f"is being written by another process (pid {feeder.pid}: squeezeflow-feeder "
+                "run, since" in text
+            ), text
             assert "Traceback" not in text
         assert not ParquetStore(tmp_path / "store").imported()  # the import wrote nothing
         feeder.send_signal(signal.SIGKILL)
         feeder.wait(30)
-    out = subprocess.run([sys.executable, "-m",
-        "feeder.tools.cli", "--config", cfg, "import", "--from",
-                          str(archive), "--no-progress"], cwd=REPO, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feeder.tools.cli",
+            "--config",
+            cfg,
+            "import",
+            "--from",
+            str(archive),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert ParquetStore(tmp_path / "store").imported()
 
@@ -280,16 +358,21 @@ def test_a_trade_dated_far_in_the_future_is_refused_and_covers_nothing(
         while feeder.counters["trades_live"] < 2_000:  # noqa: ASYNC110 - mid-session
             await asyncio.sleep(0.01)
         rt = feeder.markets["BINANCE:btcusdt"]
-        raw = {"ts": np.array([future_ms]), "price": np.array([42_000.0]),
-               "qty": np.array([0.1]), "is_buyer_maker": np.array([False]),
-               "trade_id": np.array([10**15])}  # fmt: skip
+        raw = {
+            "ts": np.array([future_ms]),
+            "price": np.array([42_000.0]),
+            "qty": np.array([0.1]),
+            "is_buyer_maker": np.array([False]),
+            "trade_id": np.array([10**15]),
+        }
         feeder.on_trades(rt.m, raw, time.time_ns(), False)
 
     async def go():
         recs = [(market_data / raw, mt) for raw, mt, _csv, _spec in RECORDINGS.values()]
         async with ReplayServer(recs, speed=0) as server:
-            return await run_feeder(server, settings, store, expected_trades(market_data),
-                                    during=inject)  # fmt: skip
+            return await run_feeder(
+                server, settings, store, expected_trades(market_data), during=inject
+            )
 
     run = asyncio.run(go())
     assert run.feeder.rejects.counts.get("future_timestamp") == 1
@@ -297,5 +380,7 @@ def test_a_trade_dated_far_in_the_future_is_refused_and_covers_nothing(
     for market in RECORDINGS:
         cov = store.coverage(market)
         assert len(cov) and cov[-1, 1] < 1_724_000_000, (market, cov)
-        assert store.bar_days(market, "1s") == ["2024-08-08", "2024-08-09"][: len(
-            store.bar_days(market, "1s"))]  # fmt: skip
+        assert (
+            store.bar_days(market, "1s")
+            == ["2024-08-08", "2024-08-09"][: len(store.bar_days(market, "1s"))]
+        )

@@ -91,8 +91,13 @@ def test_a_full_disk_short_write_is_undone_and_raised_never_left_torn(tmp_path):
 
     from tests.conftest import REPO
 
-    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "refused: cannot write the spool" in out.stdout, out.stdout
     assert "size 0" in out.stdout, out.stdout  # the partial record was cut back off
@@ -107,8 +112,15 @@ def test_the_spool_is_bounded_dropped_seconds_become_gaps_never_coverage(tmp_pat
     root = tmp_path / "store"
     root.write_text("not a directory")  # the store is down
     stats = SinkStats()
-    writer = StoreWriter(ParquetStore(root), Spool(tmp_path / "spool"), stats, queue_size=10,
-                         retry_s=0.2, flush_s=0.05, spool_max_bytes=100_000)  # fmt: skip
+    writer = StoreWriter(
+        ParquetStore(root),
+        Spool(tmp_path / "spool"),
+        stats,
+        queue_size=10,
+        retry_s=0.2,
+        flush_s=0.05,
+        spool_max_bytes=100_000,
+    )
     bars = make_bars(DAY0, 3_000, 5, quiet_every=10**9)
 
     async def scenario():

@@ -85,8 +85,9 @@ def _symbol(venue: str, mt: str) -> str:
 
 def _server(recordings: dict[str, Recording], venue: str, **kw: Any) -> VenueReplayServer:
     """The venue's markets; the clock starts once every one of them has a subscriber."""
-    return VenueReplayServer(list(recordings.values()), venues=[venue],
-                             start_on_subscribe=len(MARKETS[venue]), **kw)  # fmt: skip
+    return VenueReplayServer(
+        list(recordings.values()), venues=[venue], start_on_subscribe=len(MARKETS[venue]), **kw
+    )
 
 
 def _settings(tmp: Path, venue: str, server: VenueReplayServer | None = None) -> Settings:
@@ -100,16 +101,21 @@ def _settings(tmp: Path, venue: str, server: VenueReplayServer | None = None) ->
     doc: dict[str, Any] = {
         # a coin needs a spot and a perp market: Coinbase (spot only) borrows one it does not
         # collect (the feeder warns about it)
-        "coins": {"BTC": {"perp": ["BINANCE_FUTURES:btcusdt"]}
-                  | {kinds[mt]: [market] for mt, market in MARKETS[venue].items()}},
+        "coins": {
+            "BTC": {"perp": ["BINANCE_FUTURES:btcusdt"]}
+            | {kinds[mt]: [market] for mt, market in MARKETS[venue].items()}
+        },
         "store": {"parquet_dir": str(tmp / "store")},
         "redis": {"enabled": False},
         "feeder": {
-            "exchanges": [{"id": venue, "kind": kinds[mt], "symbols": [_symbol(venue, mt)],
-                           **common} for mt in MARKETS[venue]],
-            "spool_dir": str(tmp / "spool"), "http_port": 0,
+            "exchanges": [
+                {"id": venue, "kind": kinds[mt], "symbols": [_symbol(venue, mt)], **common}
+                for mt in MARKETS[venue]
+            ],
+            "spool_dir": str(tmp / "spool"),
+            "http_port": 0,
         },
-    }  # fmt: skip
+    }
     return settings_from_dict(doc, env=False)
 
 
@@ -122,8 +128,13 @@ class Run:
     seconds: float
 
 
-async def _run(server: VenueReplayServer, settings: Settings, store: BarStore,
-               timeout: float = 60.0, factory: bool = True) -> Run:  # noqa: ASYNC109  # fmt: skip
+async def _run(
+    server: VenueReplayServer,
+    settings: Settings,
+    store: BarStore,
+    timeout: float = 60.0,  # noqa: ASYNC109
+    factory: bool = True,
+) -> Run:
     """Run the real feeder until the replay is over and every trade it will get has arrived.
 
     ``factory``: build the exchanges with :func:`venue_ccxt_overrides`, no rate limit and a
@@ -136,8 +147,14 @@ async def _run(server: VenueReplayServer, settings: Settings, store: BarStore,
         cfg["options"]["tradesLimit"] = 50_000
         return getattr(ccxt.pro, entry.id)(cfg)
 
-    feeder = Feeder(settings, store=store, exchange_factory=make if factory else None,
-                    clock=EventClock(), tick_s=0.05, redis=False)  # fmt: skip
+    feeder = Feeder(
+        settings,
+        store=store,
+        exchange_factory=make if factory else None,
+        clock=EventClock(),
+        tick_s=0.05,
+        redis=False,
+    )
     stop = asyncio.Event()
     t0 = time.perf_counter()
     task = asyncio.create_task(feeder.run(until=stop, install_signals=False))
@@ -149,8 +166,9 @@ async def _run(server: VenueReplayServer, settings: Settings, store: BarStore,
         if task.done():
             break
         got = feeder.counters["trades_live"] + feeder.counters["trades_backfilled"]
-        held = any(c.state(m).hold_ms is not None for c in feeder.collectors
-                   for m in c.markets.values())  # fmt: skip
+        held = any(
+            c.state(m).hold_ms is not None for c in feeder.collectors for m in c.markets.values()
+        )
         still = still + 1 if got == last else 0
         last = got
         # all trades in, or (trades lost to a recorded gap) nothing new for a second
@@ -198,9 +216,13 @@ def _venue_import(server: VenueReplayServer, venue: str, tmp: Path) -> ParquetSt
             qty = [float(r["sz"]) * ct for r in rows]
             price = [float(r["px"]) for r in rows]
             sell = [r["side"] == "sell" for r in rows]
-        raw = {"ts": np.array(book.times, np.int64), "price": np.array(price),
-               "qty": np.array(qty), "is_buyer_maker": np.array(sell, np.bool_),
-               "trade_id": np.array([trade_id_int(i) for i in book.ids], np.int64)}  # fmt: skip
+        raw = {
+            "ts": np.array(book.times, np.int64),
+            "price": np.array(price),
+            "qty": np.array(qty),
+            "is_buyer_maker": np.array(sell, np.bool_),
+            "trade_id": np.array([trade_id_int(i) for i in book.ids], np.int64),
+        }
         w = DayBarWriter(store, MarketSpec(market, KIND[mt], venue))
         w.add_raw(raw)
         w.close()
@@ -219,8 +241,7 @@ def _ambiguous_seconds(market_data: Path, mt: str) -> tuple[set[int], set[int]]:
     return set(amb_open[amb_open > 1].index), set(amb_close[amb_close > 1].index)
 
 
-def _same_bars(run: Run, imported: ParquetStore, venue: str, market_data: Path,
-               tmp: Path) -> None:  # fmt: skip
+def _same_bars(run: Run, imported: ParquetStore, venue: str, market_data: Path, tmp: Path) -> None:
     """Live bars equal the import path's bars of the same trades, exactly (rtol 1e-12).
 
     Two references: the venue's trades (venue ids) through the import path must match in full;
@@ -245,8 +266,9 @@ def _same_bars(run: Run, imported: ParquetStore, venue: str, market_data: Path,
         # against the recorded Binance trades through the import path
         ref = _bars(imported, market)
         order_free = [c for c in ref.columns if c not in ("open", "close")]
-        pd.testing.assert_frame_equal(got[order_free], ref[order_free], check_exact=False,
-                                      rtol=1e-12)  # fmt: skip
+        pd.testing.assert_frame_equal(
+            got[order_free], ref[order_free], check_exact=False, rtol=1e-12
+        )
         amb_open, amb_close = _ambiguous_seconds(market_data, mt)
         for col, amb in (("open", amb_open), ("close", amb_close)):
             differs = set(got.loc[got[col].to_numpy() != ref[col].to_numpy(), "time"])
@@ -262,8 +284,9 @@ def _same_bars(run: Run, imported: ParquetStore, venue: str, market_data: Path,
 @pytest.mark.shared
 @pytest.mark.slow
 @pytest.mark.parametrize("venue", ["bybit", "okx", "coinbase"])
-def test_live_bars_from_venue_protocol_equal_the_import_bars(venue, recordings, imported,
-                                                             market_data, tmp_path):  # fmt: skip
+def test_live_bars_from_venue_protocol_equal_the_import_bars(
+    venue, recordings, imported, market_data, tmp_path
+):
     store = ParquetStore(tmp_path / "store")
 
     async def go() -> Run:
@@ -300,7 +323,9 @@ def test_live_bars_from_venue_protocol_equal_the_import_bars(venue, recordings, 
         assert len(subs) == 2  # /v5/public/spot and /v5/public/linear
     else:
         assert sorted(json.loads(m)["args"][0]["instId"] for m in subs) == [
-            "BTC-USDT", "BTC-USDT-SWAP"]  # fmt: skip
+            "BTC-USDT",
+            "BTC-USDT-SWAP",
+        ]
         # OKX swap sizes are contracts: the feeder converted them with ctVal (0.01 BTC)
         perp = next(c for c in f.collectors if c.entry.kind is Kind.PERP)
         assert next(iter(perp.markets.values())).spec.base_per_contract == 0.01
@@ -369,12 +394,19 @@ def test_forced_disconnect_then_backfill_by_time_loses_nothing_silently(
         assert f.counters["trades_backfilled"] > 0
         assert not f.gaps
         _same_bars(run, imported, venue, market_data, tmp_path)
-        pages = [parse_qs(urlsplit(r.split(" ", 1)[1]).query) for r in server.requests
-                 if r.split("?")[0].endswith("/market/products/BTC-USD/ticker")]  # fmt: skip
+        pages = [
+            parse_qs(urlsplit(r.split(" ", 1)[1]).query)
+            for r in server.requests
+            if r.split("?")[0].endswith("/market/products/BTC-USD/ticker")
+        ]
         # one backfill, paged back: same start (the outage's second), ``end`` moving back
         assert len(pages) >= 2, pages
-        assert {p["start"][0] for p in pages} == {str(server.book(venue, "spot").times[
-            server.book(venue, "spot").released(slot) - 1] // 1000)}  # fmt: skip
+        assert {p["start"][0] for p in pages} == {
+            str(
+                server.book(venue, "spot").times[server.book(venue, "spot").released(slot) - 1]
+                // 1000
+            )
+        }
         ends = [int(p["end"][0]) for p in pages]
         assert ends == sorted(ends, reverse=True) and len(set(ends)) == len(ends), ends
         assert all(p["limit"] == ["1000"] for p in pages)
@@ -405,8 +437,9 @@ def test_forced_disconnect_then_backfill_by_time_loses_nothing_silently(
         # outside the gaps the live bars equal the import exactly
         outside = ~_in(gaps, got["time"].to_numpy(np.int64))
         w = want[~_in(gaps, want["time"].to_numpy(np.int64))].reset_index(drop=True)
-        pd.testing.assert_frame_equal(got[outside].reset_index(drop=True), w,
-                                      check_exact=False, rtol=1e-12)  # fmt: skip
+        pd.testing.assert_frame_equal(
+            got[outside].reset_index(drop=True), w, check_exact=False, rtol=1e-12
+        )
         if len(gaps):
             # the gap starts at the second of the last trade before the outage and is not
             # covered; coverage resumes after it
@@ -446,8 +479,10 @@ def test_venue_protocol_replies_and_unserved_paths(recordings):
                 async with http.ws_connect(f"{ws_url}/ws.okx.com/ws/v5/public") as ws:
                     await ws.send_str("ping")
                     out["okx_pong"] = await ws.receive_str()
-                    args = [{"channel": "trades", "instId": "BTC-USDT-SWAP"},
-                            {"channel": "books", "instId": "BTC-USDT"}]  # fmt: skip
+                    args = [
+                        {"channel": "trades", "instId": "BTC-USDT-SWAP"},
+                        {"channel": "books", "instId": "BTC-USDT"},
+                    ]
                     await ws.send_str(json.dumps({"id": "1", "op": "subscribe", "args": args}))
                     out["okx_sub"] = [json.loads(await ws.receive_str()) for _ in range(2)]
                 books = f"{s.url}/www.okx.com/api/v5/market/books?instId=BTC-USDT"
@@ -472,7 +507,11 @@ def test_venue_protocol_replies_and_unserved_paths(recordings):
     assert pong["req_id"] == "7" and pong["conn_id"]
     sub, bad = out["bybit_8"], out["bybit_9"]
     assert (sub["success"], sub["ret_msg"], sub["op"], sub["req_id"]) == (
-        True, "", "subscribe", "8")  # fmt: skip
+        True,
+        "",
+        "subscribe",
+        "8",
+    )
     assert bad["success"] is False and "orderbook.1.BTCUSDT" in bad["ret_msg"]
     assert out["okx_pong"] == "pong"
     ok, bad = out["okx_sub"]
@@ -513,7 +552,8 @@ def test_venue_trades_are_the_recorded_binance_trades(recordings, market_data):
                 assert (np.diff(ids) == 1).all()  # consecutive per product, in trade order
                 assert [json.loads(w) for w in book.ws_rows] == [
                     {k: r[k] for k in ("trade_id", "product_id", "price", "size", "side", "time")}
-                    for r in rows]  # fmt: skip
+                    for r in rows
+                ]
             else:
                 ct = float(m.contract_value or 1.0)
                 qty = np.array([float(r["sz"]) for r in rows]) * ct
@@ -539,8 +579,9 @@ def test_coinbase_protocol_replies_and_rest_window(recordings):
 
     async def go() -> dict[str, Any]:
         out: dict[str, Any] = {}
-        async with VenueReplayServer([recordings["spot"]], venues=["coinbase"],
-                                     start_on_subscribe=None) as s:  # fmt: skip
+        async with VenueReplayServer(
+            [recordings["spot"]], venues=["coinbase"], start_on_subscribe=None
+        ) as s:
             book = s.book("coinbase", "spot")
             async with aiohttp.ClientSession() as http:
                 ws_url = "ws" + s.url[4:] + "/advanced-trade-ws.coinbase.com"
@@ -615,13 +656,33 @@ def test_coinbase_protocol_replies_and_rest_window(recordings):
 
 
 def test_okx_aggregated_trades_are_split_back_into_their_matches():
-    info = {"instId": "BTC-USDT-SWAP", "tradeId": "130639474", "px": "42219.9", "sz": "0.3",
-            "side": "buy", "ts": "1630048897897", "count": "3"}  # fmt: skip
-    agg = {"id": "130639474", "timestamp": 1630048897897, "symbol": "BTC/USDT:USDT",
-           "side": "buy", "price": 42219.9, "amount": 0.3, "info": info}  # fmt: skip
+    info = {
+        "instId": "BTC-USDT-SWAP",
+        "tradeId": "130639474",
+        "px": "42219.9",
+        "sz": "0.3",
+        "side": "buy",
+        "ts": "1630048897897",
+        "count": "3",
+    }
+    agg = {
+        "id": "130639474",
+        "timestamp": 1630048897897,
+        "symbol": "BTC/USDT:USDT",
+        "side": "buy",
+        "price": 42219.9,
+        "amount": 0.3,
+        "info": info,
+    }
     single = {**agg, "id": "130639475", "amount": 0.1, "info": {**info, "count": "1"}}
-    binance = {"id": "5", "timestamp": 1, "side": "sell", "price": 1.0, "amount": 2.0,
-               "info": {"t": 5, "count": "3"}}  # fmt: skip
+    binance = {
+        "id": "5",
+        "timestamp": 1,
+        "side": "sell",
+        "price": 1.0,
+        "amount": 2.0,
+        "info": {"t": 5, "count": "3"},
+    }
     out = split_aggregated([agg, single])
     assert [t["id"] for t in out] == ["130639472", "130639473", "130639474", "130639475"]
     assert sum(t["amount"] for t in out[:3]) == pytest.approx(0.3, rel=1e-15)
@@ -635,7 +696,8 @@ def test_reaches_needs_an_anchor_trade_or_an_older_one():
     # the page starts at the outage's time but without the trades seen there: not proven
     assert not Collector._reaches([{"id": "a", "timestamp": 10}], 10, frozenset())
     anchors = frozenset({trade_id_int("a")})
-    assert Collector._reaches([{"id": "a", "timestamp": 10}, {"id": "b", "timestamp": 11}], 10,
-                              anchors)  # fmt: skip
+    assert Collector._reaches(
+        [{"id": "a", "timestamp": 10}, {"id": "b", "timestamp": 11}], 10, anchors
+    )
     assert Collector._reaches([{"id": "z", "timestamp": 9}], 10, frozenset())
     assert not Collector._reaches([], 10, anchors)

@@ -56,8 +56,17 @@ def test_flaw_4_breakout_range_excludes_the_candle_tested():
     lo = pd.Series(0.0, idx)
     close = pd.Series([0.5, 0.5, 0.5, 0.5, 1.5, 1.5], idx)
     vol = pd.Series([1.0, 1.0, 1.0, 1.0, 3.0, 1.0], idx)
-    ep = episodes(gap_z, spot, perp, pz, hi, lo, close, vol,
-                  MethodParams(n=2, m=5, reset_window=6, vol_mult=1.5))  # fmt: skip
+    ep = episodes(
+        gap_z,
+        spot,
+        perp,
+        pz,
+        hi,
+        lo,
+        close,
+        vol,
+        MethodParams(n=2, m=5, reset_window=6, vol_mult=1.5),
+    )
     # With the candle's own high in the range, close (1.5) < high (2.0) would never break out.
     assert ep["reset_b"].tolist() == [False, False, False, False, True, False]
 
@@ -80,13 +89,19 @@ def test_flaw_5_no_signal_depends_on_cvd_levels(frame):
 
 def test_flaw_6_one_sign_convention_gap_is_spot_minus_perp():
     n = 40
-    df = pd.DataFrame({
-        "date": pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC"),
-        "high": 101.0, "low": 99.0, "close": 100.0,
-        "spot_vbuy": 90.0, "spot_vsell": 10.0,  # spot takers buy
-        "perp_vbuy": 10.0, "perp_vsell": 90.0,  # perp takers sell
-        "cvd_ok": True,
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC"),
+            "high": 101.0,
+            "low": 99.0,
+            "close": 100.0,
+            "spot_vbuy": 90.0,
+            "spot_vsell": 10.0,  # spot takers buy
+            "perp_vbuy": 10.0,
+            "perp_vsell": 90.0,  # perp takers sell
+            "cvd_ok": True,
+        }
+    )
     f = windowed_flows(deltas(df), df["close"], 3, 10)
     assert (f["flow_gap"].dropna() > 0).all()  # positive: long bias
     assert f["flow_gap"].iloc[-1] == pytest.approx(
@@ -98,8 +113,17 @@ def test_flaw_7_bars_and_candles_are_half_open_and_labelled_by_open_time():
     ns = 1_000_000_000
     t0 = 1_704_067_200
     ts = np.array([t0 * ns, (t0 + 299) * ns + 999_999_999, (t0 + 300) * ns])
-    b = TradeBatch("BINANCE:btcusdt", Kind.SPOT, ts, np.ones(3), np.ones(3), np.ones(3),
-                   np.ones(3, bool), np.arange(3), np.zeros(3, bool))  # fmt: skip
+    b = TradeBatch(
+        "BINANCE:btcusdt",
+        Kind.SPOT,
+        ts,
+        np.ones(3),
+        np.ones(3),
+        np.ones(3),
+        np.ones(3, bool),
+        np.arange(3),
+        np.zeros(3, bool),
+    )
     bars = bars_from_trades(b)
     assert bars["time"].tolist() == [t0, t0 + 299, t0 + 300]
     from feeder.ingest.aggregate import rollup, strip_keys
@@ -141,8 +165,9 @@ def test_flaw_9_flow_is_merged_by_candle_time_and_prices_never_become_nan(plante
 def test_flaw_10_spot_and_perp_flow_come_from_their_own_markets(planted):
     from feeder.read.flow import load_flow
 
-    flow = load_flow(planted.store, planted.settings, "BTC", planted.t0, planted.t1, "1h",
-                     per_market=True)  # fmt: skip
+    flow = load_flow(
+        planted.store, planted.settings, "BTC", planted.t0, planted.t1, "1h", per_market=True
+    )
     assert np.allclose(flow["spot_vbuy"], flow["BINANCE:btcusdt|vbuy"])
     perp = flow["BINANCE_FUTURES:btcusdt|vbuy"] + flow["BINANCE_FUTURES:btcusd_perp|vbuy"]
     assert np.allclose(flow["perp_vbuy"], perp)

@@ -14,8 +14,16 @@ from tests.scenario import eq_nan, mirror
 P = MethodParams()
 TF = 300
 CAUSAL = list((*FEATURE_COLUMNS, *SIGNAL_COLUMNS))
-SIGNALS = ["sf_enter_long", "sf_enter_short", "sf_exit_long", "sf_exit_short",
-           "reset_long", "reset_short", "div_long", "div_short"]  # fmt: skip
+SIGNALS = [
+    "sf_enter_long",
+    "sf_enter_short",
+    "sf_exit_long",
+    "sf_exit_short",
+    "reset_long",
+    "reset_short",
+    "div_long",
+    "div_short",
+]
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,10 @@ def test_entries_carry_direction_and_rounded_score_tags(analyzed):
 
 def test_leverage_by_score_band_capped_by_config_and_exchange(strategy):
     now = datetime.now(UTC)
-    lev = [strategy.leverage("BTC/USDT:USDT", now, 1.0, 1.0, 10.0, f"sf_long_{s}", "long")
-           for s in (6, 7, 9)]  # fmt: skip
+    lev = [
+        strategy.leverage("BTC/USDT:USDT", now, 1.0, 1.0, 10.0, f"sf_long_{s}", "long")
+        for s in (6, 7, 9)
+    ]
     assert lev == [1.0, 2.0, 2.0]  # band 3x at score 9, capped at squeezeflow.max_leverage 2
     assert strategy.leverage("BTC/USDT:USDT", now, 1.0, 1.0, 1.5, "sf_long_9", "long") == 1.5
 
@@ -112,8 +114,9 @@ def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_p
             t = pd.Series(range(t0 + 30, t0 + 6 * 3600, 420), dtype="int64")
             store.write_oi(m.id, pd.DataFrame({"time": t, "oi": 1e9 + (t - t0) * 1e3}))
     dates = pd.date_range(pd.Timestamp(t0, unit="s", tz="UTC"), periods=72, freq="5min")
-    candles = pd.DataFrame({"date": dates, "open": 100.0, "high": 101.0, "low": 99.0,
-                            "close": 100.0, "volume": 1.0})  # fmt: skip
+    candles = pd.DataFrame(
+        {"date": dates, "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.0, "volume": 1.0}
+    )
     merged = strat._merge_flow(candles, "BTC/USDT:USDT")
     flow = load_flow(store, strat.sf, "BTC", t0, t0 + 6 * 3600, "5m")
     assert merged["oi"].notna().all()  # forward filled: every candle has an OI as of its close

@@ -53,8 +53,13 @@ def live_strategy(store_dir, redis_url: str, clock, timeframe: str = "5m", **sf)
 def publish_state(strat: SqueezeFlow, watermark: int, coverage_from: int) -> None:
     pub = RedisBarStream(strat.sf.redis.url, prefix=strat.sf.redis.prefix)
     for m in strat.sf.markets("BTC"):
-        pub.publish(m.id, m.kind.value, pd.DataFrame(columns=["time"]), watermark=watermark,
-                    coverage=[[coverage_from, watermark]])  # fmt: skip
+        pub.publish(
+            m.id,
+            m.kind.value,
+            pd.DataFrame(columns=["time"]),
+            watermark=watermark,
+            coverage=[[coverage_from, watermark]],
+        )
 
 
 def test_the_newest_candle_is_decided_once_its_flow_is_final(planted, redis_url, caplog):

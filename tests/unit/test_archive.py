@@ -88,16 +88,40 @@ def _zip(csv_path: Path, zip_path: Path | None = None) -> Path:
 @pytest.mark.parametrize(
     ("rel", "market_type", "data_type", "symbol", "period", "day"),
     [
-        ("spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-02.zip", "spot", "trades",
-         "BTCUSDT", "daily", "2025-01-02"),
-        ("futures/um/daily/aggTrades/ETHUSDT/ETHUSDT-aggTrades-2024-02-29.csv", "um",
-         "aggTrades", "ETHUSDT", "daily", "2024-02-29"),
-        ("futures/cm/monthly/trades/BTCUSD_PERP/BTCUSD_PERP-trades-2024-12.zip", "cm", "trades",
-         "BTCUSD_PERP", "monthly", "2024-12"),
-        ("x/data/futures/cm/daily/aggTrades/BTCUSD_240927/BTCUSD_240927-aggTrades-2024-09-01.zip",
-         "cm", "aggTrades", "BTCUSD_240927", "daily", "2024-09-01"),
+        (
+            "spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-02.zip",
+            "spot",
+            "trades",
+            "BTCUSDT",
+            "daily",
+            "2025-01-02",
+        ),
+        (
+            "futures/um/daily/aggTrades/ETHUSDT/ETHUSDT-aggTrades-2024-02-29.csv",
+            "um",
+            "aggTrades",
+            "ETHUSDT",
+            "daily",
+            "2024-02-29",
+        ),
+        (
+            "futures/cm/monthly/trades/BTCUSD_PERP/BTCUSD_PERP-trades-2024-12.zip",
+            "cm",
+            "trades",
+            "BTCUSD_PERP",
+            "monthly",
+            "2024-12",
+        ),
+        (
+            "x/data/futures/cm/daily/aggTrades/BTCUSD_240927/BTCUSD_240927-aggTrades-2024-09-01.zip",
+            "cm",
+            "aggTrades",
+            "BTCUSD_240927",
+            "daily",
+            "2024-09-01",
+        ),
     ],
-)  # fmt: skip
+)
 def test_parse_archive_name_reads_the_layout(rel, market_type, data_type, symbol, period, day):
     af = parse_archive_name(Path("/archive") / rel)
     assert af == ArchiveFile(Path("/archive") / rel, market_type, data_type, symbol, period, day)
@@ -211,7 +235,7 @@ def test_discover_prefers_zip_trades_and_months(tmp_path: Path):
         ("spot", "ETHUSDT", "trades", "2024-01-01", ".csv"),
         ("um", "BTCUSDT", "aggTrades", "2024-01", ".zip"),
         ("um", "BTCUSDT", "aggTrades", "2024-02-01", ".zip"),
-    ]  # fmt: skip
+    ]
     assert [f.symbol for f in discover(tmp_path, ["ethusdt"])] == ["ETHUSDT"]
     assert {f.market_type for f in discover(tmp_path, None, market_type="um")} == {"um"}
 
@@ -371,13 +395,20 @@ def test_spot_microsecond_trades_with_best_match_column(tmp_path: Path):
     ("market", "text", "ts"),
     [
         # spot aggTrades: 8 columns, no header
-        ("spot", "26129,0.01633102,4.70443515,27781,27781,1498793709153,true,true\n",
-         1498793709153),
+        (
+            "spot",
+            "26129,0.01633102,4.70443515,27781,27781,1498793709153,true,true\n",
+            1498793709153,
+        ),
         # um/cm aggTrades with header
-        ("cm", "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,"
-         "is_buyer_maker\n26129,80000.1,3.0,27781,27783,1498793709153,TRUE\n", 1498793709153),
+        (
+            "cm",
+            "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,"
+            "is_buyer_maker\n26129,80000.1,3.0,27781,27783,1498793709153,TRUE\n",
+            1498793709153,
+        ),
     ],
-)  # fmt: skip
+)
 def test_agg_trades_columns(tmp_path: Path, market: str, text: str, ts: int):
     prefix = "spot" if market == "spot" else f"futures/{market}"
     f = _write(tmp_path / prefix / "daily/aggTrades/X/X-aggTrades-2017-06-30.csv", text)

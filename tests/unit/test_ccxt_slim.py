@@ -15,8 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -55,8 +60,11 @@ def test_only_kept_exchanges_are_imported_and_the_others_load_on_use():
     """)
     assert got["skipped"] > 200  # ~330 exchange modules exist over the three packages
     assert got["okx_stub_before"] and got["binance_real"] and got["exchanges_listed"]
-    assert got["usdm_mro"] == ["ccxt.pro.binanceusdm", "ccxt.pro.binance",
-                               "ccxt.async_support.binance"]  # fmt: skip
+    assert got["usdm_mro"] == [
+        "ccxt.pro.binanceusdm",
+        "ccxt.pro.binance",
+        "ccxt.async_support.binance",
+    ]
     assert got["bybit"] == ["ccxt.pro.bybit", "bybit", True, True, True]
     assert got["myokx_mro"] == ["ccxt.pro.myokx", "ccxt.pro.okx", "ccxt.async_support.okx"]
     assert got["direct"] == ["ccxt.async_support.gate", "gate", "kraken"]

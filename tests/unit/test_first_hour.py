@@ -41,8 +41,9 @@ def run(capsys, *argv):
 
 
 def imported(capsys, store, source):
-    rc, out = run(capsys, "--store-dir", str(store), "import", "--from", str(source),
-                  "--no-progress")  # fmt: skip
+    rc, out = run(
+        capsys, "--store-dir", str(store), "import", "--from", str(source), "--no-progress"
+    )
     return rc, out
 
 
@@ -64,8 +65,18 @@ def test_synthetic_import_marks_the_store_and_status_and_export_say_so(synthetic
     assert stored and all(r["synthetic"] for r in stored)
     rc, out = run(capsys, "--store-dir", str(store), "status")
     assert "SYNTHETIC" in out
-    rc, out = run(capsys, "--store-dir", str(store), "export-candles", "--pairs", "BTC/USDT:USDT",
-                  "--timeframes", "5m", "--datadir", str(tmp_path / "d"))  # fmt: skip
+    rc, out = run(
+        capsys,
+        "--store-dir",
+        str(store),
+        "export-candles",
+        "--pairs",
+        "BTC/USDT:USDT",
+        "--timeframes",
+        "5m",
+        "--datadir",
+        str(tmp_path / "d"),
+    )
     assert rc == 0, out
     assert "SYNTHETIC" in out
 
@@ -96,8 +107,9 @@ def test_a_backtest_on_synthetic_flow_says_so(synthetic, tmp_path, capsys, caplo
     assert imported(capsys, store, synthetic)[0] == 0
     flow = FlowSource(settings(store), "5m")
     with caplog.at_level(logging.WARNING):
-        df = flow.history("BTC", pd.Timestamp("2024-01-01", tz="UTC"),
-                          pd.Timestamp("2024-01-02 23:55", tz="UTC"))  # fmt: skip
+        df = flow.history(
+            "BTC", pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-02 23:55", tz="UTC")
+        )
     assert len(df) == 576 and df["complete"].all()
     assert any("SYNTHETIC" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
@@ -110,8 +122,9 @@ def test_flow_missing_for_most_candles_warns_with_coin_markets_store_range_and_i
     assert imported(capsys, store, archive)[0] == 0  # COIN-M only: no spot, no USD-M
     flow = FlowSource(settings(store), "5m")
     with caplog.at_level(logging.WARNING):
-        df = flow.history("BTC", pd.Timestamp("2026-05-08", tz="UTC"),
-                          pd.Timestamp("2026-05-08 23:55", tz="UTC"))  # fmt: skip
+        df = flow.history(
+            "BTC", pd.Timestamp("2026-05-08", tz="UTC"), pd.Timestamp("2026-05-08 23:55", tz="UTC")
+        )
     assert not df["complete"].any()
     msgs = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     missing = [m for m in msgs if "missing for" in m]
@@ -125,7 +138,7 @@ def test_flow_missing_for_most_candles_warns_with_coin_markets_store_range_and_i
         "2026-05-08",
         "squeezeflow-feeder import --download --symbols BTCUSDT --market-types spot um",
     ):
-        assert part in w, (part, w)  # fmt: skip
+        assert part in w, (part, w)
 
 
 def test_a_configured_market_id_absent_from_the_store_is_named_with_the_closest(
@@ -136,8 +149,9 @@ def test_a_configured_market_id_absent_from_the_store_is_named_with_the_closest(
     coins = {"BTC": {"spot": ["BINANCE:btcusdtt"], "perp": ["BINANCE_FUTURES:btcusdt"]}}
     flow = FlowSource(settings(store, coins=coins), "5m")
     with caplog.at_level(logging.WARNING):
-        flow.history("BTC", pd.Timestamp("2024-01-01", tz="UTC"),
-                     pd.Timestamp("2024-01-01 23:55", tz="UTC"))  # fmt: skip
+        flow.history(
+            "BTC", pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-01 23:55", tz="UTC")
+        )
     msgs = " | ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "market BINANCE:btcusdtt" in msgs and "did you mean BINANCE:btcusdt?" in msgs
 
@@ -151,22 +165,41 @@ def syn_store(synthetic, tmp_path, capsys):
 
 
 def export(capsys, store, datadir, *args):
-    return run(capsys, "--store-dir", str(store), "export-candles", "--datadir", str(datadir),
-               *args)  # fmt: skip
+    return run(
+        capsys, "--store-dir", str(store), "export-candles", "--datadir", str(datadir), *args
+    )
 
 
 def test_export_start_alone_runs_to_the_last_stored_day_and_end_alone_from_the_first(
     syn_store, tmp_path, capsys
 ):
     d = tmp_path / "d"
-    rc, out = export(capsys, syn_store, d, "--pairs", "BTC/USDT:USDT", "--timeframes", "5m",
-                     "--start", "2024-01-02")  # fmt: skip
+    rc, out = export(
+        capsys,
+        syn_store,
+        d,
+        "--pairs",
+        "BTC/USDT:USDT",
+        "--timeframes",
+        "5m",
+        "--start",
+        "2024-01-02",
+    )
     assert rc == 0, out
     df = pd.read_feather(d / "futures" / "BTC_USDT_USDT-5m-futures.feather")
     assert df["date"].iloc[0] == pd.Timestamp("2024-01-02", tz="UTC")
     assert df["date"].iloc[-1] == pd.Timestamp("2024-01-02 23:55", tz="UTC")
-    rc, out = export(capsys, syn_store, d, "--pairs", "BTC/USDT:USDT", "--timeframes", "5m",
-                     "--end", "2024-01-01")  # fmt: skip
+    rc, out = export(
+        capsys,
+        syn_store,
+        d,
+        "--pairs",
+        "BTC/USDT:USDT",
+        "--timeframes",
+        "5m",
+        "--end",
+        "2024-01-01",
+    )
     assert rc == 0, out
     df = pd.read_feather(d / "futures" / "BTC_USDT_USDT-5m-futures.feather")
     assert df["date"].iloc[0] == pd.Timestamp("2024-01-01", tz="UTC")
@@ -174,10 +207,21 @@ def test_export_start_alone_runs_to_the_last_stored_day_and_end_alone_from_the_f
 
 
 def test_export_outside_the_stored_range_is_refused(syn_store, tmp_path, capsys):
-    for args in (("--start", "2025-01-01"), ("--end", "2023-06-01"),
-                 ("--start", "2025-01-01", "--end", "2025-01-02")):  # fmt: skip
-        rc, out = export(capsys, syn_store, tmp_path / "d", "--pairs", "BTC/USDT:USDT",
-                         "--timeframes", "5m", *args)  # fmt: skip
+    for args in (
+        ("--start", "2025-01-01"),
+        ("--end", "2023-06-01"),
+        ("--start", "2025-01-01", "--end", "2025-01-02"),
+    ):
+        rc, out = export(
+            capsys,
+            syn_store,
+            tmp_path / "d",
+            "--pairs",
+            "BTC/USDT:USDT",
+            "--timeframes",
+            "5m",
+            *args,
+        )
         assert rc == 2, (args, out)
         assert "holds no data" in out and "2024-01-01..2024-01-02" in out, out
     assert not (tmp_path / "d" / "futures" / "BTC_USDT_USDT-5m-futures.feather").exists()
@@ -193,8 +237,17 @@ def test_export_refuses_a_timeframe_freqtrade_cannot_use(syn_store, tmp_path, ca
 def test_missing_funding_for_coin_m_points_to_the_coin_m_folder(
     syn_store, synthetic, tmp_path, capsys
 ):
-    rc, out = export(capsys, syn_store, tmp_path / "d", "--pairs", "BTC/USD:BTC", "--timeframes",
-                     "5m", "--archive-dir", str(synthetic))  # fmt: skip
+    rc, out = export(
+        capsys,
+        syn_store,
+        tmp_path / "d",
+        "--pairs",
+        "BTC/USD:BTC",
+        "--timeframes",
+        "5m",
+        "--archive-dir",
+        str(synthetic),
+    )
     assert rc == 0, out
     assert "MISSING FUNDING" in out
     assert "futures/cm/monthly/fundingRate/BTCUSD_PERP" in out.replace("\n", "")
@@ -206,8 +259,17 @@ def test_a_re_export_without_funding_removes_the_stale_funding_file(
 ):
     d = tmp_path / "d"
     funding = d / "futures" / "BTC_USDT_USDT-1h-funding_rate.feather"
-    rc, out = export(capsys, syn_store, d, "--pairs", "BTC/USDT:USDT", "--timeframes", "5m",
-                     "--archive-dir", str(synthetic))  # fmt: skip
+    rc, out = export(
+        capsys,
+        syn_store,
+        d,
+        "--pairs",
+        "BTC/USDT:USDT",
+        "--timeframes",
+        "5m",
+        "--archive-dir",
+        str(synthetic),
+    )
     assert rc == 0 and funding.exists(), out
     rc, out = export(capsys, syn_store, d, "--pairs", "BTC/USDT:USDT", "--timeframes", "5m")
     assert rc == 0, out
@@ -262,8 +324,9 @@ def test_dry_run_catch_up_on_an_old_store_states_staleness_once_in_human_units(
     store = tmp_path / "s"
     assert imported(capsys, store, synthetic)[0] == 0  # flow 2024-01-01 .. 2024-01-03
     now = pd.Timestamp("2026-11-29 12:00", tz="UTC").timestamp()
-    s = settings_from_dict({"store": {"parquet_dir": str(store)}, "redis": {"enabled": False}},
-                           env=False)  # fmt: skip
+    s = settings_from_dict(
+        {"store": {"parquet_dir": str(store)}, "redis": {"enabled": False}}, env=False
+    )
     flow = FlowSource(s, "5m", clock=lambda: now)
     with caplog.at_level(logging.INFO):
         flow.catch_up("BTC", 100)
@@ -281,8 +344,9 @@ def test_dry_run_catch_up_on_a_current_store_says_complete_until(
     store = tmp_path / "s"
     assert imported(capsys, store, synthetic)[0] == 0
     now = pd.Timestamp("2024-01-02 12:02:30", tz="UTC").timestamp()
-    s = settings_from_dict({"store": {"parquet_dir": str(store)}, "redis": {"enabled": False}},
-                           env=False)  # fmt: skip
+    s = settings_from_dict(
+        {"store": {"parquet_dir": str(store)}, "redis": {"enabled": False}}, env=False
+    )
     flow = FlowSource(s, "5m", clock=lambda: now)
     with caplog.at_level(logging.INFO):
         flow.catch_up("BTC", 100)
@@ -304,11 +368,27 @@ def test_the_live_feeder_refuses_to_write_into_a_synthetic_store(synthetic, tmp_
     store = tmp_path / "s"
     assert imported(capsys, store, synthetic)[0] == 0
     cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"squeezeflow": {
-        "store": {"parquet_dir": str(store)}, "redis": {"enabled": False},
-        "feeder": {"spool_dir": str(tmp_path / "spool"), "exchanges": [
-            {"id": "binance", "kind": "spot", "symbols": ["BTC/USDT"],
-             "urls": {"api": {"public": "http://127.0.0.1:9/api/v3"}}}]}}}))  # fmt: skip
+    cfg.write_text(
+        json.dumps(
+            {
+                "squeezeflow": {
+                    "store": {"parquet_dir": str(store)},
+                    "redis": {"enabled": False},
+                    "feeder": {
+                        "spool_dir": str(tmp_path / "spool"),
+                        "exchanges": [
+                            {
+                                "id": "binance",
+                                "kind": "spot",
+                                "symbols": ["BTC/USDT"],
+                                "urls": {"api": {"public": "http://127.0.0.1:9/api/v3"}},
+                            }
+                        ],
+                    },
+                }
+            }
+        )
+    )
     rc, out = run(capsys, "--config", str(cfg), "run", "--no-redis")
     assert rc == 2
     assert "SYNTHETIC" in out and str(store) in out

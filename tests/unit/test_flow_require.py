@@ -12,15 +12,28 @@ from feeder.settings import ConfigError, settings_from_dict
 from feeder.stores.parquet import ParquetStore
 
 DAY = 1735689600
-COINS = {"BTC": {"spot": ["BINANCE:btcusdt", "BYBIT_SPOT:btcusdt"],
-                 "perp": ["BINANCE_FUTURES:btcusdt"]}}  # fmt: skip
+COINS = {
+    "BTC": {"spot": ["BINANCE:btcusdt", "BYBIT_SPOT:btcusdt"], "perp": ["BINANCE_FUTURES:btcusdt"]}
+}
 
 
 def _bars(vbuy: float) -> pd.DataFrame:
     t = DAY + 60 * np.arange(1440, dtype=np.int64)
-    return pd.DataFrame({"time": t, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
-                         "vbuy": vbuy, "vsell": 1.0, "cbuy": 1.0, "csell": 1.0, "lbuy": 0.0,
-                         "lsell": 0.0})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "time": t,
+            "open": 1.0,
+            "high": 1.0,
+            "low": 1.0,
+            "close": 1.0,
+            "vbuy": vbuy,
+            "vsell": 1.0,
+            "cbuy": 1.0,
+            "csell": 1.0,
+            "lbuy": 0.0,
+            "lsell": 0.0,
+        }
+    )
 
 
 def test_require_all_or_each_kind(tmp_path):

@@ -16,8 +16,9 @@ M = "BINANCE_FUTURES:btcusdt"
 
 def _rows(*rows: tuple[int, float, float, int, bool]) -> str:
     head = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n"
-    return head + "".join(f"{i},{p!r},{q!r},{i},{i},{t},{str(m).lower()}\n"
-                          for i, p, q, t, m in rows)  # fmt: skip
+    return head + "".join(
+        f"{i},{p!r},{q!r},{i},{i},{t},{str(m).lower()}\n" for i, p, q, t, m in rows
+    )
 
 
 def test_infinite_notionals_and_rows_outside_the_files_day_are_refused_and_counted(
@@ -25,16 +26,26 @@ def test_infinite_notionals_and_rows_outside_the_files_day_are_refused_and_count
 ):
     src = tmp_path / "archive" / REL
     src.parent.mkdir(parents=True)
-    src.write_text(_rows(
-        (1, 42_000.0, 0.5, DAY + 1_000, False),
-        (2, 1e308, 1e308, DAY + 2_000, False),  # finite price and qty, infinite notional
-        (3, 42_001.0, 0.25, DAY + 3_000, True),
-        (4, 42_002.0, 0.1, 4_070_908_800_000, False),  # 2099-01-01 inside a 2024-01-01 file
-        (5, 42_003.0, 0.2, DAY + 4_000, False),
-    ))  # fmt: skip
+    src.write_text(
+        _rows(
+            (1, 42_000.0, 0.5, DAY + 1_000, False),
+            (2, 1e308, 1e308, DAY + 2_000, False),  # finite price and qty, infinite notional
+            (3, 42_001.0, 0.25, DAY + 3_000, True),
+            (4, 42_002.0, 0.1, 4_070_908_800_000, False),  # 2099-01-01 inside a 2024-01-01 file
+            (5, 42_003.0, 0.2, DAY + 4_000, False),
+        )
+    )
     store_dir = tmp_path / "store"
-    rc = main(["--store-dir", str(store_dir), "import", "--from", str(tmp_path / "archive"),
-               "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "--store-dir",
+            str(store_dir),
+            "import",
+            "--from",
+            str(tmp_path / "archive"),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr()
     text = out.out + out.err
     assert rc == 0, text
@@ -67,8 +78,13 @@ def test_store_files_get_the_mode_the_umask_gives(tmp_path):
     from tests.conftest import REPO
 
     for umask, mode in (("022", "0o644"), ("002", "0o664")):
-        out = subprocess.run([sys.executable, "-c", _UMASK, str(tmp_path / umask), umask],
-                             cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", _UMASK, str(tmp_path / umask), umask],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.stdout.strip() == f"['{mode}']", out.stdout + out.stderr
 
 
@@ -80,8 +96,16 @@ def test_one_non_utf8_byte_refuses_its_row_and_keeps_the_rest(tmp_path, capsys):
     lines[3] = lines[3].replace(b",0.5,", b",0.\xff5,")  # row 3: one byte that is not UTF-8
     src.write_bytes(b"\n".join(lines))
     store_dir = tmp_path / "store"
-    rc = main(["--store-dir", str(store_dir), "import", "--from", str(tmp_path / "archive"),
-               "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "--store-dir",
+            str(store_dir),
+            "import",
+            "--from",
+            str(tmp_path / "archive"),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr()
     text = out.out + out.err
     assert rc == 0, text
@@ -108,9 +132,23 @@ def test_a_full_disk_during_import_is_one_clear_line_and_a_non_zero_exit(market_
 
     archive = market_data / "binance_datatool/tommy-ca/data"
     store = tmp_path / "store"
-    out = subprocess.run([sys.executable, "-c", _FULL_DISK_IMPORT, "--store-dir", str(store),
-                          "import", "--from", str(archive), "--no-progress"], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _FULL_DISK_IMPORT,
+            "--store-dir",
+            str(store),
+            "import",
+            "--from",
+            str(archive),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 2, text
     assert "Traceback" not in text, text[-3000:]

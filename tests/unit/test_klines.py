@@ -96,8 +96,15 @@ def _klines_from_trades(tr: pd.DataFrame, contract_usd: float | None) -> str:
     base = tr.qty * contract_usd / tr.price if contract_usd else tr.qty
     quote = tr.qty if contract_usd else tr.qty * tr.price  # cm: quote column is base volume
     vol = tr.qty if contract_usd else base
-    f = pd.DataFrame({"m": m, "p": tr.price, "vol": vol, "quote": quote if not contract_usd
-                      else base, "buy": ~tr.bm})  # fmt: skip
+    f = pd.DataFrame(
+        {
+            "m": m,
+            "p": tr.price,
+            "vol": vol,
+            "quote": quote if not contract_usd else base,
+            "buy": ~tr.bm,
+        }
+    )
     f["bvol"] = np.where(f.buy, f.vol, 0.0)
     f["bquote"] = np.where(f.buy, f.quote, 0.0)
     g = f.groupby("m")
@@ -133,10 +140,13 @@ def test_klines_and_trades_give_the_same_minute_sums_and_trades_win(
 ):
     tr = _trades(20_000, seed=3)
     arch, karch = tmp_path / "arch", tmp_path / "karch"
-    _write_zip(arch / f"{prefix}/daily/aggTrades/{symbol}/{symbol}-aggTrades-2025-01-01.zip",
-               _agg_csv(tr))  # fmt: skip
-    _write_zip(karch / f"{prefix}/daily/klines/{symbol}/1m/{symbol}-1m-2025-01-01.zip",
-               _klines_from_trades(tr, contract))  # fmt: skip
+    _write_zip(
+        arch / f"{prefix}/daily/aggTrades/{symbol}/{symbol}-aggTrades-2025-01-01.zip", _agg_csv(tr)
+    )
+    _write_zip(
+        karch / f"{prefix}/daily/klines/{symbol}/1m/{symbol}-1m-2025-01-01.zip",
+        _klines_from_trades(tr, contract),
+    )
     kl, trd = tmp_path / "kl", tmp_path / "trd"
     rc, out = _import(capsys, kl, "--from", str(karch))
     assert rc == 0, out
@@ -162,7 +172,6 @@ def test_klines_and_trades_give_the_same_minute_sums_and_trades_win(
 @pytest.mark.shared
 def test_kline_minutes_in_influx_leave_unknown_counts_out(market_data, influx_db):
     from feeder.history import binance_klines
-
     from feeder.settings import InfluxSettings
     from feeder.stores.influx import InfluxStore
 
@@ -175,8 +184,9 @@ def test_kline_minutes_in_influx_leave_unknown_counts_out(market_data, influx_db
         assert rep.files_done == 1
         bars = s.read_bars("BINANCE:btcusdt", REAL_DAY, REAL_DAY + 86_400, "1m")
         assert len(bars) == 1440 and bars["cbuy"].isna().all() and bars["vbuy"].gt(0).any()
-        df = load_flow(s, settings_from_dict(None), "BTC", REAL_DAY, REAL_DAY + 86_400, "1h",
-                       per_market=True)  # fmt: skip
+        df = load_flow(
+            s, settings_from_dict(None), "BTC", REAL_DAY, REAL_DAY + 86_400, "1h", per_market=True
+        )
         assert df["BINANCE:btcusdt|complete"].all()
         assert df["BINANCE:btcusdt|vbuy"].sum() == pytest.approx(bars["vbuy"].sum())
     finally:
@@ -188,8 +198,19 @@ def test_export_candles_finds_the_range_of_kline_only_markets(market_data, tmp_p
     store = tmp_path / "s"
     src = market_data / "binance_datatool/lostleaf"
     assert _import(capsys, store, "--from", str(src), "--market-types", "spot")[0] == 0
-    rc = main(["--store-dir", str(store), "export-candles", "--pairs", "BTC/USDT",
-               "--timeframes", "5m", "--datadir", str(tmp_path / "d")])  # fmt: skip
+    rc = main(
+        [
+            "--store-dir",
+            str(store),
+            "export-candles",
+            "--pairs",
+            "BTC/USDT",
+            "--timeframes",
+            "5m",
+            "--datadir",
+            str(tmp_path / "d"),
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.out + out.err
     files = list((tmp_path / "d").rglob("BTC_USDT-5m*.feather"))
@@ -217,11 +238,25 @@ def test_download_klines_verified_from_a_loopback_archive_then_imported(
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        rc, out = _import(capsys, tmp_path / "s", "--download", "--data-type", "klines",
-                          "--base-url", f"http://127.0.0.1:{server.server_address[1]}",
-                          "--symbols", "BTCUSDT", "--market-types", "spot", "--start",
-                          "2020-01-01", "--end", "2020-01-04", "--archive-dir",
-                          str(tmp_path / "arch"))  # fmt: skip
+        rc, out = _import(
+            capsys,
+            tmp_path / "s",
+            "--download",
+            "--data-type",
+            "klines",
+            "--base-url",
+            f"http://127.0.0.1:{server.server_address[1]}",
+            "--symbols",
+            "BTCUSDT",
+            "--market-types",
+            "spot",
+            "--start",
+            "2020-01-01",
+            "--end",
+            "2020-01-04",
+            "--archive-dir",
+            str(tmp_path / "arch"),
+        )
     finally:
         server.shutdown()
         server.server_close()

@@ -37,18 +37,25 @@ def _metrics(path: Path, symbol: str, rows: list[tuple[int, float, float]]) -> N
 def test_metrics_give_usd_open_interest_like_the_live_poll(tmp_path, capsys):
     rng = np.random.default_rng(5)
     times = DAY + 300 * np.arange(288)
-    um = [(int(t), float(a), float(a) * 94_000.0) for t, a in zip(times, rng.uniform(7e4, 8e4, 288),
-                                                                  strict=True)]  # fmt: skip
-    cm = [(int(t), float(c), float(c) * 100 / 94_000.0) for t, c in zip(times, rng.integers(
-        5e5, 6e5, 288), strict=True)]  # fmt: skip
+    um = [
+        (int(t), float(a), float(a) * 94_000.0)
+        for t, a in zip(times, rng.uniform(7e4, 8e4, 288), strict=True)
+    ]
+    cm = [
+        (int(t), float(c), float(c) * 100 / 94_000.0)
+        for t, c in zip(times, rng.integers(5e5, 6e5, 288), strict=True)
+    ]
     arch = tmp_path / "arch"
     _metrics(
         arch / "futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-2025-01-01.zip",
         "BTCUSDT",
         um[::-1],
-    )  # fmt: skip - unsorted upstream
-    _metrics(arch / "futures/cm/daily/metrics/BTCUSD_PERP/BTCUSD_PERP-metrics-2025-01-01.zip",
-             "BTCUSD", cm)  # fmt: skip
+    )  # unsorted upstream
+    _metrics(
+        arch / "futures/cm/daily/metrics/BTCUSD_PERP/BTCUSD_PERP-metrics-2025-01-01.zip",
+        "BTCUSD",
+        cm,
+    )
     store = tmp_path / "s"
     rc = main(["--store-dir", str(store), "import", "--from", str(arch), "--no-progress"])
     out = capsys.readouterr()
@@ -59,8 +66,10 @@ def test_metrics_give_usd_open_interest_like_the_live_poll(tmp_path, capsys):
     np.testing.assert_allclose(a["oi"], [v for _, _, v in um])  # USDT value as published
     assert list(a["time"]) == list(times)
     # COIN-M: contracts x contract size, the live poll's conversion (ccxt contractSize 100)
-    live = spec_from_ccxt("binancecoinm", {"id": "BTCUSD_PERP", "contract": True,
-                                           "inverse": True, "contractSize": 100})  # fmt: skip
+    live = spec_from_ccxt(
+        "binancecoinm",
+        {"id": "BTCUSD_PERP", "contract": True, "inverse": True, "contractSize": 100},
+    )
     b = s.read_oi("BINANCE_FUTURES:btcusd_perp", DAY, DAY + 86_400)
     np.testing.assert_allclose(b["oi"], [c * live.contract_size for _, c, _ in cm])
     df = load_flow(s, settings_from_dict(None), "BTC", DAY, DAY + 86_400, "5m")

@@ -200,8 +200,9 @@ def test_receive_times_stay_aligned_when_duplicates_and_bad_rows_are_dropped():
 
 
 def test_recent_hashed_trade_ids_are_recognised_as_duplicates():
-    ids = np.array([trade_id_int(str(uuid.uuid5(uuid.NAMESPACE_OID, str(i))))
-                    for i in range(25_000)], np.int64)  # fmt: skip
+    ids = np.array(
+        [trade_id_int(str(uuid.uuid5(uuid.NAMESPACE_OID, str(i)))) for i in range(25_000)], np.int64
+    )
     dedup = IdDeduplicator(window=20_000)  # the live runtime's window
     for k in range(0, len(ids), 50):  # the live stream, 50 trades a message
         dedup.fresh(ids[k : k + 50])

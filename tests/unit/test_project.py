@@ -160,10 +160,21 @@ def _quickstart(tmp_path, *args, offline=True):
     if offline:
         env["SQUEEZEFLOW_OFFLINE"] = "1"
     return subprocess.run(
-        ["bash", "scripts/quickstart", *args, "--datadir", str(tmp_path / "data"),
-         "--workdir", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            "bash",
+            "scripts/quickstart",
+            *args,
+            "--datadir",
+            str(tmp_path / "data"),
+            "--workdir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.mark.slow
@@ -190,18 +201,38 @@ def test_quickstart_offline_uses_the_labelled_synthetic_sample_and_backtests(tmp
     assert list(results.glob("backtest-result-*.zip")), list(results.iterdir())
     env = {k: v for k, v in os.environ.items() if not k.startswith("FREQTRADE__")}
     show = subprocess.run(
-        [sys.executable, "-m", "feeder.tools.offline", "--offline", "backtesting-show", "--config",
-         "config.json", "--backtest-directory", str(results)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "feeder.tools.offline",
+            "--offline",
+            "backtesting-show",
+            "--config",
+            "config.json",
+            "--backtest-directory",
+            str(results),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert show.returncode == 0, (show.stdout + show.stderr)[-3000:]
     assert "SqueezeFlow" in show.stdout and "STRATEGY SUMMARY" in show.stdout
     # The backtest command it prints works as printed (on the SYNTHETIC store, and says so).
-    line = next(x.strip() for x in out.splitlines() if "squeezeflow-freqtrade" in x
-                and " backtesting " in x)  # fmt: skip
+    line = next(
+        x.strip() for x in out.splitlines() if "squeezeflow-freqtrade" in x and " backtesting " in x
+    )
     env.pop("SQUEEZEFLOW_PARQUET_DIR", None)
-    again = subprocess.run([*line.split(), "--export", "none"], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    again = subprocess.run(
+        [*line.split(), "--export", "none"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     log = again.stdout + again.stderr
     assert again.returncode == 0, log[-3000:]
     assert "flow is SYNTHETIC" in log and "0 incomplete" in log
@@ -211,10 +242,17 @@ def test_quickstart_offline_uses_the_labelled_synthetic_sample_and_backtests(tmp
 
 def test_generated_and_downloaded_archives_are_ignored_by_git():
     r = subprocess.run(
-        ["git", "check-ignore", "user_data/synthetic/archive/SYNTHETIC.txt",
-         "user_data/synthetic/store/imports.json", "user_data/archive/spot/x.zip"],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "git",
+            "check-ignore",
+            "user_data/synthetic/archive/SYNTHETIC.txt",
+            "user_data/synthetic/store/imports.json",
+            "user_data/archive/spot/x.zip",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert len(r.stdout.split()) == 3, r.stdout
 
 
@@ -256,8 +294,10 @@ def test_offline_freqtrade_refuses_every_exchange_call_but_markets(tmp_path):
 def test_building_the_package_emits_no_setuptools_deprecation_warning(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), str(REPO)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     assert "SetuptoolsDeprecationWarning" not in out, out[-3000:]

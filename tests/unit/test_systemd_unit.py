@@ -44,8 +44,11 @@ def test_systemd_analyze_verify_fails_on_a_broken_unit(tmp_path):
     """The check above can fail: a typo and a missing program are reported."""
     exe = _systemd_analyze()
     path, text = _installed(tmp_path)
-    path.write_text(text.replace("ExecStart=" + str(REPO), "ExecStart=/nonexistent").replace(
-        "KillSignal=", "KilSignal="))  # fmt: skip
+    path.write_text(
+        text.replace("ExecStart=" + str(REPO), "ExecStart=/nonexistent").replace(
+            "KillSignal=", "KilSignal="
+        )
+    )
     r = subprocess.run([exe, "verify", "--man=no", str(path)], capture_output=True, text=True)
     assert r.returncode != 0 and "KilSignal" in r.stderr and "not executable" in r.stderr
 

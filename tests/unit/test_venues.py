@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from feeder.history import okx, tardis
 
+from feeder.history import okx, tardis
 from feeder.history.venues import TARDIS_TAIL_S, discover_venue_files, ids_from_text
 from feeder.live.markets import market_id as live_market_id
 from feeder.live.markets import spec_from_ccxt
@@ -175,8 +175,10 @@ def test_okx_swap_in_contracts_doubled_rows_and_utc8_day(tmp_path, capsys):
         rows + rows,
     )  # early files list every trade twice
     # a spot file cut at UTC+8 midnight: 2025-01-02 (UTC+8) starts 2025-01-01 16:00 UTC
-    spot = [(7, "sell", 94_100.0, 0.5, (D0 + 16 * 3600 + 5) * 1000),
-            (8, "buy", 94_200.0, 0.25, (D0 + 86_400 + 3600) * 1000)]  # fmt: skip
+    spot = [
+        (7, "sell", 94_100.0, 0.5, (D0 + 16 * 3600 + 5) * 1000),
+        (8, "buy", 94_200.0, 0.25, (D0 + 86_400 + 3600) * 1000),
+    ]
     _okx_zip(root / "trades/daily/20250102/BTC-USDT-trades-2025-01-02.zip", "BTC-USDT", spot)
     store = tmp_path / "s"
     rc, out = _import(capsys, store, "--from", str(root))
@@ -195,8 +197,11 @@ def test_okx_swap_in_contracts_doubled_rows_and_utc8_day(tmp_path, capsys):
 
 def test_okx_unknown_contract_value_is_refused_with_advice(tmp_path, capsys):
     root = tmp_path / "arch"
-    _okx_zip(root / "PEPE-USDT-SWAP-trades-2025-01-01.zip", "PEPE-USDT-SWAP",
-             [(1, "buy", 1.0, 1.0, D0 * 1000)])  # fmt: skip
+    _okx_zip(
+        root / "PEPE-USDT-SWAP-trades-2025-01-01.zip",
+        "PEPE-USDT-SWAP",
+        [(1, "buy", 1.0, 1.0, D0 * 1000)],
+    )
     rc, out = _import(capsys, tmp_path / "s", "--from", str(root))
     assert rc == 2 and "contract_sizes['OKEX:pepe-usdt-swap']" in out
 
@@ -238,15 +243,27 @@ def test_tardis_days_cut_by_receive_time_join_in_one_stream(tmp_path, capsys):
     root = tmp_path / "arch"
     us = 1_000_000
     d1 = D0 + 86_400
-    day0 = [((D0 + 100) * us, (D0 + 100) * us + 90_000, 1, "buy", 94_000.0, 0.5),
-            ((d1 - 1) * us, (d1 - 1) * us + 50_000, 2, "sell", 94_000.0, 1.0)]  # fmt: skip
+    day0 = [
+        ((D0 + 100) * us, (D0 + 100) * us + 90_000, 1, "buy", 94_000.0, 0.5),
+        ((d1 - 1) * us, (d1 - 1) * us + 50_000, 2, "sell", 94_000.0, 1.0),
+    ]
     # first row of day 1's file: an exchange time of day 0's last second, received after midnight
-    day1 = [((d1 - 1) * us + 950_000, d1 * us + 20_000, 3, "sell", 94_001.0, 2.0),
-            ((d1 + 5) * us, (d1 + 5) * us + 80_000, 4, "buy", 94_002.0, 0.25)]  # fmt: skip
-    _tardis(root / "binance-futures_trades_2025-01-01_BTCUSDT.csv.gz", "binance-futures",
-            "BTCUSDT", day0)  # fmt: skip
-    _tardis(root / "binance-futures_trades_2025-01-02_BTCUSDT.csv.gz", "binance-futures",
-            "BTCUSDT", day1)  # fmt: skip
+    day1 = [
+        ((d1 - 1) * us + 950_000, d1 * us + 20_000, 3, "sell", 94_001.0, 2.0),
+        ((d1 + 5) * us, (d1 + 5) * us + 80_000, 4, "buy", 94_002.0, 0.25),
+    ]
+    _tardis(
+        root / "binance-futures_trades_2025-01-01_BTCUSDT.csv.gz",
+        "binance-futures",
+        "BTCUSDT",
+        day0,
+    )
+    _tardis(
+        root / "binance-futures_trades_2025-01-02_BTCUSDT.csv.gz",
+        "binance-futures",
+        "BTCUSDT",
+        day1,
+    )
     store = tmp_path / "s"
     rc, out = _import(capsys, store, "--from", str(root))
     assert rc == 0, out
@@ -257,8 +274,12 @@ def test_tardis_days_cut_by_receive_time_join_in_one_stream(tmp_path, capsys):
     assert [tuple(c) for c in s.coverage(m)] == [(D0, d1 + 86_400 - TARDIS_TAIL_S)]
 
     # day 1 alone: the previous day's trade is refused (its day is not in this stream)
-    rc, out = _import(capsys, tmp_path / "s2", "--from", str(root / (
-        "binance-futures_trades_2025-01-02_BTCUSDT.csv.gz")))  # fmt: skip
+    rc, out = _import(
+        capsys,
+        tmp_path / "s2",
+        "--from",
+        str(root / ("binance-futures_trades_2025-01-02_BTCUSDT.csv.gz")),
+    )
     assert rc == 0 and "outside_file_day 1" in out, out
 
 
@@ -309,11 +330,16 @@ def test_layouts_are_recognised_and_format_can_be_forced(tmp_path):
 
 def test_download_each_venue_from_a_loopback_server_missing_day_reported(tmp_path, capsys):
     served = tmp_path / "www"
-    _bybit_trading(served / "trading/BTCUSDT/BTCUSDT2025-01-01.csv.gz",
-                   [(D0 + 1.5, "Buy", 0.5, 94_000.0)], "BTCUSDT")  # fmt: skip
-    _okx_zip(served / "cdn/okex/traderecords/trades/daily/20250101/"
-             "BTC-USDT-SWAP-trades-2025-01-01.zip", "BTC-USDT-SWAP",
-             [(1, "sell", 94_000.0, 3.0, (D0 + 2) * 1000)])  # fmt: skip
+    _bybit_trading(
+        served / "trading/BTCUSDT/BTCUSDT2025-01-01.csv.gz",
+        [(D0 + 1.5, "Buy", 0.5, 94_000.0)],
+        "BTCUSDT",
+    )
+    _okx_zip(
+        served / "cdn/okex/traderecords/trades/daily/20250101/BTC-USDT-SWAP-trades-2025-01-01.zip",
+        "BTC-USDT-SWAP",
+        [(1, "sell", 94_000.0, 3.0, (D0 + 2) * 1000)],
+    )
     _tardis(
         served / "v1/coinbase/trades/2025/01/01/BTC-USD.csv.gz",
         "coinbase",
@@ -326,11 +352,22 @@ def test_download_each_venue_from_a_loopback_server_missing_day_reported(tmp_pat
     store = tmp_path / "s"
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        common = ["--download", "--base-url", url, "--start", "2025-01-01", "--end",
-                  "2025-01-02", "--archive-dir", str(tmp_path / "arch")]  # fmt: skip
-        for fmt, sym, extra in (("bybit", "BTCUSDT", ["--market-types", "um"]),
-                                ("okx", "BTC-USDT-SWAP", []),
-                                ("tardis", "coinbase:BTC-USD", [])):  # fmt: skip
+        common = [
+            "--download",
+            "--base-url",
+            url,
+            "--start",
+            "2025-01-01",
+            "--end",
+            "2025-01-02",
+            "--archive-dir",
+            str(tmp_path / "arch"),
+        ]
+        for fmt, sym, extra in (
+            ("bybit", "BTCUSDT", ["--market-types", "um"]),
+            ("okx", "BTC-USDT-SWAP", []),
+            ("tardis", "coinbase:BTC-USD", []),
+        ):
             rc, out = _import(capsys, store, "--format", fmt, "--symbols", sym, *common, *extra)
             assert rc == 0, out
             flat = out.replace("\n", "")
@@ -380,9 +417,11 @@ def test_one_folder_with_bybit_binance_klines_and_trades_imports_all(market_data
 
 
 def test_bybit_derivatives_rows_listed_twice_are_dropped_by_trade_id(tmp_path, capsys):
-    p = _bybit_trading(tmp_path / "a/trading/BTCUSDT/BTCUSDT2025-01-01.csv.gz",
-                       [(D0 + 1.0, "Buy", 1.0, 90_000.0), (D0 + 2.0, "Sell", 2.0, 90_000.0)],
-                       "BTCUSDT")  # fmt: skip
+    p = _bybit_trading(
+        tmp_path / "a/trading/BTCUSDT/BTCUSDT2025-01-01.csv.gz",
+        [(D0 + 1.0, "Buy", 1.0, 90_000.0), (D0 + 2.0, "Sell", 2.0, 90_000.0)],
+        "BTCUSDT",
+    )
     with gzip.open(p, "rt") as fh:
         lines = fh.read().splitlines()
     with gzip.open(p, "wt") as fh:

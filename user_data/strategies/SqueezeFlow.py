@@ -96,12 +96,22 @@ class SqueezeFlow(IStrategy):
     def protections(self) -> list[dict[str, Any]]:
         """Stoploss guard, max drawdown and cooldown (FreqTrade wants them in the strategy)."""
         return [
-            {"method": "StoplossGuard", "lookback_period_candles": 24, "trade_limit": 3,
-             "stop_duration_candles": 12, "only_per_pair": False},
-            {"method": "MaxDrawdown", "lookback_period_candles": 288, "trade_limit": 10,
-             "stop_duration_candles": 72, "max_allowed_drawdown": 0.15},
+            {
+                "method": "StoplossGuard",
+                "lookback_period_candles": 24,
+                "trade_limit": 3,
+                "stop_duration_candles": 12,
+                "only_per_pair": False,
+            },
+            {
+                "method": "MaxDrawdown",
+                "lookback_period_candles": 288,
+                "trade_limit": 10,
+                "stop_duration_candles": 72,
+                "max_allowed_drawdown": 0.15,
+            },
             {"method": "CooldownPeriod", "stop_duration_candles": 3},
-        ]  # fmt: skip
+        ]
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
@@ -118,12 +128,17 @@ class SqueezeFlow(IStrategy):
     # ----- parameters ---------------------------------------------------------------------------
     def method_params(self) -> MethodParams:
         return MethodParams(
-            n=int(self.n.value), m=int(self.m.value), z_div=float(self.z_div.value),
-            p_max=float(self.p_max.value), reset_window=int(self.reset_window.value),
-            reset_frac=float(self.reset_frac.value), vol_mult=float(self.vol_mult.value),
-            min_score=float(self.min_score.value), exit_flow=float(self.exit_flow.value),
+            n=int(self.n.value),
+            m=int(self.m.value),
+            z_div=float(self.z_div.value),
+            p_max=float(self.p_max.value),
+            reset_window=int(self.reset_window.value),
+            reset_frac=float(self.reset_frac.value),
+            vol_mult=float(self.vol_mult.value),
+            min_score=float(self.min_score.value),
+            exit_flow=float(self.exit_flow.value),
             ctx_window=CTX_WINDOW,
-        )  # fmt: skip
+        )
 
     def _runmode(self) -> RunMode | None:
         """FreqTrade sets ``dp`` when it loads the strategy; None when used on its own."""
@@ -176,8 +191,11 @@ class SqueezeFlow(IStrategy):
                 log.warning(
                     "SqueezeFlow %s: candle %s decided incomplete: its flow was not final %.1fs "
                     "after the close + FreqTrade's wake (late candles so far: %d)",
-                    coin, candle, self.sf.decide_wait_s, self.late_candles,
-                )  # fmt: skip
+                    coin,
+                    candle,
+                    self.sf.decide_wait_s,
+                    self.late_candles,
+                )
         for coin in coins:
             age = self.flow.age(coin)
             stale = age > self.sf.staleness_limit_s
@@ -236,8 +254,9 @@ class SqueezeFlow(IStrategy):
         df["enter_short"] = df["sf_enter_short"].astype(int)
         long_tag = "sf_long_" + df["score_long"].round().astype("Int64").astype(str)
         short_tag = "sf_short_" + df["score_short"].round().astype("Int64").astype(str)
-        df["enter_tag"] = np.where(df["sf_enter_long"], long_tag,
-                                   np.where(df["sf_enter_short"], short_tag, None))  # fmt: skip
+        df["enter_tag"] = np.where(
+            df["sf_enter_long"], long_tag, np.where(df["sf_enter_short"], short_tag, None)
+        )
         if self._live() and self._stale.get(coin_of(metadata["pair"]), False):
             df.loc[df.index[-1], ["enter_long", "enter_short"]] = 0
         return df
@@ -260,9 +279,15 @@ class SqueezeFlow(IStrategy):
         return None if df is None or len(df) == 0 else df.iloc[-1]
 
     def custom_stoploss(
-        self, pair: str, trade: Trade, current_time: datetime, current_rate: float,
-        current_profit: float, after_fill: bool, **kwargs: Any,
-    ) -> float | None:  # fmt: skip
+        self,
+        pair: str,
+        trade: Trade,
+        current_time: datetime,
+        current_rate: float,
+        current_profit: float,
+        after_fill: bool,
+        **kwargs: Any,
+    ) -> float | None:
         """Structure stop: beyond the episode's extreme at entry, plus ``atr_mult`` ATRs."""
         stop = trade.get_custom_data("sf_stop")
         if stop is None:
@@ -282,9 +307,14 @@ class SqueezeFlow(IStrategy):
         return stoploss_from_absolute(float(stop), current_rate, trade.is_short, trade.leverage)
 
     def custom_exit(
-        self, pair: str, trade: Trade, current_time: datetime, current_rate: float,
-        current_profit: float, **kwargs: Any,
-    ) -> str | None:  # fmt: skip
+        self,
+        pair: str,
+        trade: Trade,
+        current_time: datetime,
+        current_rate: float,
+        current_profit: float,
+        **kwargs: Any,
+    ) -> str | None:
         row = self._last_row(pair)
         if row is None:
             return None
@@ -301,18 +331,33 @@ class SqueezeFlow(IStrategy):
         return None
 
     def leverage(
-        self, pair: str, current_time: datetime, current_rate: float, proposed_leverage: float,
-        max_leverage: float, entry_tag: str | None, side: str, **kwargs: Any,
-    ) -> float:  # fmt: skip
+        self,
+        pair: str,
+        current_time: datetime,
+        current_rate: float,
+        proposed_leverage: float,
+        max_leverage: float,
+        entry_tag: str | None,
+        side: str,
+        **kwargs: Any,
+    ) -> float:
         score = self._tag_score(entry_tag)
         band = 3.0 if score >= 8 else 2.0 if score >= 7 else 1.0
         return max(1.0, min(band, self.sf.max_leverage, max_leverage))
 
     def custom_stake_amount(
-        self, pair: str, current_time: datetime, current_rate: float, proposed_stake: float,
-        min_stake: float | None, max_stake: float, leverage: float, entry_tag: str | None,
-        side: str, **kwargs: Any,
-    ) -> float:  # fmt: skip
+        self,
+        pair: str,
+        current_time: datetime,
+        current_rate: float,
+        proposed_stake: float,
+        min_stake: float | None,
+        max_stake: float,
+        leverage: float,
+        entry_tag: str | None,
+        side: str,
+        **kwargs: Any,
+    ) -> float:
         score = self._tag_score(entry_tag)
         factor = 1.0 if score >= 8 else 0.75 if score >= 7 else 0.5
         stake = proposed_stake * factor * self.sf.max_stake_fraction

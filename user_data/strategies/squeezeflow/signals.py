@@ -12,17 +12,47 @@ from squeezeflow.params import MethodParams
 from squeezeflow.score import WEIGHTS, score
 
 #: Inputs ``compute`` needs (``perp_lbuy``, ``perp_lsell`` and ``oi`` may be absent or NaN).
-REQUIRED = ("date", "high", "low", "close", "spot_vbuy", "spot_vsell", "perp_vbuy", "perp_vsell",
-            "cvd_ok")  # fmt: skip
+REQUIRED = (
+    "date",
+    "high",
+    "low",
+    "close",
+    "spot_vbuy",
+    "spot_vsell",
+    "perp_vbuy",
+    "perp_vsell",
+    "cvd_ok",
+)
 
 FEATURE_COLUMNS = (
-    "spot_delta", "perp_delta", "spot_vol", "perp_vol", "spot_cvd", "perp_cvd",
-    "spot_flow", "perp_flow", "flow_gap", "gap_z", "price_z", "vol_ratio", "context",
-)  # fmt: skip
+    "spot_delta",
+    "perp_delta",
+    "spot_vol",
+    "perp_vol",
+    "spot_cvd",
+    "perp_cvd",
+    "spot_flow",
+    "perp_flow",
+    "flow_gap",
+    "gap_z",
+    "price_z",
+    "vol_ratio",
+    "context",
+)
 SIGNAL_COLUMNS = (
-    "div_long", "div_short", "reset_long", "reset_short", "score_long", "score_short",
-    "stop_long", "stop_short", "sf_enter_long", "sf_enter_short", "sf_exit_long", "sf_exit_short",
-)  # fmt: skip
+    "div_long",
+    "div_short",
+    "reset_long",
+    "reset_short",
+    "score_long",
+    "score_short",
+    "stop_long",
+    "stop_short",
+    "sf_enter_long",
+    "sf_enter_short",
+    "sf_exit_long",
+    "sf_exit_short",
+)
 
 
 def exits(
@@ -45,9 +75,16 @@ def _direction(
         hi, lo, cl = -ll, -lh, -lc
         liq = df["perp_lsell"] if "perp_lsell" in df else pd.Series(np.nan, index=df.index)
     ep = episodes(
-        sign * f["gap_z"], sign * f["spot_flow"], sign * f["perp_flow"], sign * f["price_z"],
-        hi, lo, cl, f["vol_ratio"], p,
-    )  # fmt: skip
+        sign * f["gap_z"],
+        sign * f["spot_flow"],
+        sign * f["perp_flow"],
+        sign * f["price_z"],
+        hi,
+        lo,
+        cl,
+        f["vol_ratio"],
+        p,
+    )
     rng = (hi - lo).where(lambda r: r > 0)
     close_loc = ((cl - lo) / rng).fillna(0.5)
     oi = df["oi"] if "oi" in df else pd.Series(np.nan, index=df.index)
@@ -60,10 +97,15 @@ def _direction(
     enter = ep["reset"] & (s["score"] >= p.min_score) & df["cvd_ok"].astype(bool)
     stop = np.exp(sign * ep["ep_extreme"])  # back from directional log price to price
     out = pd.DataFrame(
-        {"div": ep["div"], "reset": ep["reset"], "score": s["score"], "stop": stop,
-         "enter": enter.fillna(False)},
+        {
+            "div": ep["div"],
+            "reset": ep["reset"],
+            "score": s["score"],
+            "stop": stop,
+            "enter": enter.fillna(False),
+        },
         index=df.index,
-    )  # fmt: skip
+    )
     for part in WEIGHTS:
         out[part] = s[part]
     return out
