@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from feeder.history.importer import ImportReport
+from feeder.ingest.pipeline import ImportReport
 from feeder.settings import Settings
 from feeder.stores import BarStore
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import calendar
 import logging
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -41,15 +40,15 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from feeder.history.binance import (
-    ArchiveError,
     MarketType,
     _open_data,
     _split_header,
     verify_checksum,
 )
-from feeder.history.importer import PREFIX, ImportReport
+from feeder.history.importer import PREFIX, coin_m_contract_size, import_each
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import timestamps_to_ns
+from feeder.ingest.pipeline import ImportReport
 from feeder.settings import Settings
 from feeder.stores import MINUTE_SUFFIX, BarStore
 from feeder.stores.coverage import as_intervals, merge_intervals, subtract_intervals
@@ -263,21 +262,12 @@ def import_klines(
     report: ImportReport | None = None,
 ) -> ImportReport:
     """Import 1-minute kline files as minute-resolution bars (see the module docstring)."""
-    report = report or ImportReport()
-    t0 = time.perf_counter()
-    done = store.imported()
-    for f in files:
-        if not force and f.ledger_key in done:
-            report.files_skipped += 1
-            continue
+
+    def one(f: KlineFile) -> tuple[str, dict[str, object], int]:
         checksum = verify_checksum(f.path)
         market = f.market
         kind = Kind.SPOT if f.market_type == "spot" else Kind.PERP
-        size = None
-        if f.market_type == "cm":
-            size = settings.market(market, kind).contract_size
-            if size is None:
-                raise ArchiveError(f"{market}: COIN-M contract size unknown (contract_sizes)")
+        size = coin_m_contract_size(settings, market, kind) if f.market_type == "cm" else None
         bars, bad = read_bars(f, size)
         lo, hi = f.span
         bars = bars[(bars["time"] >= lo) & (bars["time"] < hi)]
@@ -292,20 +282,12 @@ def import_klines(
         free = subtract_intervals(as_intervals([(lo, hi)]), merge_intervals(trade_cov))
         for a, b in free:
             store.add_coverage(minute_key(market), int(a), int(b))
-        store.mark_imported(
-            f.ledger_key,
-            {
-                "market": market,
-                "file": f.path.name,
-                "resolution": "1m",
-                "checksum": "verified" if checksum else "absent",
-                "minutes": written,
-                "malformed_rows": bad,
-            },
-        )
-        report.files_done += 1
-        report.malformed_rows += bad
-        report.markets.add(market)
         log.info("%s -> %s: %d minute bars (klines)", f.path.name, market, written)
-    report.seconds += time.perf_counter() - t0
-    return report
+        info: dict[str, object] = {
+            "resolution": "1m",
+            "checksum": "verified" if checksum else "absent",
+            "minutes": written,
+        }
+        return market, info, bad
+
+    return import_each(files, store, one, force=force, report=report)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import calendar
 import logging
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -33,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from feeder.history.binance import ArchiveError, MarketType, _open_data, verify_checksum
-from feeder.history.importer import PREFIX, ImportReport
+from feeder.history.importer import PREFIX, coin_m_contract_size, import_each
 from feeder.ingest.models import Kind, market_id
+from feeder.ingest.pipeline import ImportReport
 from feeder.settings import Settings
 from feeder.stores import BarStore
 
@@ -128,36 +128,22 @@ def import_metrics(
     force: bool = False,
     report: ImportReport | None = None,
 ) -> ImportReport:
-    report = report or ImportReport()
-    t0 = time.perf_counter()
-    done = store.imported()
-    for f in files:
-        if not force and f.ledger_key in done:
-            report.files_skipped += 1
-            continue
+    """Import metrics files as the perps' open interest (USD; see the module docstring)."""
+
+    def one(f: MetricsFile) -> tuple[str, dict[str, object], int]:
         checksum = verify_checksum(f.path)
-        size = None
-        if f.market_type == "cm":
-            size = settings.market(f.market, Kind.PERP).contract_size
-            if size is None:
-                raise ArchiveError(f"{f.market}: COIN-M contract size unknown (contract_sizes)")
+        size = (
+            coin_m_contract_size(settings, f.market, Kind.PERP) if f.market_type == "cm" else None
+        )
         oi, bad = read_oi(f, size)
         lo, hi = f.span
         oi = oi[(oi["time"] >= lo) & (oi["time"] < hi)]
         n = store.write_oi(f.market, oi) if len(oi) else 0
-        store.mark_imported(
-            f.ledger_key,
-            {
-                "market": f.market,
-                "file": f.path.name,
-                "open_interest_points": n,
-                "checksum": "verified" if checksum else "absent",
-                "malformed_rows": bad,
-            },
-        )
-        report.files_done += 1
-        report.malformed_rows += bad
-        report.markets.add(f.market)
         log.info("%s -> %s: %d open-interest points (USD)", f.path.name, f.market, n)
-    report.seconds += time.perf_counter() - t0
-    return report
+        info: dict[str, object] = {
+            "open_interest_points": n,
+            "checksum": "verified" if checksum else "absent",
+        }
+        return f.market, info, bad
+
+    return import_each(files, store, one, force=force, report=report)

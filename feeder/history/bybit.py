@@ -34,11 +34,10 @@ from feeder.history.venues import (
     Adapter,
     RawDay,
     VenueFile,
-    check_window,
     dedup_to_row_ids,
     ids_from_text,
     read_columns,
-    sides_to_seller,
+    taker_day,
     valid_date,
 )
 from feeder.ingest.models import Kind, market_id
@@ -114,22 +113,20 @@ def read(f: VenueFile) -> RawDay:
         uuids = ids_from_text(cols["trdMatchID"])
         ts = np.asarray(cols["timestamp"].to_numpy(), np.float64)
         qty = np.asarray(cols["size"].to_numpy(), np.float64)
-    seller, side_ok = sides_to_seller(cols["side"])
     price = np.asarray(cols["price"].to_numpy(), np.float64)
-    inside, window = check_window(f, ts)
-    keep = side_ok & inside
-    refused = {"outside_file_day": int((side_ok & ~inside).sum())}
-    if f.venue != "spot":
-        # trdMatchIDs are UUIDs: duplicates dropped here, then rows numbered in file order
-        fresh, n_dup = dedup_to_row_ids(np.where(keep, uuids, -1 - np.arange(len(uuids))))
-        keep &= fresh
-        refused["duplicate_id"] = n_dup
-        ids = np.arange(1, len(uuids) + 1, dtype=np.int64)
-    bad += int((~side_ok).sum())
-    raw = {"ts": ts, "price": price, "qty": qty, "is_buyer_maker": seller, "trade_id": ids}
-    if not keep.all():
-        raw = {k: v[keep] for k, v in raw.items()}
-    return RawDay(raw, malformed_rows=bad, refused=refused, window=window)
+    if f.venue == "spot":
+        return taker_day(
+            f, cols["side"], {"ts": ts, "price": price, "qty": qty, "trade_id": ids}, bad
+        )
+    # trdMatchIDs are UUIDs: duplicates dropped here, rows numbered in file order
+    rows = np.arange(1, len(uuids) + 1, dtype=np.int64)
+    columns = {"ts": ts, "price": price, "qty": qty, "trade_id": rows, "uuid": uuids}
+    day = taker_day(f, cols["side"], columns, bad)
+    fresh, n_dup = dedup_to_row_ids(day.raw.pop("uuid"))
+    day.refused["duplicate_id"] = n_dup
+    if n_dup:
+        day.raw = {k: v[fresh] for k, v in day.raw.items()}
+    return day
 
 
 def relpath(symbol: str, day: str, spot: bool) -> str:

@@ -12,8 +12,9 @@ import logging
 import time
 import zipfile
 import zlib
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 from rich.progress import (
@@ -27,8 +28,8 @@ from rich.progress import (
 
 from feeder.history.binance import ArchiveError, ArchiveFile, RawChunkReader, verify_checksum
 from feeder.ingest.models import Kind, market_id
-from feeder.ingest.normalise import MarketSpec, Rejects
-from feeder.ingest.pipeline import DayBarWriter
+from feeder.ingest.normalise import MarketSpec
+from feeder.ingest.pipeline import DayBarWriter, ImportReport
 from feeder.settings import Settings
 from feeder.stores import BarStore
 from feeder.stores.provenance import archive_is_synthetic, check_import
@@ -63,48 +64,68 @@ def ledger_key(f: ArchiveFile) -> str:
 BAD_FILE_ERRORS = (ArchiveError, zipfile.BadZipFile, zlib.error, EOFError, pa.ArrowInvalid)
 
 
-@dataclass
-class ImportReport:
-    files_done: int = 0
-    files_skipped: int = 0
-    trades_in: int = 0
-    trades_ok: int = 0
-    bars_1s: int = 0
-    malformed_rows: int = 0
-    rejects: Rejects = field(default_factory=Rejects)
-    markets: set[str] = field(default_factory=set)
-    seconds: float = 0.0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
-    non_trade: dict[str, int] = field(default_factory=dict)  # archives found, not trades: skipped
-    synthetic: bool = False
+def coin_m_contract_size(settings: Settings, market: str, kind: Kind) -> float:
+    """The contract size (USD) of a COIN-M market, from ``squeezeflow.contract_sizes``."""
+    size = settings.market(market, kind).contract_size
+    if size is None:
+        raise ArchiveError(f"{market}: COIN-M contract size unknown (contract_sizes)")
+    return size
 
-    def summary(self) -> str:
-        rate = self.trades_in / self.seconds if self.seconds else 0.0
-        lines = [
-            f"imported {self.files_done} file(s), skipped {self.files_skipped} already imported",
-            f"trades read {self.trades_in:,}, accepted {self.trades_ok:,}, "
-            f"1s bars written {self.bars_1s:,} in {self.seconds:.1f}s ({rate:,.0f} trades/s)",
-        ]
-        if self.malformed_rows:
-            lines.append(f"malformed rows skipped: {self.malformed_rows:,}")
-        if self.rejects.total():
-            reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(self.rejects.counts.items()))
-            lines.append(f"refused trades: {reasons}")
-        if self.non_trade:
-            kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.non_trade.items()))
-            lines.append(
-                f"skipped {sum(self.non_trade.values())} archive file(s) that are not "
-                f"trades or aggTrades ({kinds})"
-            )
-        if self.synthetic:
-            lines.append(
-                "these files are SYNTHETIC (planted squeezes, not market data): "
-                "the store is marked so"
-            )
-        if self.failed:
-            lines.append(f"FAILED {len(self.failed)} file(s), not imported (the others are):")
-            lines += [f"  {name}: {why}" for name, why in self.failed]
-        return "\n".join(lines)
+
+class LedgerFile(Protocol):
+    """An archive file the import ledger knows by a key."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def ledger_key(self) -> str: ...
+
+
+F = TypeVar("F", bound=LedgerFile)
+
+
+def import_each(
+    files: Iterable[F],
+    store: BarStore,
+    one: Callable[[F], tuple[str, dict[str, object], int]],
+    *,
+    force: bool = False,
+    report: ImportReport | None = None,
+) -> ImportReport:
+    """Import each file the store's ledger does not hold yet (every file with ``force``):
+    ``one(file)`` writes it and returns its market, what the ledger records of it and its count
+    of malformed rows; the file is then marked imported (the ledger entry also names the
+    market, the file and the malformed rows)."""
+    report = report or ImportReport()
+    t0 = time.perf_counter()
+    done = store.imported()
+    for f in files:
+        if not force and f.ledger_key in done:
+            report.files_skipped += 1
+            continue
+        market, info, bad = one(f)
+        store.mark_imported(
+            f.ledger_key, {"market": market, "file": f.path.name, **info, "malformed_rows": bad}
+        )
+        report.files_done += 1
+        report.malformed_rows += bad
+        report.markets.add(market)
+    report.seconds += time.perf_counter() - t0
+    return report
+
+
+def progress_bar(enabled: bool) -> Progress:
+    """The import's progress bar: files done of all, trades read, time spent and left."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[trades]:>14,} trades"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    return Progress(*columns, disable=not enabled, transient=False)
 
 
 def import_files(
@@ -126,15 +147,7 @@ def import_files(
     check_import(store, n_syn, len(todo) - n_syn)  # before anything is written
     report.synthetic = n_syn > 0
     t0 = time.perf_counter()
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[trades]:>14,} trades"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("import", total=len(files), trades=0)
         for f in files:
             if not force and ledger_key(f) in done:
@@ -161,12 +174,8 @@ def import_files(
             start, end = f.day_range
             store.add_coverage(spec.market, start, end)
             report.files_done += 1
-            report.trades_in += stats.trades_in
-            report.trades_ok += stats.trades_ok
-            report.bars_1s += stats.bars_1s
+            report.add_counts(stats, spec.market)
             report.malformed_rows += reader.invalid_rows
-            report.rejects.merge(stats.rejects)
-            report.markets.add(spec.market)
             store.mark_imported(
                 ledger_key(f),
                 {

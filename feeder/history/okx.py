@@ -32,10 +32,9 @@ from feeder.history.venues import (
     Adapter,
     RawDay,
     VenueFile,
-    check_window,
     ids_from_text,
     read_columns,
-    sides_to_seller,
+    taker_day,
     valid_date,
 )
 from feeder.ingest.models import Kind, market_id
@@ -100,32 +99,24 @@ def read(f: VenueFile) -> RawDay:
         },
         aliases={"created_time": ("ts", "timestamp"), "trade_id": ("tradeId",)},
     )
-    ids = ids_from_text(cols["trade_id"])
-    ts = np.asarray(cols["created_time"].to_numpy(), np.int64)
-    seller, side_ok = sides_to_seller(cols["side"])
-    raw = {
-        "ts": ts,
+    columns = {
+        "ts": np.asarray(cols["created_time"].to_numpy(), np.int64),
         "price": np.asarray(cols["price"].to_numpy(), np.float64),
         "qty": np.asarray(cols["size"].to_numpy(), np.float64),
-        "is_buyer_maker": seller,
-        "trade_id": ids,
+        "trade_id": ids_from_text(cols["trade_id"]),
     }
-    bad += int((~side_ok).sum())
-    inside, window = check_window(f, ts, (0, UTC8_S))
-    keep = side_ok & inside
-    refused = {"outside_file_day": int((side_ok & ~inside).sum())}
-    if not keep.all():
-        raw = {k: v[keep] for k, v in raw.items()}
+    day = taker_day(f, cols["side"], columns, bad, offsets_s=(0, UTC8_S))
+    raw, refused = day.raw, day.refused
     # Doubled rows: keep each trade id's first row, in time order.
     ids = raw["trade_id"]
     if len(ids) > 1 and bool(np.all(ids[1:] > ids[:-1])):
-        return RawDay(raw, malformed_rows=bad, refused=refused, window=window)
+        return day
     _, first = np.unique(ids, return_index=True)
     if len(first) != len(ids):
         refused["duplicate_id"] = len(raw["trade_id"]) - len(first)
         first.sort()
-        raw = {k: v[first] for k, v in raw.items()}
-    return RawDay(raw, malformed_rows=bad, refused=refused, window=window)
+        day.raw = {k: v[first] for k, v in raw.items()}
+    return day
 
 
 def relpath(inst: str, day: str) -> str:

@@ -34,10 +34,9 @@ from feeder.history.venues import (
     Adapter,
     RawDay,
     VenueFile,
-    check_window,
     ids_from_text,
     read_columns,
-    sides_to_seller,
+    taker_day,
     valid_date,
 )
 from feeder.ingest.models import Kind, market_id
@@ -119,22 +118,15 @@ def read(f: VenueFile) -> RawDay:
             raise ArchiveError(
                 f"{f.path}: rows are {ex} {sym}, the file name says {f.venue} {f.symbol}"
             )
-    seller, side_ok = sides_to_seller(cols["side"])
-    local = np.asarray(cols["local_timestamp"].to_numpy(), np.int64)
-    inside, _ = check_window(f, local)  # Tardis cuts its days by receive time
-    keep = side_ok & inside
-    refused = {"outside_file_day": int((side_ok & ~inside).sum())}
-    bad += int((~side_ok).sum())
-    raw = {
+    columns = {
         "ts": np.asarray(cols["timestamp"].to_numpy(), np.int64),
         "price": np.asarray(cols["price"].to_numpy(), np.float64),
         "qty": np.asarray(cols["amount"].to_numpy(), np.float64),
-        "is_buyer_maker": seller,
         "trade_id": ids_from_text(cols["id"]),
     }
-    if not keep.all():
-        raw = {k: v[keep] for k, v in raw.items()}
-    return RawDay(raw, malformed_rows=bad, refused=refused, window=None)
+    # Tardis cuts its days by receive time; its coverage is set per stream (venue_import)
+    local = np.asarray(cols["local_timestamp"].to_numpy(), np.int64)
+    return taker_day(f, cols["side"], columns, bad, day_ts=local, record_window=False)
 
 
 def relpath(exchange: str, symbol: str, day: str) -> str:

@@ -41,19 +41,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from feeder.history.binance import ArchiveError
-from feeder.history.importer import ImportReport
+from feeder.history.importer import progress_bar
 from feeder.ingest.normalise import IdDeduplicator, MarketSpec, timestamps_to_ns
-from feeder.ingest.pipeline import DayBarWriter
+from feeder.ingest.pipeline import DayBarWriter, ImportReport
 from feeder.live.markets import trade_id_int
 from feeder.settings import Settings
 from feeder.stores import BarStore
@@ -351,6 +343,38 @@ def check_window(
     return best[1], best[2]
 
 
+def taker_day(
+    f: VenueFile,
+    side: pa.ChunkedArray,
+    columns: dict[str, np.ndarray],
+    malformed_rows: int,
+    *,
+    day_ts: np.ndarray | None = None,
+    offsets_s: Iterable[int] = (0,),
+    record_window: bool = True,
+) -> RawDay:
+    """One file's trades: the rows whose taker side is buy or sell (others are malformed) and
+    that lie in the file's day (others are refused as ``outside_file_day``).
+
+    ``columns`` holds ``ts, price, qty, trade_id`` (one value per row); ``day_ts`` the times the
+    venue cuts its day files by (default ``ts``), ``offsets_s`` the day cuts to try (see
+    ``check_window``); ``record_window``: the day checked is the file's coverage.
+    """
+    seller, side_ok = sides_to_seller(side)
+    inside, window = check_window(f, columns["ts"] if day_ts is None else day_ts, offsets_s)
+    keep = side_ok & inside
+    refused = {"outside_file_day": int((side_ok & ~inside).sum())}
+    raw = {**columns, "is_buyer_maker": seller}
+    if not keep.all():
+        raw = {k: v[keep] for k, v in raw.items()}
+    return RawDay(
+        raw,
+        malformed_rows=malformed_rows + int((~side_ok).sum()),
+        refused=refused,
+        window=window if record_window else None,
+    )
+
+
 # -- discovery ------------------------------------------------------------------------------------
 
 
@@ -426,15 +450,7 @@ def import_venue_files(
             report.files_skipped += 1
         else:
             todo.append(f)
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[trades]:>14,} trades"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("import", total=len(todo), trades=0)
         for run in _runs(todo):
             ad = ads[run[0].fmt]
@@ -498,11 +514,7 @@ def import_venue_files(
             stats = writer.close()
             for item in pending:
                 _finish(store, spec.market, *item, report=report)
-            report.trades_in += stats.trades_in
-            report.trades_ok += stats.trades_ok
-            report.bars_1s += stats.bars_1s
-            report.rejects.merge(stats.rejects)
-            report.markets.add(spec.market)
+            report.add_counts(stats, spec.market)
     report.seconds += time.perf_counter() - t0
     return report
 

@@ -28,12 +28,60 @@ class OutOfOrderError(ValueError):
 
 
 @dataclass
-class IngestStats:
+class ImportReport:
+    """The counters of an import: one writer's (``DayBarWriter.stats``) and a whole run's
+    (files, markets, failures), with the summary the ``import`` command prints."""
+
+    files_done: int = 0
+    files_skipped: int = 0
     trades_in: int = 0
     trades_ok: int = 0
     bars_1s: int = 0
     bars_1m: int = 0
+    malformed_rows: int = 0
     rejects: Rejects = field(default_factory=Rejects)
+    markets: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
+    non_trade: dict[str, int] = field(default_factory=dict)  # archives found, not trades: skipped
+    synthetic: bool = False
+
+    def add_counts(self, other: ImportReport, market: str) -> None:
+        """Add the trade and bar counts of ``other`` (one market's writer) to this report."""
+        self.trades_in += other.trades_in
+        self.trades_ok += other.trades_ok
+        self.bars_1s += other.bars_1s
+        self.bars_1m += other.bars_1m
+        self.rejects.merge(other.rejects)
+        self.markets.add(market)
+
+    def summary(self) -> str:
+        rate = self.trades_in / self.seconds if self.seconds else 0.0
+        lines = [
+            f"imported {self.files_done} file(s), skipped {self.files_skipped} already imported",
+            f"trades read {self.trades_in:,}, accepted {self.trades_ok:,}, "
+            f"1s bars written {self.bars_1s:,} in {self.seconds:.1f}s ({rate:,.0f} trades/s)",
+        ]
+        if self.malformed_rows:
+            lines.append(f"malformed rows skipped: {self.malformed_rows:,}")
+        if self.rejects.total():
+            reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(self.rejects.counts.items()))
+            lines.append(f"refused trades: {reasons}")
+        if self.non_trade:
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.non_trade.items()))
+            lines.append(
+                f"skipped {sum(self.non_trade.values())} archive file(s) that are not "
+                f"trades or aggTrades ({kinds})"
+            )
+        if self.synthetic:
+            lines.append(
+                "these files are SYNTHETIC (planted squeezes, not market data): "
+                "the store is marked so"
+            )
+        if self.failed:
+            lines.append(f"FAILED {len(self.failed)} file(s), not imported (the others are):")
+            lines += [f"  {name}: {why}" for name, why in self.failed]
+        return "\n".join(lines)
 
 
 @dataclass
@@ -42,7 +90,7 @@ class DayBarWriter:
 
     store: BarStore
     spec: MarketSpec
-    stats: IngestStats = field(default_factory=IngestStats)
+    stats: ImportReport = field(default_factory=ImportReport)
     dedup: IdDeduplicator = field(default_factory=lambda: IdDeduplicator(window=10_000))
     #: ``[start, end)`` seconds the input may hold (an archive file's day or month): rows
     #: outside it are refused and counted (``outside_file_period``), never stored
@@ -100,7 +148,7 @@ class DayBarWriter:
             self.stats.bars_1m += self.store.write_bars(self.spec.market, kind, bars_1m, "1m")
             self._flushed_before = max(self._flushed_before or 0, day + DAY)
 
-    def close(self) -> IngestStats:
+    def close(self) -> ImportReport:
         """Write every day still held."""
         self._flush(before=None)
         return self.stats
