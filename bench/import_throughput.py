@@ -95,7 +95,8 @@ def _setup_worker(threads: str, pin_cpu: int | None) -> None:
 
 
 def worker_import(path: str, chunk_rows: int) -> dict[str, object]:
-    from feeder.history.binance import iter_raw_chunks, parse_archive_name
+    from feeder.history.binance_archive import parse_archive_name
+    from feeder.history.binance_trades import iter_raw_chunks
     from feeder.ingest.models import Kind
     from feeder.ingest.normalise import MarketSpec
     from feeder.ingest.pipeline import DayBarWriter

@@ -30,7 +30,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "user_data/strategies
 from _common import footer, header  # noqa: E402
 from squeezeflow import MethodParams, compute  # noqa: E402
 
-from feeder.history.binance import discover  # noqa: E402
+from feeder.history.binance_archive import discover  # noqa: E402
 from feeder.history.export import candles  # noqa: E402
 from feeder.history.importer import import_files  # noqa: E402
 from feeder.read.flow_source import FLOW_COLUMNS, FlowSource  # noqa: E402

@@ -5,7 +5,7 @@ and native compression: Binance USD-M aggTrades (zip), Bybit derivatives (csv.gz
 ids, float-second times), Bybit spot (csv.gz), OKX swap (zip, contracts), Tardis
 binance-futures (csv.gz). Each import runs the production path
 (``feeder.history.importer.import_files``
-or ``feeder.history.venues.import_venue_files``: read, normalise, 1s bars, 1m rollups, Parquet
+or ``feeder.history.venue_import.import_venue_files``: read, normalise, 1s bars, 1m rollups, Parquet
 writes, ledger, coverage) in a fresh subprocess pinned to ONE CPU with Arrow/BLAS threads 1,
 timed from the call to its return; peak RSS is the subprocess's VmHWM.
 
@@ -182,14 +182,15 @@ def worker(fmt: str, path: str) -> dict[str, object]:
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         if fmt == "binance":
-            from feeder.history.binance import parse_archive_name
+            from feeder.history.binance_archive import parse_archive_name
             from feeder.history.importer import import_files
 
             af = parse_archive_name(path)
             assert af is not None
             rep = import_files([af], store, settings, progress=False)
         else:
-            from feeder.history.venues import discover_venue_files, import_venue_files
+            from feeder.history.venue_files import discover_venue_files
+            from feeder.history.venue_import import import_venue_files
 
             rep = import_venue_files(
                 discover_venue_files(Path(path)), store, settings, progress=False

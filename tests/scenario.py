@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feeder.history.binance import discover
+from feeder.history.binance_archive import discover
 from feeder.history.export import candles
 from feeder.history.importer import import_files
 from feeder.read.flow import load_flow

@@ -57,7 +57,7 @@ EXTRA_TYPES = ("klines", "metrics", "markPriceKlines", "fundingRate")
 
 def extra_relpath(data_type: str, market_type: str, symbol: str, day: str) -> str:
     """``spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-<day>.zip`` and the like."""
-    from feeder.history.binance import MARKET_PREFIX
+    from feeder.history.binance_archive import MARKET_PREFIX
 
     sym = symbol.upper()
     if data_type == "fundingRate":  # monthly files only; ``day`` is YYYY-MM
@@ -83,12 +83,17 @@ def download_and_import(
     fundingRate are read by ``export-candles --archive-dir``)."""
     import httpx
 
-    from feeder.history import binance as archive
-    from feeder.history.venues import fetch
+    from feeder.history.archive import ArchiveError, fetch
+    from feeder.history.binance_archive import (
+        PUBLIC_ARCHIVE_URL,
+        date_range,
+        month_range,
+        verify_checksum,
+    )
 
     if not (args.symbols and args.start and args.end):
         raise ValueError("--download needs --symbols, --start and --end")
-    base = (args.base_url or archive.PUBLIC_ARCHIVE_URL).rstrip("/")
+    base = (args.base_url or PUBLIC_ARCHIVE_URL).rstrip("/")
     types = args.market_types or (["spot", "um"] if args.data_type == "klines" else ["um"])
     if args.data_type != "klines" and "spot" in types:
         raise ValueError(f"{args.data_type} exist for futures only (--market-types um cm)")
@@ -97,9 +102,9 @@ def download_and_import(
         for mt in types:
             for sym in args.symbols:
                 spans = (
-                    archive.month_range(args.start, args.end)
+                    month_range(args.start, args.end)
                     if args.data_type == "fundingRate"
-                    else archive.date_range(args.start, args.end)
+                    else date_range(args.start, args.end)
                 )
                 for day in spans:
                     rel = extra_relpath(args.data_type, mt, sym, day)
@@ -108,17 +113,17 @@ def download_and_import(
                     try:
                         fetch(client, f"{base}/data/{rel}.CHECKSUM", cs)
                         fetch(client, f"{base}/data/{rel}", dest)
-                        archive.verify_checksum(dest)
-                    except archive.ArchiveError as e:
+                        verify_checksum(dest)
+                    except ArchiveError as e:
                         if dest.exists() and cs.exists():  # a bad download: not kept
                             dest.unlink()
                         console.print(f"[yellow]skipped:[/] {e}")
                         continue
                     except httpx.TransportError as e:
-                        raise archive.ArchiveError(f"cannot reach {base}: {e!r}") from e
+                        raise ArchiveError(f"cannot reach {base}: {e!r}") from e
                     got += 1
     if not got:
-        raise archive.ArchiveError("nothing was downloaded")
+        raise ArchiveError("nothing was downloaded")
     console.print(f"downloaded {got} {args.data_type} file(s) into {args.archive_dir}")
     if args.data_type in ("markPriceKlines", "fundingRate"):
         console.print(f"export-candles --archive-dir {args.archive_dir} uses them")

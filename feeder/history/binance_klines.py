@@ -39,12 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from feeder.history.binance import (
-    MarketType,
-    _open_data,
-    _split_header,
-    verify_checksum,
-)
+from feeder.history.binance_archive import MarketType, open_data, split_header, verify_checksum
 from feeder.history.importer import PREFIX, coin_m_contract_size, import_each
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import timestamps_to_ns
@@ -140,12 +135,12 @@ def discover(root: Path, market_type: MarketType | None = None) -> list[KlineFil
 
 def read_bars(f: KlineFile, contract_size: float | None) -> tuple[pd.DataFrame, int]:
     """1-minute bars (``time``, BAR_FIELDS) of a kline file, and the count of malformed rows."""
-    with _open_data(f.path) as fh:
+    with open_data(f.path) as fh:
         head = fh.read(1 << 12)
     first = head.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
     if not first.strip():
         return _empty(), 0
-    fields, has_header = _split_header(first)
+    fields, has_header = split_header(first)
     num, bad = _read_numeric(f.path, has_header)
     ns, bad_ts = timestamps_to_ns(num[0])
     sec = ns // 1_000_000_000
@@ -192,7 +187,7 @@ def _read_numeric(path: Path, has_header: bool) -> tuple[dict[int, np.ndarray], 
     types = {n: (pa.int64() if i in (0, 6, 8) else pa.float64()) for i, n in enumerate(names)}
 
     def read(typed: bool) -> pa.Table:
-        with _open_data(path) as fh:
+        with open_data(path) as fh:
             return pa_csv.read_csv(
                 fh,
                 read_options=pa_csv.ReadOptions(column_names=names, skip_rows=int(has_header)),

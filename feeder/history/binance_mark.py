@@ -1,4 +1,4 @@
-"""The 1h mark-price candles of a futures pair for ``export-candles``.
+"""The 1h mark-price candles and the funding rates of a futures pair for ``export-candles``.
 
 From Binance's ``markPriceKlines`` archives when the archive holds them
 (``futures/{um,cm}/{monthly,daily}/markPriceKlines/<SYMBOL>/1h/<SYMBOL>-1h-<DATE>.zip``; kline
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feeder.history.binance import _open_data, _split_header
+from feeder.history.archive import ArchiveError
+from feeder.history.binance_archive import first_line, open_data, split_header
 
 APPROX_SUFFIX = ".squeezeflow-approx"
 
@@ -32,10 +33,10 @@ def find_mark_files(archive_dir: Path | None, market_type: str, symbol: str) -> 
 
 def read_mark(path: Path) -> pd.DataFrame:
     """FreqTrade mark candles (``date, open, high, low, close, volume``) of one archive file."""
-    with _open_data(path) as fh:
+    with open_data(path) as fh:
         first = fh.read(1 << 12).split(b"\n", 1)[0].rstrip(b"\r")
-    _, has_header = _split_header(first) if first.strip() else ([], False)
-    with _open_data(path) as fh:
+    _, has_header = split_header(first) if first.strip() else ([], False)
+    with open_data(path) as fh:
         raw = pd.read_csv(fh, header=None, skiprows=1 if has_header else 0, usecols=range(5))
     t = raw[0].to_numpy(np.int64)
     t = np.where(t > 10**14, t // 1000, t)  # us -> ms
@@ -82,3 +83,48 @@ def write_mark(
         "the trade archives (put markPriceKlines/<SYMBOL>/1h archives under --archive-dir), so "
         "liquidation checks in the backtest use last-trade prices"
     )
+
+
+def read_funding(path: Path) -> pd.DataFrame:
+    """Funding rates from a ``fundingRate`` archive (zip or csv).
+
+    The file holds ``calc_time`` (ms), ``funding_interval_hours``, ``last_funding_rate`` (with a
+    header line in the files published so far; headerless files are accepted too).
+
+    Returns:
+        Columns ``date`` (datetime64[ms, UTC], the funding time) and ``funding_rate`` (float64),
+        sorted by date.
+    """
+    path = Path(path)
+    line = first_line(path)
+    if not line.strip():
+        return pd.DataFrame(
+            {
+                "date": pd.Series([], dtype="datetime64[ms, UTC]"),
+                "funding_rate": pd.Series([], dtype="float64"),
+            }
+        )
+    fields, has_header = split_header(line)
+    if has_header and [f.lower() for f in fields[:3]] != [
+        "calc_time",
+        "funding_interval_hours",
+        "last_funding_rate",
+    ]:
+        raise ArchiveError(f"{path}: unexpected fundingRate header {fields!r}")
+    with open_data(path) as fh:
+        raw = pd.read_csv(
+            fh,
+            header=None,
+            skiprows=1 if has_header else 0,
+            usecols=[0, 2],
+            dtype={0: "int64", 2: "float64"},
+        )
+    out = pd.DataFrame(
+        {
+            "date": pd.to_datetime(raw[0].to_numpy(), unit="ms", utc=True).astype(
+                "datetime64[ms, UTC]"
+            ),
+            "funding_rate": raw[2].to_numpy(dtype=np.float64),
+        }
+    )
+    return out.sort_values("date", kind="stable").reset_index(drop=True)

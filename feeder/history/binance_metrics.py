@@ -31,7 +31,8 @@ from typing import Final, cast
 import numpy as np
 import pandas as pd
 
-from feeder.history.binance import ArchiveError, MarketType, _open_data, verify_checksum
+from feeder.history.archive import ArchiveError
+from feeder.history.binance_archive import MarketType, open_data, verify_checksum
 from feeder.history.importer import PREFIX, coin_m_contract_size, import_each
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.pipeline import ImportReport
@@ -102,7 +103,7 @@ def discover(root: Path, market_type: MarketType | None = None) -> list[MetricsF
 
 def read_oi(f: MetricsFile, contract_size: float | None) -> tuple[pd.DataFrame, int]:
     """``time`` (epoch s) and ``oi`` (USD) of a metrics file, and the count of malformed rows."""
-    with _open_data(f.path) as fh:
+    with open_data(f.path) as fh:
         raw = pd.read_csv(fh, dtype=str, on_bad_lines="skip", skipinitialspace=True)
     cols = [c.strip().lower() for c in raw.columns]
     raw.columns = cols

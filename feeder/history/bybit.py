@@ -29,17 +29,8 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
-from feeder.history.venues import (
-    TEXT,
-    Adapter,
-    RawDay,
-    VenueFile,
-    dedup_to_row_ids,
-    ids_from_text,
-    read_columns,
-    taker_day,
-    valid_date,
-)
+from feeder.history.venue_csv import TEXT, dedup_to_row_ids, ids_from_text, read_columns, taker_day
+from feeder.history.venue_files import Adapter, RawDay, VenueFile, valid_date
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import MarketSpec
 from feeder.live.markets import PREFIX

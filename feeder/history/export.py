@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feeder.history.binance import read_funding
+from feeder.history.binance_mark import read_funding
 from feeder.ingest.aggregate import rollup
 from feeder.read.flow import timeframe_seconds
 from feeder.stores import BarStore

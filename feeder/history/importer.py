@@ -26,7 +26,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from feeder.history.binance import ArchiveError, ArchiveFile, RawChunkReader, verify_checksum
+from feeder.history.archive import ArchiveError
+from feeder.history.binance_archive import ArchiveFile, verify_checksum
+from feeder.history.binance_trades import RawChunkReader
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import MarketSpec
 from feeder.ingest.pipeline import DayBarWriter, ImportReport

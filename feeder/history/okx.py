@@ -25,18 +25,9 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
-from feeder.history.binance import ArchiveError
-from feeder.history.venues import (
-    AUTO_ID,
-    TEXT,
-    Adapter,
-    RawDay,
-    VenueFile,
-    ids_from_text,
-    read_columns,
-    taker_day,
-    valid_date,
-)
+from feeder.history.archive import ArchiveError
+from feeder.history.venue_csv import AUTO_ID, TEXT, ids_from_text, read_columns, taker_day
+from feeder.history.venue_files import Adapter, RawDay, VenueFile, valid_date
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import MarketSpec
 from feeder.live.markets import PREFIX

@@ -9,7 +9,7 @@ A real file (nautilus_trader's fixture, BitMEX XBTUSD 2020-03-01)::
 bars use the exchange time, as the live feeder does. ``side`` is the taker side; ``amount`` is
 the quantity as the venue sends it, so the venue's contract conversion applies (contracts for
 Binance COIN-M, OKX swaps, BitMEX). ``id`` is the venue trade id (integers kept, UUIDs by their
-first 63 bits). Tardis cuts day files by ``local_timestamp``: see ``feeder.history.venues``.
+first 63 bits). Tardis cuts day files by ``local_timestamp``: see ``feeder.history.venue_import``.
 
 Tardis exchange names map to the live feeder's market ids (``EXCHANGES``); the symbol is the
 venue's own, lower-cased: ``binance-futures`` ``BTCUSDT`` -> ``BINANCE_FUTURES:btcusdt``,
@@ -27,18 +27,9 @@ import numpy as np
 import pyarrow as pa
 
 from feeder.history import bybit, okx
-from feeder.history.binance import ArchiveError
-from feeder.history.venues import (
-    AUTO_ID,
-    TEXT,
-    Adapter,
-    RawDay,
-    VenueFile,
-    ids_from_text,
-    read_columns,
-    taker_day,
-    valid_date,
-)
+from feeder.history.archive import ArchiveError
+from feeder.history.venue_csv import AUTO_ID, TEXT, ids_from_text, read_columns, taker_day
+from feeder.history.venue_files import Adapter, RawDay, VenueFile, valid_date
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import MarketSpec
 from feeder.settings import Settings

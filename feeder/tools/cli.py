@@ -11,23 +11,25 @@ squeezeflow-feeder rehearse                     live dry-run vs backtest on a pa
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
-import httpx
-import numpy as np
-import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
 from feeder.settings import ConfigError, Settings, load_settings, settings_from_dict
 from feeder.stores import BarStore, open_store
+from feeder.tools.commands import (
+    cmd_export,
+    cmd_rehearse,
+    cmd_replay,
+    cmd_run,
+    cmd_setup_influx,
+    cmd_status,
+)
+from feeder.tools.import_command import cmd_import
 
-log = logging.getLogger("feeder")
 console = Console(stderr=True)
 
 
@@ -252,266 +254,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return s
 
 
-def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
-    from feeder.history import binance as archive
-    from feeder.history import binance_extras, venues
-    from feeder.history.importer import import_files
-
-    if args.format not in (None, "binance"):
-        return venues.cmd_import(args, settings, store, console, _print_status)
-    if args.download and args.data_type in binance_extras.EXTRA_TYPES:
-        return binance_extras.download_and_import(args, settings, store, console, _print_status)
-    if args.source:  # other venues' files, klines and metrics found beside Binance trades
-        found = args.format is None and bool(venues.discover_venue_files(args.source))
-        if found:
-            venues.cmd_import(args, settings, store, console, _print_status)
-        found |= binance_extras.import_found(args, settings, store, console, _print_status)
-        mt = args.market_types[0] if args.market_types else None
-        if found and not archive.discover(args.source, args.symbols, mt):
-            return 0
-    if args.download:
-        if not (args.symbols and args.start and args.end):
-            raise ValueError("--download needs --symbols, --start and --end")
-        base = args.base_url or archive.PUBLIC_ARCHIVE_URL
-        files = []
-        with httpx.Client(timeout=60, follow_redirects=True) as client:
-            for mt in args.market_types or ["spot", "um"]:
-                for sym in args.symbols:
-                    for day in archive.date_range(args.start, args.end):
-                        try:
-                            files.append(
-                                archive.download(
-                                    base, mt, args.data_type, sym, day, args.archive_dir, client
-                                )
-                            )
-                        except archive.ArchiveError as e:
-                            console.print(f"[yellow]skipped:[/] {e}")
-                        except httpx.TransportError as e:
-                            raise archive.ArchiveError(f"cannot reach {base}: {e!r}") from e
-        if not files:
-            raise archive.ArchiveError("nothing was downloaded")
-    else:
-        if not args.source.exists():
-            raise archive.ArchiveError(f"--from {args.source}: the folder does not exist")
-        if not args.source.is_dir():
-            raise archive.ArchiveError(f"--from {args.source}: not a folder")
-        mt = args.market_types[0] if args.market_types else None
-        files = archive.discover(args.source, args.symbols, mt)
-        non_trade = archive.non_trade_archives(args.source)
-        if not files:
-            raise archive.ArchiveError(
-                f"no Binance trade archive files under {args.source} (expected the "
-                "data.binance.vision layout, e.g. futures/um/daily/aggTrades/BTCUSDT/*.zip, or "
-                "--market-types for a flat folder)"
-            )
-    report = import_files(files, store, settings, force=args.force, progress=not args.no_progress)
-    if not args.download:
-        report.non_trade = non_trade
-    console.print(report.summary())
-    _print_status(store, settings, only=report.markets or None)
-    if report.failed:
-        console.print(
-            f"[bold red]error:[/] {len(report.failed)} file(s) could not be imported "
-            "(listed above); fix or remove them and run again"
-        )
-        return 2
-    return 0
-
-
-def cmd_export(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
-    from feeder.history.export import Pair, check_timeframe, export_candles
-    from feeder.stores import MINUTE_SUFFIX
-    from feeder.stores.coverage import merge_intervals
-    from feeder.stores.provenance import LABEL, provenance
-
-    for tf in args.timeframes:
-        check_timeframe(tf)
-    if args.start and args.end and args.end < args.start:
-        raise ValueError(f"--end {args.end} is before --start {args.start}")
-    synthetic = provenance(store).synthetic
-    for pair in args.pairs:
-        market = Pair.parse(pair).market
-        # trade-built and kline (minute-resolution) coverage alike
-        cov = merge_intervals(
-            np.concatenate([store.coverage(market), store.coverage(market + MINUTE_SUFFIX)])
-        )
-        if not len(cov):
-            raise ValueError(f"{pair}: nothing stored for {market}; import data first")
-        first, last = int(cov[0, 0]), int(cov[-1, 1])
-        start = int(pd.Timestamp(args.start, tz="UTC").timestamp()) if args.start else first
-        end = int(pd.Timestamp(args.end, tz="UTC").timestamp()) + 86_400 if args.end else last
-        if start >= last or end <= first or start >= end:
-            stored = f"{_day(first)}..{_day(last - 1)}"
-            raise ValueError(
-                f"{pair}: the range {_day(start)}..{_day(end - 1)} holds no data of {market} "
-                f"(stored: {stored}); choose --start/--end inside it or import that range first"
-            )
-        if start < first or end > last:
-            console.print(
-                f"[bold yellow]WARNING[/] {pair}: {market} is stored for {_day(first)}.."
-                f"{_day(last - 1)} only; candles outside it are not written"
-            )
-        res = export_candles(
-            store, pair, args.timeframes, args.datadir, start, end, archive_dir=args.archive_dir
-        )
-        for f in res.files:
-            console.print(f"wrote {f}")
-        for w in res.warnings:
-            console.print(f"[bold yellow]WARNING[/] {w}")
-        if market in synthetic:
-            console.print(f"[bold yellow]SYNTHETIC:[/] {pair} candles are from {LABEL}")
-    return 0
-
-
-def _day(t: int) -> str:
-    return pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d")
-
-
-def _print_status(store: BarStore, settings: Settings, only: set[str] | None = None) -> None:
-    from feeder.stores.provenance import LABEL, where
-    from feeder.tools.status import store_status
-
-    rows = [r for r in store_status(store, settings) if only is None or r.market in only]
-    synthetic = any(r.synthetic for r in rows)
-    t = Table(title=f"SqueezeFlow {where(store)}" + (f": {LABEL}" if synthetic else ""))
-    for col in ("market", "kind", "first bar (UTC)", "last bar (UTC)", "covered h"):
-        t.add_column(col, no_wrap=True)
-    t.add_column("gaps")
-    for r in rows:
-        t.add_row(
-            r.market
-            + ("" if r.configured else " (not configured)")
-            + (" SYNTHETIC" if r.synthetic else ""),
-            r.kind,
-            r.first_bar or "-",
-            r.last_bar or "-",
-            f"{r.covered_hours:g}" + (f" (+{r.minute_hours:g} 1m)" if r.minute_hours else ""),
-            "; ".join(f"{a}..{b} {why}" for a, b, why in r.gaps[:3])
-            + (f" (+{len(r.gaps) - 3} more)" if len(r.gaps) > 3 else "")
-            or "none",
-        )
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=200)  # piped or captured: do not squeeze the table to 80 columns
-    out.print(t)
-    if synthetic:
-        console.print(
-            f"[bold yellow]SYNTHETIC:[/] this store holds {LABEL}; real imports into it are refused"
-        )
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
-    if args.json:
-        from feeder.tools.status import as_dicts, store_status
-
-        print(json.dumps(as_dicts(store_status(store, settings)), indent=1))
-    else:
-        _print_status(store, settings)
-    return 0
-
-
-def cmd_setup_influx(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
-    from feeder.stores.influx import InfluxStore
-
-    s = InfluxStore(settings.store.influx)
-    for line in s.setup(alter=args.alter_retention):
-        console.print(line, soft_wrap=True)
-    console.print(
-        f"database {settings.store.influx.database!r} with retention policies "
-        f"{settings.store.influx.rp_1s!r}, {settings.store.influx.rp_1m!r} ready"
-    )
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
-    import asyncio
-
-    from feeder.replay import binance as replay
-
-    return asyncio.run(replay.run(args))
-
-
-def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
-    import asyncio
-
-    from feeder.live import ccxt_slim
-    from feeder.stores.provenance import LABEL, MixedProvenanceError, provenance, where
-
-    if provenance(store).is_synthetic:
-        raise MixedProvenanceError(
-            f"the {where(store)} holds {LABEL}: live market data never goes into it; run the "
-            "feeder on another store (--store-dir DIR or store.parquet_dir in the config)"
-        )
-
-    # before ccxt is first imported: load only the configured exchanges' modules (-50 MB)
-    ids = sorted({e.id for e in settings.feeder.exchanges})
-    slim = ccxt_slim.install(ids)
-    from feeder.live.runtime import EventClock, Feeder, FeederStartError
-
-    if slim is not None:
-        import ccxt.pro  # noqa: F401 - the three packages, so the count below is complete
-
-        log.info(
-            "ccxt: loaded %s; %d other exchange modules left unimported",
-            ", ".join(ids),
-            len(slim.skipped),
-        )
-
-    http = {
-        k: v
-        for k, v in (("http_port", args.http_port), ("http_host", args.http_host))
-        if v is not None
-    }
-    if http:
-        settings = settings.model_copy(update={"feeder": settings.feeder.model_copy(update=http)})
-    if settings.store.backend == "influx":
-        from feeder.stores.influx import InfluxStore
-
-        InfluxStore(settings.store.influx).setup()
-    clock = EventClock() if args.clock == "event" else time.time_ns
-    feeder = Feeder(settings, store=store, redis=not args.no_redis, clock=clock)
-    try:
-        asyncio.run(feeder.run())
-    except FeederStartError as e:
-        console.print(f"[bold red]error:[/] {e}")
-        return 2
-    if feeder.fatal:
-        console.print(f"[bold red]error:[/] the feeder stopped: {feeder.fatal}", soft_wrap=True)
-        return 3
-    return 0
-
-
-def cmd_rehearse(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
-    from feeder.tools import rehearse
-
-    cfg = args.config or (Path("config.json") if Path("config.json").exists() else None)
-    base = json.loads(cfg.read_text()) if cfg else {}
-    opt = rehearse.Options(
-        timeframe=args.timeframe,
-        seed=args.seed,
-        recordings=args.recording or [],
-        live_candles=args.live_candles,
-        lead_s=args.lead_s,
-        settle_s=args.settle_s,
-        workdir=args.workdir,
-        markets_dir=args.markets,
-        report=args.report,
-    )
-    import signal
-
-    def terminate(signum: int, frame: object) -> None:  # the child processes are ended on exit
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        report = rehearse.rehearse(settings, base, opt)
-    except rehearse.RehearsalError as e:
-        console.print(f"[bold red]rehearsal failed:[/] {e}")
-        return 2
-    rehearse.print_report(report)
-    return 0 if report["matched"] else 1
-
-
 COMMANDS = {
     "import": cmd_import,
     "export-candles": cmd_export,
@@ -533,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from feeder.history.binance import ArchiveError
+    from feeder.history.archive import ArchiveError
     from feeder.ingest.pipeline import OutOfOrderError
     from feeder.stores.influx import InfluxError
     from feeder.stores.parquet import StoreLockedError, StoreWriteError

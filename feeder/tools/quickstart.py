@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from feeder.history.binance import PUBLIC_ARCHIVE_URL
+from feeder.history.binance_archive import PUBLIC_ARCHIVE_URL
 from feeder.settings import load_settings
 
 console = Console(stderr=True)

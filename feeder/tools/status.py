@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
+from rich.console import Console
+from rich.table import Table
 
 from feeder.read.flow import inferred_coverage
 from feeder.settings import Settings
 from feeder.stores import MINUTE_SUFFIX, BarStore
 from feeder.stores.coverage import as_intervals, subtract_intervals
 from feeder.stores.provenance import provenance
+
+#: where notes for the user go (stdout is for the table)
+console = Console(stderr=True)
 
 
 @dataclass
@@ -95,3 +100,36 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
 
 def as_dicts(rows: list[MarketStatus]) -> list[dict[str, object]]:
     return [asdict(r) for r in rows]
+
+
+def print_status(store: BarStore, settings: Settings, only: set[str] | None = None) -> None:
+    """The status table of ``store`` (only the markets in ``only``, when given) on stdout."""
+    from feeder.stores.provenance import LABEL, where
+
+    rows = [r for r in store_status(store, settings) if only is None or r.market in only]
+    synthetic = any(r.synthetic for r in rows)
+    t = Table(title=f"SqueezeFlow {where(store)}" + (f": {LABEL}" if synthetic else ""))
+    for col in ("market", "kind", "first bar (UTC)", "last bar (UTC)", "covered h"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("gaps")
+    for r in rows:
+        t.add_row(
+            r.market
+            + ("" if r.configured else " (not configured)")
+            + (" SYNTHETIC" if r.synthetic else ""),
+            r.kind,
+            r.first_bar or "-",
+            r.last_bar or "-",
+            f"{r.covered_hours:g}" + (f" (+{r.minute_hours:g} 1m)" if r.minute_hours else ""),
+            "; ".join(f"{a}..{b} {why}" for a, b, why in r.gaps[:3])
+            + (f" (+{len(r.gaps) - 3} more)" if len(r.gaps) > 3 else "")
+            or "none",
+        )
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=200)  # piped or captured: do not squeeze the table to 80 columns
+    out.print(t)
+    if synthetic:
+        console.print(
+            f"[bold yellow]SYNTHETIC:[/] this store holds {LABEL}; real imports into it are refused"
+        )

@@ -103,7 +103,7 @@ def test_markets_status_lists_what_is_stored(store):
 
 @pytest.mark.shared
 def test_archive_import_into_influx_resumes_and_reads_like_parquet(store, market_data, tmp_path):
-    from feeder.history.binance import discover
+    from feeder.history.binance_archive import discover
     from feeder.history.importer import import_files
     from feeder.read.flow import load_flow
     from feeder.settings import settings_from_dict

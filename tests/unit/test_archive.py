@@ -22,20 +22,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.history.binance import (
+from feeder.history.archive import ArchiveError
+from feeder.history.binance_archive import (
     PUBLIC_ARCHIVE_URL,
-    ArchiveError,
     ArchiveFile,
-    RawChunkReader,
     date_range,
     discover,
-    download,
-    iter_raw_chunks,
     month_range,
     parse_archive_name,
-    read_funding,
     verify_checksum,
 )
+from feeder.history.binance_download import download
+from feeder.history.binance_mark import read_funding
+from feeder.history.binance_trades import RawChunkReader, iter_raw_chunks
 from feeder.ingest.normalise import IdDeduplicator, Rejects, normalise
 from tests.conftest import missing
 from tests.helpers import COINM, SPOT

@@ -18,7 +18,9 @@ import pandas as pd
 import pytest
 
 from feeder.history import okx, tardis
-from feeder.history.venues import TARDIS_TAIL_S, discover_venue_files, ids_from_text
+from feeder.history.venue_csv import ids_from_text
+from feeder.history.venue_files import discover_venue_files
+from feeder.history.venue_import import TARDIS_TAIL_S
 from feeder.live.markets import market_id as live_market_id
 from feeder.live.markets import spec_from_ccxt
 from feeder.settings import settings_from_dict
