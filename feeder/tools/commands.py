@@ -153,6 +153,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
 
 def cmd_rehearse(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
     from feeder.tools import rehearse
+    from feeder.tools.rehearse_plan import RehearsalError
+    from feeder.tools.rehearse_report import print_report
 
     cfg = args.config or (Path("config.json") if Path("config.json").exists() else None)
     base = json.loads(cfg.read_text()) if cfg else {}
@@ -175,8 +177,8 @@ def cmd_rehearse(args: argparse.Namespace, settings: Settings, store: BarStore) 
     signal.signal(signal.SIGTERM, terminate)
     try:
         report = rehearse.rehearse(settings, base, opt)
-    except rehearse.RehearsalError as e:
+    except RehearsalError as e:
         console.print(f"[bold red]rehearsal failed:[/] {e}")
         return 2
-    rehearse.print_report(report)
+    print_report(report)
     return 0 if report["matched"] else 1

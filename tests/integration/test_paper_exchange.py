@@ -113,7 +113,7 @@ def test_every_url_must_be_loopback():
 
 
 def test_recordings_shift_to_the_next_candle_with_history_before_the_live_half(market_data):
-    from feeder.tools.rehearse import RehearsalError, recording_plan
+    from feeder.tools.rehearse_plan import RehearsalError, recording_plan
 
     raw = market_data / "hftbacktest" / "raw"
     paths = [f"{raw}/spot/btcusdt_20240808.gz", f"{raw}/usdm/btcusdt_20240808.gz"]

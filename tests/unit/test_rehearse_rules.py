@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from feeder.tools.rehearse import _decided
+from feeder.tools.rehearse_report import _decided
 
 
 def test_live_order_and_backtest_fill_name_the_same_deciding_candle():
