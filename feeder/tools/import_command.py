@@ -9,6 +9,7 @@ import httpx
 from rich.console import Console
 
 from feeder.history.archive import ArchiveError
+from feeder.ingest.pipeline import ImportReport
 from feeder.settings import Settings
 from feeder.stores import BarStore
 from feeder.tools.status import print_status
@@ -75,8 +76,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings, store: BarStore) ->
     report = import_files(files, store, settings, force=args.force, progress=not args.no_progress)
     if not args.download:
         report.non_trade = non_trade
-    console.print(report.summary())
-    print_status(store, settings, only=report.markets or None)
+    _show(report, store, settings)
     if report.failed:
         console.print(
             f"[bold red]error:[/] {len(report.failed)} file(s) could not be imported "
@@ -94,7 +94,6 @@ def cmd_import_venues(args: argparse.Namespace, settings: Settings, store: BarSt
     from feeder.history.venue_import import import_venue_files
 
     a = args
-    con = console
     fmt = getattr(a, "format", None)
     if a.download:
         from feeder.history.binance_archive import date_range
@@ -120,7 +119,7 @@ def cmd_import_venues(args: argparse.Namespace, settings: Settings, store: BarSt
                 )
                 files += got
                 for m in missing:
-                    con.print(f"[yellow]missing upstream, skipped:[/] {m}")
+                    console.print(f"[yellow]missing upstream, skipped:[/] {m}")
         if not files:
             raise ArchiveError("nothing was downloaded")
     else:
@@ -132,6 +131,11 @@ def cmd_import_venues(args: argparse.Namespace, settings: Settings, store: BarSt
                 "BTC-USDT-SWAP-trades-2025-01-01.zip, binance_trades_2025-01-01_BTCUSDT.csv.gz)"
             )
     report = import_venue_files(files, store, settings, force=a.force, progress=not a.no_progress)
-    con.print(report.summary())
-    print_status(store, settings, only=report.markets or None)
+    _show(report, store, settings)
     return 0
+
+
+def _show(report: ImportReport, store: BarStore, settings: Settings) -> None:
+    """The import's summary, then the status of the markets it wrote."""
+    console.print(report.summary())
+    print_status(store, settings, only=report.markets or None)
