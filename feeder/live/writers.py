@@ -75,6 +75,7 @@ class StoreWriter:
         self._uncovered: dict[str, list[tuple[int, int]]] = {}
         self._gaps_due: list[tuple[str, int, int, str]] = []
         self.refused: str | None = None  # the last refusal's message
+        self._in_hand: list[Batch] = []  # taken off the queue, not yet written nor spooled
 
     def put(self, batch: Batch) -> None:
         self._idle.clear()
@@ -197,32 +198,43 @@ class StoreWriter:
             self.spool.clear()
 
     async def run(self) -> None:
+        """The writer's loop. Batches taken off the queue stay in ``_in_hand`` until they are
+        written or spooled: a run that dies of an unexpected exception leaves them there and
+        the restarted run (the feeder supervises it) handles them first, in order."""
         while True:
-            try:
-                first = await asyncio.wait_for(self.queue.get(), timeout=self.retry_s)
-            except TimeoutError:
-                await self._replay()
-                self._mark_idle()
-                continue
-            self._idle.clear()
-            batches = [first]
-            # Gather for one flush interval: one small write per market instead of one per tick.
-            deadline = time.monotonic() + self.flush_s
-            while (left := deadline - time.monotonic()) > 0:
+            if self._in_hand:
+                batches = self._in_hand
+            else:
                 try:
-                    batches.append(await asyncio.wait_for(self.queue.get(), timeout=left))
+                    first = await asyncio.wait_for(self.queue.get(), timeout=self.retry_s)
                 except TimeoutError:
-                    break
+                    await self._replay()
+                    self._mark_idle()
+                    continue
+                self._idle.clear()
+                batches = self._in_hand = [first]
+                # Gather for one flush interval: one small write per market, not one per tick.
+                deadline = time.monotonic() + self.flush_s
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        batches.append(await asyncio.wait_for(self.queue.get(), timeout=left))
+                    except TimeoutError:
+                        break
             await self._replay()
             if len(self.spool) or not await self._try(batches):
                 if self._spool(batches):
                     self.stats.counters["spooled_batches"] += len(batches)
             else:
                 self.stats.counters["written_batches"] += len(batches)
+            self._in_hand = []
             self._mark_idle()
 
     def _mark_idle(self) -> None:
-        if self.queue.empty() and (not len(self.spool) or not self.stats.store_up):
+        if (
+            not self._in_hand
+            and self.queue.empty()
+            and (not len(self.spool) or not self.stats.store_up)
+        ):
             self._idle.set()
 
     async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not I/O
@@ -260,6 +272,7 @@ class RedisPublisher:
         self.stats = stats
         self.queue: asyncio.Queue[LiveItem] = asyncio.Queue(maxsize=queue_size)
         self.lost: dict[str, list[tuple[int, int]]] = {}
+        self._in_hand: LiveItem | None = None
 
     def put(self, item: LiveItem) -> None:
         if self.queue.full():
@@ -292,7 +305,11 @@ class RedisPublisher:
         import redis
 
         while True:
-            item = await self.queue.get()
+            # an item taken off the queue stays in hand until it is published or given up: a
+            # run that dies of an unexpected exception leaves it to the restarted run
+            if self._in_hand is None:
+                self._in_hand = await self.queue.get()
+            item = self._in_hand
             try:
                 await self.stream.publish(
                     item.market,
@@ -303,6 +320,7 @@ class RedisPublisher:
                     lost=self.lost.get(item.market, []),
                 )
             except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                self._in_hand = None
                 self._lose(item)
                 self.stats.counters["redis_failed"] += 1
                 if self.stats.redis_up:
@@ -311,6 +329,7 @@ class RedisPublisher:
                     )
                 self.stats.redis_up = False
                 continue
+            self._in_hand = None
             if not self.stats.redis_up:
                 log.info("Redis is back: publishing live bars again")
             self.stats.redis_up = True
@@ -318,7 +337,9 @@ class RedisPublisher:
 
     async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline, not I/O
         deadline = time.monotonic() + timeout
-        while not self.queue.empty() and time.monotonic() < deadline:  # noqa: ASYNC110
+        while (  # noqa: ASYNC110
+            not self.queue.empty() or self._in_hand is not None
+        ) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
     def depth(self) -> dict[str, Any]:
