@@ -24,6 +24,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from feeder.redact import install_log_redaction, redact
 from feeder.settings import ConfigError, Settings, load_settings, settings_from_dict
 from feeder.stores import BarStore, open_store
 
@@ -473,10 +474,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
     try:
         asyncio.run(feeder.run())
     except FeederStartError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        console.print(f"[bold red]error:[/] {redact(str(e))}")
         return 2
     if feeder.fatal:
-        console.print(f"[bold red]error:[/] the feeder stopped: {feeder.fatal}", soft_wrap=True)
+        why = redact(feeder.fatal)
+        console.print(f"[bold red]error:[/] the feeder stopped: {why}", soft_wrap=True)
         return 3
     return 0
 
@@ -533,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # no credential of a URL in any log line (httpx logs its requests)
     from feeder.history.binance import ArchiveError
     from feeder.ingest.pipeline import OutOfOrderError
     from feeder.stores.influx import InfluxError
@@ -554,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         StoreWriteError,
         ValueError,
     ) as e:
-        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)  # one line, never wrapped
+        console.print(f"[bold red]error:[/] {redact(str(e))}", soft_wrap=True)  # one line
         return 2
     except BrokenPipeError:  # output piped into head & co.
         return 0
