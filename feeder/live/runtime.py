@@ -150,6 +150,7 @@ class Feeder:
             fs.queue_size,
             flush_s=fs.flush_interval_s,
             spool_max_bytes=int(fs.spool_max_mb * 2**20),
+            refused_max_bytes=int(fs.refused_max_mb * 2**20),
         )
         r = self.settings.redis
         self.publisher = (
@@ -467,7 +468,7 @@ class Feeder:
         up = all(s["connected"] for s in streams.values()) and self.stats.store_up
         failing = self.fatal or self.writer.failure
         refused = self.writer.refused and f"store refused points: {self.writer.refused}"
-        alerts = [a for a in (failing, self.writer.alert, refused) if a]
+        alerts = [a for a in (failing, self.writer.alert, refused, self.writer.refused_alert) if a]
         return {
             "status": "failing" if alerts else "ok" if up else "degraded",
             "fatal": failing,

@@ -8,7 +8,9 @@ Overflow policies (both queues are bounded):
   seconds are never covered (a gap, recorded when the store is back) and ``alert`` says so;
 - a store that refuses a batch itself (InfluxDB 4xx: a field type conflict, a bad point) is not
   an outage: that market's batch goes to ``refused.jsonl`` beside the spool with the server's
-  message, its seconds are recorded as a gap, and every other market keeps flowing;
+  message, its seconds are recorded as a gap, and every other market keeps flowing; that file
+  is bounded (``refused_max_bytes``): beyond it, it becomes ``refused.jsonl.1`` (one previous
+  file kept), the batches of the ``.1`` it replaces are dropped, counted and alerted;
 - Redis (live only, the store is the record): the oldest queued item is dropped and counted.
 """
 
@@ -20,6 +22,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -56,6 +59,7 @@ class StoreWriter:
         retry_s: float = 2.0,
         flush_s: float = 1.0,
         spool_max_bytes: int = 1 << 30,
+        refused_max_bytes: int = 64 << 20,
     ) -> None:
         self.store = store
         self.spool = spool
@@ -76,6 +80,9 @@ class StoreWriter:
         self._gaps_due: list[tuple[str, int, int, str]] = []
         self.refused: str | None = None  # the last refusal's message
         self._in_hand: list[Batch] = []  # taken off the queue, not yet written nor spooled
+        self.refused_max_bytes = refused_max_bytes
+        #: refused batches dropped by rotating refused.jsonl, else None
+        self.refused_alert: str | None = None
 
     def put(self, batch: Batch) -> None:
         self._idle.clear()
@@ -158,7 +165,9 @@ class StoreWriter:
         self.stats.counters["store_refused_batches"] += 1
         line = json.dumps({"error": message, "batch": json.loads(batch.to_json())})
         self.spool.dir.mkdir(parents=True, exist_ok=True)
-        with (self.spool.dir / "refused.jsonl").open("a") as fh:
+        path = self.spool.dir / "refused.jsonl"
+        self._rotate_refused(path, len(line.encode()) + 1)
+        with path.open("a") as fh:
             fh.write(line + "\n")
         if self.stats.counters["store_refused_batches"] == 1:
             log.error(
@@ -171,6 +180,30 @@ class StoreWriter:
             )
         self.refused = message
         self._lose(batch, f"refused by the store: {message}")
+
+    def _rotate_refused(self, path: Path, incoming: int) -> None:
+        """The bound of ``refused.jsonl``: a line that would take it past ``refused_max_bytes``
+        first moves it to ``refused.jsonl.1`` (one previous file kept); the batches of the
+        previous ``.1`` are dropped then: counted (``refused_dropped_batches``) and alerted."""
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == 0 or size + incoming <= self.refused_max_bytes:
+            return
+        previous = path.with_name(path.name + ".1")
+        if previous.exists():
+            with previous.open("rb") as fh:
+                dropped = sum(c.count(b"\n") for c in iter(lambda: fh.read(1 << 20), b""))
+            self.stats.counters["refused_dropped_batches"] += dropped
+            total = self.stats.counters["refused_dropped_batches"]
+            mb = self.refused_max_bytes / 2**20
+            self.refused_alert = (
+                f"refused.jsonl rotated: {total} refused batch(es) dropped so far (bound "
+                f"{mb:g} MB and one previous file: feeder.refused_max_mb)"
+            )
+            log.error("%s; the newest are in %s and %s", self.refused_alert, path, previous)
+        path.replace(previous)
 
     async def _try(self, batches: list[Batch]) -> bool:
         try:

@@ -42,7 +42,7 @@ def _health(port: int) -> dict | None:
 
 
 def _config(tmp: Path, url: str, top: dict | None = None, **feeder: Any) -> Path:
-    """The feeder's config for the replay at ``url``; ``top`` replaces top-level sections."""
+    """The feeder's config for the replay at ``url``; ``top``'s sections are merged into it."""
 
     def exchange(ccxt_id: str, kind: str, symbol: str) -> dict:
         over = ccxt_overrides(url, ccxt_id)  # what `replay` prints for this exchange
@@ -72,7 +72,8 @@ def _config(tmp: Path, url: str, top: dict | None = None, **feeder: Any) -> Path
             },
         }
     }
-    config["squeezeflow"].update(top or {})
+    for key, section in (top or {}).items():  # merged one level deep
+        config["squeezeflow"][key] = {**config["squeezeflow"].get(key, {}), **section}
     cfg = tmp / "config.json"
     cfg.write_text(json.dumps(config))
     return cfg
@@ -89,7 +90,7 @@ def _processes(
 ) -> Iterator[Any]:
     """A replay process and a feeder process (`run --clock event`) reading from it; ``entry``
     replaces ``-m feeder.tools.cli`` in the feeder's command (a fault-injecting driver), ``top``
-    replaces config sections (``_config``), ``argv`` goes before ``run`` (``-v``)."""
+    is merged into the config (``_config``), ``argv`` goes before ``run`` (``-v``)."""
     rport, hport = free_port(), free_port()
     replay_cmd = [
         sys.executable,
