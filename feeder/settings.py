@@ -164,6 +164,9 @@ class FeederSettings(_Strict):
     #: the spool's bound: beyond it new batches are dropped (counted, their seconds left out of
     #: coverage: a gap) and /health says failing
     spool_max_mb: float = Field(1024.0, gt=0, le=1_000_000)
+    #: the bound of refused.jsonl (batches a store refused): beyond it the file becomes
+    #: refused.jsonl.1 (one previous kept); the batches that drops are counted, /health alerts
+    refused_max_mb: float = Field(64.0, gt=0, le=1_000_000)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=0, le=65535)
 

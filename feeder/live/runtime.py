@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ from feeder.live.collector import Backoff, Collector
 from feeder.live.markets import LiveMarket, select_markets
 from feeder.live.spool import Batch, Spool
 from feeder.live.writers import LiveItem, RedisPublisher, SinkStats, StoreWriter
+from feeder.redact import redact
 from feeder.settings import ExchangeSettings, Settings
 from feeder.stores import BarStore, open_store
 from feeder.stores.redis_stream import MAX_INTERVALS, AsyncRedisBarStream
@@ -148,6 +150,7 @@ class Feeder:
             fs.queue_size,
             flush_s=fs.flush_interval_s,
             spool_max_bytes=int(fs.spool_max_mb * 2**20),
+            refused_max_bytes=int(fs.refused_max_mb * 2**20),
         )
         r = self.settings.redis
         self.publisher = (
@@ -465,7 +468,7 @@ class Feeder:
         up = all(s["connected"] for s in streams.values()) and self.stats.store_up
         failing = self.fatal or self.writer.failure
         refused = self.writer.refused and f"store refused points: {self.writer.refused}"
-        alerts = [a for a in (failing, self.writer.alert, refused) if a]
+        alerts = [a for a in (failing, self.writer.alert, refused, self.writer.refused_alert) if a]
         return {
             "status": "failing" if alerts else "ok" if up else "degraded",
             "fatal": failing,
@@ -542,10 +545,11 @@ class Feeder:
 
     async def _http(self) -> web.AppRunner:
         async def health(_: web.Request) -> web.Response:
-            return web.json_response(self.health())
+            return web.json_response(self.health(), dumps=lambda d: redact(json.dumps(d)))
 
         async def metrics(_: web.Request) -> web.Response:
-            return web.Response(text=self.metrics(), content_type="text/plain", charset="utf-8")
+            text = redact(self.metrics())
+            return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
         app = web.Application()
         app.router.add_get("/health", health)

@@ -8,7 +8,9 @@ Overflow policies (both queues are bounded):
   seconds are never covered (a gap, recorded when the store is back) and ``alert`` says so;
 - a store that refuses a batch itself (InfluxDB 4xx: a field type conflict, a bad point) is not
   an outage: that market's batch goes to ``refused.jsonl`` beside the spool with the server's
-  message, its seconds are recorded as a gap, and every other market keeps flowing;
+  message, its seconds are recorded as a gap, and every other market keeps flowing; that file
+  is bounded (``refused_max_bytes``): beyond it, it becomes ``refused.jsonl.1`` (one previous
+  file kept), the batches of the ``.1`` it replaces are dropped, counted and alerted;
 - Redis (live only, the store is the record): the oldest queued item is dropped and counted.
 """
 
@@ -20,6 +22,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -56,6 +59,7 @@ class StoreWriter:
         retry_s: float = 2.0,
         flush_s: float = 1.0,
         spool_max_bytes: int = 1 << 30,
+        refused_max_bytes: int = 64 << 20,
     ) -> None:
         self.store = store
         self.spool = spool
@@ -75,6 +79,10 @@ class StoreWriter:
         self._uncovered: dict[str, list[tuple[int, int]]] = {}
         self._gaps_due: list[tuple[str, int, int, str]] = []
         self.refused: str | None = None  # the last refusal's message
+        self._in_hand: list[Batch] = []  # taken off the queue, not yet written nor spooled
+        self.refused_max_bytes = refused_max_bytes
+        #: refused batches dropped by rotating refused.jsonl, else None
+        self.refused_alert: str | None = None
 
     def put(self, batch: Batch) -> None:
         self._idle.clear()
@@ -157,7 +165,9 @@ class StoreWriter:
         self.stats.counters["store_refused_batches"] += 1
         line = json.dumps({"error": message, "batch": json.loads(batch.to_json())})
         self.spool.dir.mkdir(parents=True, exist_ok=True)
-        with (self.spool.dir / "refused.jsonl").open("a") as fh:
+        path = self.spool.dir / "refused.jsonl"
+        self._rotate_refused(path, len(line.encode()) + 1)
+        with path.open("a") as fh:
             fh.write(line + "\n")
         if self.stats.counters["store_refused_batches"] == 1:
             log.error(
@@ -170,6 +180,30 @@ class StoreWriter:
             )
         self.refused = message
         self._lose(batch, f"refused by the store: {message}")
+
+    def _rotate_refused(self, path: Path, incoming: int) -> None:
+        """The bound of ``refused.jsonl``: a line that would take it past ``refused_max_bytes``
+        first moves it to ``refused.jsonl.1`` (one previous file kept); the batches of the
+        previous ``.1`` are dropped then: counted (``refused_dropped_batches``) and alerted."""
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == 0 or size + incoming <= self.refused_max_bytes:
+            return
+        previous = path.with_name(path.name + ".1")
+        if previous.exists():
+            with previous.open("rb") as fh:
+                dropped = sum(c.count(b"\n") for c in iter(lambda: fh.read(1 << 20), b""))
+            self.stats.counters["refused_dropped_batches"] += dropped
+            total = self.stats.counters["refused_dropped_batches"]
+            mb = self.refused_max_bytes / 2**20
+            self.refused_alert = (
+                f"refused.jsonl rotated: {total} refused batch(es) dropped so far (bound "
+                f"{mb:g} MB and one previous file: feeder.refused_max_mb)"
+            )
+            log.error("%s; the newest are in %s and %s", self.refused_alert, path, previous)
+        path.replace(previous)
 
     async def _try(self, batches: list[Batch]) -> bool:
         try:
@@ -197,32 +231,43 @@ class StoreWriter:
             self.spool.clear()
 
     async def run(self) -> None:
+        """The writer's loop. Batches taken off the queue stay in ``_in_hand`` until they are
+        written or spooled: a run that dies of an unexpected exception leaves them there and
+        the restarted run (the feeder supervises it) handles them first, in order."""
         while True:
-            try:
-                first = await asyncio.wait_for(self.queue.get(), timeout=self.retry_s)
-            except TimeoutError:
-                await self._replay()
-                self._mark_idle()
-                continue
-            self._idle.clear()
-            batches = [first]
-            # Gather for one flush interval: one small write per market instead of one per tick.
-            deadline = time.monotonic() + self.flush_s
-            while (left := deadline - time.monotonic()) > 0:
+            if self._in_hand:
+                batches = self._in_hand
+            else:
                 try:
-                    batches.append(await asyncio.wait_for(self.queue.get(), timeout=left))
+                    first = await asyncio.wait_for(self.queue.get(), timeout=self.retry_s)
                 except TimeoutError:
-                    break
+                    await self._replay()
+                    self._mark_idle()
+                    continue
+                self._idle.clear()
+                batches = self._in_hand = [first]
+                # Gather for one flush interval: one small write per market, not one per tick.
+                deadline = time.monotonic() + self.flush_s
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        batches.append(await asyncio.wait_for(self.queue.get(), timeout=left))
+                    except TimeoutError:
+                        break
             await self._replay()
             if len(self.spool) or not await self._try(batches):
                 if self._spool(batches):
                     self.stats.counters["spooled_batches"] += len(batches)
             else:
                 self.stats.counters["written_batches"] += len(batches)
+            self._in_hand = []
             self._mark_idle()
 
     def _mark_idle(self) -> None:
-        if self.queue.empty() and (not len(self.spool) or not self.stats.store_up):
+        if (
+            not self._in_hand
+            and self.queue.empty()
+            and (not len(self.spool) or not self.stats.store_up)
+        ):
             self._idle.set()
 
     async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not I/O
@@ -260,6 +305,7 @@ class RedisPublisher:
         self.stats = stats
         self.queue: asyncio.Queue[LiveItem] = asyncio.Queue(maxsize=queue_size)
         self.lost: dict[str, list[tuple[int, int]]] = {}
+        self._in_hand: LiveItem | None = None
 
     def put(self, item: LiveItem) -> None:
         if self.queue.full():
@@ -292,7 +338,11 @@ class RedisPublisher:
         import redis
 
         while True:
-            item = await self.queue.get()
+            # an item taken off the queue stays in hand until it is published or given up: a
+            # run that dies of an unexpected exception leaves it to the restarted run
+            if self._in_hand is None:
+                self._in_hand = await self.queue.get()
+            item = self._in_hand
             try:
                 await self.stream.publish(
                     item.market,
@@ -303,6 +353,7 @@ class RedisPublisher:
                     lost=self.lost.get(item.market, []),
                 )
             except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                self._in_hand = None
                 self._lose(item)
                 self.stats.counters["redis_failed"] += 1
                 if self.stats.redis_up:
@@ -311,6 +362,7 @@ class RedisPublisher:
                     )
                 self.stats.redis_up = False
                 continue
+            self._in_hand = None
             if not self.stats.redis_up:
                 log.info("Redis is back: publishing live bars again")
             self.stats.redis_up = True
@@ -318,7 +370,9 @@ class RedisPublisher:
 
     async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline, not I/O
         deadline = time.monotonic() + timeout
-        while not self.queue.empty() and time.monotonic() < deadline:  # noqa: ASYNC110
+        while (  # noqa: ASYNC110
+            not self.queue.empty() or self._in_hand is not None
+        ) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
     def depth(self) -> dict[str, Any]:

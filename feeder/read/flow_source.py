@@ -34,6 +34,7 @@ from feeder.read.flow import (
     open_interest,
     timeframe_seconds,
 )
+from feeder.redact import redact, redact_url
 from feeder.settings import Settings
 from feeder.stores import BarStore, open_store
 from feeder.stores.coverage import (
@@ -175,8 +176,8 @@ class FlowSource:
             if self._redis_up is not False:
                 log.warning(
                     "SqueezeFlow: Redis unreachable at %s (%s): polling the %s store instead",
-                    self.settings.redis.url,
-                    e,
+                    redact_url(self.settings.redis.url),
+                    redact(str(e)),
                     self.store.name,
                 )
             self._redis_up = False

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feeder.ingest.models import BAR_FIELDS, FLOW_FIELDS
+from feeder.redact import redact, redact_url
 from feeder.settings import InfluxSettings
 from feeder.stores.coverage import Intervals, as_intervals, merge_intervals
 
@@ -58,17 +59,6 @@ class InfluxError(RuntimeError):
         return (
             self.status is not None and 400 <= self.status < 500 and self.status not in (408, 429)
         )
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its credentials (``http://user:secret@host`` -> ``http://***@host``)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, path = rest.partition("/")
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    return f"{scheme}://{netloc}{slash}{path}"
 
 
 def escape_tag(value: str) -> str:
@@ -160,7 +150,7 @@ class InfluxStore:
             except httpx.TransportError as e:
                 if attempt == self.s.max_retries:
                     raise InfluxError(
-                        f"InfluxDB at {redact_url(self.s.url)} unreachable: {e!r}"
+                        f"InfluxDB at {redact_url(self.s.url)} unreachable: {redact(repr(e))}"
                     ) from e
                 log.warning("InfluxDB %s %s failed (%r); retry in %.1fs", method, path, e, delay)
             else:

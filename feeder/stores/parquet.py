@@ -11,8 +11,13 @@ Layout under ``root``::
     imports.json                            archive files already imported (resumable imports)
 
 ``<market>`` is the market id with ``:`` replaced by ``.`` (``BINANCE_FUTURES.btcusdt``). Every
-file is written to a temporary name, fsynced and renamed over the target, so a crash never leaves
-a half-written file. Rewriting bars overwrites rows with the same ``time``: writes are idempotent.
+file is written to a temporary name, fsynced and renamed over the target (then its directory is
+fsynced), so a crash never leaves a half-written file. Every writer commits in one order: the bars
+first, then the coverage that describes them, then the import ledger entry, each committed before
+the next begins; so a crash at any point leaves at worst bars without coverage (a gap, filled by
+the re-run), never coverage or a ledger entry for bars that are not on disk
+(``tests/unit/test_import_crash_points.py`` stops ``import`` at every write). Rewriting bars
+overwrites rows with the same ``time``: writes are idempotent.
 One writer process at a time: ``import`` and ``run`` take ``.writer.lock`` (an exclusive
 ``flock``, released by the kernel when the process ends, even on SIGKILL); a second writer is
 refused with a message naming the holder (:class:`StoreLockedError`). The live feeder appends
@@ -86,6 +91,7 @@ def _atomic_write(path: Path, write: Any) -> None:
         with tmp_path.open("rb+") as fh:
             os.fsync(fh.fileno())
         tmp_path.replace(path)
+        _fsync_dir(path.parent)  # the rename itself is durable before anything written next
     except OSError as e:  # a full disk, a quota, a read-only file system: one clear message
         tmp_path.unlink(missing_ok=True)
         detail = os.strerror(e.errno) if e.errno else str(e)
@@ -93,6 +99,14 @@ def _atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_table(path: Path, table: pa.Table) -> None:

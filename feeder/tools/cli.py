@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from feeder.redact import install_log_redaction, redact
 from feeder.settings import ConfigError, Settings, load_settings, settings_from_dict
 from feeder.stores import BarStore, open_store
 from feeder.tools.commands import (
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # no credential of a URL in any log line (httpx logs its requests)
     from feeder.history.archive import ArchiveError
     from feeder.ingest.pipeline import OutOfOrderError
     from feeder.stores.influx import InfluxError
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         StoreWriteError,
         ValueError,
     ) as e:
-        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)  # one line, never wrapped
+        console.print(f"[bold red]error:[/] {redact(str(e))}", soft_wrap=True)  # one line
         return 2
     except BrokenPipeError:  # output piped into head & co.
         return 0

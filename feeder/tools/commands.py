@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from feeder.redact import redact
 from feeder.settings import Settings
 from feeder.stores import BarStore
 from feeder.tools.status import print_status
@@ -143,10 +144,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
     try:
         asyncio.run(feeder.run())
     except FeederStartError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        console.print(f"[bold red]error:[/] {redact(str(e))}")
         return 2
     if feeder.fatal:
-        console.print(f"[bold red]error:[/] the feeder stopped: {feeder.fatal}", soft_wrap=True)
+        why = redact(feeder.fatal)
+        console.print(f"[bold red]error:[/] the feeder stopped: {why}", soft_wrap=True)
         return 3
     return 0
 

@@ -41,7 +41,9 @@ def _health(port: int) -> dict | None:
         return None
 
 
-def _config(tmp: Path, url: str, **feeder: Any) -> Path:
+def _config(tmp: Path, url: str, top: dict | None = None, **feeder: Any) -> Path:
+    """The feeder's config for the replay at ``url``; ``top``'s sections are merged into it."""
+
     def exchange(ccxt_id: str, kind: str, symbol: str) -> dict:
         over = ccxt_overrides(url, ccxt_id)  # what `replay` prints for this exchange
         return {
@@ -70,14 +72,25 @@ def _config(tmp: Path, url: str, **feeder: Any) -> Path:
             },
         }
     }
+    for key, section in (top or {}).items():  # merged one level deep
+        config["squeezeflow"][key] = {**config["squeezeflow"].get(key, {}), **section}
     cfg = tmp / "config.json"
     cfg.write_text(json.dumps(config))
     return cfg
 
 
 @contextlib.contextmanager
-def _processes(market_data: Path, tmp: Path, speed: float) -> Iterator[Any]:
-    """A replay process and a feeder process (`run --clock event`) reading from it."""
+def _processes(
+    market_data: Path,
+    tmp: Path,
+    speed: float,
+    entry: list[str] | None = None,
+    top: dict | None = None,
+    argv: tuple[str, ...] = (),
+) -> Iterator[Any]:
+    """A replay process and a feeder process (`run --clock event`) reading from it; ``entry``
+    replaces ``-m feeder.tools.cli`` in the feeder's command (a fault-injecting driver), ``top``
+    is merged into the config (``_config``), ``argv`` goes before ``run`` (``-v``)."""
     rport, hport = free_port(), free_port()
     replay_cmd = [
         sys.executable,
@@ -93,7 +106,7 @@ def _processes(market_data: Path, tmp: Path, speed: float) -> Iterator[Any]:
     ]
     for raw, mt, _csv, _spec in RECORDINGS.values():
         replay_cmd += ["--recording", f"{market_data / raw}:{mt}"]
-    cfg = _config(tmp, f"http://127.0.0.1:{rport}")
+    cfg = _config(tmp, f"http://127.0.0.1:{rport}", top)
     env = {
         **os.environ,
         "SQUEEZEFLOW_API_KEY_BINANCE": "replay-no-key",
@@ -110,10 +123,10 @@ def _processes(market_data: Path, tmp: Path, speed: float) -> Iterator[Any]:
         feeder = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "feeder.tools.cli",
+                *(entry or ["-m", "feeder.tools.cli"]),
                 "--config",
                 str(cfg),
+                *argv,
                 "run",
                 "--clock",
                 "event",
