@@ -100,8 +100,11 @@ def test_6_gaps_are_flagged_never_enter_and_never_give_nan_prices(frame, full):
     out = compute(holed, P, TF)
     assert not (out["sf_enter_long"] | out["sf_enter_short"]).iloc[entry_rows].any()
     assert not (out["sf_enter_long"] & ~holed["cvd_ok"]).any()
-    assert holed[["open", "high", "low", "close"]].notna().all().all()
     assert out["spot_flow"].iloc[entry_rows].isna().all()  # a gap is a gap, not a zero
+    # The method's price features come from the candles alone: a flow gap leaves them intact
+    # (the candle prices reaching the strategy's frame: test_flaw_9 and test_strategy.py).
+    assert out["price_z"].iloc[P.n + P.m :].notna().all()
+    assert _close(out["price_z"], full["price_z"])
 
 
 def test_6_incomplete_flags_alone_block_entries_even_with_values(frame, full):
