@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeder.ingest.aggregate import LiveBarBuilder, bars_from_trades, merge_bars, rollup, strip_keys
-from feeder.ingest.models import BAR_FIELDS, FLOW_FIELDS, Kind
+from feeder.ingest.models import BAR_FIELDS, Kind
 from feeder.ingest.normalise import IdDeduplicator, Rejects, TradeBatch, normalise
 from feeder.ingest.pipeline import DayBarWriter
 from feeder.stores.parquet import ParquetStore
