@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from feeder.history import binance_metrics as metrics
 from feeder.history.binance_archive import discover
+from feeder.history.binance_metrics import import_metrics
 from feeder.history.export import candles
 from feeder.history.importer import import_files
 from feeder.read.flow import load_flow
 from feeder.settings import Settings, settings_from_dict
 from feeder.stores.parquet import ParquetStore
-from feeder.tools.synthetic import Scenario, generate
+from feeder.tools.synthetic import Scenario, generate, store_liquidations
 
 BTC_SETTINGS = settings_from_dict(None, env=False)  # BTC: Binance spot, USD-M, COIN-M
 
@@ -28,10 +30,12 @@ class Built:
     t0: int
     t1: int
 
-    def frame(self, timeframe: str = "5m") -> pd.DataFrame:
-        """FreqTrade-like candles (perp prices) merged with flow by candle open time."""
-        c = candles(self.store, "BINANCE_FUTURES:btcusdt", self.t0, self.t1, timeframe)
-        fl = load_flow(self.store, self.settings, "BTC", self.t0, self.t1, timeframe)
+    def frame(self, timeframe: str = "5m", end: int | None = None) -> pd.DataFrame:
+        """FreqTrade-like candles (perp prices) merged with flow by candle open time, loaded
+        from the store for ``[t0, end)`` (default: the whole scenario)."""
+        t1 = self.t1 if end is None else end
+        c = candles(self.store, "BINANCE_FUTURES:btcusdt", self.t0, t1, timeframe)
+        fl = load_flow(self.store, self.settings, "BTC", self.t0, t1, timeframe)
         df = c.merge(fl, left_on="date", right_index=True, how="left")
         df["cvd_ok"] = df["complete"].astype("boolean").fillna(False).astype(bool)
         return df.reset_index(drop=True)
@@ -41,6 +45,9 @@ def build(root: Path, scenario: Scenario) -> Built:
     manifest = generate(scenario, root / "archive")
     store = ParquetStore(root / "store")
     import_files(discover(root / "archive", None), store, BTC_SETTINGS, progress=False)
+    if scenario.open_interest:  # the metrics archives, through the importer users run
+        import_metrics(metrics.discover(root / "archive"), store, BTC_SETTINGS)
+    store_liquidations(scenario, store, BTC_SETTINGS)  # none unless scenario.liquidations
     return Built(
         root / "archive",
         store,

@@ -136,7 +136,9 @@ def strip_keys(bars: pd.DataFrame) -> pd.DataFrame:
 def rollup(bars: pd.DataFrame, seconds: int) -> pd.DataFrame:
     """Exact rollup of sorted, single-market bars into ``seconds``-long bars.
 
-    ``time`` of each output bar is the interval's open (a multiple of ``seconds``).
+    ``time`` of each output bar is the interval's open (a multiple of ``seconds``). Prices come
+    from bars with taker trades (``cbuy + csell`` not 0) when the interval has any, so a rollup
+    equals the bar ``bars_from_trades`` makes of the interval's trades at once.
     """
     if len(bars) == 0:
         return empty_bars()
@@ -146,12 +148,26 @@ def rollup(bars: pd.DataFrame, seconds: int) -> pd.DataFrame:
         raise ValueError("rollup needs bars sorted by time without duplicates")
     starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
     ends = np.concatenate((starts[1:], [len(t)])) - 1
+    high, low = bars["high"].to_numpy(np.float64), bars["low"].to_numpy(np.float64)
+    first, last = starts, ends
+    # As in bars_from_trades and merge_bars: taker trades set the price; a bar without taker
+    # trades (liquidations only) sets it only where its whole interval has none. Unknown counts
+    # (kline minutes: NaN) count as taker trades.
+    taker = ~((bars["cbuy"].to_numpy(np.float64) + bars["csell"].to_numpy(np.float64)) == 0)
+    if not taker.all():
+        n = len(t)
+        has_tk = np.logical_or.reduceat(taker, starts)
+        use = taker | ~np.repeat(has_tk, ends - starts + 1)
+        pos = np.arange(n)
+        first = np.minimum.reduceat(np.where(use, pos, n), starts)
+        last = np.maximum.reduceat(np.where(use, pos, -1), starts)
+        high, low = np.where(use, high, np.nan), np.where(use, low, np.nan)
     out: dict[str, npt.NDArray[np.generic]] = {
         "time": bucket[starts],
-        "open": bars["open"].to_numpy()[starts],
-        "high": np.maximum.reduceat(bars["high"].to_numpy(), starts),
-        "low": np.minimum.reduceat(bars["low"].to_numpy(), starts),
-        "close": bars["close"].to_numpy()[ends],
+        "open": bars["open"].to_numpy()[first],
+        "high": np.fmax.reduceat(high, starts),
+        "low": np.fmin.reduceat(low, starts),
+        "close": bars["close"].to_numpy()[last],
     }
     for f in FLOW_FIELDS:
         out[f] = np.add.reduceat(bars[f].to_numpy(np.float64), starts)

@@ -11,6 +11,15 @@ episode: for ``div_len`` seconds spot takers buy (probability 0.5 + imbalance) w
 sell and price drifts slightly down (absorption); then perp flow flips to buying (a type-A
 reset) while price stays absorbed, and price rises for ``run_len``. A *short* episode is the
 exact mirror. ``mirror=True`` mirrors the whole market.
+
+Optional (off by default, so the quick start's sample is unchanged): ``open_interest`` writes
+Binance ``metrics`` archives (5-minute open-interest snapshots of both perps: a slow random walk
+that builds up ``oi_build`` over each episode's divergence and reset and unwinds in its run, with
+labelled outages ``oi_outages`` where no snapshot exists); ``liquidations`` adds forced fills to
+both perps (sparse on both sides everywhere, dense on the squeezed side during each episode's
+reset and run: shorts in a long squeeze). Trade archives carry no liquidations, so
+``store_liquidations`` writes them into a store through the import pipeline, the bars a live
+feeder would have stored. Both come from their own random streams: the trades stay the same.
 """
 
 from __future__ import annotations
@@ -20,8 +29,13 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from feeder.settings import Settings
+    from feeder.stores import BarStore
 
 DAY = 86_400
 
@@ -51,6 +65,13 @@ class Scenario:
     volume_scale: float = 1.0
     price: float = 42_000.0  # start price
     contract_usd: float = 100.0  # COIN-M contract size (Binance: BTC 100, others 10)
+    open_interest: bool = False  # write metrics archives (5-minute OI snapshots, USD)
+    oi_build: float = 0.03  # log OI rise over an episode's divergence and reset
+    #: [start, end) seconds after t0 without any OI snapshot (a recorder outage)
+    oi_outages: list[tuple[int, int]] = field(default_factory=list)
+    liquidations: bool = False  # forced fills on both perps (see store_liquidations)
+    liq_rate: float = 0.0002  # background liquidations per second and side, per perp
+    squeeze_liq_rate: float = 0.03  # squeezed-side liquidations per second during a squeeze
 
     @property
     def t0(self) -> int:
@@ -115,8 +136,8 @@ class DayTrades:
     quote: np.ndarray | None = None  # COIN-M: base quantity
 
 
-def simulate(sc: Scenario) -> Iterator[DayTrades]:
-    """The scenario's trades, day by day, spot then USD-M then COIN-M (deterministic)."""
+def _path(sc: Scenario) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
+    """The trades' random stream, taker-buy probabilities and log price per second."""
     rng = np.random.default_rng(sc.seed)
     n = sc.days * DAY
     spot_p, perp_p, drift = _profiles(sc, n)
@@ -124,6 +145,15 @@ def simulate(sc: Scenario) -> Iterator[DayTrades]:
     if sc.mirror:
         logp = 2 * logp[0] - logp
         spot_p, perp_p = 1 - spot_p, 1 - perp_p
+    return rng, spot_p, perp_p, logp
+
+
+PERP_BASIS = {"um": 0.0002, "cm": 0.0003}  # log-price basis of each perp over spot
+
+
+def simulate(sc: Scenario) -> Iterator[DayTrades]:
+    """The scenario's trades, day by day, spot then USD-M then COIN-M (deterministic)."""
+    rng, spot_p, perp_p, logp = _path(sc)
     next_id = {"spot": 1_000_000, "um": 5_000_000, "cm": 9_000_000}
     inverse = sc.symbol.removesuffix("USDT") + "USD_PERP"
     for day in range(sc.days):
@@ -131,8 +161,8 @@ def simulate(sc: Scenario) -> Iterator[DayTrades]:
         date = (datetime.fromtimestamp(sc.t0, UTC) + timedelta(days=day)).strftime("%Y-%m-%d")
         for mt, prob, basis in (
             ("spot", spot_p, 0.0),
-            ("um", perp_p, 0.0002),
-            ("cm", perp_p, 0.0003),
+            ("um", perp_p, PERP_BASIS["um"]),
+            ("cm", perp_p, PERP_BASIS["cm"]),
         ):
             counts = rng.poisson(sc.trades_per_s, hi - lo)
             sec = np.repeat(np.arange(lo, hi), counts)
@@ -184,6 +214,8 @@ def generate(sc: Scenario, root: Path) -> dict[str, object]:
             quote=t.quote,
         )
     _write_funding(root, sc)
+    if sc.open_interest:
+        _write_metrics(root, sc)
     manifest = {
         "synthetic": True,
         "scenario": asdict(sc),
@@ -242,3 +274,130 @@ def _write_funding(root: Path, sc: Scenario) -> None:
     for m, rows in months.items():
         path = folder / f"{sc.symbol}-fundingRate-{m}.csv"
         path.write_text("calc_time,funding_interval_hours,last_funding_rate\n" + "".join(rows))
+
+
+def open_interest(sc: Scenario) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per perp (``um``, ``cm``): snapshot times (epoch s, every 5 minutes, none inside an
+    outage) and open interest in USD. Not directional: the mirrored market has the same."""
+    rng = np.random.default_rng([sc.seed, 2])
+    t = np.arange(sc.t0, sc.t0 + sc.days * DAY, 300, dtype=np.int64)
+    build = np.zeros(len(t))
+    for e in sc.episodes:
+        a, b = e.start, e.start + e.div_len + e.reset_len
+        c = b + e.run_len
+        build += sc.oi_build * np.clip((t - a) / (b - a), 0, 1)  # positions opened
+        build -= sc.oi_build * np.clip((t - b) / (c - b), 0, 1)  # and closed in the squeeze
+    keep = np.ones(len(t), bool)
+    for lo, hi in sc.oi_outages:
+        keep &= ~((t >= sc.t0 + lo) & (t < sc.t0 + hi))
+    out = {}
+    for mt, level in (("um", 5e9), ("cm", 2e9)):
+        walk = np.cumsum(rng.normal(0, 0.0005, len(t)))
+        out[mt] = (t[keep], np.round(level * np.exp(walk + build), 2)[keep])
+    return out
+
+
+def _write_metrics(root: Path, sc: Scenario) -> None:
+    """Binance ``metrics`` daily files of both perps (the open-interest columns that matter)."""
+    _, _, _, logp = _path(sc)
+    inverse = sc.symbol.removesuffix("USDT") + "USD_PERP"
+    for mt, (t, usd) in open_interest(sc).items():
+        symbol = sc.symbol if mt == "um" else inverse
+        price = np.exp(logp[np.minimum(t - sc.t0, len(logp) - 1)] + PERP_BASIS[mt])
+        # USD-M: amount in base, value in USD; COIN-M: amount in contracts, value in base.
+        amount = usd / price if mt == "um" else usd / sc.contract_usd
+        value = usd if mt == "um" else usd / price
+        folder = root / "futures" / mt / "daily" / "metrics" / symbol
+        folder.mkdir(parents=True, exist_ok=True)
+        day = (t - sc.t0) // DAY
+        for d in range(sc.days):
+            date = (datetime.fromtimestamp(sc.t0, UTC) + timedelta(days=d)).strftime("%Y-%m-%d")
+            rows = [
+                f"{datetime.fromtimestamp(int(ti), UTC):%Y-%m-%d %H:%M:%S},{symbol},"
+                f"{a:.8f},{v:.8f},1,1,1,1\n"
+                for ti, a, v in zip(t[day == d], amount[day == d], value[day == d], strict=True)
+            ]
+            (folder / f"{symbol}-metrics-{date}.csv").write_text(
+                "create_time,symbol,sum_open_interest,sum_open_interest_value,"
+                "count_toptrader_long_short_ratio,sum_toptrader_long_short_ratio,"
+                "count_long_short_ratio,sum_taker_long_short_vol_ratio\n" + "".join(rows)
+            )
+
+
+def liquidations(sc: Scenario) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per perp (``um``, ``cm``): forced fills as (time ms, price, qty, taker buy). Qty is base
+    (USD-M) or contracts (COIN-M), as in the trade archives. A short being liquidated is a forced
+    buy: dense on the squeezed side during each episode's reset and run."""
+    if not sc.liquidations:
+        return {}
+    _, _, _, logp = _path(sc)
+    rng = np.random.default_rng([sc.seed, 3])
+    n = sc.days * DAY
+    rate_buy = np.full(n, sc.liq_rate)
+    rate_sell = np.full(n, sc.liq_rate)
+    for e in sc.episodes:
+        b = e.start - sc.t0 + e.div_len
+        d = b + e.reset_len + e.run_len
+        (rate_buy if e.direction > 0 else rate_sell)[b:d] += sc.squeeze_liq_rate
+    if sc.mirror:
+        rate_buy, rate_sell = rate_sell, rate_buy
+    out = {}
+    for mt in ("um", "cm"):
+        nb, ns = rng.poisson(rate_buy), rng.poisson(rate_sell)
+        sec = np.concatenate([np.repeat(np.arange(n), nb), np.repeat(np.arange(n), ns)])
+        buy = np.concatenate([np.ones(int(nb.sum()), bool), np.zeros(int(ns.sum()), bool)])
+        order = np.argsort(sec, kind="stable")
+        sec, buy = sec[order], buy[order]
+        k = len(sec)
+        ms = (sc.t0 + sec) * 1000 + rng.integers(0, 1000, k)
+        order = np.argsort(ms, kind="stable")
+        sec, buy, ms = sec[order], buy[order], ms[order]
+        worse = np.where(buy, 1.0, -1.0) * 0.0005  # filled beyond the market: bankruptcy price
+        price = np.round(np.exp(logp[sec] + PERP_BASIS[mt] + worse), 1)
+        qty = np.round(rng.lognormal(-1.5, 0.5, k) * sc.volume_scale, 6) + 1e-6
+        if mt == "cm":
+            qty = np.maximum(1.0, np.round(price * qty / sc.contract_usd))
+        out[mt] = (ms, price, qty, buy)
+    return out
+
+
+def store_liquidations(sc: Scenario, store: BarStore, settings: Settings) -> int:
+    """Rewrite the perps' bars of an imported scenario with its liquidations among the trades,
+    through the import pipeline (trades and forced fills of a second in one bar, as a live feeder
+    stores them). Returns the number of liquidations written."""
+    from feeder.ingest.models import Kind, market_id
+    from feeder.ingest.normalise import MarketSpec
+    from feeder.ingest.pipeline import DayBarWriter
+
+    liqs = liquidations(sc)
+    if not liqs:
+        return 0
+    writers = {}
+    for mt in ("um", "cm"):
+        symbol = sc.symbol if mt == "um" else sc.symbol.removesuffix("USDT") + "USD_PERP"
+        market = market_id("BINANCE_FUTURES", symbol)
+        size = settings.market(market, Kind.PERP).contract_size if mt == "cm" else None
+        spec = MarketSpec(market=market, kind=Kind.PERP, exchange="binance", contract_size=size)
+        writers[mt] = DayBarWriter(store, spec)
+    for day in simulate(sc):
+        if day.market_type not in liqs:
+            continue
+        ms, price, qty, buy = liqs[day.market_type]
+        d0 = int(datetime.fromisoformat(day.day).replace(tzinfo=UTC).timestamp())
+        lo, hi = np.searchsorted(ms, [d0 * 1000, (d0 + DAY) * 1000])
+        t_ms = np.concatenate([day.ms, ms[lo:hi]])
+        order = np.argsort(t_ms, kind="stable")
+        flag = np.concatenate([np.zeros(len(day.ms), bool), np.ones(hi - lo, bool)])[order]
+        writers[day.market_type].add_raw(
+            {
+                "ts": t_ms[order],
+                "price": np.concatenate([day.price, price[lo:hi]])[order],
+                "qty": np.concatenate([day.qty, qty[lo:hi]])[order],
+                "is_buyer_maker": np.concatenate([day.buyer_maker, ~buy[lo:hi]])[order],
+                "trade_id": np.arange(len(t_ms), dtype=np.int64) + d0 * 10_000,
+                "liquidation": flag,
+            }
+        )
+    for w in writers.values():
+        w.close()
+    return sum(len(v[0]) for v in liqs.values())

@@ -23,6 +23,12 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
+def _loops_after_stale(text: str) -> int:
+    """Bot loops that ended after the stale notice (heartbeats logged after it)."""
+    at = text.find("SqueezeFlow BTC: flow feed stale")
+    return 0 if at < 0 else text[at:].count("Bot heartbeat.")
+
+
 def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, tmp_path):
     port = _port()
     env = {
@@ -34,6 +40,9 @@ def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, t
         "FREQTRADE__API_SERVER__WS_TOKEN": "ws-token-123",
         "FREQTRADE__API_SERVER__LISTEN_PORT": str(port),
         "FREQTRADE__INTERNALS__PROCESS_THROTTLE_SECS": "1",
+        # FreqTrade's worker logs a heartbeat at the end of a loop when more than this many
+        # seconds passed since the last one: with loops of >= 1 s, one per loop or two.
+        "FREQTRADE__INTERNALS__HEARTBEAT_INTERVAL": "1",
     }
     cmd = [
         sys.executable,
@@ -61,16 +70,16 @@ def test_dry_run_notifies_a_stale_feed_once_and_serves_the_api(e2e, redis_url, t
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
     try:
         api = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "flow feed stale" not in log.read_text():
-            time.sleep(0.5)
-        time.sleep(6)  # several more bot loops (throttle 1 s)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and _loops_after_stale(log.read_text()) < 3:
+            time.sleep(0.5)  # poll the log: the stale notice, then at least 3 more bot loops
         api = httpx.get(f"http://127.0.0.1:{port}/api/v1/show_config", auth=("sfuser", "pw-123456"))
         denied = httpx.get(f"http://127.0.0.1:{port}/api/v1/show_config", auth=("sfuser", "wrong"))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     text = log.read_text()
+    assert _loops_after_stale(text) >= 3, text[-4000:]  # the guard ran loops after notifying
     btc = [
         ln
         for ln in text.splitlines()

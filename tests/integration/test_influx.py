@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 import pandas as pd
 import pytest
@@ -89,10 +93,93 @@ def test_a_4xx_names_the_servers_message(store):
         store.query("SELEC nothing")
 
 
-def test_an_unreachable_server_is_retried_then_reported(free_port=None):
-    s = InfluxStore(InfluxSettings(url="http://127.0.0.1:9", max_retries=2, timeout_s=1))
-    with pytest.raises(InfluxError, match="unreachable"):
-        s.write_lines(["m f=1 1"], rp=None)
+class FlakyProxy:
+    """A loopback HTTP proxy in front of the real InfluxDB that counts every request it gets and
+    fails the first ones as told: ``"503"`` answers 503 with an InfluxDB-style error, ``"drop"``
+    closes the connection without an answer; later requests are forwarded."""
+
+    def __init__(self, upstream: str, failures: list[str]) -> None:
+        self.upstream, self.failures, self.requests = upstream, list(failures), []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._serve()
+
+            def do_POST(self) -> None:
+                self._serve()
+
+            def _serve(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.requests.append((self.command, self.path.split("?")[0]))
+                fail = proxy.failures.pop(0) if proxy.failures else None
+                if fail == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fail == "503":
+                    resp = httpx.Response(503, json={"error": "flaky proxy: try again"})
+                else:
+                    resp = httpx.request(
+                        self.command, proxy.upstream + self.path, content=body, timeout=10
+                    )
+                self.send_response(resp.status_code)
+                self.send_header("Content-Type", resp.headers.get("content-type", "text/plain"))
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_5xx_and_a_dropped_connection_are_retried_and_the_write_lands(influx_db):
+    url, db = influx_db
+    proxy = FlakyProxy(url, ["503", "drop"])
+    try:
+        s = InfluxStore(InfluxSettings(url=proxy.url, database=db, max_retries=2))
+        InfluxStore(InfluxSettings(url=url, database=db)).execute(f'CREATE DATABASE "{db}"')
+        s.write_lines(["retried f=1 1704067200"], rp=None)
+        assert proxy.requests == [("POST", "/write")] * 3  # 503, dropped, then forwarded
+    finally:
+        proxy.close()
+    direct = InfluxStore(InfluxSettings(url=url, database=db))
+    got = direct.query('SELECT "f" FROM "retried"')
+    assert got["time"].tolist() == [1_704_067_200] and got["f"].tolist() == [1]
+
+
+def test_a_server_failing_every_attempt_is_tried_max_retries_plus_one_times_then_reported(
+    influx_db,
+):
+    url, db = influx_db
+    proxy = FlakyProxy(url, ["503"] * 10)
+    try:
+        s = InfluxStore(InfluxSettings(url=proxy.url, database=db, max_retries=2))
+        with pytest.raises(InfluxError, match="503.*flaky proxy: try again"):
+            s.write_lines(["m f=1 1"], rp=None)
+        assert len(proxy.requests) == 3
+    finally:
+        proxy.close()
+
+
+def test_an_unreachable_server_is_retried_then_reported():
+    proxy = FlakyProxy("http://127.0.0.1:9", ["drop"] * 10)  # accepts, never answers
+    try:
+        s = InfluxStore(InfluxSettings(url=proxy.url, max_retries=2, timeout_s=1))
+        with pytest.raises(InfluxError, match="unreachable"):
+            s.write_lines(["m f=1 1"], rp=None)
+        assert len(proxy.requests) == 3  # every attempt reached the server: 1 + max_retries
+    finally:
+        proxy.close()
 
 
 def test_markets_status_lists_what_is_stored(store):

@@ -56,9 +56,12 @@ def test_streams_are_bounded(redis_url, prefix):
 def test_async_publisher(redis_url, prefix):
     async def run():
         a = AsyncRedisBarStream(redis_url, prefix=prefix)
-        await a.publish("BINANCE_FUTURES:btcusdt", "perp", make_bars(1_704_067_200, 20, 3))
+        await a.publish("BINANCE_FUTURES:btcusdt", "perp", bars)
         await a.close()
 
+    bars = make_bars(1_704_067_200, 20, 3, quiet_every=10**9)  # 20 seconds, none quiet
     asyncio.run(run())
     got, _ = RedisBarStream(redis_url, prefix=prefix).read(["BINANCE_FUTURES:btcusdt"])
-    assert len(got) > 0 and set(got["kind"]) == {"perp"}
+    assert len(got) == 20 and set(got["kind"]) == {"perp"}
+    assert got["time"].tolist() == bars["time"].tolist()
+    assert got["vbuy"].tolist() == bars["vbuy"].tolist()

@@ -319,8 +319,13 @@ def test_speed_one_keeps_the_recorded_pace(market_data: Path) -> None:
             await server.stop()
 
     elapsed, got = asyncio.run(scenario())
-    assert got[-1]["timestamp"] - got[0]["timestamp"] >= 2000
-    assert 1.5 <= elapsed < 10, elapsed
+    span_s = (got[-1]["timestamp"] - got[0]["timestamp"]) / 1000
+    assert span_s >= 2
+    # Never ahead of the recording: the first frame received was sent after the subscription
+    # (after t0), the last one no earlier than the recorded span after it, however loaded the
+    # machine (a load only delays). Pacing follows receive times, the span is exchange time:
+    # their recorded difference is well under 0.25 s. No upper bound: a slow machine is slow.
+    assert elapsed >= span_s - 0.25, (elapsed, span_s)
 
 
 # ------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -10,6 +12,15 @@ from feeder.live.spool import Batch, Spool
 from feeder.live.writers import SinkStats, StoreWriter
 from feeder.stores.parquet import ParquetStore
 from tests.store_cases import DAY0, make_bars
+
+
+async def until(condition: Callable[[], object], what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after a generous deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for: {what}")
+        await asyncio.sleep(0.02)
 
 
 def test_spool_round_trips_batches_in_order_and_quarantines_a_torn_last_line(tmp_path):
@@ -46,13 +57,11 @@ def test_a_failing_store_spools_then_replays_everything_once_in_order(tmp_path):
             writer.put(Batch("BINANCE:btcusdt", "spot", "1s", bars.iloc[i : i + 60]))
         writer.put(Batch("BINANCE:btcusdt", "spot", "coverage", None, DAY0, DAY0 + 600))
         writer.put(Batch("BINANCE_FUTURES:btcusdt", "perp", "oi", oi))  # open interest too
-        await asyncio.sleep(1.0)
-        assert not stats.store_up and len(writer.spool) >= 12
+        await until(lambda: len(writer.spool) >= 12, "all 12 batches spooled")
+        assert not stats.store_up
         root.unlink()  # the store comes back
-        for _ in range(100):
-            await asyncio.sleep(0.1)
-            if stats.store_up and not len(writer.spool):
-                break
+        await until(lambda: stats.store_up and not len(writer.spool), "the spool replayed")
+        assert await writer.drain(timeout=60)
         task.cancel()
 
     asyncio.run(scenario())
@@ -129,16 +138,13 @@ def test_the_spool_is_bounded_dropped_seconds_become_gaps_never_coverage(tmp_pat
             writer.put(Batch("BINANCE:btcusdt", "spot", "1s", bars.iloc[i : i + 60]))
             writer.put(Batch("BINANCE:btcusdt", "spot", "coverage", None, DAY0 + i, DAY0 + i + 60))
             await asyncio.sleep(0.01)
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if writer.queue.empty() and writer.alert:
-                break
+        await until(lambda: writer.queue.empty() and writer.alert, "the queue drained, alerted")
         assert 0 < writer.spool.bytes <= 100_000, writer.spool.bytes  # bounded
         root.unlink()  # the store is back
-        for _ in range(200):
-            await asyncio.sleep(0.05)
-            if stats.store_up and not len(writer.spool) and writer.queue.empty():
-                break
+        # Everything queued written (the batches the writer holds too, not only an empty
+        # queue), the spool replayed: the writer's own drain, as the feeder's stop uses it.
+        assert await writer.drain(timeout=60)
+        assert stats.store_up and not len(writer.spool)
         task.cancel()
 
     asyncio.run(scenario())

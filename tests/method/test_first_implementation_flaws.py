@@ -151,15 +151,35 @@ def test_flaw_8_backtests_never_fetch_live_data(planted, monkeypatch):
 
 
 def test_flaw_9_flow_is_merged_by_candle_time_and_prices_never_become_nan(planted):
+    """The strategy's own merge (``SqueezeFlow._merge_flow``) with the flow of three candles
+    missing: prices stay, those candles are gaps (not entries), the rest lines up by time."""
+    import json
+
+    from SqueezeFlow import SqueezeFlow
+
+    from tests.conftest import REPO
+
+    cfg = json.loads((REPO / "config.json").read_text())
+    cfg["squeezeflow"]["store"]["parquet_dir"] = str(planted.store.root)
+    strat = SqueezeFlow(cfg)
     df = planted.frame("5m")
-    flow = df.drop(index=[10, 11, 12])  # flow missing for three candles
-    candles = df[["date", "open", "high", "low", "close"]]
-    merged = candles.merge(
-        flow.drop(columns=["open", "high", "low", "close"]), on="date", how="left"
-    )
+    candles = df[["date", "open", "high", "low", "close", "volume"]]
+    first, last = candles["date"].iloc[0], candles["date"].iloc[-1]
+    flow = strat.flow.history("BTC", first, last)
+    holed = flow.drop(index=pd.DatetimeIndex(candles.loc[10:12, "date"]))
+    assert len(holed) == len(flow) - 3
+    strat.flow._history = {k: holed for k in strat.flow._history}  # what the store would give
+    merged = strat._merge_flow(candles, "BTC/USDT:USDT")
+    assert len(merged) == len(candles)
+    pd.testing.assert_frame_equal(merged[list(candles.columns)], candles)  # prices untouched
     assert merged[["open", "high", "low", "close"]].notna().all().all()
     assert merged.loc[10:12, "spot_vbuy"].isna().all()
+    assert not merged.loc[10:12, "cvd_ok"].any()  # a missing candle is a gap, never complete
     assert merged.loc[13, "spot_vbuy"] == df.loc[13, "spot_vbuy"]  # by time, not by position
+    assert merged.loc[13, "spot_vbuy"] != df.loc[16, "spot_vbuy"]
+    assert merged.loc[13:, "cvd_ok"].all()
+    out = compute(merged, P, 300)
+    assert not (out["sf_enter_long"] | out["sf_enter_short"]).iloc[10:13].any()
 
 
 def test_flaw_10_spot_and_perp_flow_come_from_their_own_markets(planted):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import shutil
 import threading
 from functools import partial
@@ -15,7 +17,7 @@ import pytest
 from feeder.read.flow import load_flow
 from feeder.settings import settings_from_dict
 from feeder.stores.parquet import ParquetStore
-from feeder.tools.cli import main
+from feeder.tools.cli import build_parser, main
 
 pytestmark = pytest.mark.shared
 
@@ -205,8 +207,13 @@ def test_bad_config_key_is_refused_at_start(tmp_path, capsys):
 
 
 def test_help_lists_every_command(capsys):
+    """Every subcommand the parser accepts is listed, with its help line, in ``--help``."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = list(sub.choices)
+    assert len(commands) >= 7  # import, export-candles, status, setup-influx, run, replay, ...
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("import", "export-candles", "status", "setup-influx"):
-        assert cmd in out
+    listed = re.findall(r"^ {4}(\S+)(?: +\S|\n {20,}\S)", out, flags=re.M)
+    assert listed == commands

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -62,24 +63,30 @@ def test_a_writer_killed_mid_write_never_leaves_a_half_file(tmp_path):
         "    s.write_bars('BINANCE:btcusdt', 'spot', b, '1s')\n"
     )
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    for delay in (0.3, 0.55, 0.8):
+    day_dir = tmp_path / "bars_1s/BINANCE.btcusdt"
+    target = day_dir / "2024-01-01.parquet"
+    mid_write_kills = attempts = 0
+    while mid_write_kills < 3:  # kill it mid-write (a temporary file is being written) 3 times
+        attempts += 1
+        assert attempts <= 30, f"only {mid_write_kills} of {attempts - 1} kills hit a write"
         p = subprocess.Popen(
             [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, env=env
         )
         assert p.stdout is not None and p.stdout.readline().strip() == b"ready"
-        try:
-            p.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGKILL)
-            p.wait()
+        deadline = time.monotonic() + 60
+        while not any(f.name.endswith(".tmp") for f in os.scandir(day_dir)):
+            assert time.monotonic() < deadline and p.poll() is None, "the writer never wrote"
+            time.sleep(0.001)
+        p.send_signal(signal.SIGKILL)  # a write is in progress: its temporary file exists
+        p.wait()
+        leftovers = [f for f in day_dir.iterdir() if f.name.endswith(".tmp")]
+        mid_write_kills += bool(leftovers)  # else the write finished before the kill landed
         got = store.read_bars("BINANCE:btcusdt", cases.DAY0, cases.DAY0 + 86_400, "1s")
         assert len(got) == 86_400
         assert np.isfinite(got["vbuy"]).all()
-    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
-    assert len(leftovers) <= 3  # SIGKILL can leave a temp file, never a broken target
-    assert (
-        pd.read_parquet(tmp_path / "bars_1s/BINANCE.btcusdt/2024-01-01.parquet").shape[0] == 86_400
-    )
+        assert pd.read_parquet(target).shape[0] == 86_400  # the target is always whole
+        for f in leftovers:  # what a crash leaves: a temporary file, never a broken target
+            f.unlink()
 
 
 def test_live_appends_are_parts_merged_on_read_and_compacted(tmp_path):
