@@ -17,7 +17,8 @@ import difflib
 import numpy as np
 import pandas as pd
 
-from feeder.settings import Settings
+from feeder.ingest.models import Kind
+from feeder.settings import MarketSettings, Settings
 from feeder.stores import BarStore
 from feeder.stores.coverage import covered
 from feeder.stores.provenance import LABEL, provenance, where
@@ -132,18 +133,33 @@ def staleness_text(age: float, now: float) -> str:
     return f"newest bar {human_age(age)} old, since {since:%Y-%m-%d %H:%M} UTC"
 
 
-def complete_until(store: BarStore, markets: list[str], window_until: int | None) -> int | None:
+def complete_until(
+    store: BarStore,
+    markets: list[MarketSettings],
+    window_until: int | None,
+    *,
+    require: str = "all",
+) -> int | None:
     """Until when the store's flow of a coin is complete: the end of the last complete candle of
-    the catch-up window, else the end of the slowest market's coverage (None: a market has none)."""
+    the catch-up window, else, by the ``flow.require`` rule, the end of the slowest market's
+    coverage (``all``; None: a market has none) or of the slower kind's furthest-reaching market
+    (``each_kind``; None: a kind has no coverage)."""
     if window_until is not None:
         return window_until
-    ends = []
+    ends: dict[Kind, list[int]] = {Kind.SPOT: [], Kind.PERP: []}
     for m in markets:
-        cov = store.coverage(m)
+        cov = store.coverage(m.id)
         if not len(cov):
-            return None
-        ends.append(int(cov[-1, 1]))
-    return min(ends) if ends else None
+            if require == "all":
+                return None
+            continue
+        ends[m.kind].append(int(cov[-1, 1]))
+    if require == "all":
+        every = ends[Kind.SPOT] + ends[Kind.PERP]
+        return min(every) if every else None
+    if not ends[Kind.SPOT] or not ends[Kind.PERP]:
+        return None
+    return min(max(ends[Kind.SPOT]), max(ends[Kind.PERP]))
 
 
 def catch_up_message(

@@ -141,7 +141,8 @@ def load_flow(
     df = assemble(opens, parts, per_market=per_market, require=settings.flow.require)
     if notes:
         df.attrs["notes"] = notes
-    df["oi"] = open_interest(store, [m.id for m in markets if m.kind is Kind.PERP], s, e, tf, n)
+    perps = [m.id for m in markets if m.kind is Kind.PERP]
+    df["oi"] = open_interest(store, perps, s, e, tf, n, require=settings.flow.require)
     return df
 
 
@@ -149,22 +150,37 @@ def load_flow(
 OI_MAX_AGE_S = 3600
 
 
-def open_interest(store: BarStore, perps: list[str], s: int, e: int, tf: int, n: int) -> np.ndarray:
+def open_interest(
+    store: BarStore,
+    perps: list[str],
+    s: int,
+    e: int,
+    tf: int,
+    n: int,
+    *,
+    require: str = "all",
+) -> np.ndarray:
     """Summed perp open interest (USD) as observed at or before each candle's close.
 
     Each market's last observation with ``time < candle end``, carried forward (causal) for at
-    most ``max(tf, OI_MAX_AGE_S)`` seconds; NaN where any perp market has none (never a partial
-    sum). The same function serves history (``load_flow``) and live (``FlowSource``).
+    most ``max(tf, OI_MAX_AGE_S)`` seconds; NaN where any summed perp market has none (never a
+    partial sum). ``require="each_kind"`` (``flow.require``) sums the perps that have any OI in
+    the range and leaves out those with none at all (a venue without OI history); ``all`` needs
+    every perp. The same function serves history (``load_flow``) and live (``FlowSource``).
     """
     if not perps:
         return np.full(n, np.nan)
     ends = s + tf * (np.arange(n, dtype=np.int64) + 1)
     reach = max(tf, OI_MAX_AGE_S)
     total = np.zeros(n)
+    summed = 0
     for market in perps:
         oi = store.read_oi(market, s - reach, e)
+        if len(oi) == 0 and require == "each_kind":
+            continue
         if len(oi) == 0:
             return np.full(n, np.nan)
+        summed += 1
         order = np.argsort(oi["time"].to_numpy(np.int64), kind="stable")
         t = oi["time"].to_numpy(np.int64)[order]
         v = oi["oi"].to_numpy(np.float64)[order]
@@ -172,7 +188,7 @@ def open_interest(store: BarStore, perps: list[str], s: int, e: int, tf: int, n:
         safe = np.maximum(j, 0)
         ok = (j >= 0) & (ends - t[safe] <= reach)
         total += np.where(ok, v[safe], np.nan)
-    return total
+    return total if summed else np.full(n, np.nan)
 
 
 def assemble(

@@ -136,8 +136,9 @@ class FlowSource:
             self._lost[m.id] = []
         until = complete_until(
             self.store,
-            [m.id for m in self.settings.markets(coin)],
+            self.settings.markets(coin),
             start + last * self.tf if ok.any() else None,
+            require=self.settings.flow.require,
         )
         if self._logged_until.get(coin, -1) != until:  # said once, again only when it changes
             self._logged_until[coin] = until
@@ -324,7 +325,15 @@ class FlowSource:
         # still reaches the candle it was observed in (as the backtest sees it).
         s0 = int(df.index[0].timestamp()) if len(df) else b
         perps = [m.id for m in markets if m.kind is Kind.PERP]
-        df["oi"] = open_interest(self.store, perps, s0, s0 + len(df) * self.tf, self.tf, len(df))
+        df["oi"] = open_interest(
+            self.store,
+            perps,
+            s0,
+            s0 + len(df) * self.tf,
+            self.tf,
+            len(df),
+            require=self.settings.flow.require,
+        )
         self._candles[coin] = df
         # Keep the 1-second buffer bounded: seconds before the oldest candle kept are dropped.
         for m in markets:

@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             generate(Scenario.planted(), archive)
         _run(*feeder, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress")
         overlay = root / "config.json"
-        overlay.write_text(
-            json.dumps({"squeezeflow": {"store": {"parquet_dir": str(store)}}}, indent=1) + "\n"
-        )
+        overlay.write_text(json.dumps({"squeezeflow": synthetic_section(store)}, indent=1) + "\n")
 
     console.print("[bold]== the store now holds:[/]")
     _run(*feeder, "--store-dir", str(store), "status")
@@ -218,6 +216,16 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[bold yellow]Those results are on SYNTHETIC data with planted squeezes.[/]")
     _next_steps(store, datadir, results, overlay, wrapper, timerange, synthetic)
     return 0
+
+
+def synthetic_section(store: Path) -> dict[str, object]:
+    """The SYNTHETIC sample's settings overlay: its store, and as BTC's markets the ones it holds
+    (config.json lists every venue; the sample has Binance only, so no "no history" lines)."""
+    from feeder.stores.parquet import ParquetStore
+
+    held = ParquetStore(store).markets()
+    coins = {k: sorted(m for m, kind in held.items() if kind == k) for k in ("spot", "perp")}
+    return {"store": {"parquet_dir": str(store)}, "coins": {"BTC": coins}}
 
 
 def _rel(p: Path) -> str:
