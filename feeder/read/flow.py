@@ -105,7 +105,7 @@ def load_flow(
     markets = settings.markets(coin)
     grouped: dict[str, pd.DataFrame] | None = None
     use_1m = tf % 60 == 0
-    if use_1m and store.name == "influx" and n:
+    if store.name == "influx" and n:  # every market's query in flight together
         grouped = store.read_grouped([m.id for m in markets], s, e, tf)  # type: ignore[attr-defined]
 
     parts = []
@@ -117,6 +117,8 @@ def load_flow(
             sums = bucket_bars(grouped[m.id], s, tf, n)
             if len(cov) == 0 and len(minutes) == 0:
                 cov = inferred_coverage(store.read_bars(m.id, s, e, "1m"))
+                if len(cov) and not use_1m:
+                    log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
         else:
             bars = store.read_bars(m.id, s, e, "1m" if use_1m else "1s")
             sums = bucket_bars(bars, s, tf, n)
