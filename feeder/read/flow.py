@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from feeder.ingest.models import FLOW_FIELDS, Kind
+from feeder.read.diagnostics import flow_segments
 from feeder.settings import MarketSettings, Settings
 from feeder.stores import MINUTE_SUFFIX, BarStore
 from feeder.stores.coverage import (
@@ -212,6 +213,7 @@ def assemble(
     n = len(opens)
     cols: dict[str, np.ndarray] = {}
     complete = np.ones(n, np.bool_)
+    used: list[tuple[str, np.ndarray]] = []
     for kind in (Kind.SPOT, Kind.PERP):
         acc = {f: np.full(n, np.nan) for f in (*FLOW_FIELDS, "close")}
         any_ok = np.zeros(n, np.bool_)
@@ -220,6 +222,7 @@ def assemble(
             if require == "all":
                 complete &= ok
             has = ok | sums["_present"] if require == "all" else ok
+            used.append((m.id, has))
             for f in FLOW_FIELDS:
                 v = np.where(has, sums[f], np.nan)
                 acc[f] = np.where(np.isnan(acc[f]), v, acc[f] + np.nan_to_num(v))
@@ -237,6 +240,8 @@ def assemble(
     index = pd.DatetimeIndex(pd.to_datetime(opens, unit="s", utc=True), name="date")
     df = pd.DataFrame({c: cols[c] for c in order}, index=index)
     df["complete"] = complete
+    df.attrs["markets"] = flow_segments(opens, used)  # which markets made each candle's flow
+    df.attrs["markets_used"] = tuple(m for m, u in used if u.any())
     if per_market:
         extra = {c: v for c, v in cols.items() if "|" in c}
         df = pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)

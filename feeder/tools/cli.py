@@ -369,7 +369,7 @@ def _day(t: int) -> str:
 
 def _print_status(store: BarStore, settings: Settings, only: set[str] | None = None) -> None:
     from feeder.stores.provenance import LABEL, where
-    from feeder.tools.status import store_status
+    from feeder.tools.status import status_notes, store_status
 
     rows = [r for r in store_status(store, settings) if only is None or r.market in only]
     synthetic = any(r.synthetic for r in rows)
@@ -394,6 +394,8 @@ def _print_status(store: BarStore, settings: Settings, only: set[str] | None = N
     if not out.is_terminal:
         out = Console(width=200)  # piped or captured: do not squeeze the table to 80 columns
     out.print(t)
+    for note in status_notes(rows):  # markets without history, stored markets no coin uses
+        console.print(f"[yellow]{note}[/]")
     if synthetic:
         console.print(
             f"[bold yellow]SYNTHETIC:[/] this store holds {LABEL}; real imports into it are refused"
