@@ -112,7 +112,7 @@ def history_warnings(
             f"Not covered: {', '.join(lacking)}; {'; '.join(todo)}; then check with "
             "squeezeflow-feeder status"
         )
-    return out + market_lines(store, settings, coin, flow, typos=set(typos))
+    return out + market_lines(store, settings, coin, flow, typos=set(typos), stored=stored)
 
 
 #: A flow segment: first and last candle open (epoch s) and the markets whose flow made them.
@@ -190,14 +190,20 @@ def without_history(settings: Settings, coin: str, flow: pd.DataFrame) -> list[s
     return [m.id for m in settings.markets(coin) if m.id not in used]
 
 
-def unused_stored(store: BarStore, settings: Settings) -> list[str]:
-    """Markets the store holds (bars or coverage records) that no coin in ``coins`` uses."""
+def unused_stored(stored: list[str], settings: Settings) -> list[str]:
+    """Markets the store holds (``store.markets()``) that no coin in ``coins`` uses."""
     configured = {m.id for m in settings.all_markets()}
-    return sorted(m for m in store.markets() if m and m not in configured)
+    return sorted(m for m in stored if m and m not in configured)
 
 
 def market_lines(
-    store: BarStore, settings: Settings, coin: str, flow: pd.DataFrame, *, typos: set[str]
+    store: BarStore,
+    settings: Settings,
+    coin: str,
+    flow: pd.DataFrame,
+    *,
+    typos: set[str],
+    stored: list[str] | None = None,
 ) -> list[str]:
     """The start-up lines naming configured markets without history for the range (except
     ``typos``, warned about on their own) and stored markets no coin uses."""
@@ -213,7 +219,7 @@ def market_lines(
                 f"flow: {', '.join(none)} (flow.require={settings.flow.require}; import their "
                 f"archives or drop them from squeezeflow.coins.{coin})"
             )
-    unused = unused_stored(store, settings)
+    unused = unused_stored(list(store.markets()) if stored is None else stored, settings)
     if unused:
         out.append(
             f"SqueezeFlow: the {where(store)} holds markets no coin in squeezeflow.coins uses: "
