@@ -137,16 +137,32 @@ class ExchangeSettings(_Strict):
     backfill: bool = True
 
 
+#: One main quote per venue: the books the archives cover and no duplicate book (Coinbase's
+#: BTC-USDC is its BTC-USD book). ``Settings().coins`` lists exactly what these collect for BTC
+#: and ETH (tests/unit/test_default_markets.py).
 DEFAULT_EXCHANGES = (
-    ExchangeSettings(id="binance", kind=Kind.SPOT),
-    ExchangeSettings(id="binanceusdm", kind=Kind.PERP),
-    ExchangeSettings(id="binancecoinm", kind=Kind.PERP),
-    ExchangeSettings(id="bybit", kind=Kind.SPOT),
+    ExchangeSettings(id="binance", kind=Kind.SPOT, quotes=("USDT",)),
+    ExchangeSettings(id="binanceusdm", kind=Kind.PERP, quotes=("USDT",)),
+    ExchangeSettings(id="binancecoinm", kind=Kind.PERP, quotes=("USD",)),
+    ExchangeSettings(id="bybit", kind=Kind.SPOT, quotes=("USDT",)),
     ExchangeSettings(id="bybit", kind=Kind.PERP, quotes=("USDT",)),
-    ExchangeSettings(id="okx", kind=Kind.SPOT),
+    ExchangeSettings(id="okx", kind=Kind.SPOT, quotes=("USDT",)),
     ExchangeSettings(id="okx", kind=Kind.PERP, quotes=("USDT",)),
-    ExchangeSettings(id="coinbase", kind=Kind.SPOT, quotes=("USD", "USDC")),
+    ExchangeSettings(id="coinbase", kind=Kind.SPOT, quotes=("USD",)),
 )
+
+
+def default_coin(c: str) -> CoinSettings:
+    """Every market the default feeder collects for coin ``c`` (lower-case ids as it writes)."""
+    return CoinSettings(
+        spot=(f"BINANCE:{c}usdt", f"BYBIT_SPOT:{c}usdt", f"OKEX:{c}-usdt", f"COINBASE:{c}-usd"),
+        perp=(
+            f"BINANCE_FUTURES:{c}usdt",
+            f"BINANCE_FUTURES:{c}usd_perp",
+            f"BYBIT:{c}usdt",
+            f"OKEX:{c}-usdt-swap",
+        ),
+    )
 
 
 class FeederSettings(_Strict):
@@ -174,29 +190,21 @@ class FeederSettings(_Strict):
 class FlowSettings(_Strict):
     """How a candle's flow is made of its coin's markets: one rule for backtest and live.
 
-    ``require``: ``all`` (default) - a candle is complete only when every configured market
-    covers it; ``each_kind`` - complete when at least one spot and one perp market cover it,
-    and only the covering markets contribute (a market without history for a range leaves the
-    others usable instead of making every candle incomplete).
+    ``require``: ``each_kind`` (default) - a candle is complete when at least one spot and one
+    perp market cover it, and only the covering markets contribute (a venue without history for
+    a range, e.g. Bybit in a Binance-only archive import, leaves the others usable instead of
+    making every candle incomplete); ``all`` - complete only when every configured market
+    covers it (strict: use it when every market has history for the whole range).
     """
 
-    require: Literal["all", "each_kind"] = "all"
+    require: Literal["all", "each_kind"] = "each_kind"
 
 
 class Settings(_Strict):
     store: StoreSettings = StoreSettings()
     redis: RedisSettings = RedisSettings()
     coins: dict[str, CoinSettings] = Field(
-        default_factory=lambda: {
-            "BTC": CoinSettings(
-                spot=("BINANCE:btcusdt",),
-                perp=("BINANCE_FUTURES:btcusdt", "BINANCE_FUTURES:btcusd_perp"),
-            ),
-            "ETH": CoinSettings(
-                spot=("BINANCE:ethusdt",),
-                perp=("BINANCE_FUTURES:ethusdt", "BINANCE_FUTURES:ethusd_perp"),
-            ),
-        }
+        default_factory=lambda: {"BTC": default_coin("btc"), "ETH": default_coin("eth")}
     )
     contract_sizes: dict[str, float] = Field(default_factory=dict)
     feeder: FeederSettings = FeederSettings()

@@ -20,7 +20,8 @@ SETTINGS = settings_from_dict(
                 "spot": ["BINANCE:btcusdt", "COINBASE:btc-usd"],
                 "perp": ["BINANCE_FUTURES:btcusdt", "BINANCE_FUTURES:btcusd_perp"],
             }
-        }
+        },
+        "flow": {"require": "all"},  # the strict rule: every market's gap shows
     },
     env=False,
 )

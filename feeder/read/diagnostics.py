@@ -6,6 +6,8 @@ of the dry-run catch-up line.
 - ``history_warnings``: a backtest's flow is SYNTHETIC, missing for most candles (coin, markets,
   store, range and what to import), or read from a market id the store does not know (with the
   closest known id).
+- ``market_lines`` / ``composition_lines``: configured markets without history for the range,
+  stored markets no coin uses, and which markets made up each candle's flow (runs of candles).
 - ``catch_up_message``: the dry-run start line; "store complete until" only when the store
   really is complete until then, staleness in human units.
 """
@@ -17,7 +19,8 @@ import difflib
 import numpy as np
 import pandas as pd
 
-from feeder.settings import Settings
+from feeder.ingest.models import Kind
+from feeder.settings import MarketSettings, Settings
 from feeder.stores import BarStore
 from feeder.stores.coverage import covered
 from feeder.stores.provenance import LABEL, provenance, where
@@ -86,12 +89,12 @@ def history_warnings(
         if m in stored or len(store.coverage(m)):
             continue
         guess = closest_market(m, sorted(set(stored) - {m}))
-        if guess:
+        if guess:  # a likely typo: said on its own; other absent markets are in market_lines
             typos[m] = guess
-        out.append(
-            f"SqueezeFlow: market {m} (squeezeflow.coins.{coin}) is not in the {where(store)}"
-            + (f"; did you mean {guess}?" if guess else f"; it holds {', '.join(stored) or 'none'}")
-        )
+            out.append(
+                f"SqueezeFlow: market {m} (squeezeflow.coins.{coin}) is not in the "
+                f"{where(store)}; did you mean {guess}?"
+            )
     missing = int((~flow["complete"].to_numpy(bool)).sum())
     if missing >= MISSING_SHARE * len(flow):
         opens = flow.index.as_unit("s").asi8.astype(np.int64)
@@ -109,7 +112,124 @@ def history_warnings(
             f"Not covered: {', '.join(lacking)}; {'; '.join(todo)}; then check with "
             "squeezeflow-feeder status"
         )
+    return out + market_lines(store, settings, coin, flow, typos=set(typos), stored=stored)
+
+
+#: A flow segment: first and last candle open (epoch s) and the markets whose flow made them.
+Segment = tuple[int, int, tuple[str, ...]]
+#: Segments kept per frame (and lines logged per load); the rest are counted.
+MAX_SEGMENTS = 12
+
+
+def flow_segments(opens: np.ndarray, used: list[tuple[str, np.ndarray]]) -> list[Segment]:
+    """Runs of consecutive candles made of the same markets (``used``: each market's mask of the
+    candles its flow went into), at most ``MAX_SEGMENTS`` + 1 (the last one is the newest)."""
+    n = len(opens)
+    if not n:
+        return []
+    ids = [m for m, _ in used]
+    masks = np.stack([u for _, u in used]) if used else np.zeros((0, n), np.bool_)
+    change = np.flatnonzero((masks[:, 1:] != masks[:, :-1]).any(axis=0)) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    ends = np.concatenate([change, [n]]).astype(np.int64) - 1
+    out = [
+        (int(opens[a]), int(opens[b]), tuple(m for m, u in zip(ids, masks[:, a], strict=True) if u))
+        for a, b in zip(starts, ends, strict=True)
+    ]
+    if len(out) <= MAX_SEGMENTS + 1:
+        return out
+    return [*out[:MAX_SEGMENTS], (-1, -1, ()), out[-1]]  # (-1, -1, ()): runs left out
+
+
+def _markets_text(settings: Settings, coin: str, markets: tuple[str, ...]) -> str:
+    kinds = {m.id: m.kind for m in settings.markets(coin)}
+    spot = [m for m in markets if kinds.get(m) is Kind.SPOT]
+    perp = [m for m in markets if kinds.get(m) is Kind.PERP]
+    return f"spot {', '.join(spot) or 'none'}; perp {', '.join(perp) or 'none'}"
+
+
+def composition_lines(settings: Settings, coin: str, flow: pd.DataFrame, tf_s: int) -> list[str]:
+    """Which markets made up each candle's flow: one line per run of candles made of the same
+    markets (a backtest says it once per range; live says the newest run when it changes)."""
+    segs: list[Segment] = flow.attrs.get("markets", [])
+    out = []
+    for a, b, markets in segs:
+        if a < 0:
+            out.append(f"SqueezeFlow: {coin} flow: more changes of its markets (status shows gaps)")
+            continue
+        n = (b - a) // tf_s + 1
+        out.append(
+            f"SqueezeFlow: {coin} flow {_utc(a)}..{_utc(b + tf_s)} UTC ({n} candles) made of "
+            + (_markets_text(settings, coin, markets) if markets else "no market (no flow)")
+        )
     return out
+
+
+def newest_markets(flow: pd.DataFrame) -> tuple[int, tuple[str, ...]] | None:
+    """The newest complete candle's open and the markets that made its flow (None: none is
+    complete). Live uses it: the forming candle has no market yet and must not count as a change."""
+    ok = np.flatnonzero(flow["complete"].to_numpy(bool))
+    if not len(ok):
+        return None
+    t = int(flow.index[ok[-1]].timestamp())
+    for a, b, markets in reversed(flow.attrs.get("markets", [])):
+        if a <= t <= b:
+            return a, markets
+    return None
+
+
+def live_markets_line(settings: Settings, coin: str, since: int, markets: tuple[str, ...]) -> str:
+    return f"SqueezeFlow: {coin} flow since {_utc(since)} UTC made of " + _markets_text(
+        settings, coin, markets
+    )
+
+
+def without_history(settings: Settings, coin: str, flow: pd.DataFrame) -> list[str]:
+    """Configured markets of ``coin`` whose flow went into none of ``flow``'s candles."""
+    used = set(flow.attrs.get("markets_used", ()))
+    return [m.id for m in settings.markets(coin) if m.id not in used]
+
+
+def unused_stored(stored: list[str], settings: Settings) -> list[str]:
+    """Markets the store holds (``store.markets()``) that no coin in ``coins`` uses."""
+    configured = {m.id for m in settings.all_markets()}
+    return sorted(m for m in stored if m and m not in configured)
+
+
+def market_lines(
+    store: BarStore,
+    settings: Settings,
+    coin: str,
+    flow: pd.DataFrame,
+    *,
+    typos: set[str],
+    stored: list[str] | None = None,
+) -> list[str]:
+    """The start-up lines naming configured markets without history for the range (except
+    ``typos``, warned about on their own) and stored markets no coin uses."""
+    out = []
+    if len(flow):
+        none = [m for m in without_history(settings, coin, flow) if m not in typos]
+        if none:
+            span = (
+                f"{_utc(int(flow.index[0].timestamp()))}..{_utc(int(flow.index[-1].timestamp()))}"
+            )
+            out.append(
+                f"SqueezeFlow: {coin} markets without history for {span} UTC, so in no candle's "
+                f"flow: {', '.join(none)} (flow.require={settings.flow.require}; import their "
+                f"archives or drop them from squeezeflow.coins.{coin})"
+            )
+    unused = unused_stored(list(store.markets()) if stored is None else stored, settings)
+    if unused:
+        out.append(
+            f"SqueezeFlow: the {where(store)} holds markets no coin in squeezeflow.coins uses: "
+            f"{', '.join(unused)}"
+        )
+    return out
+
+
+def _utc(t: int) -> str:
+    return pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M")
 
 
 def human_age(seconds: float) -> str:
@@ -132,18 +252,33 @@ def staleness_text(age: float, now: float) -> str:
     return f"newest bar {human_age(age)} old, since {since:%Y-%m-%d %H:%M} UTC"
 
 
-def complete_until(store: BarStore, markets: list[str], window_until: int | None) -> int | None:
+def complete_until(
+    store: BarStore,
+    markets: list[MarketSettings],
+    window_until: int | None,
+    *,
+    require: str = "all",
+) -> int | None:
     """Until when the store's flow of a coin is complete: the end of the last complete candle of
-    the catch-up window, else the end of the slowest market's coverage (None: a market has none)."""
+    the catch-up window, else, by the ``flow.require`` rule, the end of the slowest market's
+    coverage (``all``; None: a market has none) or of the slower kind's furthest-reaching market
+    (``each_kind``; None: a kind has no coverage)."""
     if window_until is not None:
         return window_until
-    ends = []
+    ends: dict[Kind, list[int]] = {Kind.SPOT: [], Kind.PERP: []}
     for m in markets:
-        cov = store.coverage(m)
+        cov = store.coverage(m.id)
         if not len(cov):
-            return None
-        ends.append(int(cov[-1, 1]))
-    return min(ends) if ends else None
+            if require == "all":
+                return None
+            continue
+        ends[m.kind].append(int(cov[-1, 1]))
+    if require == "all":
+        every = ends[Kind.SPOT] + ends[Kind.PERP]
+        return min(every) if every else None
+    if not ends[Kind.SPOT] or not ends[Kind.PERP]:
+        return None
+    return min(max(ends[Kind.SPOT]), max(ends[Kind.PERP]))
 
 
 def catch_up_message(

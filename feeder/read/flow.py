@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from feeder.ingest.models import FLOW_FIELDS, Kind
+from feeder.read.diagnostics import flow_segments
 from feeder.settings import MarketSettings, Settings
 from feeder.stores import MINUTE_SUFFIX, BarStore
 from feeder.stores.coverage import (
@@ -105,7 +106,7 @@ def load_flow(
     markets = settings.markets(coin)
     grouped: dict[str, pd.DataFrame] | None = None
     use_1m = tf % 60 == 0
-    if use_1m and store.name == "influx" and n:
+    if store.name == "influx" and n:  # every market's query in flight together
         grouped = store.read_grouped([m.id for m in markets], s, e, tf)  # type: ignore[attr-defined]
 
     parts = []
@@ -117,6 +118,8 @@ def load_flow(
             sums = bucket_bars(grouped[m.id], s, tf, n)
             if len(cov) == 0 and len(minutes) == 0:
                 cov = inferred_coverage(store.read_bars(m.id, s, e, "1m"))
+                if len(cov) and not use_1m:
+                    log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
         else:
             bars = store.read_bars(m.id, s, e, "1m" if use_1m else "1s")
             sums = bucket_bars(bars, s, tf, n)
@@ -141,7 +144,8 @@ def load_flow(
     df = assemble(opens, parts, per_market=per_market, require=settings.flow.require)
     if notes:
         df.attrs["notes"] = notes
-    df["oi"] = open_interest(store, [m.id for m in markets if m.kind is Kind.PERP], s, e, tf, n)
+    perps = [m.id for m in markets if m.kind is Kind.PERP]
+    df["oi"] = open_interest(store, perps, s, e, tf, n, require=settings.flow.require)
     return df
 
 
@@ -149,22 +153,37 @@ def load_flow(
 OI_MAX_AGE_S = 3600
 
 
-def open_interest(store: BarStore, perps: list[str], s: int, e: int, tf: int, n: int) -> np.ndarray:
+def open_interest(
+    store: BarStore,
+    perps: list[str],
+    s: int,
+    e: int,
+    tf: int,
+    n: int,
+    *,
+    require: str = "all",
+) -> np.ndarray:
     """Summed perp open interest (USD) as observed at or before each candle's close.
 
     Each market's last observation with ``time < candle end``, carried forward (causal) for at
-    most ``max(tf, OI_MAX_AGE_S)`` seconds; NaN where any perp market has none (never a partial
-    sum). The same function serves history (``load_flow``) and live (``FlowSource``).
+    most ``max(tf, OI_MAX_AGE_S)`` seconds; NaN where any summed perp market has none (never a
+    partial sum). ``require="each_kind"`` (``flow.require``) sums the perps that have any OI in
+    the range and leaves out those with none at all (a venue without OI history); ``all`` needs
+    every perp. The same function serves history (``load_flow``) and live (``FlowSource``).
     """
     if not perps:
         return np.full(n, np.nan)
     ends = s + tf * (np.arange(n, dtype=np.int64) + 1)
     reach = max(tf, OI_MAX_AGE_S)
     total = np.zeros(n)
+    summed = 0
     for market in perps:
         oi = store.read_oi(market, s - reach, e)
+        if len(oi) == 0 and require == "each_kind":
+            continue
         if len(oi) == 0:
             return np.full(n, np.nan)
+        summed += 1
         order = np.argsort(oi["time"].to_numpy(np.int64), kind="stable")
         t = oi["time"].to_numpy(np.int64)[order]
         v = oi["oi"].to_numpy(np.float64)[order]
@@ -172,7 +191,7 @@ def open_interest(store: BarStore, perps: list[str], s: int, e: int, tf: int, n:
         safe = np.maximum(j, 0)
         ok = (j >= 0) & (ends - t[safe] <= reach)
         total += np.where(ok, v[safe], np.nan)
-    return total
+    return total if summed else np.full(n, np.nan)
 
 
 def assemble(
@@ -194,6 +213,7 @@ def assemble(
     n = len(opens)
     cols: dict[str, np.ndarray] = {}
     complete = np.ones(n, np.bool_)
+    used: list[tuple[str, np.ndarray]] = []
     for kind in (Kind.SPOT, Kind.PERP):
         acc = {f: np.full(n, np.nan) for f in (*FLOW_FIELDS, "close")}
         any_ok = np.zeros(n, np.bool_)
@@ -202,6 +222,7 @@ def assemble(
             if require == "all":
                 complete &= ok
             has = ok | sums["_present"] if require == "all" else ok
+            used.append((m.id, has))
             for f in FLOW_FIELDS:
                 v = np.where(has, sums[f], np.nan)
                 acc[f] = np.where(np.isnan(acc[f]), v, acc[f] + np.nan_to_num(v))
@@ -219,6 +240,8 @@ def assemble(
     index = pd.DatetimeIndex(pd.to_datetime(opens, unit="s", utc=True), name="date")
     df = pd.DataFrame({c: cols[c] for c in order}, index=index)
     df["complete"] = complete
+    df.attrs["markets"] = flow_segments(opens, used)  # which markets made each candle's flow
+    df.attrs["markets_used"] = tuple(m for m, u in used if u.any())
     if per_market:
         extra = {c: v for c, v in cols.items() if "|" in c}
         df = pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)

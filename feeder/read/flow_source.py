@@ -26,7 +26,15 @@ import pandas as pd
 import redis
 
 from feeder.ingest.models import BAR_FIELDS, FLOW_FIELDS, Kind
-from feeder.read.diagnostics import catch_up_message, complete_until, history_warnings
+from feeder.read.diagnostics import (
+    catch_up_message,
+    complete_until,
+    composition_lines,
+    history_warnings,
+    live_markets_line,
+    market_lines,
+    newest_markets,
+)
 from feeder.read.flow import (
     assemble,
     bucket_bars,
@@ -73,6 +81,7 @@ class FlowSource:
         self._candles: dict[str, pd.DataFrame] = {}
         self._boundary: dict[str, int] = {}
         self._logged_until: dict[str, int | None] = {}
+        self._markets_said: dict[str, tuple[str, ...]] = {}
         self._seconds: dict[str, pd.DataFrame] = {}
         self._stream_ids: dict[str, str] = {}
         self._states: dict[str, LiveState | None] = {}
@@ -106,6 +115,8 @@ class FlowSource:
             )
             for warning in history_warnings(self.store, self.settings, coin, df, self.tf):
                 log.warning(warning)
+            for line in composition_lines(self.settings, coin, df, self.tf):
+                log.info(line)
         return self._history[key]
 
     # ----- live / dry-run ---------------------------------------------------------------------
@@ -137,13 +148,26 @@ class FlowSource:
             self._lost[m.id] = []
         until = complete_until(
             self.store,
-            [m.id for m in self.settings.markets(coin)],
+            self.settings.markets(coin),
             start + last * self.tf if ok.any() else None,
+            require=self.settings.flow.require,
         )
         if self._logged_until.get(coin, -1) != until:  # said once, again only when it changes
+            if coin not in self._logged_until:  # at start: markets without history, unused
+                for line in market_lines(self.store, self.settings, coin, flow, typos=set()):
+                    log.warning(line)
             self._logged_until[coin] = until
             log.info(catch_up_message(coin, self.store.name, len(flow), until, now, self.tf))
+        self._say_markets(coin, flow)
         return flow
+
+    def _say_markets(self, coin: str, flow: pd.DataFrame) -> None:
+        """Log which markets make the newest complete candle's flow: at start, then only when
+        that set changes (never every loop)."""
+        newest = newest_markets(flow)
+        if newest is not None and self._markets_said.get(coin) != newest[1]:
+            self._markets_said[coin] = newest[1]
+            log.info(live_markets_line(self.settings, coin, *newest))
 
     def _redis_client(self) -> RedisBarStream:
         if self._redis is None:
@@ -277,6 +301,8 @@ class FlowSource:
                 marks = self._redis_client().watermarks(ids)
             except (redis.ConnectionError, redis.TimeoutError):
                 return False
+            if self.settings.flow.require == "each_kind":  # never published: not waited for
+                marks = {m: w for m, w in marks.items() if w is not None}
             if all(w is not None and w >= until for w in marks.values()):
                 return True
             if time.monotonic() >= deadline:
@@ -318,6 +344,7 @@ class FlowSource:
             sums = bucket_bars(secs[secs["time"] >= b], b, self.tf, n)
             parts.append((m, sums, covered(opens, self.tf, self.coverage(m.id))))
         live = assemble(opens, parts, require=self.settings.flow.require)  # as load_flow
+        self._say_markets(coin, live)
         hist = self._candles[coin]
         hist = hist[hist.index < pd.Timestamp(b, unit="s", tz="UTC")]
         df = pd.concat([hist[list(live.columns)], live])
@@ -325,7 +352,15 @@ class FlowSource:
         # still reaches the candle it was observed in (as the backtest sees it).
         s0 = int(df.index[0].timestamp()) if len(df) else b
         perps = [m.id for m in markets if m.kind is Kind.PERP]
-        df["oi"] = open_interest(self.store, perps, s0, s0 + len(df) * self.tf, self.tf, len(df))
+        df["oi"] = open_interest(
+            self.store,
+            perps,
+            s0,
+            s0 + len(df) * self.tf,
+            self.tf,
+            len(df),
+            require=self.settings.flow.require,
+        )
         self._candles[coin] = df
         # Keep the 1-second buffer bounded: seconds before the oldest candle kept are dropped.
         for m in markets:
@@ -340,19 +375,28 @@ class FlowSource:
         return self._candles[coin]
 
     def age(self, coin: str) -> float:
-        """Seconds since the slowest market of ``coin`` last had a final bar."""
+        """Seconds since ``coin``'s flow was last final, by the ``flow.require`` rule: since the
+        slowest market's newest final bar (``all``), or since the slower kind's freshest market's
+        (``each_kind``: a market that never had a bar, a venue without history, is not waited
+        for, as it does not make a candle incomplete)."""
         now = self.clock()
-        marks: list[float] = []
+        marks: dict[Kind, list[float]] = {Kind.SPOT: [], Kind.PERP: []}
+        each_kind = self.settings.flow.require == "each_kind"
         for m in self.settings.markets(coin):
             st = self._states.get(m.id) if self.source == "redis" else None
             wm = st.watermark if st is not None else None
             if wm is None:
                 cov = self.store.coverage(m.id)
                 wm = int(cov[-1, 1]) if len(cov) else None
-            if wm is None:
+            if wm is None and not each_kind:
                 return float("inf")
-            marks.append(float(wm))
-        return now - min(marks)
+            if wm is not None:
+                marks[m.kind].append(float(wm))
+        if not marks[Kind.SPOT] or not marks[Kind.PERP]:
+            return float("inf")
+        if each_kind:
+            return now - min(max(marks[Kind.SPOT]), max(marks[Kind.PERP]))
+        return now - min(marks[Kind.SPOT] + marks[Kind.PERP])
 
 
 def _in_intervals(t: np.ndarray, iv: Intervals) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from feeder.ingest.models import BAR_FIELDS, FLOW_FIELDS
 from feeder.redact import redact, redact_url
@@ -124,11 +125,13 @@ class InfluxStore:
             base_url=settings.url.rstrip("/"), timeout=settings.timeout_s, auth=auth
         )
         self._pool: ThreadPoolExecutor | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
         self._layouts: dict[tuple[str, str], tuple[bool, frozenset[str]]] = {}
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        for pool in (self._pool, self._read_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
         self.http.close()
 
     def __enter__(self) -> InfluxStore:
@@ -342,6 +345,13 @@ class InfluxStore:
 
         Times come back as epoch seconds in column ``time``; tags in column ``tags``.
         """
+        body = self._csv(q, chunked)
+        if not body:
+            return pd.DataFrame()
+        return pd.read_csv(io.BytesIO(body), dtype={"tags": str})
+
+    def _csv(self, q: str, chunked: bool = True) -> bytes:
+        """The CSV response of a query (times as epoch seconds), one header line; b"" if empty."""
         params = {"q": q, "db": self.s.database, "epoch": "s"}
         if chunked:
             params["chunked"] = "true"
@@ -349,7 +359,7 @@ class InfluxStore:
         resp = self._request("POST", "/query", data=params, headers={"Accept": "application/csv"})
         body = resp.content
         if not body.strip():
-            return pd.DataFrame()
+            return b""
         if body.startswith(b"error\n"):
             raise InfluxError(f"InfluxQL error in {q!r}: {body[6:].decode().strip()}")
         # A chunked response repeats its header line before every series: drop the repeats.
@@ -357,8 +367,23 @@ class InfluxStore:
         rest = rest.replace(b"\n" + header + b"\n", b"\n")
         if rest.startswith(header + b"\n"):
             rest = rest[len(header) + 1 :]
-        df = pd.read_csv(io.BytesIO(header + b"\n" + rest), dtype={"tags": str})
-        return df
+        return header + b"\n" + rest
+
+    def _numeric(self, q: str) -> pd.DataFrame:
+        """A bar query's numeric columns (``time`` and fields; no name/tags), parsed by Arrow's
+        CSV reader (about 3x faster than pandas' here); empty cells are NaN."""
+        body = self._csv(q)
+        if not body:
+            return pd.DataFrame()
+        header = body[: body.index(b"\n")].decode().split(",")
+        types = {c: (pa.int64() if c == "time" else pa.float64()) for c in header[2:]}
+        table = pa_csv.read_csv(
+            io.BytesIO(body),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, include_columns=list(types), strings_can_be_null=True
+            ),
+        )
+        return table.to_pandas()
 
     def read_bars(self, market: str, start: int, end: int, resolution: str = "1m") -> pd.DataFrame:
         rp, meas = self._rp_measurement(resolution)
@@ -373,31 +398,37 @@ class InfluxStore:
     def read_grouped(
         self, markets: list[str], start: int, end: int, tf_seconds: int
     ) -> dict[str, pd.DataFrame]:
-        """Candles of ``tf_seconds`` per market from the 1-minute rollups.
+        """What ``load_flow`` reads of each market for ``tf_seconds`` candles: the last close and
+        the flow sums (``open``/``high``/``low`` come back NaN: the flow never uses them).
 
-        Whole minutes are read as stored; longer candles are summed server-side (GROUP BY
-        time), asking only for what the read API uses (the flow sums and the last close), one
-        query per market, two in flight.
+        Whole minutes are read as stored (1-minute rollups, with the klines' ``counts_unknown``);
+        longer whole-minute candles are summed server-side (GROUP BY time); any other timeframe
+        reads the 1-second bars. One query per market, all markets in flight together (the server
+        answers each on its own core; read one after another they add up).
         """
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="influx-io")
-        if tf_seconds == 60:
-            futures = {m: self._pool.submit(self.read_bars, m, start, end, "1m") for m in markets}
-            return {m: f.result() for m, f in futures.items()}
-        rp, meas = self._rp_measurement("1m")
-        sel = "last(close) AS close, " + ", ".join(
-            f"sum({quote_ident(f)}) AS {quote_ident(f)}" for f in BAR_FIELDS[4:]
-        )
+        if tf_seconds % 60 == 0 and tf_seconds != 60:
+            rp, meas = self._rp_measurement("1m")
+            sel = "last(close) AS close, " + ", ".join(
+                f"sum({quote_ident(f)}) AS {quote_ident(f)}" for f in FLOW_FIELDS
+            )
+            group = f" GROUP BY time({int(tf_seconds)}s) fill(none)"
+            extra: tuple[str, ...] = ()
+        else:
+            rp, meas = self._rp_measurement("1m" if tf_seconds == 60 else "1s")
+            extra = (COUNTS_UNKNOWN,) if tf_seconds == 60 else ()
+            sel = ",".join(quote_ident(f) for f in ("close", *FLOW_FIELDS, *extra))
+            group = ""
 
         def one(market: str) -> pd.DataFrame:
             q = (
                 f"SELECT {sel} FROM {self._src(rp, meas)} WHERE market = {quote_str(market)} "
-                f"AND time >= {int(start)}s AND time < {int(end)}s "
-                f"GROUP BY time({int(tf_seconds)}s) fill(none)"
+                f"AND time >= {int(start)}s AND time < {int(end)}s{group}"
             )
-            return _bars_frame(self.query(q))
+            return _bars_frame(self._numeric(q))
 
-        futures = {m: self._pool.submit(one, m) for m in markets}
+        if self._read_pool is None:
+            self._read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="influx-read")
+        futures = {m: self._read_pool.submit(one, m) for m in dict.fromkeys(markets)}
         return {m: f.result() for m, f in futures.items()}
 
     def markets(self) -> dict[str, str]:

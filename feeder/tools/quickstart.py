@@ -2,9 +2,10 @@
 
     bash scripts/quickstart [ARCHIVE_DIR]
 
-Data, in this order: the Binance archive folder given; else the last days of BTC spot, USD-M and
-COIN-M aggTrades from the public archive (when it answers); else the labelled SYNTHETIC sample
-(``feeder.tools.synthetic``), and the output says so.
+Data, in this order: the Binance archive folder given; else the last 90 days of BTC spot, USD-M
+and COIN-M 1-minute klines (taker volume: exact minute flow), open interest (metrics), funding and
+mark candles from the public archive (when it answers); else (offline) the labelled SYNTHETIC
+sample (``feeder.tools.synthetic``), and the output says so.
 Then FreqTrade candles are exported from our own
 bars and ``freqtrade backtesting`` runs SqueezeFlow on BTC/USDT:USDT. FreqTrade needs exchange
 markets: online it loads them from Binance; offline the saved exchangeInfo in ../shared (when
@@ -18,7 +19,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from rich.console import Console
 
 from feeder.history.binance_archive import PUBLIC_ARCHIVE_URL
 from feeder.settings import load_settings
+from feeder.stores import MINUTE_SUFFIX
 
 console = Console(stderr=True)
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("archive_dir", nargs="?", type=Path, help="Binance archive folder to import")
-    ap.add_argument("--days", type=int, default=5, help="days to download when online (default 5)")
+    ap.add_argument(
+        "--days", type=int, default=90, help="days of 1m klines to download when online (90)"
+    )
     ap.add_argument("--base-url", default=PUBLIC_ARCHIVE_URL, help="public archive base URL")
     ap.add_argument(
         "--datadir",
@@ -90,44 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         end = datetime.now(UTC).date() - timedelta(days=2)  # the archive lags a day or so
         start = end - timedelta(days=args.days - 1)
         archive = args.workdir / "archive"
-        console.print(f"[bold]== downloading BTC archives {start}..{end} from {args.base_url}[/]")
-        common = [
-            "--data-type",
-            "aggTrades",
-            "--start",
-            str(start),
-            "--end",
-            str(end),
-            "--archive-dir",
-            str(archive),
-            "--base-url",
-            args.base_url,
-        ]
-        _run(
-            *feeder,
-            "--store-dir",
-            str(store),
-            "import",
-            "--download",
-            "--symbols",
-            "BTCUSDT",
-            "--market-types",
-            "spot",
-            "um",
-            *common,
-        )
-        _run(
-            *feeder,
-            "--store-dir",
-            str(store),
-            "import",
-            "--download",
-            "--symbols",
-            "BTCUSD_PERP",
-            "--market-types",
-            "cm",
-            *common,
-        )
+        download_recent(feeder, store, archive, args.base_url, start, end)
     else:
         from feeder.tools.synthetic import Scenario, generate
 
@@ -143,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             generate(Scenario.planted(), archive)
         _run(*feeder, "--store-dir", str(store), "import", "--from", str(archive), "--no-progress")
         overlay = root / "config.json"
-        overlay.write_text(
-            json.dumps({"squeezeflow": {"store": {"parquet_dir": str(store)}}}, indent=1) + "\n"
-        )
+        overlay.write_text(json.dumps({"squeezeflow": synthetic_section(store)}, indent=1) + "\n")
 
     console.print("[bold]== the store now holds:[/]")
     _run(*feeder, "--store-dir", str(store), "status")
@@ -155,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     st = ParquetStore(store)
     synthetic = provenance(st).is_synthetic
     cov = st.coverage("BINANCE_FUTURES:btcusdt")
+    if not len(cov):  # klines: minute coverage only
+        cov = st.coverage("BINANCE_FUTURES:btcusdt" + MINUTE_SUFFIX)
     if not len(cov):
         raise SystemExit("no BINANCE_FUTURES:btcusdt data imported: nothing to backtest")
     first = datetime.fromtimestamp(int(cov[0, 0]), UTC).date()
@@ -218,6 +185,74 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[bold yellow]Those results are on SYNTHETIC data with planted squeezes.[/]")
     _next_steps(store, datadir, results, overlay, wrapper, timerange, synthetic)
     return 0
+
+
+#: What the quick start fetches when the archive answers: (data type, symbol, market types,
+#: required). 1-minute klines with taker volume (exact 1m flow, a thousand times smaller than
+#: the trades) of BTC spot, USD-M and COIN-M; open interest from metrics; funding; mark candles.
+RECENT = (
+    ("klines", "BTCUSDT", ("spot", "um"), True),
+    ("klines", "BTCUSD_PERP", ("cm",), True),
+    ("metrics", "BTCUSDT", ("um",), False),
+    ("metrics", "BTCUSD_PERP", ("cm",), False),
+    ("fundingRate", "BTCUSDT", ("um",), False),
+    ("markPriceKlines", "BTCUSDT", ("um",), False),
+)
+
+
+def download_recent(
+    feeder: list[str], store: Path, archive: Path, base_url: str, start: date, end: date
+) -> None:
+    """Fetch and import ``RECENT`` for ``start..end`` (checksums verified). Klines are needed;
+    without OI, funding or mark files the backtest still runs, and the output says what is
+    missing."""
+    console.print(
+        f"[bold]== downloading BTC spot, USD-M and COIN-M 1m klines, open interest (metrics), "
+        f"funding and mark {start}..{end} from {base_url}[/]"
+    )
+    for data_type, symbol, market_types, required in RECENT:
+        cmd = [
+            *feeder,
+            "--store-dir",
+            str(store),
+            "import",
+            "--download",
+            "--data-type",
+            data_type,
+            "--symbols",
+            symbol,
+            "--market-types",
+            *market_types,
+            "--start",
+            str(start),
+            "--end",
+            str(end),
+            "--archive-dir",
+            str(archive),
+            "--base-url",
+            base_url,
+            "--no-progress",
+        ]
+        if required:
+            _run(*cmd)
+            continue
+        console.print(f"[dim]$ {' '.join(cmd)}[/]")
+        r = subprocess.run(cmd, cwd=REPO, check=False)
+        if r.returncode:
+            console.print(
+                f"[bold yellow]no {data_type} for {symbol} ({' '.join(market_types)}): the "
+                "backtest runs without it (see the lines above)[/]"
+            )
+
+
+def synthetic_section(store: Path) -> dict[str, object]:
+    """The SYNTHETIC sample's settings overlay: its store, and as BTC's markets the ones it holds
+    (config.json lists every venue; the sample has Binance only, so no "no history" lines)."""
+    from feeder.stores.parquet import ParquetStore
+
+    held = ParquetStore(store).markets()
+    coins = {k: sorted(m for m, kind in held.items() if kind == k) for k in ("spot", "perp")}
+    return {"store": {"parquet_dir": str(store)}, "coins": {"BTC": coins}}
 
 
 def _rel(p: Path) -> str:

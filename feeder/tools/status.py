@@ -34,6 +34,8 @@ class MarketStatus:
     gaps: list[tuple[str, str, str]] = field(default_factory=list)
     #: hours covered only at minute resolution (1m klines, no 1-second bars behind them)
     minute_hours: float = 0.0
+    #: "configured, no history" / "stored, used by no coin" / ""
+    note: str = ""
 
 
 def _iso(t: int) -> str:
@@ -93,8 +95,31 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
                 if len(minutes)
                 else 0.0,
                 coverage_inferred=inferred,
+                note=_note(market in configured, rng is not None or len(cov) > 0),
             )
         )
+    return out
+
+
+def _note(configured: bool, history: bool) -> str:
+    if configured and not history:
+        return NO_HISTORY
+    return "" if configured else UNUSED
+
+
+NO_HISTORY = "configured, no history"
+UNUSED = "stored, used by no coin"
+
+
+def status_notes(rows: list[MarketStatus]) -> list[str]:
+    """Lines under the table: configured markets without history, stored markets no coin uses."""
+    out = []
+    none = [r.market for r in rows if r.note == NO_HISTORY]
+    if none:
+        out.append(f"configured markets without history: {', '.join(none)}")
+    unused = [r.market for r in rows if r.note == UNUSED]
+    if unused:
+        out.append(f"stored markets no coin in squeezeflow.coins uses: {', '.join(unused)}")
     return out
 
 
@@ -129,6 +154,8 @@ def print_status(store: BarStore, settings: Settings, only: set[str] | None = No
     if not out.is_terminal:
         out = Console(width=200)  # piped or captured: do not squeeze the table to 80 columns
     out.print(t)
+    for note in status_notes(rows):  # markets without history, stored markets no coin uses
+        console.print(f"[yellow]{note}[/]")
     if synthetic:
         console.print(
             f"[bold yellow]SYNTHETIC:[/] this store holds {LABEL}; real imports into it are refused"

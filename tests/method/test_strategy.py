@@ -121,9 +121,11 @@ def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_p
     flow = load_flow(store, strat.sf, "BTC", t0, t0 + 6 * 3600, "5m")
     assert merged["oi"].notna().all()  # forward filled: every candle has an OI as of its close
     assert merged["oi"].tolist() == flow["oi"].tolist()
-    # Candle [t0+300, t0+600): the newest observation before its close is t0+450, in both perps.
-    assert merged.loc[1, "oi"] == 2 * (1e9 + 450 * 1e3)
-    assert merged.loc[0, "oi"] == 2 * (1e9 + 30 * 1e3)
+    # Candle [t0+300, t0+600): the newest observation before its close is t0+450, in every perp.
+    perps = sum(m.kind.value == "perp" for m in strat.sf.markets("BTC"))
+    assert perps == 4  # config.json: Binance USD-M and COIN-M, Bybit, OKX
+    assert merged.loc[1, "oi"] == perps * (1e9 + 450 * 1e3)
+    assert merged.loc[0, "oi"] == perps * (1e9 + 30 * 1e3)
 
 
 def test_liquidations_score_only_when_configured_so_no_run_mode_scores_differently(planted):

@@ -44,7 +44,7 @@ def test_require_all_or_each_kind(tmp_path):
     # BYBIT_SPOT has history for the first hour only
     s.write_bars("BYBIT_SPOT:btcusdt", "spot", _bars(100.0).iloc[:60], "1m")
     s.add_coverage("BYBIT_SPOT:btcusdt", DAY, DAY + 3600)
-    strict = settings_from_dict({"coins": COINS})
+    strict = settings_from_dict({"coins": COINS, "flow": {"require": "all"}})
     df = load_flow(s, strict, "BTC", DAY, DAY + 86_400, "1h")
     assert df["complete"].tolist() == [True] + [False] * 23  # all markets required
     loose = settings_from_dict({"coins": COINS, "flow": {"require": "each_kind"}})

@@ -11,10 +11,15 @@ from feeder.settings import ConfigError, load_settings, settings_from_dict
 def test_defaults_configure_btc_and_eth_spot_and_perps():
     s = settings_from_dict(None, env=False)
     kinds = {m.id: m.kind for m in s.markets("BTC")}
-    assert kinds == {
+    assert kinds == {  # every venue the default feeder collects (test_default_markets.py)
         "BINANCE:btcusdt": Kind.SPOT,
+        "BYBIT_SPOT:btcusdt": Kind.SPOT,
+        "OKEX:btc-usdt": Kind.SPOT,
+        "COINBASE:btc-usd": Kind.SPOT,
         "BINANCE_FUTURES:btcusdt": Kind.PERP,
         "BINANCE_FUTURES:btcusd_perp": Kind.PERP,
+        "BYBIT:btcusdt": Kind.PERP,
+        "OKEX:btc-usdt-swap": Kind.PERP,
     }
 
 
