@@ -37,15 +37,10 @@ from urllib.parse import urlsplit
 import numpy as np
 from aiohttp import web
 
-from feeder.replay.binance import (
-    MarketType,
-    Recording,
-    ReplayServer,
-    _BinanceError,
-    _ccxt_default_api_urls,
-    _refuse_unread,
-    _rewrite_all,
-)
+from feeder.replay.binance import ReplayServer
+from feeder.replay.binance_api import BinanceError, refuse_unread
+from feeder.replay.recording import MarketType, Recording
+from feeder.replay.server import ccxt_api_urls, rewrite_urls
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +255,7 @@ class PaperExchange(ReplayServer):
     def last_price(self, market: MarketType, symbol: str) -> float:
         n = self.released(market, symbol)
         if n == 0:
-            raise _BinanceError(400, -1000, f"paper exchange: no trade of {symbol} yet")
+            raise BinanceError(400, -1000, f"paper exchange: no trade of {symbol} yet")
         return float(self.tapes[(market, symbol)].price[n - 1])
 
     def _tick(self, market: MarketType, symbol: str) -> Decimal:
@@ -286,12 +281,12 @@ class PaperExchange(ReplayServer):
         return super()._rest(request, market, endpoint)
 
     def _symbol(self, market: MarketType, q: Any, allowed: set[str], *, required: bool) -> str:
-        _refuse_unread(q, allowed)
+        refuse_unread(q, allowed)
         key = "pair" if "pair" in q and "pair" in allowed else "symbol"
         symbol = q.get(key, "")
         if not symbol:
             if required:
-                raise _BinanceError(
+                raise BinanceError(
                     400,
                     -1102,
                     f"Mandatory parameter '{key}' was not sent, was empty/null, or malformed.",
@@ -299,10 +294,10 @@ class PaperExchange(ReplayServer):
             return ""
         if (market, symbol) not in self.tapes:
             if symbol in self._symbols[market]:
-                raise _BinanceError(
+                raise BinanceError(
                     400, -1000, f"paper exchange: {symbol} has no trades in this scenario"
                 )
-            raise _BinanceError(400, -1121, "Invalid symbol.")
+            raise BinanceError(400, -1121, "Invalid symbol.")
         return cast(str, symbol)
 
     def _klines(self, market: MarketType, endpoint: str, q: Any) -> list[list[Any]]:
@@ -312,7 +307,7 @@ class PaperExchange(ReplayServer):
         symbol = self._symbol(market, q, allowed, required=True)
         interval = q.get("interval", "")
         if interval not in INTERVALS:
-            raise _BinanceError(400, -1120, "Invalid interval.")
+            raise BinanceError(400, -1120, "Invalid interval.")
         step = INTERVALS[interval] * 1000
         limit = min(int(q.get("limit") or 500), 1500)
         tape = self.tapes[(market, symbol)]
@@ -548,7 +543,7 @@ def freqtrade_exchange_config(server: PaperExchange | str) -> dict[str, Any]:
     """``exchange.ccxt_config`` and ``ccxt_async_config`` that send every ccxt URL of
     ``binance`` (REST and websocket, every market type) to the paper exchange."""
     base = server.rest_url if isinstance(server, PaperExchange) else server
-    api = _rewrite_all(_ccxt_default_api_urls("binance"), base)
+    api = rewrite_urls(ccxt_api_urls("binance")[0], base)
     cfg = {"urls": {"api": api}, "options": {"fetchCurrencies": False, "fetchMargins": False}}
     assert_loopback(cfg)
     return {"ccxt_config": cfg, "ccxt_async_config": json.loads(json.dumps(cfg))}

@@ -97,13 +97,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from feeder.replay.binance import (
-    LoopbackServer,
-    MarketType,
-    Recording,
-    load_recordings,
-    rewrite_url,
-)
+from feeder.replay.recording import MarketType, Recording, load_recordings
+from feeder.replay.server import LoopbackServer, rewrite_url
 
 log = logging.getLogger(__name__)
 

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "0.0.0.0 only inside a container whose port is published on loopback",
     )
 
-    from feeder.replay import binance as replay
+    from feeder.replay import cli as replay
 
     rp = sub.add_parser(
         "replay",
@@ -426,7 +426,7 @@ def cmd_setup_influx(args: argparse.Namespace, settings: Settings, store: BarSto
 def cmd_replay(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
     import asyncio
 
-    from feeder.replay import binance as replay
+    from feeder.replay import cli as replay
 
     return asyncio.run(replay.run(args))
 

@@ -57,12 +57,8 @@ import numpy as np
 import pandas as pd
 
 from feeder.read.flow import timeframe_seconds
-from feeder.replay.binance import (
-    DEFAULT_MARKETS_DIR,
-    Recording,
-    ccxt_overrides,
-    parse_recording_arg,
-)
+from feeder.replay.binance import ccxt_overrides
+from feeder.replay.binance_api import DEFAULT_MARKETS_DIR
 from feeder.replay.paper import (
     FUNDING_MS,
     PaperExchange,
@@ -74,6 +70,7 @@ from feeder.replay.paper import (
     tapes_from_recordings,
     tapes_from_scenario,
 )
+from feeder.replay.recording import Recording, parse_recording_arg
 from feeder.settings import Settings, settings_from_dict
 
 log = logging.getLogger(__name__)
