@@ -62,15 +62,17 @@ from feeder.replay.binance_api import DEFAULT_MARKETS_DIR
 from feeder.replay.paper import (
     FUNDING_MS,
     PaperExchange,
-    Tape,
     assert_loopback,
     freqtrade_exchange_config,
+)
+from feeder.replay.recording import Recording, parse_recording_arg
+from feeder.replay.tape import (
+    Tape,
     next_start_ms,
     shift,
     tapes_from_recordings,
     tapes_from_scenario,
 )
-from feeder.replay.recording import Recording, parse_recording_arg
 from feeder.settings import Settings, settings_from_dict
 
 log = logging.getLogger(__name__)
