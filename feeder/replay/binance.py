@@ -251,6 +251,15 @@ class ReplayServer(BinanceRest, BinanceStreams):
 
     # ---------------------------------------------------------------- HTTP routing
 
+    async def _handle_unknown(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(f"{request.method} {request.path_qs}")
+        return self._unserved(request)
+
+    def _unserved(self, request: web.Request) -> web.Response:
+        self.unserved.append(f"{request.method} {request.path_qs}")
+        log.warning("replay: not served: %s %s", request.method, request.path_qs)
+        return BinanceError(404, -1000, f"replay server: {request.path} is not served").response()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         host = request.match_info["host"].split(":", 1)[0]
         tail = request.match_info["tail"]

@@ -35,7 +35,7 @@ from feeder.replay.binance_api import (
 )
 from feeder.replay.binance_inputs import OpenInterestPoint, RestFault
 from feeder.replay.recording import MarketType
-from feeder.replay.server import LoopbackServer, dec_text, dumps, json_text
+from feeder.replay.server import LoopbackServer, dec_text, dumps, json_text, reached_time_ms
 
 log = logging.getLogger("feeder.replay.binance")
 
@@ -122,15 +122,6 @@ class BinanceRest(LoopbackServer):
     def recorded_trade_ids(self, market: MarketType, symbol: str) -> list[int]:
         st = self._trades.get((market, symbol))
         return list(st.ids) if st else []
-
-    async def _handle_unknown(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(f"{request.method} {request.path_qs}")
-        return self._unserved(request)
-
-    def _unserved(self, request: web.Request) -> web.Response:
-        self.unserved.append(f"{request.method} {request.path_qs}")
-        log.warning("replay: not served: %s %s", request.method, request.path_qs)
-        return BinanceError(404, -1000, f"replay server: {request.path} is not served").response()
 
     def add_rest_fault(self, fault: RestFault) -> None:
         """Fail the next ``fault.times`` matching REST requests (see :class:`RestFault`)."""
@@ -349,13 +340,5 @@ class BinanceRest(LoopbackServer):
 
     def server_time_ms(self) -> int:
         """``/time``: the trade time of the last trade the replay reached (recorded clock)."""
-        best: int | None = None
-        for st in self._trades.values():
-            k = bisect_left(st.frame_index, self._cursor)
-            if k:
-                t = st.times[k - 1]
-                best = t if best is None else max(best, t)
-        if best is None:
-            firsts = [st.times[0] for st in self._trades.values() if st.times]
-            best = min(firsts) - 1 if firsts else 0
-        return best
+        series = [(st.frame_index, st.times) for st in self._trades.values()]
+        return reached_time_ms(series, self._cursor)

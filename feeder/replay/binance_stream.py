@@ -41,6 +41,43 @@ class _Conn:
     streams: dict[str, str] = field(default_factory=dict)  # key (lower case) -> name as sent
 
 
+def clock_offsets(recordings: list[Recording]) -> dict[MarketType | None, int]:
+    """Median (receive time - event time ``E``) of the recorded trade frames, per market
+    (None: over all): where an exchange time falls on the recordings' receive clock."""
+    per: dict[MarketType | None, list[int]] = {}
+    for rec in recordings:
+        for ts, data in rec.trade_frames():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                delta = ts - int(json.loads(data)["E"]) * 1_000_000
+                per.setdefault(rec.market, []).append(delta)
+                per.setdefault(None, []).append(delta)
+    return {m: sorted(v)[len(v) // 2] for m, v in per.items()}
+
+
+def liquidation_frames(
+    recordings: list[Recording],
+    liquidations: list[Liquidation],
+    symbols: dict[MarketType, dict[str, dict[str, Any]]],
+) -> list[tuple[int, MarketType, str, str, int]]:
+    """(receive ts, market, stream key, combined-stream line, data offset) per liquidation.
+
+    An event is placed at its event time ``E`` moved onto the recordings' receive clock (the
+    recording machine's clock differs from Binance's by a constant-ish offset), so it is sent
+    among the recorded frames of the same exchange time."""
+    if not liquidations:
+        return []
+    offsets = clock_offsets(recordings)
+    out = []
+    for lq in liquidations:
+        info = symbols[lq.market].get(lq.symbol, {})
+        event = lq.event(pair=info.get("pair"))
+        offset = offsets.get(lq.market, offsets.get(None, 0))
+        head = dumps({"stream": lq.stream})[:-1] + ',"data":'
+        line = head + dumps(event) + "}"
+        out.append((event["E"] * 1_000_000 + offset, lq.market, lq.stream.lower(), line, len(head)))
+    return out
+
+
 class BinanceStreams(LoopbackServer):
     """The timeline, the replay loop and the websocket protocol of the Binance replay."""
 
@@ -63,7 +100,7 @@ class BinanceStreams(LoopbackServer):
         for ri, rec in enumerate(self.recordings):
             entries.extend((ts, ri, li) for li, ts in enumerate(rec.ts_ns))
         # injected forceOrder frames: a pseudo recording after the real ones (ties: after them)
-        injected = self._liquidation_frames()
+        injected = liquidation_frames(self.recordings, self.liquidations, self._symbols)
         nrec = len(self.recordings)
         entries.extend((f[0], nrec, k) for k, f in enumerate(injected))
         entries.sort()  # stable merge by receive time; file order breaks ties
@@ -111,39 +148,6 @@ class BinanceStreams(LoopbackServer):
                 self._order[sa], self._order[sb] = self._order[sb], self._order[sa]
             else:
                 self._faults_at.setdefault(frame, []).append(fault)
-
-    def _clock_offsets(self) -> dict[MarketType | None, int]:
-        """Median (receive time - event time ``E``) of the recorded trade frames, per market
-        (None: over all): where an exchange time falls on the recordings' receive clock."""
-        per: dict[MarketType | None, list[int]] = {}
-        for rec in self.recordings:
-            for ts, data in rec.trade_frames():
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    delta = ts - int(json.loads(data)["E"]) * 1_000_000
-                    per.setdefault(rec.market, []).append(delta)
-                    per.setdefault(None, []).append(delta)
-        return {m: sorted(v)[len(v) // 2] for m, v in per.items()}
-
-    def _liquidation_frames(self) -> list[tuple[int, MarketType, str, str, int]]:
-        """(receive ts, market, stream key, combined-stream line, data offset) per liquidation.
-
-        An event is placed at its event time ``E`` moved onto the recordings' receive clock (the
-        recording machine's clock differs from Binance's by a constant-ish offset), so it is sent
-        among the recorded frames of the same exchange time."""
-        if not self.liquidations:
-            return []
-        offsets = self._clock_offsets()
-        out = []
-        for lq in self.liquidations:
-            info = self._symbols[lq.market].get(lq.symbol, {})
-            event = lq.event(pair=info.get("pair"))
-            offset = offsets.get(lq.market, offsets.get(None, 0))
-            head = dumps({"stream": lq.stream})[:-1] + ',"data":'
-            line = head + dumps(event) + "}"
-            out.append(
-                (event["E"] * 1_000_000 + offset, lq.market, lq.stream.lower(), line, len(head))
-            )
-        return out
 
     def pause(self) -> None:
         """Stop sending (an exchange stall): connections stay open, the clock stops."""
@@ -272,7 +276,7 @@ class BinanceStreams(LoopbackServer):
     # ---------------------------------------------------------------- websocket
 
     def _unserved(self, request: web.Request) -> web.Response:
-        raise NotImplementedError  # BinanceRest._unserved
+        raise NotImplementedError  # ReplayServer._unserved
 
     async def _websocket(
         self, request: web.Request, market: MarketType, tail: str

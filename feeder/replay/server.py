@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import socket
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any, Self, cast
@@ -78,6 +79,21 @@ def int_param(q: Any, name: str, default: int | None) -> int:
         return int(value)
     except ValueError:
         raise InvalidParam(name) from None
+
+
+def reached_time_ms(series: list[tuple[list[int], list[int]]], cursor: int) -> int:
+    """The replay's exchange clock: the trade time of the newest trade it has reached.
+    ``series``: per market, each trade's timeline slot and trade time (ms), in slot order;
+    ``cursor``: the slots dispatched. Before any trade, the first trade time - 1 ms."""
+    best: int | None = None
+    for slots, times in series:
+        k = bisect_left(slots, cursor)
+        if k:
+            best = times[k - 1] if best is None else max(best, times[k - 1])
+    if best is None:
+        firsts = [times[0] for _, times in series if times]
+        return min(firsts) - 1 if firsts else 0
+    return best
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from feeder.replay.server import (
     dumps,
     iter_urls,
     json_text,
+    reached_time_ms,
     rewrite_urls,
 )
 from feeder.replay.venue_protocol import (
@@ -221,15 +222,8 @@ class VenueReplayServer(LoopbackServer):
 
     def server_time_ms(self) -> int:
         """The trade time of the newest trade the replay has reached (recorded clock)."""
-        best = None
-        for key, book in self.books.items():
-            k = self.released(key)
-            if k:
-                best = book.times[k - 1] if best is None else max(best, book.times[k - 1])
-        if best is None:
-            firsts = [b.times[0] for b in self.books.values() if b.times]
-            return min(firsts) - 1 if firsts else 0
-        return best
+        series = [(book.push_slot, book.times) for book in self.books.values()]
+        return reached_time_ms(series, self._cursor)
 
     # ---------------------------------------------------------------- the replay loop
 
