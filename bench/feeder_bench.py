@@ -105,7 +105,7 @@ def _server(port: int, recs: list[tuple[Path, str]], start_on: int) -> subproces
     args = [
         sys.executable,
         "-m",
-        "feeder.replay.binance",
+        "feeder.replay",
         "--port",
         str(port),
         "--speed",

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._common import table  # noqa: E402
-from feeder.replay.binance import Recording  # noqa: E402
+from feeder.replay.recording import Recording  # noqa: E402
 
 RECORDINGS = ROOT.parent / "shared" / "data" / "market" / "hftbacktest" / "raw"
 GRACES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)

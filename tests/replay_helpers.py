@@ -138,9 +138,9 @@ async def benchmark_in_process(recording: Path) -> float:
 
 
 async def benchmark_separate_process(recording: Path) -> float:
-    """The server as ``python -m feeder.replay.binance`` in its own process, ccxt here."""
+    """The server as ``python -m feeder.replay`` in its own process, ccxt here."""
     proc = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "feeder.replay.binance", "--recording", f"{recording}:usdm"],
+        *[sys.executable, "-m", "feeder.replay", "--recording", f"{recording}:usdm"],
         *["--speed", "0"],
         stdout=asyncio.subprocess.PIPE,
         cwd=REPO,

@@ -12,9 +12,10 @@ plus the REST endpoints ``freqtrade trade --dry-run`` calls on Binance futures:
   side of the last trade price (dry-run fills price from it);
 * every other path answers a loud Binance-style 404 and is listed in ``unserved``.
 
-Time. A :class:`Tape` is one market's trades (a recording's or the synthetic generator's);
-:func:`shift` moves every tape by one offset so that the live start falls on a coming candle
-boundary of the wall clock (:func:`next_start_ms`; the offset is a whole number of candles, so
+Time. A :class:`~feeder.replay.tape.Tape` is one market's trades (a recording's or the
+synthetic generator's); :func:`~feeder.replay.tape.shift` moves every tape by one offset so that
+the live start falls on a coming candle boundary of the wall clock
+(:func:`~feeder.replay.tape.next_start_ms`; the offset is a whole number of candles, so
 candle boundaries stay where they were relative to the trades). The live trades are streamed
 at the wall clock (``wall_clock``): a trade with exchange time T is sent at T. FreqTrade is
 pointed here by :func:`freqtrade_exchange_config` (``exchange.ccxt_config`` /
@@ -27,8 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -37,15 +36,11 @@ from urllib.parse import urlsplit
 import numpy as np
 from aiohttp import web
 
-from feeder.replay.binance import (
-    MarketType,
-    Recording,
-    ReplayServer,
-    _BinanceError,
-    _ccxt_default_api_urls,
-    _refuse_unread,
-    _rewrite_all,
-)
+from feeder.replay.binance import ReplayServer
+from feeder.replay.binance_api import BinanceError, refuse_unread
+from feeder.replay.recording import MarketType
+from feeder.replay.server import ccxt_api_urls, dumps, iter_urls, json_text, rewrite_urls
+from feeder.replay.tape import Tape, live_recordings, num_text
 
 log = logging.getLogger(__name__)
 
@@ -66,149 +61,6 @@ INTERVALS = {
 KLINE_ENDPOINTS = {"klines", "markPriceKlines", "indexPriceKlines"}
 FUNDING_MS = 8 * 3600 * 1000
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def _num(x: float) -> str:
-    """Shortest text that reads back as the same float, never in exponent form."""
-    return np.format_float_positional(float(x), trim="-")
-
-
-@dataclass(frozen=True)
-class Tape:
-    """One market's trades in time order (Binance's fields; COIN-M quantity in contracts)."""
-
-    market: MarketType
-    symbol: str  # as Binance names it: BTCUSDT, BTCUSD_PERP
-    ms: np.ndarray  # trade time, epoch ms (int64)
-    ids: np.ndarray
-    price: np.ndarray
-    qty: np.ndarray
-    buyer_maker: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ms)
-
-    def shifted(self, offset_ms: int) -> Tape:
-        return replace(self, ms=self.ms + np.int64(offset_ms))
-
-    def split(self, t_ms: int) -> int:
-        """Index of the first trade at or after ``t_ms``."""
-        return int(np.searchsorted(self.ms, t_ms, side="left"))
-
-    def frame(self, i: int) -> str:
-        """The ``<symbol>@trade`` combined-stream line of trade ``i``."""
-        t = int(self.ms[i])
-        data = {
-            "e": "trade",
-            "E": t,
-            "T": t,
-            "s": self.symbol,
-            "t": int(self.ids[i]),
-            "p": _num(self.price[i]),
-            "q": _num(self.qty[i]),
-            "m": bool(self.buyer_maker[i]),
-        }
-        if self.market == "spot":
-            data["M"] = True
-        else:
-            data["X"] = "MARKET"
-        return json.dumps(
-            {"stream": f"{self.symbol.lower()}@trade", "data": data}, separators=(",", ":")
-        )
-
-
-MARKET_OF_ARCHIVE: dict[str, MarketType] = {"spot": "spot", "um": "usdm", "cm": "cm"}
-
-
-def tapes_from_scenario(sc: Any) -> list[Tape]:
-    """The synthetic scenario's trades (``feeder.tools.synthetic.simulate``) as tapes."""
-    from feeder.tools.synthetic import simulate
-
-    parts: dict[tuple[str, str], list[Any]] = {}
-    for day in simulate(sc):
-        parts.setdefault((day.market_type, day.symbol), []).append(day)
-    out = []
-    for (mt, symbol), days in parts.items():
-        cat = {
-            k: np.concatenate([getattr(d, k) for d in days])
-            for k in ("ms", "ids", "price", "qty", "buyer_maker")
-        }
-        out.append(
-            Tape(
-                MARKET_OF_ARCHIVE[mt],
-                symbol,
-                cat["ms"].astype(np.int64),
-                cat["ids"],
-                cat["price"],
-                cat["qty"],
-                cat["buyer_maker"].astype(bool),
-            )
-        )
-    return out
-
-
-def tapes_from_recordings(recordings: Iterable[Recording]) -> list[Tape]:
-    """The plain market trades (``X`` absent or MARKET, quantity > 0) of recorded ``@trade``
-    frames, per market and symbol, in exchange-time order."""
-    rows: dict[tuple[MarketType, str], list[tuple[int, int, float, float, bool]]] = {}
-    for rec in recordings:
-        for stream, line, off in zip(rec.streams, rec.lines, rec.data_offsets, strict=True):
-            if not stream.endswith("@trade"):
-                continue
-            d = json.loads(line[off:-1])
-            if d.get("X", "MARKET") != "MARKET" or float(d["q"]) <= 0:
-                continue
-            rows.setdefault((rec.market, str(d["s"])), []).append(
-                (int(d["T"]), int(d["t"]), float(d["p"]), float(d["q"]), bool(d["m"]))
-            )
-    out = []
-    for (market, symbol), r in rows.items():
-        r.sort()
-        a = np.array(r, dtype=object)
-        out.append(
-            Tape(
-                market,
-                symbol,
-                a[:, 0].astype(np.int64),
-                a[:, 1].astype(np.int64),
-                a[:, 2].astype(float),
-                a[:, 3].astype(float),
-                a[:, 4].astype(bool),
-            )
-        )
-    return out
-
-
-def next_start_ms(lead_s: float, step_s: int) -> int:
-    """The first multiple of ``step_s`` (a candle boundary) at least ``lead_s`` from now, ms."""
-    t = time.time() + lead_s
-    return int(-(-t // step_s) * step_s) * 1000
-
-
-def shift(tapes: list[Tape], from_ms: int, to_ms: int) -> list[Tape]:
-    """Move every tape by ``to_ms - from_ms`` (exchange time ``from_ms`` becomes ``to_ms``)."""
-    return [t.shifted(to_ms - from_ms) for t in tapes]
-
-
-def live_recordings(tapes: Iterable[Tape], live_from_ms: int) -> list[Recording]:
-    """One in-memory recording per market of the trades from ``live_from_ms`` on; each frame's
-    receive time is its trade time (sent at that wall-clock time by a wall-clock replay)."""
-    per: dict[MarketType, list[tuple[int, str, int]]] = {}
-    for tape in tapes:
-        for i in range(tape.split(live_from_ms), len(tape)):
-            per.setdefault(tape.market, []).append((int(tape.ms[i]), tape.frame(i), i))
-    out = []
-    for market, frames in per.items():
-        frames.sort(key=lambda f: f[0])
-        rec = Recording(Path(f"<paper {market}>"), market)
-        for ms, line, _ in frames:
-            rec.ts_ns.append(ms * 1_000_000)
-            end = line.find('"', 11)
-            rec.streams.append(line[11:end].lower())
-            rec.lines.append(line)
-            rec.data_offsets.append(end + 9)
-        out.append(rec)
-    return out
 
 
 class PaperExchange(ReplayServer):
@@ -260,7 +112,7 @@ class PaperExchange(ReplayServer):
     def last_price(self, market: MarketType, symbol: str) -> float:
         n = self.released(market, symbol)
         if n == 0:
-            raise _BinanceError(400, -1000, f"paper exchange: no trade of {symbol} yet")
+            raise BinanceError(400, -1000, f"paper exchange: no trade of {symbol} yet")
         return float(self.tapes[(market, symbol)].price[n - 1])
 
     def _tick(self, market: MarketType, symbol: str) -> Decimal:
@@ -286,12 +138,12 @@ class PaperExchange(ReplayServer):
         return super()._rest(request, market, endpoint)
 
     def _symbol(self, market: MarketType, q: Any, allowed: set[str], *, required: bool) -> str:
-        _refuse_unread(q, allowed)
+        refuse_unread(q, allowed)
         key = "pair" if "pair" in q and "pair" in allowed else "symbol"
         symbol = q.get(key, "")
         if not symbol:
             if required:
-                raise _BinanceError(
+                raise BinanceError(
                     400,
                     -1102,
                     f"Mandatory parameter '{key}' was not sent, was empty/null, or malformed.",
@@ -299,10 +151,10 @@ class PaperExchange(ReplayServer):
             return ""
         if (market, symbol) not in self.tapes:
             if symbol in self._symbols[market]:
-                raise _BinanceError(
+                raise BinanceError(
                     400, -1000, f"paper exchange: {symbol} has no trades in this scenario"
                 )
-            raise _BinanceError(400, -1121, "Invalid symbol.")
+            raise BinanceError(400, -1121, "Invalid symbol.")
         return cast(str, symbol)
 
     def _klines(self, market: MarketType, endpoint: str, q: Any) -> list[list[Any]]:
@@ -312,7 +164,7 @@ class PaperExchange(ReplayServer):
         symbol = self._symbol(market, q, allowed, required=True)
         interval = q.get("interval", "")
         if interval not in INTERVALS:
-            raise _BinanceError(400, -1120, "Invalid interval.")
+            raise BinanceError(400, -1120, "Invalid interval.")
         step = INTERVALS[interval] * 1000
         limit = min(int(q.get("limit") or 500), 1500)
         tape = self.tapes[(market, symbol)]
@@ -355,45 +207,17 @@ class PaperExchange(ReplayServer):
                 vol, quote = float(v.sum()), float(notional.sum())
                 buy, buy_quote = float(v[taker_buy].sum()), float(notional[taker_buy].sum())
                 prev_close = c
+            ohlc = [num_text(x) for x in (o, h, lo_, c)]
             if endpoint != "klines":  # mark/index price: trade prices stand in, no volume
-                rows.append(
-                    [
-                        t,
-                        _num(o),
-                        _num(h),
-                        _num(lo_),
-                        _num(c),
-                        "0",
-                        t + step - 1,
-                        "0",
-                        0,
-                        "0",
-                        "0",
-                        "0",
-                    ]
-                )
+                rows.append([t, *ohlc, "0", t + step - 1, "0", 0, "0", "0", "0"])
             else:
-                rows.append(
-                    [
-                        t,
-                        _num(o),
-                        _num(h),
-                        _num(lo_),
-                        _num(c),
-                        _num(vol),
-                        t + step - 1,
-                        _num(quote),
-                        b - a,
-                        _num(buy),
-                        _num(buy_quote),
-                        "0",
-                    ]
-                )
+                volumes = [num_text(vol), t + step - 1, num_text(quote), b - a]
+                rows.append([t, *ohlc, *volumes, num_text(buy), num_text(buy_quote), "0"])
         return rows
 
     def _book(self, market: MarketType, symbol: str) -> tuple[Decimal, Decimal]:
         tick = self._tick(market, symbol)
-        last = Decimal(_num(self.last_price(market, symbol))).quantize(tick)
+        last = Decimal(num_text(self.last_price(market, symbol))).quantize(tick)
         return last - tick, last + tick
 
     def _tickers(self, market: MarketType, endpoint: str, q: Any) -> Any:
@@ -405,7 +229,7 @@ class PaperExchange(ReplayServer):
             if self.released(market, sym) == 0:
                 continue
             bid, ask = self._book(market, sym)
-            last = _num(self.last_price(market, sym))
+            last = num_text(self.last_price(market, sym))
             if endpoint == "ticker/price":
                 out.append({"symbol": sym, "price": last, "time": now})
             elif endpoint == "ticker/bookTicker":
@@ -432,14 +256,14 @@ class PaperExchange(ReplayServer):
             p, v = tape.price[n - 1 : n], tape.qty[n - 1 : n] * 0
         return {
             "symbol": symbol,
-            "priceChange": _num(p[-1] - p[0]),
-            "priceChangePercent": _num(round(float((p[-1] / p[0] - 1) * 100), 3)),
-            "weightedAvgPrice": _num(float((p * v).sum() / v.sum()) if v.sum() else p[-1]),
-            "openPrice": _num(p[0]),
-            "highPrice": _num(p.max()),
-            "lowPrice": _num(p.min()),
-            "volume": _num(v.sum()),
-            "quoteVolume": _num((p * v).sum()),
+            "priceChange": num_text(p[-1] - p[0]),
+            "priceChangePercent": num_text(round(float((p[-1] / p[0] - 1) * 100), 3)),
+            "weightedAvgPrice": num_text(float((p * v).sum() / v.sum()) if v.sum() else p[-1]),
+            "openPrice": num_text(p[0]),
+            "highPrice": num_text(p.max()),
+            "lowPrice": num_text(p.min()),
+            "volume": num_text(v.sum()),
+            "quoteVolume": num_text((p * v).sum()),
             "openTime": now - 86_400_000,
             "closeTime": now,
             "firstId": int(tape.ids[a]),
@@ -479,7 +303,7 @@ class PaperExchange(ReplayServer):
                     "symbol": symbol,
                     "fundingTime": t,
                     "fundingRate": self.funding_rate,
-                    "markPrice": _num(tape.price[k]),
+                    "markPrice": num_text(tape.price[k]),
                 }
             )
             t += FUNDING_MS
@@ -494,7 +318,7 @@ class PaperExchange(ReplayServer):
         for sym in symbols:
             if self.released(market, sym) == 0:
                 continue
-            price = _num(self.last_price(market, sym))
+            price = num_text(self.last_price(market, sym))
             row: dict[str, Any] = {
                 "symbol": sym,
                 "markPrice": price,
@@ -512,29 +336,16 @@ class PaperExchange(ReplayServer):
 
 
 def _json(body: Any) -> web.Response:
-    return web.Response(
-        text=json.dumps(body, separators=(",", ":")), content_type="application/json"
-    )
+    return json_text(dumps(body))
 
 
 # ---------------------------------------------------------------------------- FreqTrade
 
 
-def _urls(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _urls(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _urls(v)
-    elif isinstance(value, str) and "://" in value:
-        yield value
-
-
 def assert_loopback(config: Any) -> int:
     """Raise ValueError naming the first URL in ``config`` whose host is not loopback; returns
     how many URLs were checked (at least one, or it raises)."""
-    urls = list(_urls(config))
+    urls = list(iter_urls(config))
     for url in urls:
         host = urlsplit(url).hostname
         if host not in LOOPBACK:
@@ -548,7 +359,7 @@ def freqtrade_exchange_config(server: PaperExchange | str) -> dict[str, Any]:
     """``exchange.ccxt_config`` and ``ccxt_async_config`` that send every ccxt URL of
     ``binance`` (REST and websocket, every market type) to the paper exchange."""
     base = server.rest_url if isinstance(server, PaperExchange) else server
-    api = _rewrite_all(_ccxt_default_api_urls("binance"), base)
+    api = rewrite_urls(ccxt_api_urls("binance")[0], base)
     cfg = {"urls": {"api": api}, "options": {"fetchCurrencies": False, "fetchMargins": False}}
     assert_loopback(cfg)
     return {"ccxt_config": cfg, "ccxt_async_config": json.loads(json.dumps(cfg))}

@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "0.0.0.0 only inside a container whose port is published on loopback",
     )
 
-    from feeder.replay import binance as replay
+    from feeder.replay import cli as replay
 
     rp = sub.add_parser(
         "replay",

@@ -97,7 +97,7 @@ def cmd_setup_influx(args: argparse.Namespace, settings: Settings, store: BarSto
 def cmd_replay(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:
     import asyncio
 
-    from feeder.replay import binance as replay
+    from feeder.replay import cli as replay
 
     return asyncio.run(replay.run(args))
 

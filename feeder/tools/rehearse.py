@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from feeder.replay.binance import DEFAULT_MARKETS_DIR
+from feeder.replay.binance_api import DEFAULT_MARKETS_DIR
 from feeder.replay.paper import PaperExchange
 from feeder.settings import Settings
 from feeder.tools.rehearse_plan import (

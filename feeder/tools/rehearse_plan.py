@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from feeder.read.flow import timeframe_seconds
-from feeder.replay.binance import (
-    Recording,
-    parse_recording_arg,
-)
-from feeder.replay.paper import (
-    FUNDING_MS,
+from feeder.replay.paper import FUNDING_MS
+from feeder.replay.recording import Recording, parse_recording_arg
+from feeder.replay.tape import (
     Tape,
     next_start_ms,
     shift,

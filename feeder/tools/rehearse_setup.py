@@ -22,10 +22,10 @@ import httpx
 from feeder.replay.binance import ccxt_overrides
 from feeder.replay.paper import (
     PaperExchange,
-    Tape,
     assert_loopback,
     freqtrade_exchange_config,
 )
+from feeder.replay.tape import Tape
 from feeder.settings import Settings, settings_from_dict
 from feeder.tools.rehearse_plan import (
     REPO,

@@ -14,15 +14,8 @@ import numpy as np
 import pytest
 
 from feeder.replay.binance import ccxt_overrides
-from feeder.replay.paper import (
-    PaperExchange,
-    Tape,
-    assert_loopback,
-    freqtrade_exchange_config,
-    next_start_ms,
-    shift,
-    tapes_from_scenario,
-)
+from feeder.replay.paper import PaperExchange, assert_loopback, freqtrade_exchange_config
+from feeder.replay.tape import Tape, next_start_ms, shift, tapes_from_scenario
 from feeder.tools.synthetic import Scenario
 
 pytestmark = pytest.mark.shared

@@ -20,17 +20,10 @@ import ccxt
 import ccxt.pro
 import pytest
 
-from feeder.replay.binance import (
-    Fault,
-    Recording,
-    ReplayServer,
-    add_arguments,
-    ccxt_overrides,
-    describe,
-    minimal_overrides,
-    parse_recording_arg,
-    run,
-)
+from feeder.replay.binance import ReplayServer, ccxt_overrides, minimal_overrides
+from feeder.replay.binance_inputs import Fault
+from feeder.replay.cli import add_arguments, describe, run
+from feeder.replay.recording import Recording, parse_recording_arg
 from tests.replay_helpers import (
     RAW_SPOT_2024,
     RAW_USDM_2023,

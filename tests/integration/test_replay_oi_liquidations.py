@@ -19,19 +19,17 @@ import ccxt
 import ccxt.pro
 import pytest
 
-from feeder.replay.binance import (
+from feeder.replay.binance import ReplayServer, ccxt_overrides
+from feeder.replay.binance_inputs import (
     Fault,
     Liquidation,
-    MarketType,
     OpenInterestPoint,
-    ReplayServer,
     RestFault,
-    add_arguments,
-    ccxt_overrides,
     load_liquidations_jsonl,
     load_open_interest_csv,
-    run,
 )
+from feeder.replay.cli import add_arguments, run
+from feeder.replay.recording import MarketType
 from tests.replay_helpers import RAW_USDM_2023, RAW_USDM_2024, TRADES_USDM_2024
 
 pytestmark = pytest.mark.shared

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.replay.binance import Fault, ReplayServer
+from feeder.replay.binance import ReplayServer
+from feeder.replay.binance_inputs import Fault
 from feeder.stores.parquet import ParquetStore
 from feeder.stores.redis_stream import RedisBarStream
 from tests.live.conftest import RECORDINGS, bars_of, expected_trades, feeder_settings, run_feeder

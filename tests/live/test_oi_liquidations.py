@@ -32,13 +32,9 @@ import pytest
 
 from feeder.live.runtime import EventClock, Feeder
 from feeder.read.flow import OI_MAX_AGE_S, load_flow
-from feeder.replay.binance import (
-    Liquidation,
-    MarketType,
-    OpenInterestPoint,
-    ReplayServer,
-    RestFault,
-)
+from feeder.replay.binance import ReplayServer
+from feeder.replay.binance_inputs import Liquidation, OpenInterestPoint, RestFault
+from feeder.replay.recording import MarketType
 from feeder.settings import InfluxSettings, Settings, settings_from_dict
 from feeder.stores import BarStore
 from feeder.stores.parquet import ParquetStore

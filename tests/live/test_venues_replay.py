@@ -32,7 +32,7 @@ from feeder.ingest.pipeline import DayBarWriter
 from feeder.live.collector import Collector
 from feeder.live.markets import raw_from_ccxt, split_aggregated, trade_id_int
 from feeder.live.runtime import EventClock, Feeder
-from feeder.replay.binance import Recording
+from feeder.replay.recording import Recording
 from feeder.replay.venues import (
     VenueReplayServer,
     non_loopback_urls,
