@@ -17,23 +17,26 @@ JSON>`` lines, gzip) the way Binance would, so that unmodified ``ccxt.pro.binanc
   0 or None as fast as the clients read (websocket back-pressure). Event times are never changed;
 * fault injection: forced disconnects (:meth:`ReplayServer.disconnect_all`,
   :meth:`ReplayServer.disconnect_after`, ``Fault("disconnect", at)``) and malformed, truncated,
-  field-less, duplicated and swapped trade frames (:class:`Fault`); failing REST answers
-  (:class:`RestFault`: HTTP 5xx, Binance error JSON, an HTML gateway page).
+  field-less, duplicated and swapped trade frames (:class:`~feeder.replay.binance_inputs.Fault`);
+  failing REST answers (:class:`~feeder.replay.binance_inputs.RestFault`: HTTP 5xx, Binance
+  error JSON, an HTML gateway page).
 
 Open interest and liquidations (futures). The recordings have neither (no open-interest history,
 no ``forceOrder`` stream), so the replay serves only what the caller supplies, clearly not
 recorded data, in Binance's formats:
 
 * ``openInterest?symbol=`` (USD-M ``{"openInterest","symbol","time"}``, COIN-M
-  ``{"symbol","pair","openInterest","contractType","time"}``) from :class:`OpenInterestPoint`
-  series: the last point at or before the replay's exchange clock (:meth:`ReplayServer.
-  server_time_ms`), never a later one; an error before the first point;
+  ``{"symbol","pair","openInterest","contractType","time"}``) from
+  :class:`~feeder.replay.binance_inputs.OpenInterestPoint` series: the last point at or before
+  the replay's exchange clock (:meth:`ReplayServer.server_time_ms`), never a later one; an error
+  before the first point;
 * ``premiumIndex[?symbol=]`` (the mark price ccxt's ``fetch_mark_price`` reads, which values USD-M
   open interest): the recording's ``@markPrice@1s`` frames where it has them (2023 USD-M), else
   stand-ins from the last recorded trade price (index and settle price the same, funding 0);
-* websocket ``<symbol>@forceOrder`` and ``!forceOrder@arr``: :class:`Liquidation` events are
-  injected into the timeline at their event time (moved onto the recordings' receive clock), in
-  order among the recorded frames; Binance's event JSON, wrapped on ``/stream``.
+* websocket ``<symbol>@forceOrder`` and ``!forceOrder@arr``:
+  :class:`~feeder.replay.binance_inputs.Liquidation` events are injected into the timeline at
+  their event time (moved onto the recordings' receive clock), in order among the recorded
+  frames; Binance's event JSON, wrapped on ``/stream``.
 
 URL layout. The server puts Binance's host name first in the path, so every ccxt base URL maps
 one to one: ``wss://stream.binance.com:9443/ws`` becomes ``ws://127.0.0.1:PORT/stream.binance.com/ws``
