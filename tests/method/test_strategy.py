@@ -105,7 +105,7 @@ def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_p
     store = strat.flow.store
     assert isinstance(store, ParquetStore)
     t0 = 1_704_067_200
-    for i, m in enumerate(strat.sf.markets("BTC")):
+    for i, m in enumerate(strat.settings.markets("BTC")):
         b = make_bars(t0, 6 * 3600, seed=i)
         store.write_bars(m.id, m.kind.value, b, "1s")
         store.write_bars(m.id, m.kind.value, rollup(b, 60), "1m")
@@ -118,7 +118,7 @@ def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_p
         {"date": dates, "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.0, "volume": 1.0}
     )
     merged = strat._merge_flow(candles, "BTC/USDT:USDT")
-    flow = load_flow(store, strat.sf, "BTC", t0, t0 + 6 * 3600, "5m")
+    flow = load_flow(store, strat.settings, "BTC", t0, t0 + 6 * 3600, "5m")
     assert merged["oi"].notna().all()  # forward filled: every candle has an OI as of its close
     assert merged["oi"].tolist() == flow["oi"].tolist()
     # Candle [t0+300, t0+600): the newest observation before its close is t0+450, in both perps.
