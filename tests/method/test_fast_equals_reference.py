@@ -27,10 +27,14 @@ PARAMS = [
 
 
 def with_oi_and_liquidations(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """The planted scenario carries neither: add both (sparse liquidations, OI with holes)."""
+    """The planted scenario carries neither: add both (sparse liquidations, OI with holes), and
+    flat candles (high == low, as quiet 1m candles have: no range to close in)."""
     rng = np.random.default_rng(seed)
     out = frame.copy()
     n = len(out)
+    flat = rng.random(n) < 0.03
+    for col in ("open", "high", "low"):
+        out.loc[flat, col] = out.loc[flat, "close"]
     oi = 1e9 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
     oi[rng.random(n) < 0.05] = np.nan
     out["oi"] = oi

@@ -7,7 +7,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from squeezeflow.context import context
-from squeezeflow.episodes import episodes
+from squeezeflow.episodes import episode_columns
 from squeezeflow.flows import deltas, windowed_flows
 from squeezeflow.params import MethodParams
 from squeezeflow.score import WEIGHTS, Array, Columns, score
@@ -96,19 +96,17 @@ def _direction(
     else:
         high, low, close = -log_low, -log_high, -log_close
         liquidations = _column(candles, "perp_lsell")
-    index = candles.index
-    episode_frame = episodes(
-        sign * features["gap_z"],
-        sign * features["spot_flow"],
-        sign * features["perp_flow"],
-        sign * features["price_z"],
-        pd.Series(high, index=index),
-        pd.Series(low, index=index),
-        pd.Series(close, index=index),
-        features["vol_ratio"],
+    episode = episode_columns(
+        sign * features["gap_z"].to_numpy(),
+        sign * features["spot_flow"].to_numpy(),
+        sign * features["perp_flow"].to_numpy(),
+        sign * features["price_z"].to_numpy(),
+        high,
+        low,
+        close,
+        features["vol_ratio"].to_numpy(),
         params,
     )
-    episode = {name: episode_frame[name].to_numpy() for name in episode_frame.columns}
     candle_range = high - low
     candle_range = np.where(candle_range > 0, candle_range, np.nan)
     close_loc = (close - low) / candle_range
