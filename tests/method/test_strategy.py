@@ -12,6 +12,8 @@ from SqueezeFlow import SqueezeFlow, startup_candles
 from feeder.settings import ConfigError
 from tests.conftest import REPO
 
+SIDES = ("long", "short")
+
 
 @pytest.fixture(scope="module")
 def strategy(planted):
@@ -44,6 +46,18 @@ def test_entries_carry_direction_and_rounded_score_tags(analyzed):
     assert all(t.split("_")[0] == "sf" and t.split("_")[1] in ("long", "short") for t in tags)
     assert all(6 <= int(t.split("_")[2]) <= 10 for t in tags)
     assert analyzed["close"].notna().all()  # prices never touched by the merge
+
+
+def test_entry_tags_are_the_rounded_score_of_the_entrys_direction_on_every_candle(analyzed):
+    """Tags are formatted only where an entry is: the same tags as formatting every candle."""
+    rounded = {
+        side: analyzed[f"score_{side}"].round().astype("Int64").astype(str) for side in SIDES
+    }
+    every = pd.Series(None, index=analyzed.index, dtype=object)
+    every[analyzed["sf_enter_short"]] = "sf_short_" + rounded["short"]
+    every[analyzed["sf_enter_long"]] = "sf_long_" + rounded["long"]  # a long wins a tie
+    assert analyzed["enter_tag"].notna().sum() == 5
+    assert analyzed["enter_tag"].tolist() == every.tolist()
 
 
 def test_leverage_by_score_band_capped_by_config_and_exchange(strategy):

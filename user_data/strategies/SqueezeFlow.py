@@ -290,11 +290,14 @@ class SqueezeFlow(IStrategy):
         df = self._compute(dataframe, metadata["pair"])  # hyperopt: parameters changed
         df["enter_long"] = df["sf_enter_long"].astype(int)
         df["enter_short"] = df["sf_enter_short"].astype(int)
-        long_tag = "sf_long_" + df["score_long"].round().astype("Int64").astype(str)
-        short_tag = "sf_short_" + df["score_short"].round().astype("Int64").astype(str)
-        df["enter_tag"] = np.where(
-            df["sf_enter_long"], long_tag, np.where(df["sf_enter_short"], short_tag, None)
-        )
+        # Tags only where an entry is (formatting every candle's score cost ~10 ms per pair on
+        # the live decision's path): direction and rounded score, a long winning a tie.
+        tags = np.full(len(df), None, dtype=object)
+        for side in ("short", "long"):
+            rows = np.flatnonzero(df[f"sf_enter_{side}"].to_numpy(dtype=bool))
+            scores = np.round(df[f"score_{side}"].to_numpy()[rows])
+            tags[rows] = [f"sf_{side}_{int(score)}" for score in scores]
+        df["enter_tag"] = tags
         if self._live() and self._stale.get(coin_of(metadata["pair"]), False):
             df.loc[df.index[-1], ["enter_long", "enter_short"]] = 0
         return df
