@@ -191,7 +191,22 @@ def breakdown(bot_log: Path) -> str:
             elif "signal found" in msg:
                 cur[5] = f"{cur[5]} {after}".strip()
     head = ["close", "wake", "flow final", "read", "pairs analysed", "entry signal"]
-    return table(head, rows)
+    # Every decision, entries or not: when the last pair was analysed (FreqTrade enters after
+    # that). Start-up candles are left out: the bot not yet running at the close (a late wake),
+    # or the paper exchange not yet streaming (the wait ran to its bound, decide_wait_s = 5 s).
+    ready = [
+        float(str(r[4]).split()[-1])
+        for r in rows
+        if r[4] and float(str(r[1])) < WAKE_S + 4 and float(str(r[2])) - float(str(r[1])) < 4.9
+    ]
+    if not ready:
+        return table(head, rows)
+    a = np.array(ready)
+    summary = (
+        f"last pair analysed, {len(a)} decisions: p50 {np.percentile(a, 50):.2f} s, "
+        f"p90 {np.percentile(a, 90):.2f} s, max {a.max():.2f} s after the close"
+    )
+    return table(head, rows) + "\n" + summary
 
 
 def rehearse(timeframes: list[str], runs: int, keep: Path | None = None) -> str:
