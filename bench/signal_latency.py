@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,8 +42,14 @@ RECORDINGS = ROOT.parent / "shared" / "data" / "market" / "hftbacktest" / "raw"
 GRACES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
-def late_shares() -> str:
-    rows = []
+#: FreqTrade wakes this long after a candle closes; the feeder's bar clock ticks every TICK_S.
+WAKE_S, TICK_S = 1.0, 0.1
+
+
+def _trade_delays() -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """Per recorded session: receive times, trade times (s) and the median receive-minus-trade
+    offset (the recorder's clock against Binance's)."""
+    out = []
     for path in sorted(RECORDINGS.glob("*/*.gz")):
         rec = Recording.load(path)
         recv, trade_ms = [], []
@@ -56,14 +64,25 @@ def late_shares() -> str:
             continue
         r = np.array(recv, dtype=np.int64) / 1e9
         t = np.array(trade_ms, dtype=np.int64) / 1e3
+        out.append((f"{rec.market} {path.name}", r, t, float(np.median(r - t))))
+    return out
+
+
+def late_shares() -> str:
+    """Two measures per grace: trades received after their *second* closed (the bar is corrected
+    and re-published), and trades received after their *candle* was read for the live decision
+    (close + max(FreqTrade's wake, grace + a bar-clock tick)): only those can make the live
+    decision differ from the backtest's, which sees the corrected bar."""
+    sessions = _trade_delays()
+    rows = []
+    for name, r, t, offset in sessions:
         delay = r - t
-        offset = float(np.median(delay))
         after_close = r - (np.floor(t) + 1.0)  # receive time past the end of the trade's second
         raw = [float((after_close > g).mean() * 100) for g in GRACES]
         corrected = [float((after_close - offset > g).mean() * 100) for g in GRACES]
         rows.append(
             [
-                f"{rec.market} {path.name}",
+                name,
                 len(r),
                 f"{offset * 1000:.0f}",
                 f"{np.percentile(delay - offset, 99) * 1000:.0f}",
@@ -77,7 +96,26 @@ def late_shares() -> str:
         "p99 recv-T - median ms",
         *[f"late % at {g:g} s (raw / offset removed)" for g in GRACES],
     ]
-    return table(head, rows)
+    out = [table(head, rows), ""]
+    for tf in (60, 300):
+        rows = []
+        for name, r, t, offset in sessions:
+            candle_end = (np.floor(t / tf) + 1) * tf
+            cells = []
+            for g in GRACES:
+                read_at = candle_end + max(WAKE_S, g + TICK_S)
+                late = (r - offset) > read_at
+                candles = np.unique(candle_end)
+                touched = np.unique(candle_end[late])
+                cells.append(f"{late.mean() * 100:.3f} % / {len(touched)} of {len(candles)}")
+            rows.append([name, len(r), *cells])
+        head = [
+            f"recording ({tf // 60}m candles)",
+            "trades",
+            *[f"after the read at grace {g:g} s: trades / candles" for g in GRACES],
+        ]
+        out += [table(head, rows), ""]
+    return "\n".join(out)
 
 
 def analysis_time(candles: int = 1930, repeats: int = 20) -> str:
@@ -118,12 +156,65 @@ def analysis_time(candles: int = 1930, repeats: int = 20) -> str:
     )
 
 
-def rehearse(timeframes: list[str], runs: int) -> str:
+_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - [\w.]+ - \w+ - (.*)$")
+_CLOSING = re.compile(
+    r"candle closing (\S+ \S+): wake \+([\d.]+)s, flow final \+([\d.]+)s, read \+([\d.]+)s"
+)
+
+
+def breakdown(bot_log: Path) -> str:
+    """Where each live decision's time went, from the dry-run bot's log (seconds after the close):
+    FreqTrade's wake, the candle's flow final, the bars read, each pair analysed (end), and any
+    entry signal FreqTrade acted on (log time of "signal found")."""
+    import pandas as pd
+
+    if not bot_log.exists():
+        return f"(no bot log at {bot_log})"
+    rows: list[list[object]] = []
+    cur: list[object] | None = None
+    close = None
+    for raw in bot_log.read_text(errors="replace").splitlines():
+        m = _LINE.match(raw)
+        if not m:
+            continue
+        t = pd.Timestamp(m.group(1).replace(",", "."), tz="UTC")
+        msg = m.group(2)
+        c = _CLOSING.search(msg)
+        if c:
+            close = pd.Timestamp(c.group(1))
+            cur = [close.strftime("%H:%M:%S"), c.group(2), c.group(3), c.group(4), "", ""]
+            rows.append(cur)
+        elif cur is not None and close is not None:
+            after = f"{(t - close).total_seconds():.3f}"
+            if "analysed in" in msg:
+                cur[4] = f"{cur[4]} {after}".strip()
+            elif "signal found" in msg:
+                cur[5] = f"{cur[5]} {after}".strip()
+    head = ["close", "wake", "flow final", "read", "pairs analysed", "entry signal"]
+    # Every decision, entries or not: when the last pair was analysed (FreqTrade enters after
+    # that). Start-up candles are left out: the bot not yet running at the close (a late wake),
+    # or the paper exchange not yet streaming (the wait ran to its bound, decide_wait_s = 5 s).
+    ready = [
+        float(str(r[4]).split()[-1])
+        for r in rows
+        if r[4] and float(str(r[1])) < WAKE_S + 4 and float(str(r[2])) - float(str(r[1])) < 4.9
+    ]
+    if not ready:
+        return table(head, rows)
+    a = np.array(ready)
+    summary = (
+        f"last pair analysed, {len(a)} decisions: p50 {np.percentile(a, 50):.2f} s, "
+        f"p90 {np.percentile(a, 90):.2f} s, max {a.max():.2f} s after the close"
+    )
+    return table(head, rows) + "\n" + summary
+
+
+def rehearse(timeframes: list[str], runs: int, keep: Path | None = None) -> str:
     rows = []
     every: dict[str, list[float]] = {}
     for tf in timeframes:
         for i in range(runs):
-            with tempfile.TemporaryDirectory(prefix="sf-latency-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="sf-latency-", dir=keep) as tmp:
                 report = Path(tmp) / "report.json"
                 live = "6" if tf == "1m" else "4"
                 cmd = [
@@ -157,6 +248,9 @@ def rehearse(timeframes: list[str], runs: int) -> str:
                 lat = rep["signal_latency_s"]
                 every.setdefault(tf, []).extend(lat)
                 print(f"{tf} run {i}: matched={rep['matched']} latency={lat}", flush=True)
+                print(breakdown(Path(tmp) / "work" / "freqtrade-trade.log"), flush=True)
+                if keep is not None:
+                    shutil.copytree(Path(tmp) / "work", keep / f"{tf}-run{i}-{os.getpid()}")
     for tf, lat in every.items():
         a = np.array(lat) if lat else np.array([np.nan])
         rows.append(
@@ -180,13 +274,17 @@ def main() -> int:
     p.add_argument("--analysis", action="store_true", help="time the method on a live frame")
     p.add_argument("--timeframes", nargs="+", default=["1m", "5m"])
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--keep", type=Path, help="keep each rehearsal's workdir (logs) under this")
+    p.add_argument("--breakdown", type=Path, help="print the breakdown of a kept bot log")
     args = p.parse_args()
+    if args.breakdown:
+        print(breakdown(args.breakdown))
     if args.late:
         print(late_shares())
     if args.analysis:
         print(analysis_time())
     if args.rehearse:
-        print(rehearse(args.timeframes, args.runs))
+        print(rehearse(args.timeframes, args.runs, args.keep))
     return 0
 
 

@@ -211,7 +211,7 @@ class Settings(_Strict):
     staleness_limit_s: float = Field(30.0, gt=0, le=86_400)
     max_leverage: float = Field(3.0, ge=1.0, le=125.0)
     max_stake_fraction: float = Field(1.0, gt=0, le=1.0)
-    grace_s: float = Field(2.0, ge=0, le=60)  # every numeric setting has bounds
+    grace_s: float = Field(0.5, ge=0, le=60)  # every numeric setting has bounds
     #: live: how long bot_loop_start waits for every market's watermark to pass the newest
     #: closed candle before that candle is decided incomplete (no entry; logged and counted)
     decide_wait_s: float = Field(5.0, ge=0, le=60)

@@ -264,7 +264,9 @@ class FlowSource:
             return
         secs = self.store.read_bars(market, int(got[0, 0]), int(got[-1, 1]), "1s")
         inside = _in_intervals(secs["time"].to_numpy(np.int64), got)
-        old = self._seconds.get(market, _empty_seconds())
+        old = self._seconds.get(market)
+        if old is None:
+            old = _empty_seconds()
         keep = old[~_in_intervals(old["time"].to_numpy(np.int64), got)]
         merged = pd.concat([keep, secs.loc[inside, ["time", *BAR_FIELDS]]], ignore_index=True)
         self._seconds[market] = merged.sort_values("time").reset_index(drop=True)
@@ -340,7 +342,9 @@ class FlowSource:
         markets = self.settings.markets(coin)
         parts = []
         for m in markets:
-            secs = self._seconds.get(m.id, _empty_seconds())
+            secs = self._seconds.get(m.id)
+            if secs is None:  # (not as .get's default: building it costs ms on every poll)
+                secs = _empty_seconds()
             sums = bucket_bars(secs[secs["time"] >= b], b, self.tf, n)
             parts.append((m, sums, covered(opens, self.tf, self.coverage(m.id))))
         live = assemble(opens, parts, require=self.settings.flow.require)  # as load_flow

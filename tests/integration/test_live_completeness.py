@@ -133,8 +133,9 @@ def test_a_quiet_second_moves_the_published_watermark(redis_url, tmp_path):
     rig.tick(T0 + 30)  # nobody traded since: the seconds are still final (real zeros)
     rig.flush()
     later = RedisBarStream(redis_url, prefix=settings.redis.prefix).watermarks([SPOT, PERP])
-    assert first[SPOT] is not None and first[SPOT] <= T0 + 2
-    assert later == {SPOT: T0 + 28, PERP: T0 + 28}
+    closed_by = int(T0 + 30 - settings.grace_s)  # every second ending grace_s before the tick
+    assert first[SPOT] is not None and first[SPOT] <= T0 + 4 - settings.grace_s
+    assert later == {SPOT: closed_by, PERP: closed_by}
 
 
 def _session(rig: LiveRig, start: int, end: int, skip: tuple[int, int] | None = None) -> None:

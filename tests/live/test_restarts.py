@@ -213,6 +213,8 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(
         "SQUEEZEFLOW_API_KEY_BINANCEUSDM": "replay-no-key",
     }
     last_second = {m: int(bars_of(imported, m)["time"].max()) for m in RECORDINGS}
+    first = min(int(bars_of(imported, m)["time"].min()) for m in RECORDINGS)
+    span = min(last_second.values()) - first
     log = tmp_path / "feeder.log"
     procs: list[subprocess.Popen] = []
 
@@ -256,10 +258,19 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_second_covered(
         while _closed(rport):
             assert time.monotonic() < deadline and procs[0].poll() is None
             time.sleep(0.1)
-        for _ in range(kills):
+        for i in range(kills):
             feeder, hport = start_feeder()
             n = rng.randint(300, 3_000)  # trades this session collects before its SIGKILL
-            h = wait_health(feeder, hport, lambda h, n=n: _trades(h) >= n)
+            # ... or sooner, so that every kill falls in the first half of the recording and the
+            # last session, however slow the restarts on a loaded machine, still has whole
+            # minutes to cover (the replay runs on while the feeder is down)
+            by = first + (i + 1) * span // (2 * kills)
+
+            def due(h: dict, n: int = n, by: int = by) -> bool:
+                wm = max(m["watermark"] or 0 for m in h["markets"].values())
+                return _trades(h) >= n or wm >= by
+
+            h = wait_health(feeder, hport, due)
             feeder.send_signal(signal.SIGKILL)
             feeder.wait(30)
             killed_at.append(max(m["watermark"] or 0 for m in h["markets"].values()))

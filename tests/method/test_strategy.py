@@ -12,6 +12,8 @@ from SqueezeFlow import SqueezeFlow, startup_candles
 from feeder.settings import ConfigError
 from tests.conftest import REPO
 
+SIDES = ("long", "short")
+
 
 @pytest.fixture(scope="module")
 def strategy(planted):
@@ -44,6 +46,18 @@ def test_entries_carry_direction_and_rounded_score_tags(analyzed):
     assert all(t.split("_")[0] == "sf" and t.split("_")[1] in ("long", "short") for t in tags)
     assert all(6 <= int(t.split("_")[2]) <= 10 for t in tags)
     assert analyzed["close"].notna().all()  # prices never touched by the merge
+
+
+def test_entry_tags_are_the_rounded_score_of_the_entrys_direction_on_every_candle(analyzed):
+    """Tags are formatted only where an entry is: the same tags as formatting every candle."""
+    rounded = {
+        side: analyzed[f"score_{side}"].round().astype("Int64").astype(str) for side in SIDES
+    }
+    every = pd.Series(None, index=analyzed.index, dtype=object)
+    every[analyzed["sf_enter_short"]] = "sf_short_" + rounded["short"]
+    every[analyzed["sf_enter_long"]] = "sf_long_" + rounded["long"]  # a long wins a tie
+    assert analyzed["enter_tag"].notna().sum() == 5
+    assert analyzed["enter_tag"].tolist() == every.tolist()
 
 
 def test_leverage_by_score_band_capped_by_config_and_exchange(strategy):
@@ -105,7 +119,7 @@ def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_p
     store = strat.flow.store
     assert isinstance(store, ParquetStore)
     t0 = 1_704_067_200
-    for i, m in enumerate(strat.sf.markets("BTC")):
+    for i, m in enumerate(strat.settings.markets("BTC")):
         b = make_bars(t0, 6 * 3600, seed=i)
         store.write_bars(m.id, m.kind.value, b, "1s")
         store.write_bars(m.id, m.kind.value, rollup(b, 60), "1m")
@@ -118,7 +132,7 @@ def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_p
         {"date": dates, "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.0, "volume": 1.0}
     )
     merged = strat._merge_flow(candles, "BTC/USDT:USDT")
-    flow = load_flow(store, strat.sf, "BTC", t0, t0 + 6 * 3600, "5m")
+    flow = load_flow(store, strat.settings, "BTC", t0, t0 + 6 * 3600, "5m")
     assert merged["oi"].notna().all()  # forward filled: every candle has an OI as of its close
     assert merged["oi"].tolist() == flow["oi"].tolist()
     # Candle [t0+300, t0+600): the newest observation before its close is t0+450, in every perp.

@@ -46,13 +46,13 @@ def live_strategy(store_dir, redis_url: str, clock, timeframe: str = "5m", **sf)
     cfg["squeezeflow"].update(sf)
     strat = SqueezeFlow(cfg)
     strat.dp = BotDP()  # type: ignore[assignment]
-    strat.flow = FlowSource(strat.sf, timeframe, store=strat.flow.store, clock=clock)
+    strat.flow = FlowSource(strat.settings, timeframe, store=strat.flow.store, clock=clock)
     return strat
 
 
 def publish_state(strat: SqueezeFlow, watermark: int, coverage_from: int) -> None:
-    pub = RedisBarStream(strat.sf.redis.url, prefix=strat.sf.redis.prefix)
-    for m in strat.sf.markets("BTC"):
+    pub = RedisBarStream(strat.settings.redis.url, prefix=strat.settings.redis.prefix)
+    for m in strat.settings.markets("BTC"):
         pub.publish(
             m.id,
             m.kind.value,
@@ -86,7 +86,7 @@ def test_the_newest_candle_is_decided_once_its_flow_is_final(planted, redis_url,
 
     # The feeder never closes the next candle in time: it is decided incomplete, counted, and
     # logged once, however many bot loops see it.
-    strat.sf = strat.sf.model_copy(update={"decide_wait_s": 0.5})
+    strat.settings = strat.settings.model_copy(update={"decide_wait_s": 0.5})
     now = close + 301
     publish_state(strat, close + 298, close - 3600)  # fresh (3 s old), but short of the close
     with caplog.at_level(logging.WARNING):
@@ -117,7 +117,9 @@ def test_a_stale_feed_blocks_an_entry_the_same_candle_takes_when_fresh(planted, 
         close = int(candles.loc[i, "date"].timestamp()) + 300
         clock[0] = close + 1
         window = candles.iloc[i + 1 - n : i + 1].reset_index(drop=True)
-        strat.flow = FlowSource(strat.sf, "5m", store=strat.flow.store, clock=lambda: clock[0])
+        strat.flow = FlowSource(
+            strat.settings, "5m", store=strat.flow.store, clock=lambda: clock[0]
+        )
         strat._decided.clear()
         strat._computed_with.clear()
         publish_state(strat, close + 1, close - 3600)  # fresh: final past the close

@@ -10,11 +10,14 @@ from feeder.ingest.aggregate import LiveBarBuilder, bars_from_trades, merge_bars
 from feeder.ingest.models import BAR_FIELDS, Kind
 from feeder.ingest.normalise import IdDeduplicator, Rejects, TradeBatch, normalise
 from feeder.ingest.pipeline import DayBarWriter
+from feeder.settings import settings_from_dict
 from feeder.stores.parquet import ParquetStore
 from tests.helpers import COINM, SPOT, USDM, independent_bars, raw_columns, read_derived_trades
 
 NS = 1_000_000_000
 T0 = 1_723_161_240  # a minute boundary
+#: FreqTrade's worker wakes this long after a candle closes (worker.py, ``timeframe_offset=1``)
+FREQTRADE_WAKE_S = 1.0
 
 
 def batch_of(ts_ns, price, qty, buy, ids, liq=None, market="BINANCE:btcusdt") -> TradeBatch:
@@ -190,6 +193,25 @@ class TestLiveBarBuilder:
         assert len(lb.advance((T0 + 2) * NS).bars_1s) == 0  # second 0 ends at +1, grace 2
         out = lb.advance((T0 + 3) * NS + 1)
         assert out.bars_1s["time"].tolist() == [T0]
+
+    def test_at_the_default_grace_a_candles_last_second_is_final_before_freqtrade_wakes(self):
+        """FreqTrade's worker decides a candle one second after its close (freqtrade/worker.py,
+        ``timeframe_offset=1``). At the default ``grace_s`` the feeder's bar clock has closed the
+        candle's last second by then, so the live decision does not wait for the feeder (issue 8
+        section 5: a 2 s grace made every decision wait until close + 2.1 s)."""
+        from feeder.live.runtime import Feeder
+
+        settings = settings_from_dict(None, env=False)
+        lb = LiveBarBuilder(USDM.market, settings.grace_s, settings.feeder.retain_s)
+        close = T0 + 60  # a candle close; its last second is T0 + 59
+        lb.advance((close - 5) * NS)
+        lb.add(self._trades([(59.95, 1)]))  # a trade at the very end of the candle
+        wake = close + FREQTRADE_WAKE_S
+        tick = close * NS
+        while tick <= (wake - Feeder.tick_s) * NS:  # the bar clock's ticks before the wake
+            lb.advance(tick)
+            tick += int(Feeder.tick_s * NS)
+        assert lb.watermark is not None and lb.watermark >= close
 
     def test_a_late_trade_re_emits_the_corrected_bar_and_is_counted(self):
         lb = LiveBarBuilder("BINANCE:btcusdt", grace_s=1.0)

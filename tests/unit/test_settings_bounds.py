@@ -32,4 +32,4 @@ def test_absurd_numbers_are_refused_naming_the_key(section, named):
 
 def test_the_defaults_are_inside_the_bounds():
     s = settings_from_dict(None, env=False)
-    assert s.grace_s == 2.0 and s.feeder.retain_s == 600
+    assert s.grace_s == 0.5 and s.feeder.retain_s == 600

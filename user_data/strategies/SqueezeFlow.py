@@ -16,6 +16,7 @@ of the FreqTrade config (validated; a bad key stops the bot with its name).
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +42,22 @@ log = logging.getLogger(__name__)
 
 #: Higher timeframes of the context phase (seconds); those not above the timeframe are skipped.
 CONTEXT_TFS = (3600, 14400)
+#: Time stop: a trade held ``max_hold`` candles exits while its profit is below this (0.2 %).
+TIME_STOP_MIN_PROFIT = 0.002
+#: Size by entry score: (lowest score, leverage, share of FreqTrade's proposed stake), best
+#: band first; a score below every band gets ``BASE_BAND``.
+SCORE_BANDS = ((8.0, 3.0, 1.0), (7.0, 2.0, 0.75))
+BASE_BAND = (1.0, 0.5)
+
+
+def score_band(score: float) -> tuple[float, float]:
+    """(leverage, stake share) of an entry score."""
+    for lowest, leverage, stake_share in SCORE_BANDS:
+        if score >= lowest:
+            return leverage, stake_share
+    return BASE_BAND
+
+
 #: Upper ends of the hyperopt ranges that set the warm-up.
 N_MAX, M_MAX, RESET_WINDOW_MAX, CTX_WINDOW = 36, 576, 48, 6
 
@@ -117,8 +134,8 @@ class SqueezeFlow(IStrategy):
         super().__init__(config)
         self.timeframe = config.get("timeframe", self.timeframe)
         self.startup_candle_count = startup_candles(self.timeframe)
-        self.sf = settings_from_dict(config.get("squeezeflow"))  # ConfigError names a bad key
-        self.flow = FlowSource(self.sf, self.timeframe)
+        self.settings = settings_from_dict(config.get("squeezeflow"))  # ConfigError names a bad key
+        self.flow = FlowSource(self.settings, self.timeframe)
         self._computed_with: dict[str, MethodParams] = {}
         self._stale: dict[str, bool] = {}
         #: live: candles whose flow was not final within decide_wait_s (decided incomplete)
@@ -178,10 +195,22 @@ class SqueezeFlow(IStrategy):
         now = int(self.flow.clock())
         closed = now - now % tf  # end of the newest closed candle
         new = [c for c in coins if self._decided.get(c, 0) < closed]
-        fresh = [c for c in new if self.flow.age(c) <= self.sf.staleness_limit_s]
+        fresh = [c for c in new if self.flow.age(c) <= self.settings.staleness_limit_s]
+        t_wake = self.flow.clock()
         if fresh:
-            self.flow.wait_final(fresh, closed, self.sf.decide_wait_s)
+            self.flow.wait_final(fresh, closed, self.settings.decide_wait_s)
+        t_final = self.flow.clock()
         self.flow.poll(coins)
+        if new:
+            # Where a live decision's time goes (bench/signal_latency.py reads this line).
+            log.info(
+                "SqueezeFlow: candle closing %s: wake +%.3fs, flow final +%.3fs, read +%.3fs "
+                "after the close",
+                pd.Timestamp(closed, unit="s", tz="UTC"),
+                t_wake - closed,
+                t_final - closed,
+                self.flow.clock() - closed,
+            )
         for coin in new:
             self._decided[coin] = closed
             flow = self.flow.live(coin)
@@ -193,17 +222,17 @@ class SqueezeFlow(IStrategy):
                     "after the close + FreqTrade's wake (late candles so far: %d)",
                     coin,
                     candle,
-                    self.sf.decide_wait_s,
+                    self.settings.decide_wait_s,
                     self.late_candles,
                 )
         for coin in coins:
             age = self.flow.age(coin)
-            stale = age > self.sf.staleness_limit_s
+            stale = age > self.settings.staleness_limit_s
             if stale != self._stale.get(coin, False):
                 what = staleness_text(age, self.flow.clock())
                 msg = (
                     f"SqueezeFlow {coin}: flow feed stale ({what}, limit "
-                    f"{self.sf.staleness_limit_s:.0f}s): no new entries"
+                    f"{self.settings.staleness_limit_s:.0f}s): no new entries"
                     if stale
                     else f"SqueezeFlow {coin}: flow feed fresh again ({what})"
                 )
@@ -222,7 +251,7 @@ class SqueezeFlow(IStrategy):
         merged = df.drop(columns=[c for c in cols if c in df]).merge(
             flow[cols], left_on="date", right_index=True, how="left"
         )
-        if not self.sf.score_liquidations:
+        if not self.settings.score_liquidations:
             # Archives carry no liquidations, live bars do: unscored in every mode, so a candle's
             # score never depends on where its flow came from (squeezeflow.score_liquidations).
             merged = merged.drop(columns=["perp_lbuy", "perp_lsell"])
@@ -230,12 +259,21 @@ class SqueezeFlow(IStrategy):
         return merged
 
     def populate_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+        t0 = time.perf_counter()
         df = self._merge_flow(dataframe, metadata["pair"])
         df["atr"] = ta.ATR(df, timeperiod=14)
         if self._runmode() is RunMode.HYPEROPT:
             return df  # the method runs per epoch in populate_entry_trend, with that epoch's values
         # Everywhere else the features are indicators too: plots, lookahead/recursive analysis.
-        return self._compute(df, metadata["pair"])
+        df = self._compute(df, metadata["pair"])
+        if self._live():
+            log.info(
+                "SqueezeFlow %s: candle %s analysed in %.3fs",
+                metadata["pair"],
+                df["date"].iloc[-1] if len(df) else "-",
+                time.perf_counter() - t0,
+            )
+        return df
 
     def _compute(self, df: pd.DataFrame, pair: str) -> pd.DataFrame:
         """Run the method unless this frame already holds a run with the current parameters."""
@@ -252,11 +290,14 @@ class SqueezeFlow(IStrategy):
         df = self._compute(dataframe, metadata["pair"])  # hyperopt: parameters changed
         df["enter_long"] = df["sf_enter_long"].astype(int)
         df["enter_short"] = df["sf_enter_short"].astype(int)
-        long_tag = "sf_long_" + df["score_long"].round().astype("Int64").astype(str)
-        short_tag = "sf_short_" + df["score_short"].round().astype("Int64").astype(str)
-        df["enter_tag"] = np.where(
-            df["sf_enter_long"], long_tag, np.where(df["sf_enter_short"], short_tag, None)
-        )
+        # Tags only where an entry is (formatting every candle's score cost ~10 ms per pair on
+        # the live decision's path): direction and rounded score, a long winning a tie.
+        tags = np.full(len(df), None, dtype=object)
+        for side in ("short", "long"):
+            rows = np.flatnonzero(df[f"sf_enter_{side}"].to_numpy(dtype=bool))
+            scores = np.round(df[f"score_{side}"].to_numpy()[rows])
+            tags[rows] = [f"sf_{side}_{int(score)}" for score in scores]
+        df["enter_tag"] = tags
         if self._live() and self._stale.get(coin_of(metadata["pair"]), False):
             df.loc[df.index[-1], ["enter_long", "enter_short"]] = 0
         return df
@@ -325,7 +366,7 @@ class SqueezeFlow(IStrategy):
         held = (current_time - trade.open_date_utc).total_seconds()
         if (
             held >= self.max_hold.value * timeframe_to_seconds(self.timeframe)
-            and current_profit < 0.002
+            and current_profit < TIME_STOP_MIN_PROFIT
         ):
             return "time_stop"
         return None
@@ -341,9 +382,8 @@ class SqueezeFlow(IStrategy):
         side: str,
         **kwargs: Any,
     ) -> float:
-        score = self._tag_score(entry_tag)
-        band = 3.0 if score >= 8 else 2.0 if score >= 7 else 1.0
-        return max(1.0, min(band, self.sf.max_leverage, max_leverage))
+        band_leverage, _ = score_band(self._tag_score(entry_tag))
+        return max(1.0, min(band_leverage, self.settings.max_leverage, max_leverage))
 
     def custom_stake_amount(
         self,
@@ -358,9 +398,8 @@ class SqueezeFlow(IStrategy):
         side: str,
         **kwargs: Any,
     ) -> float:
-        score = self._tag_score(entry_tag)
-        factor = 1.0 if score >= 8 else 0.75 if score >= 7 else 0.5
-        stake = proposed_stake * factor * self.sf.max_stake_fraction
+        _, stake_share = score_band(self._tag_score(entry_tag))
+        stake = proposed_stake * stake_share * self.settings.max_stake_fraction
         if min_stake is not None:
             stake = max(stake, min_stake)
         return min(stake, max_stake)

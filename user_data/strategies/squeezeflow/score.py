@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import pandas as pd
+import numpy.typing as npt
 
 from squeezeflow.params import MethodParams
+
+Array = npt.NDArray[np.float64]
+#: Named columns of one direction (floats and booleans), as numpy arrays.
+Columns = dict[str, npt.NDArray[Any]]
 
 WEIGHTS = {
     "s_div": 3.0,
@@ -17,20 +23,22 @@ WEIGHTS = {
 }
 
 
-def _clip01(x: pd.Series) -> pd.Series:
-    return x.clip(0.0, 1.0).fillna(0.0)
+def _clip01(values: Array) -> Array:
+    """Clipped to [0, 1]; NaN (a missing input) scores 0."""
+    clipped = np.clip(values, 0.0, 1.0)
+    return np.where(np.isnan(clipped), 0.0, clipped)
 
 
 def score(
-    ep: pd.DataFrame,
-    price_z: pd.Series,
-    close_loc: pd.Series,
-    oi_change: pd.Series,
-    ctx_agrees: pd.Series,
-    liq_share: pd.Series,
-    p: MethodParams,
-) -> pd.DataFrame:
-    """Score parts for one direction (directional inputs, see ``episodes``).
+    episode: Columns,
+    price_z: Array,
+    close_loc: Array,
+    oi_change: Array,
+    ctx_agrees: npt.NDArray[np.bool_],
+    liq_share: Array,
+    params: MethodParams,
+) -> dict[str, Array]:
+    """Score parts and ``score`` for one direction (directional inputs, see ``episodes``).
 
     - divergence strength: episode peak gap_z beyond ``z_div`` (0 at z_div, full at 3 x z_div);
     - reset quality: type A by convergence (full at 2 x reset_frac) plus a perp flip, type B by
@@ -42,16 +50,22 @@ def score(
     - liquidation fuel: liquidations of the side about to be squeezed, as a share of perp
       volume over the short window (full at ``liq_ref``); missing -> 0.
     """
-    s = pd.DataFrame(index=ep.index)
-    s["s_div"] = 3.0 * _clip01((ep["ep_peak"] - p.z_div) / (2 * p.z_div))
-    a = _clip01(ep["conv"] / (2 * p.reset_frac)) + ep["perp_turned"].astype(float)
-    b = 1.0 + _clip01((ep["breakout"] - p.vol_mult) / p.vol_mult)
-    s["s_reset"] = np.maximum(a.where(ep["reset_a"], 0.0), b.where(ep["reset_b"], 0.0))
-    s["s_absorb"] = _clip01((p.p_max - price_z) / (2 * p.p_max)) + _clip01(close_loc)
-    s["s_oi"] = 1.5 * _clip01(oi_change / p.oi_ref)
-    s["s_ctx"] = ctx_agrees.astype(float)
-    s["s_liq"] = 0.5 * _clip01(liq_share / p.liq_ref)
-    for col, wgt in WEIGHTS.items():
-        s[col] = s[col].clip(0.0, wgt)
-    s["score"] = s[list(WEIGHTS)].sum(axis=1)
-    return s
+    reset_a_quality = _clip01(episode["conv"] / (2 * params.reset_frac)) + episode["perp_turned"]
+    reset_b_quality = 1.0 + _clip01((episode["breakout"] - params.vol_mult) / params.vol_mult)
+    parts = {
+        "s_div": 3.0 * _clip01((episode["ep_peak"] - params.z_div) / (2 * params.z_div)),
+        "s_reset": np.maximum(
+            np.where(episode["reset_a"], reset_a_quality, 0.0),
+            np.where(episode["reset_b"], reset_b_quality, 0.0),
+        ),
+        "s_absorb": _clip01((params.p_max - price_z) / (2 * params.p_max)) + _clip01(close_loc),
+        "s_oi": 1.5 * _clip01(oi_change / params.oi_ref),
+        "s_ctx": ctx_agrees.astype(float),
+        "s_liq": 0.5 * _clip01(liq_share / params.liq_ref),
+    }
+    total = np.zeros(len(price_z))
+    for name, weight in WEIGHTS.items():
+        parts[name] = np.clip(parts[name], 0.0, weight)
+        total = total + parts[name]
+    parts["score"] = total
+    return parts

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from squeezeflow.context import context
-from squeezeflow.episodes import episodes
+from squeezeflow.episodes import episode_columns
 from squeezeflow.flows import deltas, windowed_flows
 from squeezeflow.params import MethodParams
-from squeezeflow.score import WEIGHTS, score
+from squeezeflow.score import WEIGHTS, Array, Columns, score
 
 #: Inputs ``compute`` needs (``perp_lbuy``, ``perp_lsell`` and ``oi`` may be absent or NaN).
 REQUIRED = (
@@ -56,63 +57,86 @@ SIGNAL_COLUMNS = (
 
 
 def exits(
-    spot_flow: pd.Series, perp_flow: pd.Series, p: MethodParams
+    spot_flow: pd.Series, perp_flow: pd.Series, params: MethodParams
 ) -> tuple[pd.Series, pd.Series]:
     """Flow reversal: both short flows turned against the position beyond ``exit_flow``."""
-    exit_long = (spot_flow < -p.exit_flow) & (perp_flow < -p.exit_flow)
-    exit_short = (spot_flow > p.exit_flow) & (perp_flow > p.exit_flow)
+    exit_long = (spot_flow < -params.exit_flow) & (perp_flow < -params.exit_flow)
+    exit_short = (spot_flow > params.exit_flow) & (perp_flow > params.exit_flow)
     return exit_long.fillna(False), exit_short.fillna(False)
 
 
+def _column(candles: pd.DataFrame, name: str) -> Array:
+    """A float column of the candles, all NaN when absent (OI, liquidations are optional)."""
+    if name in candles:
+        return candles[name].to_numpy(dtype=float)
+    return np.full(len(candles), np.nan)
+
+
+def _ffill(values: Array) -> Array:
+    """Forward fill of NaN (as ``pd.Series.ffill``): each NaN takes the last value before it."""
+    last = np.where(np.isnan(values), 0, np.arange(len(values)))
+    np.maximum.accumulate(last, out=last)
+    return values[last] if len(values) else values
+
+
 def _direction(
-    sign: int, f: pd.DataFrame, df: pd.DataFrame, ctx: pd.Series, p: MethodParams
-) -> pd.DataFrame:
-    lh, ll, lc = np.log(df["high"]), np.log(df["low"]), np.log(df["close"])
+    sign: int,
+    features: pd.DataFrame,
+    candles: pd.DataFrame,
+    context_sign: Array,
+    params: MethodParams,
+) -> Columns:
+    """Divergence, reset, score parts, stop and entry for one direction, as numpy columns."""
+    log_high = np.log(candles["high"].to_numpy(dtype=float))
+    log_low = np.log(candles["low"].to_numpy(dtype=float))
+    log_close = np.log(candles["close"].to_numpy(dtype=float))
     if sign > 0:
-        hi, lo, cl = lh, ll, lc
-        liq = df["perp_lbuy"] if "perp_lbuy" in df else pd.Series(np.nan, index=df.index)
+        high, low, close = log_high, log_low, log_close
+        liquidations = _column(candles, "perp_lbuy")
     else:
-        hi, lo, cl = -ll, -lh, -lc
-        liq = df["perp_lsell"] if "perp_lsell" in df else pd.Series(np.nan, index=df.index)
-    ep = episodes(
-        sign * f["gap_z"],
-        sign * f["spot_flow"],
-        sign * f["perp_flow"],
-        sign * f["price_z"],
-        hi,
-        lo,
-        cl,
-        f["vol_ratio"],
-        p,
+        high, low, close = -log_low, -log_high, -log_close
+        liquidations = _column(candles, "perp_lsell")
+    episode = episode_columns(
+        sign * features["gap_z"].to_numpy(),
+        sign * features["spot_flow"].to_numpy(),
+        sign * features["perp_flow"].to_numpy(),
+        sign * features["price_z"].to_numpy(),
+        high,
+        low,
+        close,
+        features["vol_ratio"].to_numpy(),
+        params,
     )
-    rng = (hi - lo).where(lambda r: r > 0)
-    close_loc = ((cl - lo) / rng).fillna(0.5)
-    oi = df["oi"] if "oi" in df else pd.Series(np.nan, index=df.index)
-    oi_start = oi.where(ep["ep_start"]).ffill().where(ep["ep_age"].notna())
+    candle_range = high - low
+    candle_range = np.where(candle_range > 0, candle_range, np.nan)
+    close_loc = (close - low) / candle_range
+    close_loc = np.where(np.isnan(close_loc), 0.5, close_loc)
+    oi = _column(candles, "oi")
+    oi_start = _ffill(np.where(episode["ep_start"], oi, np.nan))
+    oi_start = np.where(np.isnan(episode["ep_age"]), np.nan, oi_start)
     oi_change = oi / oi_start - 1
-    liq_share = liq.where(df["cvd_ok"]).rolling(p.n).sum() / f["perp_vol"].rolling(p.n).sum().where(
-        lambda v: v != 0
-    )
-    s = score(ep, sign * f["price_z"], close_loc, oi_change, ctx == sign, liq_share, p)
-    enter = ep["reset"] & (s["score"] >= p.min_score) & df["cvd_ok"].astype(bool)
-    stop = np.exp(sign * ep["ep_extreme"])  # back from directional log price to price
-    out = pd.DataFrame(
-        {
-            "div": ep["div"],
-            "reset": ep["reset"],
-            "score": s["score"],
-            "stop": stop,
-            "enter": enter.fillna(False),
-        },
-        index=df.index,
-    )
-    for part in WEIGHTS:
-        out[part] = s[part]
-    return out
+    cvd_ok = candles["cvd_ok"].to_numpy(dtype=bool)
+    liq_sum = pd.Series(np.where(cvd_ok, liquidations, np.nan)).rolling(params.n).sum()
+    perp_vol_sum = features["perp_vol"].rolling(params.n).sum().to_numpy()
+    liq_share = liq_sum.to_numpy() / np.where(perp_vol_sum != 0, perp_vol_sum, np.nan)
+    price_z = sign * features["price_z"].to_numpy()
+    parts = score(episode, price_z, close_loc, oi_change, context_sign == sign, liq_share, params)
+    enter = episode["reset"] & (parts["score"] >= params.min_score) & cvd_ok
+    return {
+        "div": episode["div"],
+        "reset": episode["reset"],
+        "score": parts["score"],
+        "stop": np.exp(sign * episode["ep_extreme"]),  # directional log price back to price
+        "enter": enter,
+        **{part: parts[part] for part in WEIGHTS},
+    }
 
 
 def compute(
-    df: pd.DataFrame, p: MethodParams, tf_s: int, htfs_s: tuple[int, ...] = (3600, 14400)
+    df: pd.DataFrame,
+    params: MethodParams,
+    tf_s: int,
+    htfs_s: tuple[int, ...] = (3600, 14400),
 ) -> pd.DataFrame:
     """Features and signals for a candle frame (FreqTrade candles merged with flow).
 
@@ -123,27 +147,32 @@ def compute(
     missing = [c for c in REQUIRED if c not in df]
     if missing:
         raise KeyError(f"compute needs columns {missing}")
-    d = deltas(df)
-    f = windowed_flows(d, df["close"], p.n, p.m)
-    total = d["spot_vol"] + d["perp_vol"]
-    f["vol_ratio"] = total / total.rolling(p.m).mean().where(lambda v: v != 0)
-    ctx = context(df["date"], d, tf_s, htfs_s, p.ctx_window)
-    out = pd.concat([d, f], axis=1)
+    candle_deltas = deltas(df)
+    flows = windowed_flows(candle_deltas, df["close"], params.n, params.m)
+    total = candle_deltas["spot_vol"] + candle_deltas["perp_vol"]
+    flows["vol_ratio"] = total / total.rolling(params.m).mean().where(lambda v: v != 0)
+    context_sign = context(df["date"], candle_deltas, tf_s, htfs_s, params.ctx_window)
+    features = pd.concat([candle_deltas, flows], axis=1)
+    columns: dict[str, npt.ArrayLike] = {
+        name: features[name].to_numpy() for name in features.columns
+    }
     # Plot only, never used by a signal. A plain cumsum's level depends on where the loaded
     # range starts; anchored at each UTC midnight (a session CVD) it does not, once the range
     # holds the whole day, so recursive-analysis and restarts show the same curve.
     day = pd.DatetimeIndex(df["date"]).floor("1D")
-    out["spot_cvd"] = d["spot_delta"].fillna(0).groupby(day).cumsum().to_numpy()
-    out["perp_cvd"] = d["perp_delta"].fillna(0).groupby(day).cumsum().to_numpy()
-    out["context"] = ctx
+    columns["spot_cvd"] = candle_deltas["spot_delta"].fillna(0).groupby(day).cumsum().to_numpy()
+    columns["perp_cvd"] = candle_deltas["perp_delta"].fillna(0).groupby(day).cumsum().to_numpy()
+    columns["context"] = context_sign.to_numpy()
     for name, sign in (("long", 1), ("short", -1)):
-        r = _direction(sign, out, df, ctx, p)
-        out[f"div_{name}"] = r["div"]
-        out[f"reset_{name}"] = r["reset"]
-        out[f"score_{name}"] = r["score"]
-        out[f"stop_{name}"] = r["stop"]
-        out[f"sf_enter_{name}"] = r["enter"]
+        side = _direction(sign, features, df, context_sign.to_numpy(), params)
+        columns[f"div_{name}"] = side["div"]
+        columns[f"reset_{name}"] = side["reset"]
+        columns[f"score_{name}"] = side["score"]
+        columns[f"stop_{name}"] = side["stop"]
+        columns[f"sf_enter_{name}"] = side["enter"]
         for part in WEIGHTS:
-            out[f"{part}_{name}"] = r[part]
-    out["sf_exit_long"], out["sf_exit_short"] = exits(f["spot_flow"], f["perp_flow"], p)
-    return out
+            columns[f"{part}_{name}"] = side[part]
+    exit_long, exit_short = exits(flows["spot_flow"], flows["perp_flow"], params)
+    columns["sf_exit_long"] = exit_long.to_numpy()
+    columns["sf_exit_short"] = exit_short.to_numpy()
+    return pd.DataFrame(columns, index=df.index)
