@@ -126,7 +126,8 @@ def _server(port: int, recs: list[tuple[Path, str]], start_on: int) -> subproces
 
 
 async def throughput_once() -> tuple[float, int]:
-    from feeder.live.runtime import EventClock, Feeder
+    from feeder.live.bars import EventClock
+    from feeder.live.runtime import Feeder
     from feeder.stores.parquet import ParquetStore
 
     tmp = Path(tempfile.mkdtemp(prefix="sf-feed-bench-"))
@@ -189,8 +190,9 @@ async def latency(seconds: int = 30, markets: int = 10, rate: int = 1000) -> lis
     from feeder.ingest.aggregate import LiveBarBuilder
     from feeder.ingest.models import Kind
     from feeder.ingest.normalise import IdDeduplicator, MarketSpec
+    from feeder.live.bars import MarketRuntime
     from feeder.live.markets import LiveMarket
-    from feeder.live.runtime import Feeder, MarketRuntime
+    from feeder.live.runtime import Feeder
     from feeder.stores.parquet import ParquetStore
 
     tmp = Path(tempfile.mkdtemp(prefix="sf-lat-bench-"))
@@ -262,7 +264,7 @@ async def latency(seconds: int = 30, markets: int = 10, rate: int = 1000) -> lis
                     "trade_id": np.arange(tid, tid + k, dtype=np.int64),
                 }
                 tid += k
-                f.on_trades(f.markets[mid].m, raw, time.time_ns(), False)
+                f.on_trades(f.markets[mid].live_market, raw, time.time_ns(), False)
             await asyncio.sleep(0.05)
         await asyncio.sleep(settings.grace_s + 1)
         stop.set()
@@ -280,7 +282,8 @@ async def memory_150() -> tuple[float, float, int]:
     from feeder.live import ccxt_slim
 
     ccxt_slim.install(["binance"])  # as `squeezeflow-feeder run` does before importing ccxt
-    from feeder.live.runtime import EventClock, Feeder
+    from feeder.live.bars import EventClock
+    from feeder.live.runtime import Feeder
     from feeder.stores.parquet import ParquetStore
 
     tmp = Path(tempfile.mkdtemp(prefix="sf-mem-bench-"))
@@ -301,7 +304,7 @@ async def memory_150() -> tuple[float, float, int]:
         common = {"open_interest": False, "liquidations": False, "quiet_s": 60, "quotes": ["USDT"]}
         settings = _settings(tmp, [{"id": "binance", "kind": "spot", **common}], coins=coins)
         url = f"http://127.0.0.1:{port}"
-        from feeder.live.runtime import TRADES_LIMIT
+        from feeder.live.exchanges import TRADES_LIMIT
 
         f = Feeder(
             settings,
@@ -331,7 +334,7 @@ async def memory_150() -> tuple[float, float, int]:
                     "is_buyer_maker": rng.random(k) < 0.5,
                     "trade_id": np.arange(step * k, step * k + k, dtype=np.int64),
                 }
-                f.on_trades(rt.m, raw, time.time_ns(), False)
+                f.on_trades(rt.live_market, raw, time.time_ns(), False)
             await asyncio.sleep(0.05)
         await asyncio.sleep(3)
         import ctypes

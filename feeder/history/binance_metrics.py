@@ -8,7 +8,7 @@ folder needs ``--market-types um|cm``). Documented header and a row (binance-pub
     2023-01-21 00:05:00,BTCUSDT,98666.163,2236289208.197267,0.7665,1.1363,0.8332,0.9253
 
 Rows are 5-minute snapshots, not always time-sorted upstream (sorted here; a repeated time keeps
-its last row). USD, exactly as ``feeder.live.runtime`` stores a poll:
+its last row). USD, exactly as ``feeder.live.oi_liquidations`` stores a poll:
 
 * USD-M: ``sum_open_interest_value`` (USDT: base amount x mark price, the live poll's
   ``openInterestAmount x markPrice``);

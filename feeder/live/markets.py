@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from feeder.ingest.models import Kind
+from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import MarketSpec
 from feeder.settings import ExchangeSettings
 
@@ -42,16 +42,18 @@ class LiveMarket:
         return self.spec.kind
 
 
-def market_id(exchange_id: str, m: Mapping[str, Any]) -> str:
-    """aggr-server form ``BINANCE_FUTURES:btcusdt``; Bybit spot is ``BYBIT_SPOT`` (same ids)."""
+def ccxt_market_id(exchange_id: str, m: Mapping[str, Any]) -> str:
+    """Our id of a ccxt market: its venue's prefix (``PREFIX``; Bybit spot is ``BYBIT_SPOT``, the
+    same ids as its perps) and the exchange's symbol, formatted by ``market_id``
+    (``BINANCE_FUTURES:btcusdt``)."""
     prefix = PREFIX.get(exchange_id, exchange_id.upper())
     if exchange_id == "bybit" and m.get("spot"):
         prefix = "BYBIT_SPOT"
-    return f"{prefix}:{str(m['id']).lower()}"
+    return market_id(prefix, str(m["id"]))
 
 
 def spec_from_ccxt(exchange_id: str, m: Mapping[str, Any]) -> MarketSpec:
-    mid = market_id(exchange_id, m)
+    mid = ccxt_market_id(exchange_id, m)
     if m.get("contract"):
         size = float(m.get("contractSize") or 1.0)
         if m.get("inverse"):
@@ -157,7 +159,7 @@ def raw_from_ccxt(trades: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     ts = np.empty(n, np.float64)
     price = np.empty(n, np.float64)
     qty = np.empty(n, np.float64)
-    bm = np.empty(n, np.bool_)
+    is_buyer_maker = np.empty(n, np.bool_)
     ids = np.empty(n, np.int64)
     mkt = np.empty(n, np.bool_)
     for i, t in enumerate(trades):
@@ -165,7 +167,7 @@ def raw_from_ccxt(trades: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         p, a = t.get("price"), t.get("amount")
         price[i] = np.nan if p is None else p
         qty[i] = np.nan if a is None else a
-        bm[i] = t.get("side") == "sell"
+        is_buyer_maker[i] = t.get("side") == "sell"
         ids[i] = trade_id_int(t.get("id"))
         info = t.get("info") or {}
         x = info.get("X") if isinstance(info, dict) else None
@@ -174,7 +176,7 @@ def raw_from_ccxt(trades: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         "ts": ts,
         "price": price,
         "qty": qty,
-        "is_buyer_maker": bm,
+        "is_buyer_maker": is_buyer_maker,
         "trade_id": ids,
         "is_market": mkt,
     }

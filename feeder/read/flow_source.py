@@ -52,7 +52,8 @@ from feeder.stores.coverage import (
     merge_intervals,
     subtract_intervals,
 )
-from feeder.stores.redis_stream import LiveState, RedisBarStream, stream_id
+from feeder.stores.redis_codec import LiveState
+from feeder.stores.redis_stream import RedisBarStream, stream_id
 
 log = logging.getLogger(__name__)
 

@@ -22,30 +22,31 @@ trade) is appended again with the same ``time``; readers keep the last entry per
 Streams are trimmed approximately to ``maxlen`` entries: a reader whose last read entry is gone
 (``XINFO STREAM`` first-entry) may have missed entries and treats their range as a gap.
 Entries that are not bars of the stream's market (foreign or missing fields, non-numeric time,
-non-finite values, another market's name) are skipped and counted, never folded in.
+non-finite values, another market's name) are skipped and counted, never folded in (the
+encoding both ways: ``feeder.stores.redis_codec``).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import redis
 import redis.asyncio as aredis
 
-from feeder.ingest.models import BAR_FIELDS
+from feeder.stores.redis_codec import (
+    BadEntries,
+    LiveState,
+    as_str,
+    decode_entries,
+    decode_state,
+    empty_frame,
+    encode_bars,
+    encode_intervals,
+    parse_int,
+)
 
-log = logging.getLogger(__name__)
-
-#: Fields of a stream entry; ``wm`` is optional (entries of older feeders lack it).
-ENTRY_FIELDS = frozenset({"market", "kind", "time", *BAR_FIELDS})
-OPTIONAL_FIELDS = frozenset({"wm"})
 #: Most intervals kept in a published coverage / lost list (older coverage is dropped, older
 #: lost ranges are joined: both only ever make less time complete).
 MAX_INTERVALS = 256
@@ -73,173 +74,42 @@ def stream_id(s: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def encode_bars(
-    market: str, kind: str, bars: pd.DataFrame, watermark: int | None = None
-) -> list[dict[str, str]]:
-    cols = {f: bars[f].to_numpy(np.float64).tolist() for f in BAR_FIELDS}
-    times = bars["time"].to_numpy(np.int64).tolist()
-    wm = {} if watermark is None else {"wm": str(int(watermark))}
-    return [
-        {
-            "market": market,
-            "kind": kind,
-            "time": str(t),
-            **{f: repr(cols[f][i]) for f in BAR_FIELDS},
-            **wm,
-        }
-        for i, t in enumerate(times)
-    ]
+class _Publishing:
+    """The publish of both clients: one pipeline of commands, built here, executed by each."""
+
+    prefix: str
+    maxlen: int
+
+    def _publish_pipeline(
+        self,
+        pipe: Any,
+        market: str,
+        kind: str,
+        bars: pd.DataFrame,
+        watermark: int | None,
+        coverage: Any,
+        lost: Any,
+    ) -> int:
+        """Queue on ``pipe``: the bars on the market's stream, then its latest bar, watermark
+        and state (one HSET); returns how many bars."""
+        entries = encode_bars(market, kind, bars, watermark) if len(bars) else []
+        key = stream_key(self.prefix, market)
+        for e in entries:
+            pipe.xadd(key, e, maxlen=self.maxlen, approximate=True)
+        if entries:
+            pipe.hset(latest_key(self.prefix, market), mapping=entries[-1])
+        if watermark is not None:
+            pipe.set(watermark_key(self.prefix, market), int(watermark))
+            state = {"watermark": str(int(watermark))}
+            if coverage is not None:
+                state["coverage"] = encode_intervals(coverage)
+            if lost is not None:
+                state["lost"] = encode_intervals(lost)
+            pipe.hset(state_key(self.prefix, market), mapping=state)
+        return len(entries)
 
 
-def encode_intervals(iv: Sequence[Sequence[int]] | np.ndarray) -> str:
-    return json.dumps([[int(s), int(e)] for s, e in iv])
-
-
-@dataclass
-class LiveState:
-    """A market's published live state (see the module docstring)."""
-
-    watermark: int
-    coverage: np.ndarray  # (n, 2) int64 [start, end)
-    lost: np.ndarray  # (n, 2) int64 [start, end)
-
-
-@dataclass
-class BadEntries:
-    """Counts what was skipped on read, by reason; each reason is logged once."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-
-    def add(self, reason: str, what: str, n: int = 1) -> None:
-        if reason not in self.counts:
-            log.warning("Redis: skipped %s (%s); counted as %r, logged once", what, reason, reason)
-        self.counts[reason] += n
-
-
-def _empty_frame() -> pd.DataFrame:
-    cols = {
-        "market": pd.Series(dtype=str),
-        "kind": pd.Series(dtype=str),
-        "time": pd.Series(dtype="int64"),
-        "wm": pd.Series(dtype="int64"),
-    }
-    cols.update({f: pd.Series(dtype="float64") for f in BAR_FIELDS})
-    return pd.DataFrame(cols)
-
-
-def _int(v: str) -> int | None:
-    try:
-        return int(v)
-    except ValueError:
-        return None
-
-
-def decode_entries(
-    entries: list[Mapping[bytes | str, bytes | str]],
-    market: str | None = None,
-    bad: BadEntries | None = None,
-) -> pd.DataFrame:
-    """Stream entries to a bar frame (market, kind, time, wm, fields); last entry per key wins.
-
-    An entry that is not a valid bar (of ``market``, when given) is skipped and counted in
-    ``bad``: missing or foreign fields, a non-integer time or wm, a non-finite value, a
-    different market.
-    """
-    bad = bad if bad is not None else BadEntries()
-    rows = []
-    for e in entries:
-        try:
-            row = {_s(k): _s(v) for k, v in e.items()}
-        except UnicodeDecodeError:
-            bad.add("not_utf8", "an entry that is not UTF-8")
-            continue
-        keys = set(row)
-        if not ENTRY_FIELDS <= keys or keys - ENTRY_FIELDS - OPTIONAL_FIELDS:
-            bad.add("fields", f"an entry with fields {sorted(keys)[:20]}")
-            continue
-        if market is not None and row["market"] != market:
-            bad.add("market", f"an entry naming {row['market'][:80]!r} on {market}'s stream")
-            continue
-        t = _int(row["time"])
-        wm = _int(row.get("wm", "0"))
-        if t is None or wm is None:
-            bad.add("time", "an entry whose time or wm is not an integer")
-            continue
-        try:
-            vals = [float(row[f]) for f in BAR_FIELDS]
-        except ValueError:
-            bad.add("value", "an entry with a non-numeric value")
-            continue
-        if not all(np.isfinite(vals)):
-            bad.add("non_finite", "an entry with a NaN or infinite value")
-            continue
-        rows.append((row["market"], row["kind"], t, wm, *vals))
-    if not rows:
-        return _empty_frame()
-    df = pd.DataFrame(rows, columns=["market", "kind", "time", "wm", *BAR_FIELDS])
-    df = df.astype({"time": np.int64, "wm": np.int64, **dict.fromkeys(BAR_FIELDS, np.float64)})
-    return df.drop_duplicates(["market", "time"], keep="last").reset_index(drop=True)
-
-
-def decode_intervals(raw: str) -> np.ndarray:
-    """``"[[s, e], ...]"`` -> (n, 2) int64; refuses anything else (ValueError)."""
-    val = json.loads(raw)
-    if not isinstance(val, list) or not all(
-        isinstance(p, list) and len(p) == 2 and all(type(x) is int for x in p) for p in val
-    ):
-        raise ValueError("not a list of [start, end] integer pairs")
-    return np.asarray(val, dtype=np.int64).reshape(-1, 2)
-
-
-def decode_state(raw: Mapping[bytes | str, bytes | str], bad: BadEntries) -> LiveState | None:
-    """A state hash, or None (counted) when it is missing or malformed."""
-    if not raw:
-        return None
-    try:
-        row = {_s(k): _s(v) for k, v in raw.items()}
-        return LiveState(
-            int(row["watermark"]),
-            decode_intervals(row.get("coverage", "[]")),
-            decode_intervals(row.get("lost", "[]")),
-        )
-    except (KeyError, ValueError, UnicodeDecodeError):
-        bad.add("state", "a malformed live state (watermark, coverage, lost)")
-        return None
-
-
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
-def _publish_commands(
-    pipe: Any,
-    prefix: str,
-    maxlen: int,
-    market: str,
-    kind: str,
-    bars: pd.DataFrame,
-    watermark: int | None,
-    coverage: Any,
-    lost: Any,
-) -> int:
-    entries = encode_bars(market, kind, bars, watermark) if len(bars) else []
-    key = stream_key(prefix, market)
-    for e in entries:
-        pipe.xadd(key, e, maxlen=maxlen, approximate=True)
-    if entries:
-        pipe.hset(latest_key(prefix, market), mapping=entries[-1])
-    if watermark is not None:
-        pipe.set(watermark_key(prefix, market), int(watermark))
-        state = {"watermark": str(int(watermark))}
-        if coverage is not None:
-            state["coverage"] = encode_intervals(coverage)
-        if lost is not None:
-            state["lost"] = encode_intervals(lost)
-        pipe.hset(state_key(prefix, market), mapping=state)
-    return len(entries)
-
-
-class RedisBarStream:
+class RedisBarStream(_Publishing):
     """Publishes and reads live bars (sync client; ``AsyncRedisBarStream`` for the feeder)."""
 
     def __init__(self, url: str, prefix: str = "squeezeflow", maxlen: int = 100_000) -> None:
@@ -259,9 +129,7 @@ class RedisBarStream:
     ) -> int:
         """Append bars to the market's stream; then set its latest bar, watermark and state."""
         pipe = self.r.pipeline(transaction=False)
-        n = _publish_commands(
-            pipe, self.prefix, self.maxlen, market, kind, bars, watermark, coverage, lost
-        )
+        n = self._publish_pipeline(pipe, market, kind, bars, watermark, coverage, lost)
         pipe.execute()
         return n
 
@@ -274,7 +142,7 @@ class RedisBarStream:
         for m, v in zip(markets, pipe.execute(raise_on_error=False), strict=True):
             if isinstance(v, redis.ResponseError):  # e.g. the key holds another type
                 v = b"?"
-            wm = None if v is None else _int(_s(v)) if isinstance(v, bytes | str) else None
+            wm = None if v is None else parse_int(as_str(v)) if isinstance(v, bytes | str) else None
             if v is not None and wm is None:
                 self.bad.add("state", "a non-integer watermark")
             out[m] = wm
@@ -296,7 +164,7 @@ class RedisBarStream:
 
     def latest(self, market: str) -> dict[str, str] | None:
         raw = self.r.hgetall(latest_key(self.prefix, market))
-        return {_s(k): _s(v) for k, v in raw.items()} if raw else None
+        return {as_str(k): as_str(v) for k, v in raw.items()} if raw else None
 
     def read(
         self,
@@ -320,14 +188,14 @@ class RedisBarStream:
             block = None
             full = []
             for key, items in got or []:
-                market = _s(key).split(":bars:", 1)[1]
+                market = as_str(key).split(":bars:", 1)[1]
                 if items:
-                    last[market] = _s(items[-1][0])
+                    last[market] = as_str(items[-1][0])
                     frames.append(decode_entries([f for _, f in items], market, self.bad))
                 if len(items) >= count:
                     full.append(market)
             pending = full
-        bars = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
+        bars = pd.concat(frames, ignore_index=True) if frames else empty_frame()
         bars = bars.drop_duplicates(["market", "time"], keep="last").reset_index(drop=True)
         return bars, last
 
@@ -353,7 +221,7 @@ class RedisBarStream:
             if not items:
                 break
             if newest is None:
-                newest = _s(items[0][0])
+                newest = as_str(items[0][0])
             df = decode_entries([f for _, f in reversed(items)], market, self.bad)
             frames.append(df)
             if len(df):
@@ -364,9 +232,9 @@ class RedisBarStream:
                     break
             if len(items) < count:
                 break
-            ms, seq = stream_id(_s(items[-1][0]))
+            ms, seq = stream_id(as_str(items[-1][0]))
             hi = f"({ms}-{seq}"
-        bars = pd.concat(frames[::-1], ignore_index=True) if frames else _empty_frame()
+        bars = pd.concat(frames[::-1], ignore_index=True) if frames else empty_frame()
         bars = bars[bars["time"] >= boundary]
         bars = bars.drop_duplicates(["market", "time"], keep="last").reset_index(drop=True)
         trimmed_until = None
@@ -387,9 +255,9 @@ class RedisBarStream:
             if not isinstance(info, dict):  # no such stream (an error reply)
                 out[m] = ((0, 0), False)
                 continue
-            d = {_s(k): v for k, v in info.items()}
+            d = {as_str(k): v for k, v in info.items()}
             first = d.get("first-entry")
-            fid = stream_id(_s(first[0])) if first else (0, 0)
+            fid = stream_id(as_str(first[0])) if first else (0, 0)
             out[m] = (fid, int(d.get("entries-added", 0)) > int(d.get("length", 0)))
         return out
 
@@ -397,7 +265,7 @@ class RedisBarStream:
         self.r.close()
 
 
-class AsyncRedisBarStream:
+class AsyncRedisBarStream(_Publishing):
     """The same publishing for asyncio code; reconnects on the next call after an outage."""
 
     def __init__(self, url: str, prefix: str = "squeezeflow", maxlen: int = 100_000) -> None:
@@ -415,9 +283,7 @@ class AsyncRedisBarStream:
         lost: Any = None,
     ) -> int:
         pipe = self.r.pipeline(transaction=False)
-        n = _publish_commands(
-            pipe, self.prefix, self.maxlen, market, kind, bars, watermark, coverage, lost
-        )
+        n = self._publish_pipeline(pipe, market, kind, bars, watermark, coverage, lost)
         await pipe.execute()
         return n
 

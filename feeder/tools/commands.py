@@ -117,7 +117,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings, store: BarStore) -> in
     # before ccxt is first imported: load only the configured exchanges' modules (-50 MB)
     ids = sorted({e.id for e in settings.feeder.exchanges})
     slim = ccxt_slim.install(ids)
-    from feeder.live.runtime import EventClock, Feeder, FeederStartError
+    from feeder.live.bars import EventClock
+    from feeder.live.exchanges import FeederStartError
+    from feeder.live.runtime import Feeder
 
     if slim is not None:
         import ccxt.pro  # noqa: F401 - the three packages, so the count below is complete

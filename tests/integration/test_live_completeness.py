@@ -15,8 +15,9 @@ import pytest
 
 from feeder.ingest.aggregate import NS, LiveBarBuilder, rollup
 from feeder.ingest.normalise import IdDeduplicator, MarketSpec
+from feeder.live.bars import MarketRuntime
 from feeder.live.markets import LiveMarket
-from feeder.live.runtime import Feeder, MarketRuntime
+from feeder.live.runtime import Feeder
 from feeder.live.spool import Spool
 from feeder.live.writers import RedisPublisher, StoreWriter
 from feeder.read.flow import load_flow
@@ -85,7 +86,7 @@ class LiveRig:
             "trade_id": np.arange(self.next_id, self.next_id + n),
         }
         self.next_id += n
-        self.f.on_trades(rt.m, raw, self.clock.ns(), backfill=False)
+        self.f.on_trades(rt.live_market, raw, self.clock.ns(), backfill=False)
 
     def tick(self, t: float) -> None:
         self.clock.t = t
@@ -167,7 +168,7 @@ def test_a_recorded_gap_is_incomplete_live_exactly_as_in_the_store(redis_url, tm
     src.catch_up("BTC", 10)
     _session(rig, T0 - 6, T0 + 120)  # the session's coverage starts a few seconds before T0
     # An outage the venue's REST could not fill: recorded as a gap, coverage resumes after it.
-    asyncio.run(rig.f.on_gap(rig.f.markets[PERP].m, T0 + 125, T0 + 200, "test outage"))
+    asyncio.run(rig.f.on_gap(rig.f.markets[PERP].live_market, T0 + 125, T0 + 200, "test outage"))
     _session(rig, T0 + 123, T0 + 360, skip=(T0 + 125, T0 + 200))
     clock.t = T0 + 400
     src.poll(["BTC"])

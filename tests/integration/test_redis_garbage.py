@@ -74,7 +74,7 @@ def test_bad_entries_are_skipped_counted_and_logged_once(redis_url, tmp_path, ca
         ref.write_bars(m, kind, rollup(b, 60), "1m")
         ref.add_coverage(m, T0, T0 + 600)
     clock[0] = T0 + 602
-    with caplog.at_level(logging.WARNING, logger="feeder.stores.redis_stream"):
+    with caplog.at_level(logging.WARNING, logger="feeder.stores.redis_codec"):
         src.poll(["BTC"])
         src.poll(["BTC"])
     want = load_flow(ref, settings, "BTC", T0, T0 + 600, "1m")

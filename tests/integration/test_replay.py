@@ -563,7 +563,7 @@ def test_printed_overrides_paste_into_the_config_as_they_are(market_data: Path) 
     """What `replay` prints is valid JSON for squeezeflow.feeder.exchanges (the feeder's own
     settings accept it and its exchanges load markets from the server) and for FreqTrade's
     exchange.ccxt_config (ccxt loads the markets from the server with it)."""
-    from feeder.live.runtime import Feeder
+    from feeder.live.exchanges import make_exchange
     from feeder.settings import settings_from_dict
 
     async def scenario() -> tuple[dict[str, Any], list[int]]:
@@ -577,10 +577,9 @@ def test_printed_overrides_paste_into_the_config_as_they_are(market_data: Path) 
             blocks = _pasted_blocks(describe(server))
             exchanges = blocks["squeezeflow.feeder.exchanges"]
             s = settings_from_dict({"feeder": {"exchanges": exchanges}}, env=False)
-            feeder = Feeder(s, redis=False)
             counts = []
             for entry in s.feeder.exchanges:
-                ex = feeder._make_exchange(entry)
+                ex = make_exchange(entry)
                 try:
                     counts.append(len(await ex.load_markets()))
                 finally:

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from feeder.ingest.pipeline import DayBarWriter
-from feeder.live.runtime import EventClock, Feeder
+from feeder.live.bars import EventClock
+from feeder.live.runtime import Feeder
 from feeder.replay.binance import ReplayServer, ccxt_overrides
 from feeder.settings import Settings, settings_from_dict
 from feeder.stores import BarStore

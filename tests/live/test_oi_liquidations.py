@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.live.runtime import EventClock, Feeder
+from feeder.live.bars import EventClock
+from feeder.live.runtime import Feeder
 from feeder.read.flow import OI_MAX_AGE_S, load_flow
 from feeder.replay.binance import ReplayServer
 from feeder.replay.binance_inputs import Liquidation, OpenInterestPoint, RestFault

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feeder.live.runtime import EventClock, Feeder
+from feeder.live.bars import EventClock
+from feeder.live.runtime import Feeder
 from feeder.live.spool import Batch, Spool
 from feeder.replay.binance import ReplayServer
 from feeder.stores.parquet import ParquetStore
@@ -376,7 +377,7 @@ def test_a_trade_dated_far_in_the_future_is_refused_and_covers_nothing(
             "is_buyer_maker": np.array([False]),
             "trade_id": np.array([10**15]),
         }
-        feeder.on_trades(rt.m, raw, time.time_ns(), False)
+        feeder.on_trades(rt.live_market, raw, time.time_ns(), False)
 
     async def go():
         recs = [(market_data / raw, mt) for raw, mt, _csv, _spec in RECORDINGS.values()]

@@ -29,9 +29,10 @@ import pytest
 from feeder.ingest.models import Kind
 from feeder.ingest.normalise import MarketSpec
 from feeder.ingest.pipeline import DayBarWriter
-from feeder.live.collector import Collector
+from feeder.live.backfill import reaches_back
+from feeder.live.bars import EventClock
 from feeder.live.markets import raw_from_ccxt, split_aggregated, trade_id_int
-from feeder.live.runtime import EventClock, Feeder
+from feeder.live.runtime import Feeder
 from feeder.replay.recording import Recording
 from feeder.replay.venues import (
     VenueReplayServer,
@@ -694,10 +695,8 @@ def test_okx_aggregated_trades_are_split_back_into_their_matches():
 
 def test_reaches_needs_an_anchor_trade_or_an_older_one():
     # the page starts at the outage's time but without the trades seen there: not proven
-    assert not Collector._reaches([{"id": "a", "timestamp": 10}], 10, frozenset())
+    assert not reaches_back([{"id": "a", "timestamp": 10}], 10, frozenset())
     anchors = frozenset({trade_id_int("a")})
-    assert Collector._reaches(
-        [{"id": "a", "timestamp": 10}, {"id": "b", "timestamp": 11}], 10, anchors
-    )
-    assert Collector._reaches([{"id": "z", "timestamp": 9}], 10, frozenset())
-    assert not Collector._reaches([], 10, anchors)
+    assert reaches_back([{"id": "a", "timestamp": 10}, {"id": "b", "timestamp": 11}], 10, anchors)
+    assert reaches_back([{"id": "z", "timestamp": 9}], 10, frozenset())
+    assert not reaches_back([], 10, anchors)

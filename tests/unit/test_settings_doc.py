@@ -107,7 +107,7 @@ def test_every_environment_override_is_documented():
 
 
 def test_the_market_id_table_follows_the_code():
-    from feeder.live.markets import market_id
+    from feeder.live.markets import ccxt_market_id
 
     text = DOC.read_text()
     cases = [
@@ -121,7 +121,7 @@ def test_the_market_id_table_follows_the_code():
         ("coinbase", {"id": "BTC-USD", "spot": True}),
     ]
     for ex, m in cases:
-        assert f"`{m['id']}` -> `{market_id(ex, m)}`" in text, (ex, m)
+        assert f"`{m['id']}` -> `{ccxt_market_id(ex, m)}`" in text, (ex, m)
 
 
 def test_the_recipes_settings_snippets_are_valid_settings():

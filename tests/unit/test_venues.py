@@ -21,8 +21,7 @@ from feeder.history import okx, tardis
 from feeder.history.venue_csv import ids_from_text
 from feeder.history.venue_files import discover_venue_files
 from feeder.history.venue_import import TARDIS_TAIL_S
-from feeder.live.markets import market_id as live_market_id
-from feeder.live.markets import spec_from_ccxt
+from feeder.live.markets import ccxt_market_id, spec_from_ccxt
 from feeder.settings import settings_from_dict
 from feeder.stores.parquet import ParquetStore
 from feeder.tools.cli import main
@@ -58,7 +57,7 @@ def _gz(src: Path, dest: Path) -> Path:
 
 
 @pytest.mark.shared
-def test_real_bybit_spot_day_imports_every_fill_under_the_live_market_id(
+def test_real_bybit_spot_day_imports_every_fill_under_the_ccxt_market_id(
     market_data, tmp_path, capsys
 ):
     real = market_data / "RT-Data/1INCHUSDT_2025-05-19.csv"
@@ -68,7 +67,7 @@ def test_real_bybit_spot_day_imports_every_fill_under_the_live_market_id(
     rc, out = _import(capsys, store, "--from", str(root))
     assert rc == 0, out
     assert "imported 1 file(s)" in out and "accepted 6,682" in out  # identical fills kept
-    market = live_market_id("bybit", {"id": "1INCHUSDT", "spot": True})
+    market = ccxt_market_id("bybit", {"id": "1INCHUSDT", "spot": True})
     assert market == "BYBIT_SPOT:1inchusdt"
     rows = pd.read_csv(real)
     bars = ParquetStore(store).read_bars(market, BYBIT_SPOT_DAY, BYBIT_SPOT_DAY + 86_400, "1s")
@@ -129,7 +128,7 @@ def test_bybit_derivatives_linear_and_inverse_and_bad_rows(tmp_path, capsys):
     assert "imported 2 file(s)" in out
     assert "malformed rows skipped: 2" in out and "outside_file_day 1" in out
     s = ParquetStore(store)
-    assert live_market_id("bybit", {"id": "BTCUSDT"}) == "BYBIT:btcusdt"
+    assert ccxt_market_id("bybit", {"id": "BTCUSDT"}) == "BYBIT:btcusdt"
     bars = s.read_bars("BYBIT:btcusdt", D0, D0 + 86_400, "1s")
     buy = side == "Buy"
     assert bars["vbuy"].sum() == pytest.approx((size * price)[buy].sum())
@@ -288,14 +287,14 @@ def test_tardis_days_cut_by_receive_time_join_in_one_stream(tmp_path, capsys):
 def test_tardis_exchange_names_map_to_live_ids(tmp_path):
     s = settings_from_dict(None)
     cases = {
-        ("binance", "BTCUSDT"): live_market_id("binance", {"id": "BTCUSDT"}),
-        ("binance-futures", "BTCUSDT"): live_market_id("binanceusdm", {"id": "BTCUSDT"}),
-        ("binance-delivery", "BTCUSD_PERP"): live_market_id("binancecoinm", {"id": "BTCUSD_PERP"}),
-        ("bybit", "BTCUSDT"): live_market_id("bybit", {"id": "BTCUSDT"}),
-        ("bybit-spot", "BTCUSDT"): live_market_id("bybit", {"id": "BTCUSDT", "spot": True}),
-        ("okex-swap", "BTC-USDT-SWAP"): live_market_id("okx", {"id": "BTC-USDT-SWAP"}),
-        ("okex", "BTC-USDT"): live_market_id("okx", {"id": "BTC-USDT"}),
-        ("coinbase", "BTC-USD"): live_market_id("coinbase", {"id": "BTC-USD"}),
+        ("binance", "BTCUSDT"): ccxt_market_id("binance", {"id": "BTCUSDT"}),
+        ("binance-futures", "BTCUSDT"): ccxt_market_id("binanceusdm", {"id": "BTCUSDT"}),
+        ("binance-delivery", "BTCUSD_PERP"): ccxt_market_id("binancecoinm", {"id": "BTCUSD_PERP"}),
+        ("bybit", "BTCUSDT"): ccxt_market_id("bybit", {"id": "BTCUSDT"}),
+        ("bybit-spot", "BTCUSDT"): ccxt_market_id("bybit", {"id": "BTCUSDT", "spot": True}),
+        ("okex-swap", "BTC-USDT-SWAP"): ccxt_market_id("okx", {"id": "BTC-USDT-SWAP"}),
+        ("okex", "BTC-USDT"): ccxt_market_id("okx", {"id": "BTC-USDT"}),
+        ("coinbase", "BTC-USD"): ccxt_market_id("coinbase", {"id": "BTC-USD"}),
     }
     for (ex, sym), want in cases.items():
         f = tardis.parse_name(tmp_path / tardis.local_name(ex, sym, "2025-01-01"))
