@@ -50,7 +50,8 @@ def open_member(path: Path) -> IO[bytes]:
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise ArchiveError(f"{path}: corrupt zip member ({exc})") from exc
     if name.endswith(".gz"):
-        return pa.input_stream(str(path), compression="gzip")
+        stream: IO[bytes] = pa.input_stream(str(path), compression="gzip")
+        return stream
     return path.open("rb")
 
 

@@ -167,8 +167,10 @@ class Collector:
             and not self.entry.per_symbol
             and self.ex.has.get("watchTradesForSymbols")
         ):
-            return await self.ex.watch_trades_for_symbols(symbols)
-        return await self.ex.watch_trades(symbols[0])
+            trades: list[Any] = await self.ex.watch_trades_for_symbols(symbols)
+            return trades
+        trades = await self.ex.watch_trades(symbols[0])
+        return trades
 
     async def _stream_group(self, symbols: list[str]) -> None:
         first = True

@@ -46,7 +46,7 @@ def closest_market(market: str, known: list[str]) -> str | None:
 
 
 def _day(t: pd.Timestamp) -> str:
-    return t.strftime("%Y-%m-%d")
+    return str(t.strftime("%Y-%m-%d"))
 
 
 def _import_hint(markets: list[str], first: pd.Timestamp, last: pd.Timestamp) -> str:
@@ -229,7 +229,7 @@ def market_lines(
 
 
 def _utc(t: int) -> str:
-    return pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M")
+    return str(pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"))
 
 
 def human_age(seconds: float) -> str:

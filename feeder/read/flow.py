@@ -68,7 +68,7 @@ def bucket_bars(bars: pd.DataFrame, opens_start: int, tf: int, n: int) -> dict[s
 
 
 def _utc(t: int) -> str:
-    return pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M")
+    return str(pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"))
 
 
 def inferred_coverage(bars_1m: pd.DataFrame) -> Intervals:

@@ -406,7 +406,8 @@ class FlowSource:
 
 def _in_intervals(t: np.ndarray, iv: Intervals) -> np.ndarray:
     i = np.searchsorted(iv[:, 0], t, side="right") - 1
-    return (i >= 0) & (t < iv[np.maximum(i, 0), 1])
+    inside: np.ndarray = (i >= 0) & (t < iv[np.maximum(i, 0), 1])
+    return inside
 
 
 def _empty_seconds() -> pd.DataFrame:

@@ -12,7 +12,7 @@ import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 MarketType = Literal["spot", "usdm", "cm"]
 MARKET_TYPES: tuple[MarketType, ...] = ("spot", "usdm", "cm")
@@ -22,9 +22,9 @@ def market_from_path(path: Path) -> MarketType | None:
     """``spot``/``usdm``/``cm`` from a hftbacktest path (``raw/usdm/x.gz``, ``usdm_x.gz``)."""
     for part in reversed(path.parts[:-1]):
         if part in MARKET_TYPES:
-            return cast(MarketType, part)
+            return part
     stem = path.name.split("_", 1)[0]
-    return cast(MarketType, stem) if stem in MARKET_TYPES else None
+    return stem if stem in MARKET_TYPES else None
 
 
 def parse_recording_arg(value: str) -> tuple[Path, MarketType]:
@@ -32,7 +32,7 @@ def parse_recording_arg(value: str) -> tuple[Path, MarketType]:
     path_s, sep, suffix = value.rpartition(":")
     market: MarketType | None
     if sep and suffix in MARKET_TYPES:
-        path, market = Path(path_s), cast(MarketType, suffix)
+        path, market = Path(path_s), suffix
     else:
         path = Path(value)
         market = market_from_path(path)

@@ -62,4 +62,5 @@ def covered(
     idx = np.searchsorted(iv[:, 0], starts, side="right") - 1
     ok = idx >= 0
     safe = np.where(ok, idx, 0)
-    return ok & (iv[safe, 1] >= starts + length)
+    covered: npt.NDArray[np.bool_] = ok & (iv[safe, 1] >= starts + length)
+    return covered

@@ -110,7 +110,8 @@ def bar_body(
     joined = pc.binary_join_element_wise(*parts, "")
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)
     lo, hi = int(offsets[joined.offset]), int(offsets[joined.offset + len(joined)])
-    return joined.buffers()[2].to_pybytes()[lo:hi]
+    data: bytes = joined.buffers()[2].to_pybytes()
+    return data[lo:hi]
 
 
 class InfluxStore:

@@ -62,7 +62,7 @@ def market_from_dir_name(name: str) -> str:
 
 
 def day_name(day_start: int) -> str:
-    return pd.Timestamp(day_start, unit="s", tz="UTC").strftime("%Y-%m-%d")
+    return str(pd.Timestamp(day_start, unit="s", tz="UTC").strftime("%Y-%m-%d"))
 
 
 def _umask() -> int:

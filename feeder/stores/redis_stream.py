@@ -249,7 +249,7 @@ class RedisBarStream(_Publishing):
         was ever removed from it (trimmed: ``entries-added`` above ``length``)."""
         pipe = self.r.pipeline(transaction=False)
         for m in markets:
-            pipe.execute_command("XINFO", "STREAM", stream_key(self.prefix, m))
+            pipe.execute_command("XINFO", "STREAM", stream_key(self.prefix, m))  # type: ignore[no-untyped-call]
         out = {}
         for m, info in zip(markets, pipe.execute(raise_on_error=False), strict=True):
             if not isinstance(info, dict):  # no such stream (an error reply)

@@ -68,7 +68,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: BarStore) ->
 
 
 def _day(t: int) -> str:
-    return pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d")
+    return str(pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d"))
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, store: BarStore) -> int:

@@ -34,7 +34,7 @@ def _decided(t: pd.Timestamp, tf_s: int) -> pd.Timestamp:
 
 
 def iso(t: pd.Timestamp) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(t.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def _ts(v: Any) -> pd.Timestamp:

@@ -268,4 +268,4 @@ def freqtrade_config(
     api.update({"enabled": True, "listen_ip_address": "127.0.0.1", "listen_port": api_port})
     cfg.setdefault("internals", {})["process_throttle_secs"] = 1
     cfg["squeezeflow"] = sf.model_dump(mode="json")
-    return cfg
+    return dict(cfg)

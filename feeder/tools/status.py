@@ -39,7 +39,7 @@ class MarketStatus:
 
 
 def _iso(t: int) -> str:
-    return pd.Timestamp(int(t), unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+    return str(pd.Timestamp(int(t), unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def _bar_range(store: BarStore, market: str) -> tuple[int, int] | None:

@@ -66,7 +66,7 @@ def startup_candles(timeframe: str) -> int:
     """Warm-up covering the largest windows of the hyperopt ranges and the context."""
     tf = timeframe_to_seconds(timeframe)
     ctx = [h * (CTX_WINDOW + 2) // tf for h in CONTEXT_TFS if h > tf]
-    return max([M_MAX + N_MAX + RESET_WINDOW_MAX, *ctx])
+    return int(max([M_MAX + N_MAX + RESET_WINDOW_MAX, *ctx]))
 
 
 class SqueezeFlow(IStrategy):
@@ -258,7 +258,9 @@ class SqueezeFlow(IStrategy):
         merged["cvd_ok"] = merged["complete"].astype("boolean").fillna(False).astype(bool)
         return merged
 
-    def populate_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+    def populate_indicators(
+        self, dataframe: pd.DataFrame, metadata: dict[str, Any]
+    ) -> pd.DataFrame:
         t0 = time.perf_counter()
         df = self._merge_flow(dataframe, metadata["pair"])
         df["atr"] = ta.ATR(df, timeperiod=14)
@@ -286,7 +288,9 @@ class SqueezeFlow(IStrategy):
         self._computed_with[pair] = p
         return df
 
-    def populate_entry_trend(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+    def populate_entry_trend(
+        self, dataframe: pd.DataFrame, metadata: dict[str, Any]
+    ) -> pd.DataFrame:
         df = self._compute(dataframe, metadata["pair"])  # hyperopt: parameters changed
         df["enter_long"] = df["sf_enter_long"].astype(int)
         df["enter_short"] = df["sf_enter_short"].astype(int)
@@ -302,7 +306,9 @@ class SqueezeFlow(IStrategy):
             df.loc[df.index[-1], ["enter_long", "enter_short"]] = 0
         return df
 
-    def populate_exit_trend(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+    def populate_exit_trend(
+        self, dataframe: pd.DataFrame, metadata: dict[str, Any]
+    ) -> pd.DataFrame:
         dataframe["exit_long"] = dataframe["sf_exit_long"].astype(int)
         dataframe["exit_short"] = dataframe["sf_exit_short"].astype(int)
         return dataframe
@@ -345,7 +351,10 @@ class SqueezeFlow(IStrategy):
             if not np.isfinite(stop) or stop <= 0:
                 return None
             trade.set_custom_data("sf_stop", stop)
-        return stoploss_from_absolute(float(stop), current_rate, trade.is_short, trade.leverage)
+        relative: float = stoploss_from_absolute(
+            float(stop), current_rate, trade.is_short, trade.leverage
+        )
+        return relative
 
     def custom_exit(
         self,

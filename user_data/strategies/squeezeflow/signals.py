@@ -68,7 +68,8 @@ def exits(
 def _column(candles: pd.DataFrame, name: str) -> Array:
     """A float column of the candles, all NaN when absent (OI, liquidations are optional)."""
     if name in candles:
-        return candles[name].to_numpy(dtype=float)
+        column: Array = candles[name].to_numpy(dtype=float)
+        return column
     return np.full(len(candles), np.nan)
 
 
