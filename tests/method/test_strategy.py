@@ -136,7 +136,7 @@ def test_open_interest_reaches_the_method_as_observed_by_each_candle_close(tmp_p
     assert merged["oi"].notna().all()  # forward filled: every candle has an OI as of its close
     assert merged["oi"].tolist() == flow["oi"].tolist()
     # Candle [t0+300, t0+600): the newest observation before its close is t0+450, in every perp.
-    perps = sum(m.kind.value == "perp" for m in strat.sf.markets("BTC"))
+    perps = sum(m.kind.value == "perp" for m in strat.settings.markets("BTC"))
     assert perps == 4  # config.json: Binance USD-M and COIN-M, Bybit, OKX
     assert merged.loc[1, "oi"] == perps * (1e9 + 450 * 1e3)
     assert merged.loc[0, "oi"] == perps * (1e9 + 30 * 1e3)
