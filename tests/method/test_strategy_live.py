@@ -120,7 +120,7 @@ def test_a_stale_feed_blocks_an_entry_the_same_candle_takes_when_fresh(planted, 
         strat.flow = FlowSource(
             strat.settings, "5m", store=strat.flow.store, clock=lambda: clock[0]
         )
-        strat._decided.clear()
+        strat.decisions.decided.clear()
         strat._computed_with.clear()
         publish_state(strat, close + 1, close - 3600)  # fresh: final past the close
         strat.bot_start()

@@ -34,7 +34,7 @@ from freqtrade.strategy import (
 )
 from squeezeflow import MethodParams, compute
 
-from feeder.read.diagnostics import staleness_text
+from feeder.read.decisions import LiveDecisions
 from feeder.read.flow_source import FLOW_COLUMNS, FlowSource, coin_of
 from feeder.settings import settings_from_dict
 
@@ -137,10 +137,12 @@ class SqueezeFlow(IStrategy):
         self.settings = settings_from_dict(config.get("squeezeflow"))  # ConfigError names a bad key
         self.flow = FlowSource(self.settings, self.timeframe)
         self._computed_with: dict[str, MethodParams] = {}
-        self._stale: dict[str, bool] = {}
-        #: live: candles whose flow was not final within decide_wait_s (decided incomplete)
-        self.late_candles = 0
-        self._decided: dict[str, int] = {}  # coin -> end of the newest candle decided
+        self.decisions = LiveDecisions(self.settings, timeframe_to_seconds(self.timeframe))
+
+    @property
+    def late_candles(self) -> int:
+        """Live: candles whose flow was not final within ``decide_wait_s`` (decided incomplete)."""
+        return self.decisions.late_candles
 
     # ----- parameters ---------------------------------------------------------------------------
     def method_params(self) -> MethodParams:
@@ -176,69 +178,16 @@ class SqueezeFlow(IStrategy):
                 self.flow.catch_up(coin, self.startup_candle_count + 10)
 
     def bot_loop_start(self, current_time: datetime, **kwargs: Any) -> None:
-        """Live: bring the flow up to date before FreqTrade analyses the newest closed candle.
-
-        FreqTrade wakes one second after a candle closes and then calls this, then ``analyze``
-        (once per new candle: ``process_only_new_candles``). The feeder closes a second only
-        ``grace_s`` after it ends, so the first time a loop sees a new candle this waits, up to
-        ``decide_wait_s``, for every market's watermark to pass that candle's end. A candle
-        still not final then is decided incomplete (no entry), logged once and counted in
-        ``late_candles``.
-        """
+        """Live: bring the flow up to date before FreqTrade analyses the newest closed candle,
+        waiting (bounded) for its flow to be final: ``feeder.read.decisions.LiveDecisions``."""
         if not self._live():
             return
         coins = self._coins()
         for coin in coins:
             if not self.flow.caught_up(coin):
                 self.flow.catch_up(coin, self.startup_candle_count + 10)
-        tf = timeframe_to_seconds(self.timeframe)
-        now = int(self.flow.clock())
-        closed = now - now % tf  # end of the newest closed candle
-        new = [c for c in coins if self._decided.get(c, 0) < closed]
-        fresh = [c for c in new if self.flow.age(c) <= self.settings.staleness_limit_s]
-        t_wake = self.flow.clock()
-        if fresh:
-            self.flow.wait_final(fresh, closed, self.settings.decide_wait_s)
-        t_final = self.flow.clock()
-        self.flow.poll(coins)
-        if new:
-            # Where a live decision's time goes (bench/signal_latency.py reads this line).
-            log.info(
-                "SqueezeFlow: candle closing %s: wake +%.3fs, flow final +%.3fs, read +%.3fs "
-                "after the close",
-                pd.Timestamp(closed, unit="s", tz="UTC"),
-                t_wake - closed,
-                t_final - closed,
-                self.flow.clock() - closed,
-            )
-        for coin in new:
-            self._decided[coin] = closed
-            flow = self.flow.live(coin)
-            candle = pd.Timestamp(closed - tf, unit="s", tz="UTC")
-            if candle in flow.index and not bool(flow.at[candle, "complete"]):
-                self.late_candles += 1
-                log.warning(
-                    "SqueezeFlow %s: candle %s decided incomplete: its flow was not final %.1fs "
-                    "after the close + FreqTrade's wake (late candles so far: %d)",
-                    coin,
-                    candle,
-                    self.settings.decide_wait_s,
-                    self.late_candles,
-                )
-        for coin in coins:
-            age = self.flow.age(coin)
-            stale = age > self.settings.staleness_limit_s
-            if stale != self._stale.get(coin, False):
-                what = staleness_text(age, self.flow.clock())
-                msg = (
-                    f"SqueezeFlow {coin}: flow feed stale ({what}, limit "
-                    f"{self.settings.staleness_limit_s:.0f}s): no new entries"
-                    if stale
-                    else f"SqueezeFlow {coin}: flow feed fresh again ({what})"
-                )
-                log.warning(msg)
-                self.dp.send_msg(msg, always_send=True)
-            self._stale[coin] = stale
+        for msg in self.decisions.before_analysis(self.flow, coins):
+            self.dp.send_msg(msg, always_send=True)
 
     # ----- analysis -------------------------------------------------------------------------------
     def _merge_flow(self, df: pd.DataFrame, pair: str) -> pd.DataFrame:
@@ -302,7 +251,7 @@ class SqueezeFlow(IStrategy):
             scores = np.round(df[f"score_{side}"].to_numpy()[rows])
             tags[rows] = [f"sf_{side}_{int(score)}" for score in scores]
         df["enter_tag"] = tags
-        if self._live() and self._stale.get(coin_of(metadata["pair"]), False):
+        if self._live() and self.decisions.stale.get(coin_of(metadata["pair"]), False):
             df.loc[df.index[-1], ["enter_long", "enter_short"]] = 0
         return df
 
