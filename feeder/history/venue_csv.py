@@ -6,9 +6,9 @@ text), the file's day window and ``taker_day``, the day's rows a venue module re
 
 from __future__ import annotations
 
-import io
 import logging
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Final
@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from feeder.history.archive import ArchiveError
+from feeder.history.inflate import open_gzip, open_zip_member
 from feeder.history.venue_files import DAY, RawDay, VenueFile
 from feeder.ingest.normalise import timestamps_to_ns
 from feeder.live.markets import trade_id_int
@@ -46,11 +47,11 @@ def open_member(path: Path) -> IO[bytes]:
                 f"{path}: expected one CSV member, found {[i.filename for i in members]}"
             )
         try:
-            return io.BytesIO(zf.read(members[0]))
+            return open_zip_member(zf, members[0])
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise ArchiveError(f"{path}: corrupt zip member ({exc})") from exc
     if name.endswith(".gz"):
-        return pa.input_stream(str(path), compression="gzip")
+        return open_gzip(path)
     return path.open("rb")
 
 
@@ -118,6 +119,8 @@ def read_columns(
             text = t == AUTO_ID or pa.types.is_string(t) or pa.types.is_dictionary(t)
             out[k] = col if text else _cast_or_null(col, t)
         table = pa.table(out)
+    except (zipfile.BadZipFile, zlib.error) as exc:
+        raise ArchiveError(f"{path}: corrupt zip member ({exc})") from exc
     except (OSError, EOFError) as exc:
         raise ArchiveError(f"{path}: cannot read ({exc})") from exc
     ok = None
