@@ -12,6 +12,10 @@ timed from the call to its return; peak RSS is the subprocess's VmHWM.
 Goal: >= 3,000,000 trades/s per core for every trade format.
 
     .venv/bin/python bench/venue_import.py [--trades 2000000] [--repeats 3]
+        [--files DIR]  # build the files once into DIR (files.json), reuse them afterwards
+        [--before CODE_DIR]  # also run each import with the feeder package of CODE_DIR
+                             # (e.g. `git archive <commit> feeder | tar -x -C CODE_DIR`),
+                             # interleaved with this tree's, as rows "<format> (before)"
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
+sys.path[:0] = [os.environ.get("SF_BENCH_CODE", str(REPO)), str(REPO / "bench")]
 
 from _common import footer, header, table  # noqa: E402
 
@@ -210,6 +214,7 @@ def worker(fmt: str, path: str) -> dict[str, object]:
         "wall_s": wall,
         "cpu_s": cpu,
         "hwm_mb": hwm,
+        "code": str(Path(sys.modules["feeder"].__file__ or "").parent.parent),
     }
 
 
@@ -221,26 +226,37 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--worker", choices=FORMATS)
     ap.add_argument("--file")
+    ap.add_argument("--files", type=Path)
+    ap.add_argument("--before", type=Path)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.file)))
         return
     header("Trade archive import throughput per format, one core (issue 9)")
-    root = Path(tempfile.mkdtemp(prefix="sf-venue-bench-"))
+    root = args.files or Path(tempfile.mkdtemp(prefix="sf-venue-bench-"))
+    listing = root / "files.json"
     try:
-        t = time.perf_counter()
-        files = build(root, args.trades)
-        print(
-            f"SYNTHETIC day of {args.trades:,} trades written in 5 layouts in "
-            f"{time.perf_counter() - t:.0f}s"
-        )
-        res: dict[str, list[dict]] = {f: [] for f in FORMATS}
+        if args.files and listing.exists():
+            files = {k: Path(v) for k, v in json.loads(listing.read_text()).items()}
+            print(f"SYNTHETIC files reused from {root}")
+        else:
+            t = time.perf_counter()
+            files = build(root, args.trades)
+            listing.write_text(json.dumps({k: str(v) for k, v in files.items()}))
+            print(
+                f"SYNTHETIC day of {args.trades:,} trades written in 5 layouts in "
+                f"{time.perf_counter() - t:.0f}s"
+            )
+        codes = {"": REPO} | ({" (before)": args.before} if args.before else {})
+        res: dict[str, list[dict]] = {f + c: [] for f in FORMATS for c in codes}
         for _ in range(args.repeats):  # interleaved: load changes hit every format alike
             for fmt in FORMATS:
-                env = {**os.environ, **ONE_THREAD_ENV, "PYTHONPATH": str(REPO)}
-                cmd = [sys.executable, __file__, "--worker", fmt, "--file", str(files[fmt])]
-                r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-                res[fmt].append(json.loads(r.stdout.strip().splitlines()[-1]))
+                for label, code in codes.items():
+                    env = {**os.environ, **ONE_THREAD_ENV, "PYTHONPATH": str(code)}
+                    env["SF_BENCH_CODE"] = str(code)
+                    cmd = [sys.executable, __file__, "--worker", fmt, "--file", str(files[fmt])]
+                    r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+                    res[fmt + label].append(json.loads(r.stdout.strip().splitlines()[-1]))
         rows = []
         bin_cps = max(r["trades"] / r["cpu_s"] for r in res["binance"])
         for fmt, runs in res.items():
@@ -257,7 +273,7 @@ def main() -> None:
                     f"{statistics.median(cps) / 1e6:.2f} M",
                     f"{max(cps) / bin_cps:.2f}",
                     f"{max(r['hwm_mb'] for r in runs):.0f}",
-                    f"{files[fmt].stat().st_size / 1e6:.1f}",
+                    f"{files[fmt.split(' ')[0]].stat().st_size / 1e6:.1f}",
                     "PASS" if max(cps) >= 3e6 else "FAIL",
                 ]
             )
@@ -282,7 +298,8 @@ def main() -> None:
         footer()
         print(json.dumps(res))
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not args.files:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Final, Literal, cast, get_args
 
 from feeder.history.archive import ArchiveError, sha256_file
+from feeder.history.inflate import open_zip_member
 
 MarketType = Literal["spot", "um", "cm"]
 DataType = Literal["trades", "aggTrades"]
@@ -276,7 +277,7 @@ def open_data(path: Path) -> Iterator[IO[bytes]]:
         if len(chosen) != 1:
             names = [i.filename for i in members]
             raise ArchiveError(f"{path}: expected one CSV member, found {names}")
-        with zf.open(chosen[0]) as fh:
+        with open_zip_member(zf, chosen[0]) as fh:
             yield fh
 
 

@@ -6,9 +6,9 @@ text), the file's day window and ``taker_day``, the day's rows a venue module re
 
 from __future__ import annotations
 
-import io
 import logging
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Final
@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from feeder.history.archive import ArchiveError
+from feeder.history.inflate import open_gzip, open_zip_member
 from feeder.history.venue_files import DAY, RawDay, VenueFile
 from feeder.ingest.normalise import timestamps_to_ns
 from feeder.live.markets import trade_id_int
@@ -46,12 +47,11 @@ def open_member(path: Path) -> IO[bytes]:
                 f"{path}: expected one CSV member, found {[i.filename for i in members]}"
             )
         try:
-            return io.BytesIO(zf.read(members[0]))
+            return open_zip_member(zf, members[0])
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise ArchiveError(f"{path}: corrupt zip member ({exc})") from exc
     if name.endswith(".gz"):
-        stream: IO[bytes] = pa.input_stream(str(path), compression="gzip")
-        return stream
+        return open_gzip(path)
     return path.open("rb")
 
 
@@ -119,6 +119,8 @@ def read_columns(
             text = t == AUTO_ID or pa.types.is_string(t) or pa.types.is_dictionary(t)
             out[k] = col if text else _cast_or_null(col, t)
         table = pa.table(out)
+    except (zipfile.BadZipFile, zlib.error) as exc:
+        raise ArchiveError(f"{path}: corrupt zip member ({exc})") from exc
     except (OSError, EOFError) as exc:
         raise ArchiveError(f"{path}: cannot read ({exc})") from exc
     ok = None
@@ -176,10 +178,10 @@ _UUID_HEX16 = np.r_[0:8, 9:13, 14:18]
 
 
 def _nibbles_to_int(nib: np.ndarray) -> np.ndarray:
-    """Rows of 16 hex nibbles -> int64 (the first 63 bits)."""
-    acc = np.zeros(nib.shape[0], np.uint64)
-    for j in range(16):
-        acc = (acc << np.uint64(4)) | nib[:, j].astype(np.uint64)
+    """Rows of 16 hex nibbles -> int64 (the first 63 bits): nibbles packed into 8 bytes, read
+    as one big-endian integer."""
+    packed = np.ascontiguousarray((nib[:, 0::2] << 4) | nib[:, 1::2], np.uint8)
+    acc = packed.view(">u8").ravel().astype(np.uint64)
     return (acc & np.uint64(0x7FFF_FFFF_FFFF_FFFF)).astype(np.int64)
 
 

@@ -95,7 +95,9 @@ class DayBarWriter:
     #: ``[start, end)`` seconds the input may hold (an archive file's day or month): rows
     #: outside it are refused and counted (``outside_file_period``), never stored
     within: tuple[int, int] | None = None
-    _days: dict[int, pd.DataFrame] = field(default_factory=dict)
+    #: per UTC day, the bars held so far as parts in strictly increasing, disjoint ``time``
+    #: (one frame once two parts had to be merged): written together at the day's flush
+    _days: dict[int, list[pd.DataFrame]] = field(default_factory=dict)
     _flushed_before: int | None = None  # every day < this is written
 
     def add_raw(self, raw: Mapping[str, np.ndarray]) -> None:
@@ -133,15 +135,33 @@ class DayBarWriter:
                 "arrive after their day was written; the input is not in time order"
             )
         for day in np.unique(days):
-            part = bars[days == day]
-            prev = self._days.get(int(day))
-            self._days[int(day)] = merge_bars(prev, part) if prev is not None else part
+            self._add_part(int(day), bars[days == day])
         # Sorted input: every day before the newest one seen in this chunk is final.
         self._flush(before=int(days.max()))
 
+    def _add_part(self, day: int, part: pd.DataFrame) -> None:
+        """Hold ``part`` (bars sorted by time) with the day's earlier bars: the same bars as
+        ``merge_bars(earlier, part)``, without regrouping the whole day on every chunk. Time-ordered
+        input meets the day's held bars at most in their last second: only that second is merged.
+        """
+        parts = self._days.setdefault(day, [])
+        if not parts:
+            parts.append(part)
+            return
+        last = parts[-1]
+        last_t = int(last["time"].iat[-1])
+        first_t = int(part["time"].iat[0])
+        if first_t > last_t:
+            parts.append(part)
+        elif first_t == last_t:  # a second split between chunks: merge that second alone
+            joint = merge_bars(last.iloc[-1:], part.iloc[:1])[list(part.columns)]
+            parts[-1:] = [p for p in (last.iloc[:-1], joint, part.iloc[1:]) if len(p)]
+        else:  # out of order within the day: one merge over everything held
+            self._days[day] = [merge_bars(_held(parts), part)]
+
     def _flush(self, before: int | None) -> None:
         for day in sorted(d for d in self._days if before is None or d < before):
-            bars_1s = strip_keys(self._days.pop(day))
+            bars_1s = strip_keys(_held(self._days.pop(day)))
             kind = self.spec.kind.value
             self.stats.bars_1s += self.store.write_bars(self.spec.market, kind, bars_1s, "1s")
             bars_1m = rollup(bars_1s, 60)
@@ -152,3 +172,11 @@ class DayBarWriter:
         """Write every day still held."""
         self._flush(before=None)
         return self.stats
+
+
+def _held(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One frame of a day's held parts (disjoint and in time order: a concatenation)."""
+    parts = [p for p in parts if len(p)]
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    return pd.concat(parts, ignore_index=True)

@@ -260,3 +260,78 @@ class TestLiveBarBuilder:
         pd.testing.assert_frame_equal(
             minutes.reset_index(drop=True), full, check_exact=False, rtol=1e-12
         )
+
+
+class _RegroupEveryChunk(DayBarWriter):
+    """The writer as it was: the day's held bars re-merged with every chunk (the reference)."""
+
+    def _add_part(self, day: int, part: pd.DataFrame) -> None:
+        prev = self._days.get(day)
+        self._days[day] = [merge_bars(prev[0], part) if prev else part]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    trades=st.lists(
+        st.tuples(
+            st.integers(0, 2 * 86_400 * NS - 1),  # two UTC days
+            st.sampled_from([100.0, 100.5, 101.0, 99.5]),
+            st.floats(1e-3, 10.0, allow_nan=False),
+            st.booleans(),
+            st.integers(0, 5),  # 0: liquidation fill
+        ),
+        min_size=1,
+        max_size=200,
+    ),
+    chunk=st.integers(1, 40),
+    clustered=st.booleans(),
+    shuffle_seed=st.none() | st.integers(0, 2**16),
+)
+def test_day_writer_holds_chunks_exactly_as_merging_every_chunk(
+    tmp_path_factory, trades, chunk, clustered, shuffle_seed
+):
+    """The writer merges only a second split between chunks (or everything once, for input out
+    of order within the day); the bars written equal the old regroup-per-chunk writer's, bit for
+    bit, for sorted and unsorted chunks, liquidations and seconds split across chunks."""
+    off = np.asarray([t[0] for t in trades], np.int64)
+    if clustered:  # many trades per second, so chunk boundaries split seconds
+        off = off // (NS * 20_000) * NS + off % 3
+    order = np.argsort(off, kind="stable")
+    if shuffle_seed is not None:
+        np.random.default_rng(shuffle_seed).shuffle(order)
+    raw = {
+        "ts": (1_735_689_600 * NS + off[order]),
+        "price": np.asarray([t[1] for t in trades])[order],
+        "qty": np.asarray([t[2] for t in trades])[order],
+        "is_buyer_maker": np.asarray([t[3] for t in trades])[order],
+        "trade_id": np.arange(len(trades), dtype=np.int64) + 1,
+        "liquidation": np.asarray([t[4] == 0 for t in trades])[order],
+    }
+    written = []
+    for cls in (_RegroupEveryChunk, DayBarWriter):
+        store = ParquetStore(tmp_path_factory.mktemp("s"))
+        w = cls(store, USDM)
+        try:
+            for s in range(0, len(off), chunk):
+                w.add_raw({k: v[s : s + chunk] for k, v in raw.items()})
+            w.close()
+            error = None
+        except Exception as exc:  # the same refusal (out of order across days) for both
+            error = type(exc)
+        written.append(
+            (
+                error,
+                [
+                    store.read_bars(
+                        USDM.market, 1_735_689_600, 1_735_689_600 + 2 * 86_400, res
+                    ).reset_index(drop=True)
+                    for res in ("1s", "1m")
+                ],
+            )
+        )
+    (old_err, old), (new_err, new) = written
+    assert old_err == new_err
+    for a, b in zip(old, new, strict=True):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    if old_err is None:
+        assert len(old[0]) > 0
