@@ -21,8 +21,8 @@ import pandas as pd
 
 from feeder.ingest.models import Kind
 from feeder.settings import MarketSettings, Settings
-from feeder.stores import BarStore
-from feeder.stores.coverage import covered
+from feeder.stores import MINUTE_SUFFIX, BarStore
+from feeder.stores.coverage import covered, merge_intervals
 from feeder.stores.provenance import LABEL, provenance, where
 
 #: A backtest warns when at least this share of its candles lacks flow.
@@ -67,6 +67,17 @@ def _import_hint(markets: list[str], first: pd.Timestamp, last: pd.Timestamp) ->
     return "import them, e.g. " + "; ".join(cmds)
 
 
+def _coverage(store: BarStore, market: str, timeframe_s: int) -> np.ndarray:
+    """A market's coverage as ``load_flow`` counts it: with its kline minutes at whole-minute
+    timeframes."""
+    cov = store.coverage(market)
+    if timeframe_s % 60 == 0:
+        minutes = store.coverage(market + MINUTE_SUFFIX)
+        if len(minutes):
+            cov = merge_intervals(np.concatenate([cov.reshape(-1, 2), minutes]))
+    return cov
+
+
 def history_warnings(
     store: BarStore, settings: Settings, coin: str, flow: pd.DataFrame, timeframe_s: int
 ) -> list[str]:
@@ -74,7 +85,8 @@ def history_warnings(
     out: list[str] = []
     if not len(flow):
         return out
-    markets = [m.id for m in settings.markets(coin)]
+    kinds = settings.markets(coin)
+    markets = [m.id for m in kinds]
     stored = list(store.markets())
     prov = provenance(store)
     syn = [m for m in markets if m in prov.synthetic]
@@ -98,7 +110,15 @@ def history_warnings(
     missing = int((~flow["complete"].to_numpy(bool)).sum())
     if missing >= MISSING_SHARE * len(flow):
         opens = flow.index.as_unit("s").asi8.astype(np.int64)
-        lacking = [m for m in markets if not covered(opens, timeframe_s, store.coverage(m)).all()]
+        ok = {m.id: covered(opens, timeframe_s, _coverage(store, m.id, timeframe_s)) for m in kinds}
+        kind_ok = {k: np.logical_or.reduce([ok[m.id] for m in kinds if m.kind is k]) for k in Kind}
+        # the markets the rule lacks: every uncovered one (all), or those of a kind no market
+        # covers everywhere (each_kind: a covered market of its kind stands in for the others)
+        lacking = [
+            m.id
+            for m in kinds
+            if not ok[m.id].all() and (settings.flow.require == "all" or not kind_ok[m.kind].all())
+        ]
         to_import = [m for m in lacking if m not in typos]
         todo = [
             f"fix {m} in squeezeflow.coins.{coin} (did you mean {g}?)" for m, g in typos.items()

@@ -166,7 +166,8 @@ def test_a_backtest_without_flow_warns_at_start_naming_the_market_and_what_to_im
     r = e2e.freqtrade("backtesting", *RANGE, "--export", "none", config=path)
     assert r.returncode == 0, r.stdout[-3000:]
     flat = " ".join(r.stdout.split())  # FreqTrade's console wraps long log lines
-    warn = r"(?:WARNING:feeder\.flow_source:|feeder\.flow_source - WARNING - )SqueezeFlow: "
+    warn = r"(?:WARNING:feeder\.read\.flow_source:|feeder\.read\.flow_source - WARNING - )"
+    warn += "SqueezeFlow: "
     assert re.search(
         warn + r"market BINANCE:btcusdtt \(squeezeflow\.coins\.BTC\) is not in the "
         r"parquet store \S+; did you mean BINANCE:btcusdt\?",

@@ -120,25 +120,31 @@ def test_flow_missing_for_most_candles_warns_with_coin_markets_store_range_and_i
 ):
     store = tmp_path / "s"
     assert imported(capsys, store, archive)[0] == 0  # COIN-M only: no spot, no USD-M
-    flow = FlowSource(settings(store), "5m")
-    with caplog.at_level(logging.WARNING):
-        df = flow.history(
-            "BTC", pd.Timestamp("2026-05-08", tz="UTC"), pd.Timestamp("2026-05-08 23:55", tz="UTC")
-        )
-    assert not df["complete"].any()
-    msgs = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    missing = [m for m in msgs if "missing for" in m]
-    assert len(missing) == 1, msgs
-    w = missing[0]
-    for part in (
-        "BTC",
-        "BINANCE:btcusdt",
-        "BINANCE_FUTURES:btcusdt",
-        str(store),
-        "2026-05-08",
-        "squeezeflow-feeder import --download --symbols BTCUSDT --market-types spot um",
-    ):
-        assert part in w, (part, w)
+    # default rule each_kind: COIN-M stands in for the perps, so only spot is to import; the
+    # strict rule (all) needs USD-M too
+    for rule, types in (("each_kind", "spot --start"), ("all", "spot um --start")):
+        flow = FlowSource(settings(store, flow={"require": rule}), "5m")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            df = flow.history(
+                "BTC",
+                pd.Timestamp("2026-05-08", tz="UTC"),
+                pd.Timestamp("2026-05-08 23:55", tz="UTC"),
+            )
+        assert not df["complete"].any()
+        msgs = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        missing = [m for m in msgs if "missing for" in m]
+        assert len(missing) == 1, msgs
+        w = missing[0]
+        for part in (
+            "BTC",
+            "BINANCE:btcusdt",
+            "BINANCE_FUTURES:btcusdt",
+            str(store),
+            "2026-05-08",
+            f"squeezeflow-feeder import --download --symbols BTCUSDT --market-types {types}",
+        ):
+            assert part in w, (part, w)
 
 
 def test_a_configured_market_id_absent_from_the_store_is_named_with_the_closest(

@@ -111,3 +111,22 @@ def test_status_names_unused_stored_and_historyless_configured_markets(tmp_path)
         "configured markets without history: COINBASE:btc-usd, OKEX:btc-usdt-swap",
         "stored markets no coin in squeezeflow.coins uses: BINANCE:solusdt",
     ]
+
+
+def test_missing_flow_names_only_the_markets_the_rule_lacks(tmp_path, caplog):
+    """each_kind: when no spot market covers the range, the warning names the spot markets, not
+    the perps without history that the covered Binance perp stands in for."""
+    store = _store(tmp_path)
+    coins = {"BTC": {"spot": ["COINBASE:btc-usd"], "perp": COINS["BTC"]["perp"]}}
+    settings = settings_from_dict({"coins": coins}, env=False)
+    src = FlowSource(settings, "5m", store=store)
+    with caplog.at_level(logging.INFO):
+        df = src.history(
+            "BTC",
+            pd.Timestamp(DAY, unit="s", tz="UTC"),
+            pd.Timestamp(DAY + 3600, unit="s", tz="UTC"),
+        )
+    assert not df["complete"].any()
+    missing = [x for x in _lines(caplog) if "flow is missing for" in x]
+    assert len(missing) == 1, _lines(caplog)
+    assert "Not covered: COINBASE:btc-usd;" in missing[0], missing[0]
