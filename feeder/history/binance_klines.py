@@ -230,7 +230,8 @@ def write_minutes(store: BarStore, market: str, kind: str, bars: pd.DataFrame) -
     if store.name != "influx" or not bars[["cbuy", "csell"]].isna().any().any():
         return store.write_bars(market, kind, bars, "1m")
     from feeder.ingest.models import BAR_FIELDS
-    from feeder.stores.influx import COUNTS_UNKNOWN, escape_measurement, escape_tag
+    from feeder.stores.influx import COUNTS_UNKNOWN
+    from feeder.stores.influx_client import escape_measurement, escape_tag
 
     s = store.s  # type: ignore[attr-defined]
     tags = f"kind={escape_tag(kind)},market={escape_tag(market)}"

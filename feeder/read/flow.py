@@ -246,3 +246,22 @@ def assemble(
         extra = {c: v for c, v in cols.items() if "|" in c}
         df = pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)
     return df
+
+
+def flow_age(markets: list[tuple[Kind, int | None]], require: str, now: float) -> float:
+    """Seconds since a coin's flow was last final, from each market's (kind, watermark): since
+    the slowest market's newest final bar (``all``), or since the slower kind's freshest market's
+    (``each_kind``: a market that never had a bar, a venue without history, is not waited for,
+    as it does not make a candle incomplete). Infinite when nothing was ever final."""
+    marks: dict[Kind, list[float]] = {Kind.SPOT: [], Kind.PERP: []}
+    each_kind = require == "each_kind"
+    for kind, wm in markets:
+        if wm is None and not each_kind:
+            return float("inf")
+        if wm is not None:
+            marks[kind].append(float(wm))
+    if not marks[Kind.SPOT] or not marks[Kind.PERP]:
+        return float("inf")
+    if each_kind:
+        return now - min(max(marks[Kind.SPOT]), max(marks[Kind.PERP]))
+    return now - min(marks[Kind.SPOT] + marks[Kind.PERP])

@@ -38,6 +38,7 @@ from feeder.read.diagnostics import (
 from feeder.read.flow import (
     assemble,
     bucket_bars,
+    flow_age,
     load_flow,
     open_interest,
     timeframe_seconds,
@@ -380,28 +381,18 @@ class FlowSource:
         return self._candles[coin]
 
     def age(self, coin: str) -> float:
-        """Seconds since ``coin``'s flow was last final, by the ``flow.require`` rule: since the
-        slowest market's newest final bar (``all``), or since the slower kind's freshest market's
-        (``each_kind``: a market that never had a bar, a venue without history, is not waited
-        for, as it does not make a candle incomplete)."""
-        now = self.clock()
-        marks: dict[Kind, list[float]] = {Kind.SPOT: [], Kind.PERP: []}
-        each_kind = self.settings.flow.require == "each_kind"
-        for m in self.settings.markets(coin):
-            st = self._states.get(m.id) if self.source == "redis" else None
-            wm = st.watermark if st is not None else None
-            if wm is None:
-                cov = self.store.coverage(m.id)
-                wm = int(cov[-1, 1]) if len(cov) else None
-            if wm is None and not each_kind:
-                return float("inf")
-            if wm is not None:
-                marks[m.kind].append(float(wm))
-        if not marks[Kind.SPOT] or not marks[Kind.PERP]:
-            return float("inf")
-        if each_kind:
-            return now - min(max(marks[Kind.SPOT]), max(marks[Kind.PERP]))
-        return now - min(marks[Kind.SPOT] + marks[Kind.PERP])
+        """Seconds since ``coin``'s flow was last final, by the ``flow.require`` rule
+        (:func:`flow_age`)."""
+        markets = [(m.kind, self._watermark(m.id)) for m in self.settings.markets(coin)]
+        return flow_age(markets, self.settings.flow.require, self.clock())
+
+    def _watermark(self, market: str) -> int | None:
+        """The newest final second: the live state's watermark, else the store's coverage end."""
+        st = self._states.get(market) if self.source == "redis" else None
+        if st is not None and st.watermark is not None:
+            return int(st.watermark)
+        cov = self.store.coverage(market)
+        return int(cov[-1, 1]) if len(cov) else None
 
 
 def _in_intervals(t: np.ndarray, iv: Intervals) -> np.ndarray:

@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     install_log_redaction()  # no credential of a URL in any log line (httpx logs its requests)
     from feeder.history.archive import ArchiveError
     from feeder.ingest.pipeline import OutOfOrderError
-    from feeder.stores.influx import InfluxError
+    from feeder.stores.influx_client import InfluxError
     from feeder.stores.parquet import StoreLockedError, StoreWriteError
 
     store: BarStore | None = None

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from feeder.settings import InfluxSettings
-from feeder.stores.influx import InfluxError, InfluxStore
+from feeder.stores.influx import InfluxStore
+from feeder.stores.influx_client import InfluxError
 from tests import store_cases as cases
 
 pytestmark = pytest.mark.backend

@@ -13,7 +13,8 @@ import pytest
 from feeder.live.spool import Batch, Spool
 from feeder.live.writers import SinkStats, StoreWriter
 from feeder.settings import InfluxSettings
-from feeder.stores.influx import InfluxError, InfluxStore
+from feeder.stores.influx import InfluxStore
+from feeder.stores.influx_client import InfluxError
 from tests.store_cases import DAY0, make_bars
 
 pytestmark = pytest.mark.backend
