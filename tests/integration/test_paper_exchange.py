@@ -38,6 +38,7 @@ def tapes() -> tuple[list[Tape], int]:
     return shift(tapes_from_scenario(sc), nominal_live * 1000, live), live
 
 
+@pytest.mark.slow  # its live trades start at the next minute boundary: up to a minute of wall clock
 def test_klines_tickers_and_live_trades_through_ccxt(market_data, tapes):
     tapes_, live_ms = tapes
     usdm = next(t for t in tapes_ if t.market == "usdm")
