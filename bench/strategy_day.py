@@ -42,7 +42,7 @@ from feeder.stores.parquet import ParquetStore  # noqa: E402
 from feeder.tools.synthetic import Scenario, generate  # noqa: E402
 
 
-def strategy_time(src: FlowSource, ohlcv: pd.DataFrame, tf_s: int, p: MethodParams) -> float:
+def strategy_time(src: FlowSource, ohlcv: pd.DataFrame, timeframe_s: int, p: MethodParams) -> float:
     src._history.clear()  # a cold load every run
     t0 = time.perf_counter()
     flow = src.history("BTC", ohlcv["date"].iloc[0], ohlcv["date"].iloc[-1])
@@ -50,7 +50,7 @@ def strategy_time(src: FlowSource, ohlcv: pd.DataFrame, tf_s: int, p: MethodPara
         flow[[*FLOW_COLUMNS, "complete"]], left_on="date", right_index=True, how="left"
     )
     df["cvd_ok"] = df["complete"].astype("boolean").fillna(False).astype(bool)
-    compute(df, p, tf_s)
+    compute(df, p, timeframe_s)
     return time.perf_counter() - t0
 
 
@@ -106,16 +106,18 @@ def copy_store(src: ParquetStore, dst: InfluxStore, start: int, end: int) -> Non
 def run_modes(runs: int, sc: Scenario, store: ParquetStore, stores: dict, settings) -> None:
     day_end = sc.t0 + 4 * 86_400
     frames: dict[tuple[str, str], pd.DataFrame] = {}
-    for tf, tf_s, p in (("5m", 300, MethodParams()), ("1s", 1, MethodParams())):
-        warm = 660 * tf_s if tf_s >= 60 else (MethodParams().warmup + 100) * tf_s
+    for tf, timeframe_s, p in (("5m", 300, MethodParams()), ("1s", 1, MethodParams())):
+        warm = (
+            660 * timeframe_s if timeframe_s >= 60 else (MethodParams().warmup + 100) * timeframe_s
+        )
         start = day_end - 86_400 - warm
         ohlcv = candles(store, "BINANCE_FUTURES:btcusdt", start, day_end, tf)
-        if tf_s == 1:  # quiet seconds have no bar: FreqTrade would forward-fill them
+        if timeframe_s == 1:  # quiet seconds have no bar: FreqTrade would forward-fill them
             idx = pd.date_range(ohlcv["date"].iloc[0], ohlcv["date"].iloc[-1], freq="1s")
             ohlcv = ohlcv.set_index("date").reindex(idx).ffill().rename_axis("date").reset_index()
         for name, st in stores.items():
             src = FlowSource(settings, tf, store=st)
-            times = [strategy_time(src, ohlcv, tf_s, p) for _ in range(runs + 1)][1:]
+            times = [strategy_time(src, ohlcv, timeframe_s, p) for _ in range(runs + 1)][1:]
             reads = [read_time(src, ohlcv) for _ in range(runs)]
             frames[(tf, name)] = next(iter(src._history.values()))
             print(

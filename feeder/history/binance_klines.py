@@ -280,7 +280,7 @@ def import_klines(
             store.add_coverage(minute_key(market), int(a), int(b))
         log.info("%s -> %s: %d minute bars (klines)", f.path.name, market, written)
         info: dict[str, object] = {
-            "resolution": "1m",
+            "timeframe": "1m",
             "checksum": "verified" if checksum else "absent",
             "minutes": written,
         }

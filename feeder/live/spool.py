@@ -30,12 +30,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Batch:
-    """Bars of one market and resolution ("1s", "1m"), open interest ("oi": ``time``, ``oi``),
+    """Bars of one market and timeframe ("1s", "1m"), open interest ("oi": ``time``, ``oi``),
     or a coverage record (``bars`` None)."""
 
     market: str
     kind: str
-    resolution: str  # "1s", "1m", "oi" or "coverage"
+    series: str  # "1s", "1m", "oi" or "coverage"
     bars: pd.DataFrame | None = None
     start: int = 0
     end: int = 0
@@ -43,7 +43,7 @@ class Batch:
     def to_json(self) -> str:
         """One JSON line: ``t`` the times, then each other column of the frame under its name
         (bar fields, or ``oi``), all as floats."""
-        doc: dict[str, Any] = {"m": self.market, "k": self.kind, "r": self.resolution}
+        doc: dict[str, Any] = {"m": self.market, "k": self.kind, "r": self.series}
         if self.bars is not None:
             doc["t"] = self.bars["time"].astype(np.int64).tolist()
             for c in self.bars.columns.drop("time"):

@@ -94,10 +94,10 @@ class StoreWriter:
 
     def _lose(self, batch: Batch, reason: str) -> None:
         """``batch`` will never be stored: its seconds must never be covered; a gap is due."""
-        if batch.bars is None or not len(batch.bars) or batch.resolution == "oi":
+        if batch.bars is None or not len(batch.bars) or batch.series == "oi":
             return
         t = batch.bars["time"].to_numpy()
-        span = (int(t.min()), int(t.max()) + (60 if batch.resolution == "1m" else 1))
+        span = (int(t.min()), int(t.max()) + (60 if batch.series == "1m" else 1))
         self._uncovered.setdefault(batch.market, []).append(span)
         self._gaps_due.append((batch.market, *span, reason))
 
@@ -129,12 +129,12 @@ class StoreWriter:
         return True
 
     def _write(self, batches: list[Batch]) -> None:
-        """Bars and open interest first (merged per market and resolution: one write each),
+        """Bars and open interest first (merged per market and timeframe: one write each),
         then coverage."""
         bars: dict[tuple[str, str, str], list[pd.DataFrame]] = {}
         for b in batches:
             if b.bars is not None:
-                bars.setdefault((b.market, b.kind, b.resolution), []).append(b.bars)
+                bars.setdefault((b.market, b.kind, b.series), []).append(b.bars)
         for (market, kind, res), frames in bars.items():
             df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             df = df.drop_duplicates("time", keep="last").sort_values("time", ignore_index=True)
@@ -152,7 +152,7 @@ class StoreWriter:
             self.store.record_gap(market, start, end, reason[:200])
             self._gaps_due.pop(0)
         for b in batches:
-            if b.resolution == "coverage":
+            if b.series == "coverage":
                 lost = self._uncovered.get(b.market)
                 keep = as_intervals([(b.start, b.end)])
                 if lost:
@@ -174,7 +174,7 @@ class StoreWriter:
                 "store %s refused %s %s bars: %s (kept in %s; other markets go on)",
                 self.store.name,
                 batch.market,
-                batch.resolution,
+                batch.series,
                 message,
                 self.spool.dir / "refused.jsonl",
             )

@@ -168,7 +168,9 @@ def _markets_text(settings: Settings, coin: str, markets: tuple[str, ...]) -> st
     return f"spot {', '.join(spot) or 'none'}; perp {', '.join(perp) or 'none'}"
 
 
-def composition_lines(settings: Settings, coin: str, flow: pd.DataFrame, tf_s: int) -> list[str]:
+def composition_lines(
+    settings: Settings, coin: str, flow: pd.DataFrame, timeframe_s: int
+) -> list[str]:
     """Which markets made up each candle's flow: one line per run of candles made of the same
     markets (a backtest says it once per range; live says the newest run when it changes)."""
     segs: list[Segment] = flow.attrs.get("markets", [])
@@ -177,9 +179,10 @@ def composition_lines(settings: Settings, coin: str, flow: pd.DataFrame, tf_s: i
         if a < 0:
             out.append(f"SqueezeFlow: {coin} flow: more changes of its markets (status shows gaps)")
             continue
-        n = (b - a) // tf_s + 1
+        n = (b - a) // timeframe_s + 1
         out.append(
-            f"SqueezeFlow: {coin} flow {_utc(a)}..{_utc(b + tf_s)} UTC ({n} candles) made of "
+            f"SqueezeFlow: {coin} flow {_utc(a)}..{_utc(b + timeframe_s)} UTC ({n} candles) "
+            "made of "
             + (_markets_text(settings, coin, markets) if markets else "no market (no flow)")
         )
     return out
@@ -307,7 +310,7 @@ def catch_up_message(
     candles: int,
     complete_until: int | None,
     now: float,
-    tf_s: int,
+    timeframe_s: int,
 ) -> str:
     """The dry-run catch-up line: when the store is complete up to the current candle it says
     so; otherwise how far behind the store's complete flow is (or that it has none)."""
@@ -316,7 +319,7 @@ def catch_up_message(
         return f"{head}; the store holds no flow for a market of {coin}: flow must come from Redis"
     until = pd.Timestamp(complete_until, unit="s", tz="UTC")
     behind = now - complete_until
-    if behind <= tf_s:
+    if behind <= timeframe_s:
         return f"{head}, store complete until {until:%Y-%m-%d %H:%M} UTC"
     return (
         f"{head}; the store is complete only until {until:%Y-%m-%d %H:%M} UTC "

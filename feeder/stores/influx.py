@@ -120,20 +120,20 @@ class InfluxStore(InfluxClient):
             report.append(f"retention policy {rp!r} {verb.lower()}ed with duration {duration}{was}")
         return report
 
-    def _rp_measurement(self, resolution: str) -> tuple[str, str]:
-        if resolution == "1s":
+    def _rp_measurement(self, timeframe: str) -> tuple[str, str]:
+        if timeframe == "1s":
             return self.s.rp_1s, self.s.measurement_1s
-        if resolution == "1m":
+        if timeframe == "1m":
             return self.s.rp_1m, self.s.measurement_1m
-        raise ValueError(f"unknown resolution {resolution!r} (1s or 1m)")
+        raise ValueError(f"unknown timeframe {timeframe!r} (1s or 1m)")
 
     # ----- writing -----------------------------------------------------------------------------
-    def write_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
+    def write_bars(self, market: str, kind: str, bars: pd.DataFrame, timeframe: str) -> int:
         """Write bars in batches of ``batch_size`` points, two requests in flight.
 
         Points are keyed by (measurement, tags, time), so a rewrite overwrites: idempotent.
         """
-        rp, meas = self._rp_measurement(resolution)
+        rp, meas = self._rp_measurement(timeframe)
         kind_tag, int_fields = self._layout(rp, meas)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="influx-write")
@@ -168,9 +168,9 @@ class InfluxStore(InfluxClient):
             self._layouts[(rp, meas)] = (kind_tag, ints)
         return self._layouts[(rp, meas)]
 
-    def append_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
+    def append_bars(self, market: str, kind: str, bars: pd.DataFrame, timeframe: str) -> int:
         """Live appends are ordinary writes here (points overwrite by key)."""
-        return self.write_bars(market, kind, bars, resolution)
+        return self.write_bars(market, kind, bars, timeframe)
 
     def add_coverage(self, market: str, start: int, end: int) -> None:
         line = f"{COVERAGE_MEASUREMENT},market={escape_tag(market)} end={int(end)}i {int(start)}"
@@ -219,8 +219,8 @@ class InfluxStore(InfluxClient):
 
     # ----- reading -----------------------------------------------------------------------------
 
-    def read_bars(self, market: str, start: int, end: int, resolution: str = "1m") -> pd.DataFrame:
-        rp, meas = self._rp_measurement(resolution)
+    def read_bars(self, market: str, start: int, end: int, timeframe: str = "1m") -> pd.DataFrame:
+        rp, meas = self._rp_measurement(timeframe)
         fields = ",".join(quote_ident(f) for f in (*BAR_FIELDS, COUNTS_UNKNOWN))
         q = (
             f"SELECT {fields} FROM {self._src(rp, meas)}"
@@ -230,9 +230,9 @@ class InfluxStore(InfluxClient):
         return _bars_frame(df)
 
     def read_grouped(
-        self, markets: list[str], start: int, end: int, tf_seconds: int
+        self, markets: list[str], start: int, end: int, timeframe_s: int
     ) -> dict[str, pd.DataFrame]:
-        """What ``load_flow`` reads of each market for ``tf_seconds`` candles: the last close and
+        """What ``load_flow`` reads of each market for ``timeframe_s`` candles: the last close and
         the flow sums (``open``/``high``/``low`` come back NaN: the flow never uses them).
 
         Whole minutes are read as stored (1-minute rollups, with the klines' ``counts_unknown``);
@@ -240,16 +240,16 @@ class InfluxStore(InfluxClient):
         reads the 1-second bars. One query per market, all markets in flight together (the server
         answers each on its own core; read one after another they add up).
         """
-        if tf_seconds % 60 == 0 and tf_seconds != 60:
+        if timeframe_s % 60 == 0 and timeframe_s != 60:
             rp, meas = self._rp_measurement("1m")
             sel = "last(close) AS close, " + ", ".join(
                 f"sum({quote_ident(f)}) AS {quote_ident(f)}" for f in FLOW_FIELDS
             )
-            group = f" GROUP BY time({int(tf_seconds)}s) fill(none)"
+            group = f" GROUP BY time({int(timeframe_s)}s) fill(none)"
             extra: tuple[str, ...] = ()
         else:
-            rp, meas = self._rp_measurement("1m" if tf_seconds == 60 else "1s")
-            extra = (COUNTS_UNKNOWN,) if tf_seconds == 60 else ()
+            rp, meas = self._rp_measurement("1m" if timeframe_s == 60 else "1s")
+            extra = (COUNTS_UNKNOWN,) if timeframe_s == 60 else ()
             sel = ",".join(quote_ident(f) for f in ("close", *FLOW_FIELDS, *extra))
             group = ""
 
@@ -279,8 +279,8 @@ class InfluxStore(InfluxClient):
                 out.setdefault(kv.get("market", ""), kv.get("kind", ""))
         return {m: k for m, k in out.items() if m}
 
-    def time_range(self, market: str, resolution: str = "1m") -> tuple[int, int] | None:
-        rp, meas = self._rp_measurement(resolution)
+    def time_range(self, market: str, timeframe: str = "1m") -> tuple[int, int] | None:
+        rp, meas = self._rp_measurement(timeframe)
         src = self._src(rp, meas)
         where = f"WHERE market = {quote_str(market)}"
         first = self.query(f"SELECT first(close) FROM {src} {where}", chunked=False)

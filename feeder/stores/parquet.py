@@ -46,7 +46,7 @@ from feeder.ingest.models import BAR_FIELDS
 from feeder.stores.coverage import Intervals, as_intervals, merge_intervals
 
 DAY = 86_400
-RESOLUTIONS = {"1s": "bars_1s", "1m": "bars_1m"}
+TIMEFRAME_DIRS = {"1s": "bars_1s", "1m": "bars_1m"}
 
 _BAR_SCHEMA = pa.schema(
     [pa.field("time", pa.int64())] + [pa.field(f, pa.float64()) for f in BAR_FIELDS]
@@ -178,16 +178,16 @@ class ParquetStore:
         for day in np.unique(days):
             yield day_name(int(day)), frame.loc[days == day, columns]
 
-    def write_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
+    def write_bars(self, market: str, kind: str, bars: pd.DataFrame, timeframe: str) -> int:
         """Overwrite-by-time merge of one market's bars into its day files. Returns rows written."""
         if len(bars) == 0:
             return 0
         self._register(market, kind)
-        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+        base = self.root / TIMEFRAME_DIRS[timeframe] / market_dir_name(market)
         written = 0
         for name, part in self._by_day(bars, ["time", *BAR_FIELDS]):
             path = base / f"{name}.parquet"
-            self.compact(market, resolution, name)
+            self.compact(market, timeframe, name)
             if path.exists():
                 old = pq.read_table(path).to_pandas()
                 old = old[~old["time"].isin(part["time"])]
@@ -198,24 +198,24 @@ class ParquetStore:
             written += len(part)
         return written
 
-    def append_bars(self, market: str, kind: str, bars: pd.DataFrame, resolution: str) -> int:
+    def append_bars(self, market: str, kind: str, bars: pd.DataFrame, timeframe: str) -> int:
         """Write bars as a new part file (cheap, for the live feeder); compacts every 64 parts."""
         if len(bars) == 0:
             return 0
         self._register(market, kind)
-        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+        base = self.root / TIMEFRAME_DIRS[timeframe] / market_dir_name(market)
         for name, part in self._by_day(bars, ["time", *BAR_FIELDS]):
             part = part.sort_values("time")
             path = base / f"{name}.part-{time.time_ns():020d}.parquet"
             table = pa.Table.from_pandas(part, schema=_BAR_SCHEMA, preserve_index=False)
             _write_table(path, table)
             if len(list(base.glob(f"{name}.part-*.parquet"))) >= 64:
-                self.compact(market, resolution, name)
+                self.compact(market, timeframe, name)
         return len(bars)
 
-    def compact(self, market: str, resolution: str, day: str) -> None:
+    def compact(self, market: str, timeframe: str, day: str) -> None:
         """Fold a day's part files into its day file (atomically), then remove them."""
-        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+        base = self.root / TIMEFRAME_DIRS[timeframe] / market_dir_name(market)
         parts = sorted(base.glob(f"{day}.part-*.parquet"))
         if not parts:
             return
@@ -315,9 +315,9 @@ class ParquetStore:
         path = self.root / "markets.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def read_bars(self, market: str, start: int, end: int, resolution: str = "1m") -> pd.DataFrame:
+    def read_bars(self, market: str, start: int, end: int, timeframe: str = "1m") -> pd.DataFrame:
         """Bars of one market with ``start <= time < end``, sorted by time."""
-        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+        base = self.root / TIMEFRAME_DIRS[timeframe] / market_dir_name(market)
         first_day = start - start % DAY
         tables = []
         for day in range(first_day, end, DAY):
@@ -354,8 +354,8 @@ class ParquetStore:
             return pd.DataFrame({"start": [], "end": [], "reason": []})
         return pq.read_table(path).to_pandas()
 
-    def bar_days(self, market: str, resolution: str = "1s") -> list[str]:
-        base = self.root / RESOLUTIONS[resolution] / market_dir_name(market)
+    def bar_days(self, market: str, timeframe: str = "1s") -> list[str]:
+        base = self.root / TIMEFRAME_DIRS[timeframe] / market_dir_name(market)
         if not base.exists():
             return []
         return sorted({p.name.split(".")[0] for p in base.glob("*.parquet")})

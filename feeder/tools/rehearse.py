@@ -114,7 +114,7 @@ def rehearse(settings: Settings, base_config: dict[str, Any], opt: Options) -> d
         plan = recording_plan(opt.recordings, opt.timeframe, opt.lead_s)
     else:
         plan = synthetic_plan(opt.seed or 0, opt.timeframe, opt.live_candles, opt.lead_s)
-    tf = plan.tf_s
+    tf = plan.timeframe_s
     settle = opt.settle_s if opt.settle_s is not None else min(30.0, tf / 2)
     log.info(
         "rehearsal %s: live %s .. %s (%s), workdir %s",
@@ -276,7 +276,7 @@ def run_backtest(
     store = open_store(sf)
     archive = write_funding(plan, workdir / "archive")
     start = min(int(t.ms[0]) for t in plan.tapes) // 1000
-    end = plan.live_end_ms // 1000 + 2 * plan.tf_s
+    end = plan.live_end_ms // 1000 + 2 * plan.timeframe_s
     for pair in plan.pairs:
         export_candles(
             store,
@@ -289,7 +289,7 @@ def run_backtest(
         )
     fmt = "%Y%m%dT%H%M"
     t_from = datetime.fromtimestamp(plan.live_from_ms / 1000, UTC).strftime(fmt)
-    t_to = datetime.fromtimestamp(plan.live_end_ms / 1000 + plan.tf_s, UTC).strftime(fmt)
+    t_to = datetime.fromtimestamp(plan.live_end_ms / 1000 + plan.timeframe_s, UTC).strftime(fmt)
     results = workdir / "backtest"
     results.mkdir(exist_ok=True)
     cmd = [
@@ -324,4 +324,4 @@ def run_backtest(
         )
     if r.returncode != 0:
         raise RehearsalError(f"freqtrade backtesting failed ({r.returncode}):\n{tail(log_path)}")
-    return backtest_trades(results, plan.tf_s)
+    return backtest_trades(results, plan.timeframe_s)

@@ -66,7 +66,7 @@ class Plan:
     coins: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @property
-    def tf_s(self) -> int:
+    def timeframe_s(self) -> int:
         return timeframe_seconds(self.timeframe)
 
     @property

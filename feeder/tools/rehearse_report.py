@@ -28,9 +28,9 @@ class TradeRow:
     exit_reason: str
 
 
-def _decided(t: pd.Timestamp, tf_s: int) -> pd.Timestamp:
+def _decided(t: pd.Timestamp, timeframe_s: int) -> pd.Timestamp:
     """The open time of the candle whose close decided an action at ``t``."""
-    return t.floor(f"{tf_s}s") - pd.Timedelta(seconds=tf_s)
+    return t.floor(f"{timeframe_s}s") - pd.Timedelta(seconds=timeframe_s)
 
 
 def iso(t: pd.Timestamp) -> str:
@@ -42,7 +42,7 @@ def _ts(v: Any) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
-def live_trades(db: Path, tf_s: int) -> tuple[list[TradeRow], list[float]]:
+def live_trades(db: Path, timeframe_s: int) -> tuple[list[TradeRow], list[float]]:
     """The dry-run bot's trades (its sqlite database) and each entry's signal latency: the
     entry order's time minus the close of the candle that decided it."""
     con = sqlite3.connect(db)
@@ -64,12 +64,12 @@ def live_trades(db: Path, tf_s: int) -> tuple[list[TradeRow], list[float]]:
     rows, latency = [], []
     for tid, pair, is_short, open_date, close_date, reason, tag, is_open in trades:
         entered = first_order.get(int(tid), _ts(open_date))
-        candle = _decided(entered, tf_s)
-        latency.append(round((entered - candle).total_seconds() - tf_s, 3))
+        candle = _decided(entered, timeframe_s)
+        latency.append(round((entered - candle).total_seconds() - timeframe_s, 3))
         if is_open:
             exit_candle, exit_reason = None, "open_at_end"
         else:
-            exit_candle, exit_reason = iso(_decided(_ts(close_date), tf_s)), str(reason)
+            exit_candle, exit_reason = iso(_decided(_ts(close_date), timeframe_s)), str(reason)
         rows.append(
             TradeRow(
                 pair,
@@ -83,7 +83,7 @@ def live_trades(db: Path, tf_s: int) -> tuple[list[TradeRow], list[float]]:
     return rows, latency
 
 
-def backtest_trades(results_dir: Path, tf_s: int) -> list[TradeRow]:
+def backtest_trades(results_dir: Path, timeframe_s: int) -> list[TradeRow]:
     from freqtrade.data.btanalysis import load_backtest_data
 
     df = load_backtest_data(results_dir)
@@ -93,7 +93,7 @@ def backtest_trades(results_dir: Path, tf_s: int) -> list[TradeRow]:
             exit_candle, exit_reason = None, "open_at_end"
         else:
             exit_candle, exit_reason = (
-                iso(_decided(_ts(r.close_date), tf_s)),
+                iso(_decided(_ts(r.close_date), timeframe_s)),
                 str(r.exit_reason),
             )
         tag = r.enter_tag if isinstance(r.enter_tag, str) else None
@@ -101,7 +101,7 @@ def backtest_trades(results_dir: Path, tf_s: int) -> list[TradeRow]:
             TradeRow(
                 r.pair,
                 "short" if r.is_short else "long",
-                iso(_decided(_ts(r.open_date), tf_s)),
+                iso(_decided(_ts(r.open_date), timeframe_s)),
                 tag,
                 exit_candle,
                 exit_reason,

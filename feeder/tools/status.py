@@ -66,7 +66,7 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
         cov = store.coverage(market)
         minute_cov = store.coverage(market + MINUTE_SUFFIX)
         rng = _bar_range(store, market)
-        # as load_flow: inferred only where no coverage record of either resolution exists
+        # as load_flow: inferred only where no coverage record of either timeframe exists
         inferred = not len(cov) and not len(minute_cov) and rng is not None
         if inferred:
             assert rng is not None

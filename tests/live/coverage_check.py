@@ -25,13 +25,13 @@ def _in(t: np.ndarray, cov: np.ndarray, length: int) -> np.ndarray:
 
 
 def wrong_and_covered(
-    store: BarStore, reference: BarStore, market: str, resolution: str
+    store: BarStore, reference: BarStore, market: str, timeframe: str
 ) -> pd.DataFrame:
     """Rows (stored or in the reference) of covered seconds/minutes whose bars differ."""
-    length = 1 if resolution == "1s" else 60
+    length = 1 if timeframe == "1s" else 60
     cov = store.coverage(market)
-    got = store.read_bars(market, LO, HI, resolution).set_index("time")
-    want = reference.read_bars(market, LO, HI, resolution).set_index("time")
+    got = store.read_bars(market, LO, HI, timeframe).set_index("time")
+    want = reference.read_bars(market, LO, HI, timeframe).set_index("time")
     times = np.union1d(got.index.to_numpy(np.int64), want.index.to_numpy(np.int64))
     times = times[_in(times, cov, length)]
     g = got.reindex(times)[list(BAR_FIELDS)].to_numpy(np.float64)

@@ -32,7 +32,7 @@ def test_spool_round_trips_batches_in_order_and_quarantines_a_torn_last_line(tmp
     with sp.path.open("ab") as fh:
         fh.write(b'{"m":"BINANCE:btcusdt","k":"spot","r":"1s","t":[1,2')  # crash mid-write
     got = list(sp.read())
-    assert [g.resolution for g in got] == ["1s", "coverage", "oi"]
+    assert [g.series for g in got] == ["1s", "coverage", "oi"]
     assert got[2].bars is not None and got[2].bars.to_dict("list") == {"time": [DAY0], "oi": [1.5]}
     assert got[0].bars is not None
     pd.testing.assert_frame_equal(got[0].bars, a.bars.reset_index(drop=True), check_dtype=False)

@@ -43,9 +43,9 @@ def with_oi_and_liquidations(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
-def assert_same(frame: pd.DataFrame, params: MethodParams, tf_s: int) -> None:
-    got = compute(frame, params, tf_s)
-    want = reference_compute(frame, params, tf_s)
+def assert_same(frame: pd.DataFrame, params: MethodParams, timeframe_s: int) -> None:
+    got = compute(frame, params, timeframe_s)
+    want = reference_compute(frame, params, timeframe_s)
     assert list(got.columns) == list(want.columns)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
 

@@ -112,7 +112,7 @@ def _direction(
 
 
 def compute(
-    df: pd.DataFrame, p: MethodParams, tf_s: int, htfs_s: tuple[int, ...] = (3600, 14400)
+    df: pd.DataFrame, p: MethodParams, timeframe_s: int, htfs_s: tuple[int, ...] = (3600, 14400)
 ) -> pd.DataFrame:
     """Features and signals for a candle frame (FreqTrade candles merged with flow).
 
@@ -127,7 +127,7 @@ def compute(
     f = windowed_flows(d, df["close"], p.n, p.m)
     total = d["spot_vol"] + d["perp_vol"]
     f["vol_ratio"] = total / total.rolling(p.m).mean().where(lambda v: v != 0)
-    ctx = context(df["date"], d, tf_s, htfs_s, p.ctx_window)
+    ctx = context(df["date"], d, timeframe_s, htfs_s, p.ctx_window)
     out = pd.concat([d, f], axis=1)
     # Plot only, never used by a signal. A plain cumsum's level depends on where the loaded
     # range starts; anchored at each UTC midnight (a session CVD) it does not, once the range

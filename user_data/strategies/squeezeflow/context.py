@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 
 
-def htf_context(dates: pd.Series, d: pd.DataFrame, tf_s: int, htf_s: int, window: int) -> pd.Series:
+def htf_context(
+    dates: pd.Series, d: pd.DataFrame, timeframe_s: int, htf_s: int, window: int
+) -> pd.Series:
     """+1 / -1 / 0 per base candle for one higher timeframe ``htf_s`` (seconds)."""
-    if htf_s <= tf_s or htf_s % tf_s:
+    if htf_s <= timeframe_s or htf_s % timeframe_s:
         return pd.Series(0.0, index=d.index)
-    per = htf_s // tf_s
+    per = htf_s // timeframe_s
     t = pd.DatetimeIndex(dates)
     key = t.floor(f"{htf_s}s")
     cols = ["spot_delta", "spot_vol", "perp_delta", "perp_vol"]
@@ -38,7 +40,7 @@ def htf_context(dates: pd.Series, d: pd.DataFrame, tf_s: int, htf_s: int, window
         np.select([(gap > 0) & rising, (gap < 0) & falling], [1.0, -1.0], 0.0), index=sums.index
     )
     ctx[gap.isna()] = np.nan
-    visible_at = ctx.index + pd.Timedelta(seconds=htf_s - tf_s)
+    visible_at = ctx.index + pd.Timedelta(seconds=htf_s - timeframe_s)
     ctx = pd.Series(ctx.to_numpy(), index=visible_at)
     # A base candle sees the newest higher candle already closed at its own close.
     merged = ctx.reindex(t, method="ffill")
@@ -46,12 +48,12 @@ def htf_context(dates: pd.Series, d: pd.DataFrame, tf_s: int, htf_s: int, window
 
 
 def context(
-    dates: pd.Series, d: pd.DataFrame, tf_s: int, htfs_s: tuple[int, ...], window: int
+    dates: pd.Series, d: pd.DataFrame, timeframe_s: int, htfs_s: tuple[int, ...], window: int
 ) -> pd.Series:
     """+1 when every usable higher timeframe says +1, -1 when every one says -1, else 0."""
-    usable = [h for h in htfs_s if h > tf_s and h % tf_s == 0]
+    usable = [h for h in htfs_s if h > timeframe_s and h % timeframe_s == 0]
     if not usable:
         return pd.Series(0.0, index=d.index)
-    parts = np.stack([htf_context(dates, d, tf_s, h, window).to_numpy() for h in usable])
+    parts = np.stack([htf_context(dates, d, timeframe_s, h, window).to_numpy() for h in usable])
     out = np.where((parts == 1).all(axis=0), 1.0, np.where((parts == -1).all(axis=0), -1.0, 0.0))
     return pd.Series(out, index=d.index)

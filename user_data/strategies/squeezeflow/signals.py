@@ -136,7 +136,7 @@ def _direction(
 def compute(
     df: pd.DataFrame,
     params: MethodParams,
-    tf_s: int,
+    timeframe_s: int,
     htfs_s: tuple[int, ...] = (3600, 14400),
 ) -> pd.DataFrame:
     """Features and signals for a candle frame (FreqTrade candles merged with flow).
@@ -152,7 +152,7 @@ def compute(
     flows = windowed_flows(candle_deltas, df["close"], params.n, params.m)
     total = candle_deltas["spot_vol"] + candle_deltas["perp_vol"]
     flows["vol_ratio"] = total / total.rolling(params.m).mean().where(lambda v: v != 0)
-    context_sign = context(df["date"], candle_deltas, tf_s, htfs_s, params.ctx_window)
+    context_sign = context(df["date"], candle_deltas, timeframe_s, htfs_s, params.ctx_window)
     features = pd.concat([candle_deltas, flows], axis=1)
     columns: dict[str, npt.ArrayLike] = {
         name: features[name].to_numpy() for name in features.columns
