@@ -23,6 +23,9 @@ class BarStore(Protocol):
     """What every backend offers (ParquetStore, InfluxStore)."""
 
     name: str
+    #: Whether programs other than SqueezeFlow write bars here (aggr-server into InfluxDB), so a
+    #: market may hold bars without SqueezeFlow's coverage records (``read.flow.infers_coverage``).
+    foreign_writers: bool
 
     def write_bars(self, market: str, kind: str, bars: pd.DataFrame, timeframe: str) -> int: ...
     def append_bars(self, market: str, kind: str, bars: pd.DataFrame, timeframe: str) -> int: ...

@@ -85,6 +85,7 @@ class InfluxStore(InfluxClient):
     """Bars, coverage and gaps in InfluxDB 1.x (or 2.x/3.x through their v1 API)."""
 
     name = "influx"
+    foreign_writers = True  # aggr-server writes the same schema
 
     def __init__(self, settings: InfluxSettings, client: httpx.Client | None = None) -> None:
         super().__init__(settings, client)

@@ -132,6 +132,7 @@ class ParquetStore:
     """Bars, coverage and gaps in local Parquet files (see the module docstring)."""
 
     name = "parquet"
+    foreign_writers = False  # only SqueezeFlow writes Parquet stores
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)

@@ -8,7 +8,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from feeder.read.flow import inferred_coverage
+from feeder.read.flow import inferred_coverage, infers_coverage
 from feeder.settings import Settings
 from feeder.stores import MINUTE_SUFFIX, BarStore
 from feeder.stores.coverage import as_intervals, subtract_intervals
@@ -66,8 +66,8 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
         cov = store.coverage(market)
         minute_cov = store.coverage(market + MINUTE_SUFFIX)
         rng = _bar_range(store, market)
-        # as load_flow: inferred only where no coverage record of either timeframe exists
-        inferred = not len(cov) and not len(minute_cov) and rng is not None
+        # as load_flow: inferred only for a market no SqueezeFlow writer described
+        inferred = rng is not None and infers_coverage(store, market)
         if inferred:
             assert rng is not None
             cov = inferred_coverage(store.read_bars(market, rng[0], rng[1] + 60, "1m"))

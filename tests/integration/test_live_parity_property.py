@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from feeder.ingest.aggregate import rollup
@@ -179,7 +179,25 @@ def _run(redis_url: str, sc: dict, root: Path) -> None:
     assert live["complete"].any() or not want["complete"].any()
 
 
+def _outage_from_the_start(starts: dict[str, int], gaps: list[tuple[int, int]]) -> dict:
+    """A market whose session starts in an outage lasting past the catch-up: its partial bars
+    exist, no coverage record yet (CI found it: the catch-up inferred them complete)."""
+    return {
+        "seed": 0,
+        "seconds": 240,
+        "starts": starts,
+        "gaps": {SPOT: gaps, PERP: []},
+        "quiet": 0.0,
+        "catch_up_at": 0.5,
+        "polls": [],
+        "tf": "1m",
+        "oi_every": 45,
+    }
+
+
 @given(sc=scenarios())
+@example(sc=_outage_from_the_start({SPOT: 0, PERP: 0}, [(T0, T0 + 183), (T0, T0 + 1)]))
+@example(sc=_outage_from_the_start({SPOT: 0, PERP: -39}, [(T0, T0 + 1), (T0, T0 + 311)]))
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_live_candles_equal_the_stored_candles(redis_url, sc):
     with tempfile.TemporaryDirectory() as d:
