@@ -218,6 +218,32 @@ def set_timerange(page: Any, start: str, end: str, attempts: int = 3) -> None:
                 raise
 
 
+def chart_request(page: Any, start: str, end: str, attempts: int = 3) -> Any:
+    """Set the timerange, load BTC/USDT:USDT's chart and return FreqUI's ``pair_history``
+    response for that timerange with the strategy's columns. FreqUI can send the chart request
+    with its default timerange when the dates were reset just after they were typed (loading the
+    strategy or the plot config does that): such a request is not the one asked for, so the
+    dates are set again and the chart reloaded."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    timerange = f"{start.replace('-', '')}-{end.replace('-', '')}"
+
+    def wanted(r: Any) -> bool:
+        body = r.request.post_data or ""
+        return "/api/v1/pair_history" in r.url and "spot_cvd" in body and timerange in body
+
+    for attempt in range(1, attempts + 1):
+        set_timerange(page, start, end)
+        try:
+            with page.expect_response(wanted, timeout=60_000) as resp:
+                show_pair(page, "BTC/USDT:USDT")
+            return resp.value
+        except PlaywrightTimeout:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 def use_strategy_plot_config(page: Any, strategy: str) -> None:
     """What a user does on the chart page: Plot configurator -> From strategy -> Save."""
     page.get_by_title("Plot configurator").click()

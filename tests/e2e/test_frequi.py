@@ -23,13 +23,12 @@ from tests.clients.frequi import (
     FREQUI_VERSION,
     RGB,
     browser,
+    chart_request,
     drawn_chart,
     frequi_overlay,
     login,
     only_loopback,
     open_chart_page,
-    set_timerange,
-    show_pair,
     use_strategy_plot_config,
 )
 from tests.conftest import REPO, missing
@@ -75,17 +74,10 @@ def test_frequi_draws_the_strategy_subplots_with_data(e2e, frequi_site, tmp_path
                 page.get_by_role("option", name="SqueezeFlow").click()
             page.get_by_role("combobox").filter(has_text="1h").click()
             page.get_by_role("option", name="5m", exact=True).click()
-            set_timerange(page, "2024-01-03", "2024-01-10")
             use_strategy_plot_config(page, "SqueezeFlow")
-            with page.expect_response(
-                lambda r: (
-                    "/api/v1/pair_history" in r.url and "spot_cvd" in (r.request.post_data or "")
-                ),
-                timeout=120_000,
-            ) as resp:
-                show_pair(page, "BTC/USDT:USDT")
-            loaded = resp.value.json()
-            asked = json.loads(resp.value.request.post_data or "{}")
+            resp = chart_request(page, "2024-01-03", "2024-01-10")
+            loaded = resp.json()
+            asked = json.loads(resp.request.post_data or "{}")
             chart = drawn_chart(page, series)
             shot = tmp_path / "frequi-chart.png"
             page.screenshot(path=str(shot))
