@@ -16,6 +16,7 @@ import pytest
 from feeder.ingest.pipeline import DayBarWriter
 from feeder.live.bars import EventClock
 from feeder.live.runtime import Feeder
+from feeder.read.flow import inferred_coverage
 from feeder.replay.binance import ReplayServer, ccxt_overrides
 from feeder.settings import Settings, settings_from_dict
 from feeder.stores import BarStore
@@ -130,6 +131,9 @@ def imported(market_data, tmp_path_factory) -> ParquetStore:
         w = DayBarWriter(store, spec)
         w.add_raw(raw_columns(read_derived_trades(market_data / DERIVED / csv)))
         w.close()
+        # the reference is whole: it covers its recording's span (the minutes it has bars in)
+        for start, end in inferred_coverage(store.read_bars(_market, 0, 2**31, "1m")):
+            store.add_coverage(_market, int(start), int(end))
     return store
 
 
