@@ -71,16 +71,15 @@ def _utc(t: int) -> str:
     return str(pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"))
 
 
-def infers_coverage(store: BarStore, market: str) -> bool:
+def infers_coverage(store: BarStore, market: str, cov: Intervals, minutes: Intervals) -> bool:
     """Whether ``market``'s coverage is inferred from its 1-minute bars: only for bars another
     program wrote (aggr-server, into InfluxDB), i.e. in a store with foreign writers, for a
     market without a coverage record of either timeframe and without a recorded gap. Bars a
     SqueezeFlow writer left outside coverage (the partial seconds of an outage, even before the
     market's first covered second) are a gap, never inferred complete. The one rule for every
-    reader (``load_flow``, ``status``)."""
-    if not store.foreign_writers:
-        return False
-    if len(store.coverage(market)) or len(store.coverage(market + MINUTE_SUFFIX)):
+    reader (``load_flow``, ``status``), given the market's coverage ``cov`` and minute coverage
+    ``minutes`` the caller already read."""
+    if not store.foreign_writers or len(cov) or len(minutes):
         return False
     return not len(store.gaps(market))
 
@@ -130,14 +129,14 @@ def load_flow(
         minutes = store.coverage(m.id + MINUTE_SUFFIX)  # kline minutes: no 1s bars behind them
         if grouped is not None:
             sums = bucket_bars(grouped[m.id], s, tf, n)
-            if len(cov) == 0 and len(minutes) == 0 and infers_coverage(store, m.id):
+            if infers_coverage(store, m.id, cov, minutes):
                 cov = inferred_coverage(store.read_bars(m.id, s, e, "1m"))
                 if len(cov) and not use_1m:
                     log.warning("%s has no coverage records; inferred from its 1m bars", m.id)
         else:
             bars = store.read_bars(m.id, s, e, "1m" if use_1m else "1s")
             sums = bucket_bars(bars, s, tf, n)
-            if len(cov) == 0 and len(minutes) == 0 and infers_coverage(store, m.id):
+            if infers_coverage(store, m.id, cov, minutes):
                 cov = inferred_coverage(bars if use_1m else store.read_bars(m.id, s, e, "1m"))
                 if len(cov):
                     log.warning("%s has no coverage records; inferred from its 1m bars", m.id)

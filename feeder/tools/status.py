@@ -67,7 +67,7 @@ def store_status(store: BarStore, settings: Settings) -> list[MarketStatus]:
         minute_cov = store.coverage(market + MINUTE_SUFFIX)
         rng = _bar_range(store, market)
         # as load_flow: inferred only for a market no SqueezeFlow writer described
-        inferred = rng is not None and infers_coverage(store, market)
+        inferred = rng is not None and infers_coverage(store, market, cov, minute_cov)
         if inferred:
             assert rng is not None
             cov = inferred_coverage(store.read_bars(market, rng[0], rng[1] + 60, "1m"))
