@@ -212,6 +212,8 @@ def breakdown(bot_log: Path) -> str:
 def rehearse(timeframes: list[str], runs: int, keep: Path | None = None) -> str:
     rows = []
     every: dict[str, list[float]] = {}
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     for tf in timeframes:
         for i in range(runs):
             with tempfile.TemporaryDirectory(prefix="sf-latency-", dir=keep) as tmp:

@@ -28,7 +28,14 @@ import pyarrow as pa
 
 from feeder.history import bybit, okx
 from feeder.history.archive import ArchiveError
-from feeder.history.venue_csv import AUTO_ID, TEXT, ids_from_text, read_columns, taker_day
+from feeder.history.venue_csv import (
+    AUTO_ID,
+    TEXT,
+    first_row,
+    ids_from_text,
+    read_columns,
+    taker_day,
+)
 from feeder.history.venue_files import Adapter, RawDay, VenueFile, valid_date
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import MarketSpec
@@ -92,8 +99,6 @@ def read(f: VenueFile) -> RawDay:
     cols, bad = read_columns(
         f.path,
         {
-            "exchange": TEXT,
-            "symbol": TEXT,
             "timestamp": pa.int64(),
             "local_timestamp": pa.int64(),
             "id": AUTO_ID,
@@ -102,13 +107,15 @@ def read(f: VenueFile) -> RawDay:
             "amount": pa.float64(),
         },
     )
-    n = len(cols["timestamp"])
-    if n:
-        ex, sym = cols["exchange"][0].as_py(), str(cols["symbol"][0].as_py()).upper()
-        if ex != f.venue or sym != f.symbol:
-            raise ArchiveError(
-                f"{f.path}: rows are {ex} {sym}, the file name says {f.venue} {f.symbol}"
-            )
+    # a file holds one exchange's symbol: its first row names them (not parsed for every row)
+    row = first_row(f.path)
+    if row and not {"exchange", "symbol"} <= row.keys():
+        raise ArchiveError(f"{f.path}: header {list(row)!r} has no 'exchange' and 'symbol' columns")
+    ex, sym = row.get("exchange", f.venue), row.get("symbol", f.symbol).upper()
+    if ex != f.venue or sym != f.symbol:
+        raise ArchiveError(
+            f"{f.path}: rows are {ex} {sym}, the file name says {f.venue} {f.symbol}"
+        )
     columns = {
         "ts": np.asarray(cols["timestamp"].to_numpy(), np.int64),
         "price": np.asarray(cols["price"].to_numpy(), np.float64),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Final
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -53,6 +54,18 @@ def open_member(path: Path) -> IO[bytes]:
     if name.endswith(".gz"):
         return open_gzip(path)
     return path.open("rb")
+
+
+def first_row(path: Path) -> dict[str, str]:
+    """The first data row of a CSV with a header line, by column name (empty for no rows)."""
+    with open_member(path) as fh:
+        head = fh.read(1 << 16)
+    lines = head.split(b"\n", 2)
+    if len(lines) < 2 or not lines[1].strip():
+        return {}
+    names = lines[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace")
+    values = lines[1].rstrip(b"\r").decode("utf-8", "replace").split(",")
+    return {n.strip().strip('"'): v.strip() for n, v in zip(names.split(","), values, strict=False)}
 
 
 def read_columns(
@@ -135,8 +148,6 @@ def read_columns(
 
 
 def _cast_or_null(col: pa.ChunkedArray, t: pa.DataType) -> pa.Array:
-    import pandas as pd
-
     vals = pd.to_numeric(pd.Series(col.to_pylist(), dtype="object"), errors="coerce")
     if pa.types.is_integer(t):
         frac = vals.notna() & (vals != np.floor(vals.fillna(0)))
@@ -145,21 +156,32 @@ def _cast_or_null(col: pa.ChunkedArray, t: pa.DataType) -> pa.Array:
     return pa.array(vals.to_numpy(np.float64), type=t, from_pandas=True)
 
 
-def sides_to_seller(side: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+def sides_to_seller(side: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """``is_buyer_maker`` (the taker sold) from a taker-side column, and a mask of valid sides.
-    A dictionary column (``TEXT``) is decided once per distinct value."""
-    arr = side.combine_chunks() if isinstance(side, pa.ChunkedArray) else side
+    A dictionary column (``TEXT``) is decided once per distinct value of each chunk (chunks of
+    one CSV read carry their own dictionaries: no unification, no combined copy)."""
+    chunks = side.chunks if isinstance(side, pa.ChunkedArray) else [side]
+    if not chunks:
+        return np.zeros(0, np.bool_), np.zeros(0, np.bool_)
+    parts = [_chunk_sides(c) for c in chunks]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _chunk_sides(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if pa.types.is_dictionary(arr.type):
         low = pc.utf8_lower(arr.dictionary)
         sell_v = np.asarray(pc.equal(low, "sell").to_numpy(zero_copy_only=False), np.bool_)
         buy_v = np.asarray(pc.equal(low, "buy").to_numpy(zero_copy_only=False), np.bool_)
-        idx = np.asarray(pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False), np.int64)
-        valid = idx >= 0
-        safe = np.where(valid, idx, 0)
         if len(sell_v) == 0:
-            return np.zeros(len(idx), np.bool_), np.zeros(len(idx), np.bool_)
-        sell = sell_v[safe] & valid
-        return sell, (sell | buy_v[safe]) & valid
+            return np.zeros(len(arr), np.bool_), np.zeros(len(arr), np.bool_)
+        if arr.null_count:
+            valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), np.bool_)
+            idx = np.asarray(pc.fill_null(arr.indices, 0).to_numpy(zero_copy_only=False))
+            return sell_v[idx] & valid, (sell_v | buy_v)[idx] & valid
+        idx = np.asarray(arr.indices.to_numpy(zero_copy_only=False))
+        return sell_v[idx], (sell_v | buy_v)[idx]
     low = pc.utf8_lower(arr)
     sell = np.asarray(pc.fill_null(pc.equal(low, "sell"), False).to_numpy(zero_copy_only=False))
     buy = np.asarray(pc.fill_null(pc.equal(low, "buy"), False).to_numpy(zero_copy_only=False))
@@ -191,10 +213,11 @@ def dedup_to_row_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
     order of hashed ids."""
     if len(ids) < 2:
         return np.ones(len(ids), np.bool_), 0
-    _, first = np.unique(ids, return_index=True)
-    keep = np.zeros(len(ids), np.bool_)
-    keep[first] = True
-    return keep, len(ids) - len(first)
+    ordered = np.sort(ids)  # no two neighbours equal (the usual file): no duplicates at all
+    if not (ordered[1:] == ordered[:-1]).any():
+        return np.ones(len(ids), np.bool_), 0
+    keep = ~pd.Series(ids).duplicated(keep="first").to_numpy()
+    return keep, len(ids) - int(keep.sum())
 
 
 def ids_from_text(col: pa.ChunkedArray) -> np.ndarray:

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feeder.ingest.normalise import IdDeduplicator, Rejects, normalise, timestamps_to_ns
+from feeder.ingest.normalise import (
+    IdDeduplicator,
+    Rejects,
+    _mixed_units_to_ns,
+    normalise,
+    timestamps_to_ns,
+)
 from feeder.live.markets import trade_id_int
 from tests.helpers import COINM, SPOT, USDM
 
@@ -227,3 +233,20 @@ def test_dedup_remembers_exactly_the_last_window_ids_in_arrival_order(batches, w
         )
         assert keep.tolist() == want
         seen += [int(i) for i, k in zip(ids, keep, strict=True) if k]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    unit=st.sampled_from([1, 1000, 1_000_000, 1_000_000_000]),
+    offsets=st.lists(st.floats(-3e9, 3e9, allow_nan=False), min_size=1, max_size=20),
+    as_float=st.booleans(),
+)
+def test_the_one_unit_fast_path_equals_the_general_conversion(unit, offsets, as_float):
+    """Batches in one unit take a single multiply; the result (values and refusals) equals the
+    per-unit masked conversion that mixed batches take, edges of the epoch window included."""
+    raw = np.array([(T0_S + o) * unit for o in offsets])
+    raw = raw if as_float else np.floor(raw).astype(np.int64)
+    ns, bad = timestamps_to_ns(raw)
+    ref_ns, ref_bad = _mixed_units_to_ns(raw)
+    assert bad.tolist() == ref_bad.tolist()
+    assert ns[~bad].tolist() == ref_ns[~ref_bad].tolist()

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from feeder.history import okx, tardis
+from feeder.history.archive import ArchiveError
 from feeder.history.venue_csv import ids_from_text
 from feeder.history.venue_files import discover_venue_files
 from feeder.history.venue_import import TARDIS_TAIL_S
@@ -282,6 +283,18 @@ def test_tardis_days_cut_by_receive_time_join_in_one_stream(tmp_path, capsys):
         str(root / ("binance-futures_trades_2025-01-02_BTCUSDT.csv.gz")),
     )
     assert rc == 0 and "outside_file_day 1" in out, out
+
+
+def test_a_tardis_file_whose_rows_name_another_market_is_refused(tmp_path):
+    """The rows' exchange and symbol must be the file name's (a renamed file would store one
+    market's trades under another's id)."""
+    us = 1_000_000
+    path = tmp_path / "binance-futures_trades_2025-01-01_BTCUSDT.csv.gz"
+    _tardis(path, "binance-futures", "ETHUSDT", [((D0 + 1) * us, (D0 + 1) * us, 1, "buy", 3e3, 1)])
+    f = tardis.parse_name(path)
+    assert f is not None
+    with pytest.raises(ArchiveError, match="rows are binance-futures ETHUSDT, the file name says"):
+        tardis.read(f)
 
 
 def test_tardis_exchange_names_map_to_live_ids(tmp_path):
