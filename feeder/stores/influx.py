@@ -246,6 +246,8 @@ class InfluxStore(InfluxClient):
             sel = "last(close) AS close, " + ", ".join(
                 f"sum({quote_ident(f)}) AS {quote_ident(f)}" for f in FLOW_FIELDS
             )
+            # one kline minute in a candle makes its counts unknown (as NaN sums do on Parquet)
+            sel += f", max({quote_ident(COUNTS_UNKNOWN)}) AS {quote_ident(COUNTS_UNKNOWN)}"
             group = f" GROUP BY time({int(timeframe_s)}s) fill(none)"
             extra: tuple[str, ...] = ()
         else:

@@ -170,7 +170,9 @@ def test_klines_and_trades_give_the_same_minute_sums_and_trades_win(
 
 @pytest.mark.backend
 @pytest.mark.shared
-def test_kline_minutes_in_influx_leave_unknown_counts_out(market_data, influx_db):
+def test_kline_minutes_in_influx_leave_unknown_counts_out(market_data, influx_db, tmp_path):
+    """Kline minutes carry no per-side counts: read at 1m, and summed server-side into longer
+    candles, the counts stay unknown (NaN), never zero; the flow equals the Parquet store's."""
     from feeder.history import binance_klines
     from feeder.settings import InfluxSettings
     from feeder.stores.influx import InfluxStore
@@ -178,17 +180,24 @@ def test_kline_minutes_in_influx_leave_unknown_counts_out(market_data, influx_db
     url, db = influx_db
     s = InfluxStore(InfluxSettings(url=url, database=db, max_retries=1))
     s.setup()
+    parquet = ParquetStore(tmp_path / "p")
+    settings = settings_from_dict(None)
     try:
         files = binance_klines.discover(market_data / "binance_datatool/lostleaf", "spot")[:1]
-        rep = binance_klines.import_klines(files, s, settings_from_dict(None))
+        rep = binance_klines.import_klines(files, s, settings)
         assert rep.files_done == 1
+        assert binance_klines.import_klines(files, parquet, settings).files_done == 1
         bars = s.read_bars("BINANCE:btcusdt", REAL_DAY, REAL_DAY + 86_400, "1m")
         assert len(bars) == 1440 and bars["cbuy"].isna().all() and bars["vbuy"].gt(0).any()
-        df = load_flow(
-            s, settings_from_dict(None), "BTC", REAL_DAY, REAL_DAY + 86_400, "1h", per_market=True
-        )
-        assert df["BINANCE:btcusdt|complete"].all()
-        assert df["BINANCE:btcusdt|vbuy"].sum() == pytest.approx(bars["vbuy"].sum())
+        for tf in ("1m", "5m", "1h"):
+            df = load_flow(s, settings, "BTC", REAL_DAY, REAL_DAY + 86_400, tf, per_market=True)
+            assert df["BINANCE:btcusdt|complete"].all()
+            assert df["BINANCE:btcusdt|vbuy"].sum() == pytest.approx(bars["vbuy"].sum())
+            assert df["BINANCE:btcusdt|cbuy"].isna().all(), tf
+            want = load_flow(
+                parquet, settings, "BTC", REAL_DAY, REAL_DAY + 86_400, tf, per_market=True
+            )
+            pd.testing.assert_frame_equal(df, want, check_exact=False, rtol=1e-9)
     finally:
         s.close()
 
