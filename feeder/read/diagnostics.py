@@ -15,6 +15,8 @@ of the dry-run catch-up line.
 from __future__ import annotations
 
 import difflib
+import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -76,6 +78,33 @@ def _coverage(store: BarStore, market: str, timeframe_s: int) -> np.ndarray:
         if len(minutes):
             cov = merge_intervals(np.concatenate([cov.reshape(-1, 2), minutes]))
     return cov
+
+
+def log_history(
+    log: logging.Logger,
+    store: BarStore,
+    settings: Settings,
+    coin: str,
+    df: pd.DataFrame,
+    timeframe_s: int,
+    t0: float,
+) -> None:
+    """Log a backtest's flow of ``coin`` to ``log`` once, as loaded (``t0``: ``perf_counter`` at
+    the start): its range and completeness, then its warnings and which markets made it up."""
+    log.info(
+        "SqueezeFlow: %s flow %s..%s (%d candles, %d incomplete) from %s in %.2fs",
+        coin,
+        df.index[0] if len(df) else "-",
+        df.index[-1] if len(df) else "-",
+        len(df),
+        int((~df["complete"]).sum()),
+        store.name,
+        time.perf_counter() - t0,
+    )
+    for warning in history_warnings(store, settings, coin, df, timeframe_s):
+        log.warning(warning)
+    for line in composition_lines(settings, coin, df, timeframe_s):
+        log.info(line)
 
 
 def history_warnings(

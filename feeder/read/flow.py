@@ -60,8 +60,13 @@ def bucket_bars(bars: pd.DataFrame, opens_start: int, tf: int, n: int) -> dict[s
         out[f] = np.bincount(idx, weights=bars[f].to_numpy(np.float64)[ok], minlength=n)
     present = np.bincount(idx, minlength=n) > 0
     close = np.full(n, np.nan)
-    # Bars are sorted by time: the last write per candle wins, i.e. the candle's last close.
-    close[idx] = bars["close"].to_numpy(np.float64)[ok]
+    # Bars are sorted by time: the last write per candle wins, i.e. the candle's last close;
+    # as in ``rollup``, bars with taker trades set it where the candle has any (a bar of
+    # liquidations only does not), so a candle summed from 1 s bars and from 1 m rollups agree.
+    price = bars["close"].to_numpy(np.float64)[ok]
+    taker = ~((bars["cbuy"].to_numpy(np.float64) + bars["csell"].to_numpy(np.float64))[ok] == 0)
+    close[idx[~taker]] = price[~taker]
+    close[idx[taker]] = price[taker]
     out["close"] = close
     out["_present"] = present
     return out
@@ -205,6 +210,21 @@ def open_interest(
         ok = (j >= 0) & (ends - t[safe] <= reach)
         total += np.where(ok, v[safe], np.nan)
     return total if summed else np.full(n, np.nan)
+
+
+def final_candles(
+    complete: pd.Series | np.ndarray, start: int, tf: int, watermarks: list[int], retain_s: int
+) -> int:
+    """How many candles from ``start`` (the live boundary) have final flow: complete, and ended
+    before every published watermark less the feeder's correction window ``retain_s`` (no late
+    trade can change them any more). Counted up to the first that is not: an incomplete candle
+    stops the count (a lost range may still be read from the store and complete it)."""
+    ok = np.asarray(complete, np.bool_)
+    if not watermarks or not len(ok):
+        return 0
+    ends = start + tf * (np.arange(len(ok), dtype=np.int64) + 1)
+    done = ok & (ends <= min(watermarks) - retain_s)
+    return len(done) if done.all() else int(np.argmin(done))
 
 
 def assemble(

@@ -2,9 +2,10 @@
 
 Backtesting and hyperopt call ``history`` once per coin and range. Live and dry-run call
 ``catch_up`` once (candles from the store), then ``poll`` every bot loop: new 1-second bars come
-from the Redis streams and are folded into the candles after the store boundary (the end of the
-store's last complete candle at catch-up); when Redis is unreachable the store is polled instead,
-and the log says so once. ``age`` is the time since the slowest market's newest final bar (its
+from the Redis streams and are folded into the candles after the boundary (at catch-up the end of
+the store's last complete candle less ``retain_s``; it then moves past every candle whose flow is
+final, see ``_advance``, so a poll's work does not grow with uptime); when Redis is unreachable
+the store is polled instead, and the log says so once. ``age`` is the time since the slowest market's newest final bar (its
 watermark), for the staleness guard.
 
 Completeness means the same live as in the store (``load_flow``): a candle is complete when every
@@ -29,15 +30,15 @@ from feeder.ingest.models import BAR_FIELDS, FLOW_FIELDS, Kind
 from feeder.read.diagnostics import (
     catch_up_message,
     complete_until,
-    composition_lines,
-    history_warnings,
     live_markets_line,
+    log_history,
     market_lines,
     newest_markets,
 )
 from feeder.read.flow import (
     assemble,
     bucket_bars,
+    final_candles,
     flow_age,
     load_flow,
     open_interest,
@@ -50,6 +51,7 @@ from feeder.stores.coverage import (
     Intervals,
     as_intervals,
     covered,
+    in_intervals,
     merge_intervals,
     subtract_intervals,
 )
@@ -82,6 +84,7 @@ class FlowSource:
         self._history: dict[tuple[str, int, int], pd.DataFrame] = {}
         self._candles: dict[str, pd.DataFrame] = {}
         self._boundary: dict[str, int] = {}
+        self._keep: dict[str, int] = {}
         self._logged_until: dict[str, int | None] = {}
         self._markets_said: dict[str, tuple[str, ...]] = {}
         self._seconds: dict[str, pd.DataFrame] = {}
@@ -104,21 +107,7 @@ class FlowSource:
         if key not in self._history:
             t0 = time.perf_counter()
             self._history[key] = load_flow(self.store, self.settings, coin, s, e, self.timeframe)
-            df = self._history[key]
-            log.info(
-                "SqueezeFlow: %s flow %s..%s (%d candles, %d incomplete) from %s in %.2fs",
-                coin,
-                df.index[0] if len(df) else "-",
-                df.index[-1] if len(df) else "-",
-                len(df),
-                int((~df["complete"]).sum()),
-                self.store.name,
-                time.perf_counter() - t0,
-            )
-            for warning in history_warnings(self.store, self.settings, coin, df, self.tf):
-                log.warning(warning)
-            for line in composition_lines(self.settings, coin, df, self.tf):
-                log.info(line)
+            log_history(log, self.store, self.settings, coin, self._history[key], self.tf, t0)
         return self._history[key]
 
     # ----- live / dry-run ---------------------------------------------------------------------
@@ -137,6 +126,8 @@ class FlowSource:
         b = start + max(0, last - back) * self.tf
         self._boundary[coin] = b
         self._candles[coin] = flow
+        # candles kept live (older ones drop out): twice the catch-up, at least a day's
+        self._keep.setdefault(coin, max(2 * candles, 86_400 // self.tf))
         for m in self.settings.markets(coin):
             # What the store already holds after the boundary stays (coverage first, then bars:
             # the writer stores bars before the coverage that vouches for them).
@@ -265,13 +256,7 @@ class FlowSource:
         if not len(got):
             return
         secs = self.store.read_bars(market, int(got[0, 0]), int(got[-1, 1]), "1s")
-        inside = _in_intervals(secs["time"].to_numpy(np.int64), got)
-        old = self._seconds.get(market)
-        if old is None:
-            old = _empty_seconds()
-        keep = old[~_in_intervals(old["time"].to_numpy(np.int64), got)]
-        merged = pd.concat([keep, secs.loc[inside, ["time", *BAR_FIELDS]]], ignore_index=True)
-        self._seconds[market] = merged.sort_values("time").reset_index(drop=True)
+        self._seconds[market] = _replace_seconds(self._seconds.get(market), secs, got)
         self._store_cov[market] = merge_intervals(np.concatenate([have, got]))
         log.info(
             "SqueezeFlow: %s: %d s missing from the stream read from the %s store",
@@ -367,12 +352,23 @@ class FlowSource:
             len(df),
             require=self.settings.flow.require,
         )
-        self._candles[coin] = df
-        # Keep the 1-second buffer bounded: seconds before the oldest candle kept are dropped.
-        for m in markets:
-            s = self._seconds.get(m.id)
-            if s is not None and len(s) > 200_000:
-                self._seconds[m.id] = s.iloc[-200_000:].reset_index(drop=True)
+        self._candles[coin] = df.iloc[-self._keep.get(coin, len(df)) :]
+        self._advance(coin, live)
+
+    def _advance(self, coin: str, live: pd.DataFrame) -> None:
+        """Move the boundary past the candles whose flow is final (:func:`final_candles`): they
+        stay as built and their 1-second bars are dropped, so each poll rebuilds only the
+        newest candles (the read does not grow with the bot's uptime)."""
+        markets = self.settings.markets(coin)
+        states = (self._states.get(m.id) for m in markets)
+        marks = [st.watermark for st in states if st is not None and st.watermark is not None]
+        b = self._boundary[coin]
+        k = final_candles(live["complete"], b, self.tf, marks, self.settings.feeder.retain_s)
+        if k:
+            self._boundary[coin] = b = b + k * self.tf
+            for m in (m for m in markets if m.id in self._seconds):
+                s = self._seconds[m.id]
+                self._seconds[m.id] = s[s["time"].to_numpy(np.int64) >= b].reset_index(drop=True)
 
     def caught_up(self, coin: str) -> bool:
         return coin in self._candles
@@ -395,10 +391,13 @@ class FlowSource:
         return int(cov[-1, 1]) if len(cov) else None
 
 
-def _in_intervals(t: np.ndarray, iv: Intervals) -> np.ndarray:
-    i = np.searchsorted(iv[:, 0], t, side="right") - 1
-    inside: np.ndarray = (i >= 0) & (t < iv[np.maximum(i, 0), 1])
-    return inside
+def _replace_seconds(old: pd.DataFrame | None, secs: pd.DataFrame, got: Intervals) -> pd.DataFrame:
+    """The 1-second buffer ``old`` with its seconds inside ``got`` replaced by ``secs``'."""
+    old = _empty_seconds() if old is None else old
+    keep = old[~in_intervals(old["time"].to_numpy(np.int64), got)]
+    inside = in_intervals(secs["time"].to_numpy(np.int64), got)
+    merged = pd.concat([keep, secs.loc[inside, ["time", *BAR_FIELDS]]], ignore_index=True)
+    return merged.sort_values("time").reset_index(drop=True)
 
 
 def _empty_seconds() -> pd.DataFrame:

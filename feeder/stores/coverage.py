@@ -64,3 +64,10 @@ def covered(
     safe = np.where(ok, idx, 0)
     covered: npt.NDArray[np.bool_] = ok & (iv[safe, 1] >= starts + length)
     return covered
+
+
+def in_intervals(t: np.ndarray, iv: Intervals) -> np.ndarray:
+    """Which of the times ``t`` lie inside one of the sorted, disjoint ``iv``."""
+    i = np.searchsorted(iv[:, 0], t, side="right") - 1
+    inside: np.ndarray = (i >= 0) & (t < iv[np.maximum(i, 0), 1])
+    return inside

@@ -11,7 +11,7 @@ import pytest
 
 from feeder.ingest.aggregate import rollup
 from feeder.read.flow import load_flow
-from feeder.read.flow_source import FlowSource
+from feeder.read.flow_source import FLOW_COLUMNS, FlowSource
 from feeder.settings import settings_from_dict
 from feeder.stores.parquet import ParquetStore
 from feeder.stores.redis_stream import RedisBarStream
@@ -151,3 +151,53 @@ def test_live_candles_carry_the_open_interest_the_feeder_stored(live):
     assert after.tolist() == want[after.index].tolist()
     # as observed by each candle's close: the newest poll before BOUNDARY + 300 is at T0 + 3790
     assert after.iloc[0] == 5e8 + 3790
+
+
+def test_a_long_uptime_keeps_the_live_read_bounded_and_equal_to_the_store(tmp_path, redis_url):
+    """Three hours of live polls: candles whose flow is final (complete, and older than the
+    feeder's correction window) move behind the boundary, so each poll rebuilds only the newest
+    candles from a bounded 1-second buffer; the candles equal ``load_flow`` on the same bars
+    stored, field by field (before, every poll rebuilt everything since catch-up, and the buffer
+    was cut at 200,000 rows per market, about 2.3 days, under candles still rebuilt from it)."""
+    hours = 3
+    settings = settings_from_dict(
+        {
+            "coins": {"BTC": MARKETS},
+            "redis": {"url": redis_url, "prefix": f"sflong{uuid.uuid4().hex[:8]}"},
+            "staleness_limit_s": 30,
+        },
+        env=False,
+    )
+    store, ref = ParquetStore(tmp_path / "s"), ParquetStore(tmp_path / "ref")
+    bars = {}
+    for i, m in enumerate(settings.markets("BTC")):
+        b = make_bars(T0, (1 + hours) * 3600, seed=i)
+        bars[m.id] = b
+        for st, part in ((store, b[b["time"] < BOUNDARY]), (ref, b)):
+            st.write_bars(m.id, m.kind.value, part, "1s")
+            st.write_bars(m.id, m.kind.value, rollup(part, 60), "1m")
+        store.add_coverage(m.id, T0, BOUNDARY)
+        ref.add_coverage(m.id, T0, T0 + (1 + hours) * 3600)
+    clock = Clock(BOUNDARY + 0.5)
+    src = FlowSource(settings, "5m", store=store, clock=clock)
+    src.catch_up("BTC", 24)
+    pub = RedisBarStream(redis_url, prefix=settings.redis.prefix)
+    held = []
+    for step in range(1, hours * 12 + 1):
+        until = BOUNDARY + 300 * step
+        for m in settings.markets("BTC"):
+            b = bars[m.id]
+            new = b[(b["time"] >= until - 300) & (b["time"] < until)]
+            pub.publish(m.id, m.kind.value, new, watermark=until, coverage=[[BOUNDARY, until]])
+        clock.t = until + 1.5
+        src.poll(["BTC"])
+        held.append(max(len(src._seconds[m.id]) for m in settings.markets("BTC")))
+    live = src.live("BTC")
+    cols = [*FLOW_COLUMNS, "oi", "complete"]
+    want = load_flow(ref, settings, "BTC", live.index[0], live.index[-1] + pd.Timedelta("5m"), "5m")
+    pd.testing.assert_frame_equal(live[cols], want[cols], check_exact=False, rtol=1e-12)
+    assert live.loc[ts(BOUNDARY) : ts(BOUNDARY + hours * 3600 - 300), "complete"].all()
+    # bounded: the seconds of the correction window and the newest candles, not three hours
+    window = settings.feeder.retain_s + 3 * 300
+    assert held[-1] <= window, held
+    assert max(held[len(held) // 2 :]) <= window, held
