@@ -5,8 +5,8 @@ Backtesting and hyperopt call ``history`` once per coin and range. Live and dry-
 from the Redis streams and are folded into the candles after the boundary (at catch-up the end of
 the store's last complete candle less ``retain_s``; it then moves past every candle whose flow is
 final, see ``_advance``, so a poll's work does not grow with uptime); when Redis is unreachable
-the store is polled instead, and the log says so once. ``age`` is the time since the slowest market's newest final bar (its
-watermark), for the staleness guard.
+the store is polled instead, and the log says so once. ``age`` is the time since the slowest
+market's newest final bar (its watermark), for the staleness guard.
 
 Completeness means the same live as in the store (``load_flow``): a candle is complete when every
 market's coverage holds all of it. Live coverage after the boundary is the store's coverage seen
