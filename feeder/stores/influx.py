@@ -257,11 +257,23 @@ class InfluxStore(InfluxClient):
             group = ""
 
         def one(market: str) -> pd.DataFrame:
-            q = (
-                f"SELECT {sel} FROM {self._src(rp, meas)} WHERE market = {quote_str(market)} "
-                f"AND time >= {int(start)}s AND time < {int(end)}s{group}"
+            where = (
+                f" FROM {self._src(rp, meas)} WHERE market = {quote_str(market)} "
+                f"AND time >= {int(start)}s AND time < {int(end)}s"
             )
-            return _bars_frame(self._numeric(q))
+            bars = _bars_frame(self._numeric(f"SELECT {sel}{where}{group}"))
+            if group and len(bars):
+                # as rollup and bucket_bars: the last minute with taker trades (or unknown
+                # counts: klines) sets the close; a minute of liquidations only does not
+                taker = " OR ".join(
+                    f"{quote_ident(f)} > 0" for f in ("cbuy", "csell", COUNTS_UNKNOWN)
+                )
+                closes = self._numeric(f"SELECT last(close) AS close{where} AND ({taker}){group}")
+                if len(closes):
+                    by_time = pd.Series(closes["close"].to_numpy(np.float64), closes["time"])
+                    taker_close = bars["time"].map(by_time)
+                    bars["close"] = taker_close.fillna(bars["close"]).to_numpy(np.float64)
+            return bars
 
         if self._read_pool is None:
             self._read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="influx-read")
