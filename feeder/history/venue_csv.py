@@ -56,16 +56,22 @@ def open_member(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def first_row(path: Path) -> dict[str, str]:
-    """The first data row of a CSV with a header line, by column name (empty for no rows)."""
+def _head(path: Path) -> tuple[list[str], list[str]]:
+    """A CSV's header names and its first data row's values (empty without a data row)."""
     with open_member(path) as fh:
         head = fh.read(1 << 16)
     lines = head.split(b"\n", 2)
-    if len(lines) < 2 or not lines[1].strip():
-        return {}
-    names = lines[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace")
-    values = lines[1].rstrip(b"\r").decode("utf-8", "replace").split(",")
-    return {n.strip().strip('"'): v.strip() for n, v in zip(names.split(","), values, strict=False)}
+    first = lines[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
+    header = [h.strip().strip('"') for h in first.decode("utf-8", "replace").split(",")]
+    has_row = len(lines) > 1 and lines[1].strip()
+    row1 = lines[1].rstrip(b"\r").decode("utf-8", "replace").split(",") if has_row else []
+    return header, row1
+
+
+def first_row(path: Path) -> dict[str, str]:
+    """The first data row of a CSV with a header line, by column name (empty for no rows)."""
+    header, row1 = _head(path)
+    return {n: v.strip() for n, v in zip(header, row1, strict=False)}
 
 
 def read_columns(
@@ -84,14 +90,7 @@ def read_columns(
         return "skip"
 
     def _read(types: dict[str, pa.DataType]) -> pa.Table:
-        with open_member(path) as fh:
-            head = fh.read(1 << 16)
-        lines = head.split(b"\n", 2)
-        first = lines[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
-        header = [h.strip().strip('"') for h in first.decode("utf-8", "replace").split(",")]
-        row1 = (
-            lines[1].rstrip(b"\r").decode("utf-8", "replace").split(",") if len(lines) > 1 else []
-        )
+        header, row1 = _head(path)
         lower = [h.lower() for h in header]
         rename: dict[str, str] = {}
         for want in columns:
