@@ -29,7 +29,14 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
-from feeder.history.venue_csv import TEXT, dedup_to_row_ids, ids_from_text, read_columns, taker_day
+from feeder.history.venue_csv import (
+    AUTO_ID,
+    TEXT,
+    dedup_to_row_ids,
+    ids_from_text,
+    read_columns,
+    taker_day,
+)
 from feeder.history.venue_files import Adapter, RawDay, VenueFile, valid_date
 from feeder.ingest.models import Kind, market_id
 from feeder.ingest.normalise import MarketSpec
@@ -98,7 +105,7 @@ def read(f: VenueFile) -> RawDay:
                 "side": TEXT,
                 "size": pa.float64(),
                 "price": pa.float64(),
-                "trdMatchID": pa.string(),
+                "trdMatchID": AUTO_ID,
             },
         )
         uuids = ids_from_text(cols["trdMatchID"])

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from feeder.history import csv_scan
 from feeder.history.archive import ArchiveError
 from feeder.history.inflate import open_gzip, open_zip_member
 from feeder.history.venue_files import DAY, RawDay, VenueFile
@@ -28,7 +29,7 @@ from feeder.live.markets import trade_id_int
 log = logging.getLogger(__name__)
 
 
-#: Column type of short repeated text (sides, exchange names): decoded once per distinct value.
+#: Column type of a taker side (``buy``/``sell`` in any case; other text is not a side).
 TEXT: Final = pa.dictionary(pa.int32(), pa.string())
 #: Column type of trade ids: int64 when the first row's id is an integer, else text.
 AUTO_ID: Final = pa.large_string()
@@ -74,13 +75,110 @@ def first_row(path: Path) -> dict[str, str]:
     return {n: v.strip() for n, v in zip(header, row1, strict=False)}
 
 
+def inflated_size(path: Path) -> int | None:
+    """The CSV's length once inflated, if the file says (a zip member's size, a one-member
+    gzip's ISIZE, a plain file's size): a hint for allocation, never trusted for correctness."""
+    name = path.name.lower()
+    try:
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                return sum(i.file_size for i in zf.infolist())
+        if name.endswith(".gz"):
+            with path.open("rb") as fh:
+                fh.seek(-4, 2)
+                return int.from_bytes(fh.read(4), "little") or None
+        return path.stat().st_size
+    except (OSError, zipfile.BadZipFile):
+        return None
+
+
+def _resolve(
+    path: Path, columns: dict[str, pa.DataType], aliases: dict[str, tuple[str, ...]] | None
+) -> tuple[list[str], dict[str, str], dict[str, pa.DataType]]:
+    """The header, the header name of each wanted column (``rename``: header -> wanted) and
+    each wanted column's type, ``AUTO_ID`` decided by the first row."""
+    header, row1 = _head(path)
+    lower = [h.lower() for h in header]
+    rename: dict[str, str] = {}
+    types = dict(columns)
+    for want in columns:
+        names = (want, *((aliases or {}).get(want, ())))
+        hit = next((header[lower.index(n.lower())] for n in names if n.lower() in lower), None)
+        if hit is None:
+            raise ArchiveError(
+                f"{path}: header {header!r} has no column {want!r} (expected {names})"
+            )
+        rename[hit] = want
+        if types[want] == AUTO_ID:  # integer ids read as integers, others as text
+            pos = header.index(hit)
+            digits = pos < len(row1) and row1[pos].strip().isdigit()
+            types[want] = pa.int64() if digits else pa.string()
+    return header, rename, types
+
+
+def _scan_kinds(
+    header: list[str],
+    rename: dict[str, str],
+    types: dict[str, pa.DataType],
+    columns: dict[str, pa.DataType],
+) -> list[int] | None:
+    """The C scanner's kind of every header column, or None if a wanted type is not one it
+    converts (integers, floats, taker sides, text ids)."""
+    kinds = [csv_scan.SKIP] * len(header)
+    for h, want in rename.items():
+        t, asked = types[want], columns[want]
+        if t == pa.int64():
+            kind = csv_scan.INT
+        elif t == pa.float64():
+            kind = csv_scan.FLOAT
+        elif asked == TEXT:
+            kind = csv_scan.SIDE
+        elif asked == AUTO_ID:  # text ids: UUIDs (anything else is refused by the scanner)
+            kind = csv_scan.UUID
+        else:
+            return None
+        kinds[header.index(h)] = kind
+    return kinds
+
+
+def _scanned(
+    path: Path, columns: dict[str, pa.DataType], aliases: dict[str, tuple[str, ...]] | None
+) -> dict[str, pa.ChunkedArray] | None:
+    """The wanted columns through the C scanner, or None (see ``feeder.history.csv_scan``).
+    Sides come as a dictionary of ``buy``/``sell``/``other``; text ids as their int64."""
+    if not csv_scan.available():
+        return None
+    header, rename, types = _resolve(path, columns, aliases)
+    kinds = _scan_kinds(header, rename, types, columns)
+    if kinds is None:
+        return None
+    with open_member(path) as fh:
+        arrays = csv_scan.scan(fh, kinds, inflated_size(path))
+    if arrays is None:
+        return None
+    order = [rename[h] for h in header if h in rename]
+    out: dict[str, pa.ChunkedArray] = {}
+    for want, arr in zip(order, arrays, strict=True):
+        if columns[want] == TEXT:
+            col: pa.Array = pa.DictionaryArray.from_arrays(pa.array(arr), _SIDES)
+        else:
+            col = pa.array(arr)
+        out[want] = pa.chunked_array([col])
+    return {k: out[k] for k in columns}
+
+
+_SIDES: Final = pa.array(["buy", "sell", "other"])
+
+
 def read_columns(
     path: Path, columns: dict[str, pa.DataType], aliases: dict[str, tuple[str, ...]] | None = None
 ) -> tuple[dict[str, pa.ChunkedArray], int]:
     """Read the named columns of a CSV with a header line, typed; returns columns and the count
     of malformed rows skipped (wrong field count, or a value that does not parse, or empty).
 
-    ``aliases`` maps a wanted column to other header spellings accepted for it.
+    ``aliases`` maps a wanted column to other header spellings accepted for it. A file of
+    plain rows is converted by the C scanner (``csv_scan``), any other by pyarrow, with the
+    same columns for every file the scanner takes.
     """
     bad = 0
 
@@ -90,36 +188,30 @@ def read_columns(
         return "skip"
 
     def _read(types: dict[str, pa.DataType]) -> pa.Table:
-        header, row1 = _head(path)
-        lower = [h.lower() for h in header]
-        rename: dict[str, str] = {}
-        for want in columns:
-            names = (want, *((aliases or {}).get(want, ())))
-            hit = next((header[lower.index(n.lower())] for n in names if n.lower() in lower), None)
-            if hit is None:
-                raise ArchiveError(
-                    f"{path}: header {header!r} has no column {want!r} (expected {names})"
+        _, rename, resolved = _resolve(path, types, aliases)
+        try:
+            with open_member(path) as fh:
+                table = pa_csv.read_csv(
+                    fh,
+                    read_options=pa_csv.ReadOptions(use_threads=True, block_size=4 << 20),
+                    parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
+                    convert_options=pa_csv.ConvertOptions(
+                        include_columns=list(rename),
+                        column_types={h: resolved[w] for h, w in rename.items()},
+                        null_values=[""],
+                        strings_can_be_null=True,
+                    ),
                 )
-            rename[hit] = want
-            if types[want] == AUTO_ID:  # integer ids read as integers, others as text
-                pos = header.index(hit)
-                digits = pos < len(row1) and row1[pos].strip().isdigit()
-                types = {**types, want: pa.int64() if digits else pa.string()}
-        with open_member(path) as fh:
-            table = pa_csv.read_csv(
-                fh,
-                read_options=pa_csv.ReadOptions(use_threads=True, block_size=4 << 20),
-                parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
-                convert_options=pa_csv.ConvertOptions(
-                    include_columns=list(rename),
-                    column_types={h: types[w] for h, w in rename.items()},
-                    null_values=[""],
-                    strings_can_be_null=True,
-                ),
-            )
+        except pa.ArrowInvalid as exc:  # a header without a newline after it: no rows
+            if "Empty CSV file" not in str(exc):
+                raise
+            table = pa.table({h: pa.array([], resolved[w]) for h, w in rename.items()})
         return table.rename_columns([rename[c] for c in table.column_names])
 
     try:
+        fast = _scanned(path, columns, aliases)
+        if fast is not None:
+            return fast, 0
         table = _read(columns)
     except pa.ArrowInvalid:
         # A value that does not parse: read as text, turn unparseable values into nulls.
@@ -222,7 +314,10 @@ def dedup_to_row_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
 def ids_from_text(col: pa.ChunkedArray) -> np.ndarray:
     """Trade ids as int64: integers as they are; UUIDs by their first 63 bits (vectorised);
     anything else by the live feeder's stable hash (``trade_id_int``)."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if isinstance(col, pa.ChunkedArray):
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    else:
+        arr = col
     n = len(arr)
     if n == 0:
         return np.empty(0, np.int64)

@@ -127,6 +127,7 @@ def test_the_docker_build_context_is_only_what_the_images_copy():
     stray = sorted(p for p in ctx if p.split("/")[0] not in copied | always)
     assert stray == [], stray[:20]  # no .venv, .git, user_data, tests, data
     assert not [p for p in ctx if "__pycache__" in p]
+    assert not [p for p in ctx if p.endswith(".so")]  # a local build of the C scanner
 
 
 def test_env_example_lists_every_variable_compose_requires_and_env_is_ignored():

@@ -1,0 +1,265 @@
+"""The C scanner of venue trade CSVs (``feeder.history.csv_scan``) gives exactly pyarrow's
+columns for every file it takes, and refuses every other file, which pyarrow then reads and
+counts the malformed rows of. Real files where ../shared has them (a Bybit spot day, Tardis
+BitMEX rows), each venue's documented layout, and generated files with odd values."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from feeder.history import bybit, csv_scan, okx, tardis, venue_csv
+from feeder.history.venue_csv import AUTO_ID, TEXT, ids_from_text, read_columns, sides_to_seller
+from feeder.history.venue_files import RawDay, discover_venue_files
+
+D0 = 1735689600  # 2025-01-01
+
+
+def test_the_scanner_is_built_by_the_install():
+    assert csv_scan.available(), "pip install -e . built no feeder.history._csvscan (C compiler?)"
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal values and dtype; floats compared bit for bit (rounding, -0.0)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind == "f":
+        return bool(np.array_equal(a.view(np.int64), b.view(np.int64)))
+    return bool(np.array_equal(a, b))
+
+
+def _values(cols: dict[str, pa.ChunkedArray], types: dict[str, pa.DataType]) -> dict:
+    out = {}
+    for k, t in types.items():
+        if t == TEXT:
+            out[k] = sides_to_seller(cols[k])
+        elif t == AUTO_ID:
+            out[k] = (ids_from_text(cols[k]),)
+        else:
+            out[k] = (np.asarray(cols[k].to_numpy()),)
+    return out
+
+
+def _both(path: Path, types: dict[str, pa.DataType], monkeypatch) -> tuple[bool, object, object]:
+    """(taken by the scanner, what read_columns gives, what pyarrow alone gives)."""
+    taken = venue_csv._scanned(path, types, None) is not None
+
+    def outcome():
+        try:
+            cols, bad = read_columns(path, types)
+        except Exception as exc:  # both paths must fail alike
+            return type(exc).__name__
+        return _values(cols, types), bad
+
+    fast = outcome()
+    with monkeypatch.context() as m:
+        m.setattr(csv_scan, "available", lambda: False)
+        slow = outcome()
+    return taken, fast, slow
+
+
+def _equal(x: object, y: object) -> bool:
+    if isinstance(x, str) or isinstance(y, str):
+        return x == y
+    (xv, xb), (yv, yb) = x, y  # type: ignore[misc]
+    return (
+        xb == yb
+        and xv.keys() == yv.keys()
+        and all(all(_same(a, b) for a, b in zip(xv[k], yv[k], strict=True)) for k in xv)
+    )
+
+
+def _raw_equal(a: RawDay, b: RawDay) -> bool:
+    return (
+        a.raw.keys() == b.raw.keys()
+        and all(_same(a.raw[k], b.raw[k]) for k in a.raw)
+        and (a.malformed_rows, a.refused, a.window) == (b.malformed_rows, b.refused, b.window)
+    )
+
+
+def _adapter_both(path: Path, monkeypatch) -> tuple[RawDay, RawDay]:
+    (f,) = discover_venue_files(path)
+    read = {"bybit": bybit.read, "okx": okx.read, "tardis": tardis.read}[f.fmt]
+    fast = read(f)
+    with monkeypatch.context() as m:
+        m.setattr(csv_scan, "available", lambda: False)
+        slow = read(f)
+    return fast, slow
+
+
+@pytest.mark.shared
+def test_real_files_read_alike_through_the_scanner(market_data, tmp_path, monkeypatch):
+    spot = tmp_path / "spot/1INCHUSDT/1INCHUSDT_2025-05-19.csv.gz"
+    spot.parent.mkdir(parents=True)
+    spot.write_bytes(gzip.compress((market_data / "RT-Data/1INCHUSDT_2025-05-19.csv").read_bytes()))
+    real_tardis = market_data / "nautilus_trader/tardis/bitmex_trades_XBTUSD.csv"
+    for path in (spot, real_tardis):
+        assert venue_csv._scanned(path, {"price": pa.float64(), "side": TEXT}, None) is not None
+        fast, slow = _adapter_both(path, monkeypatch)
+        assert len(fast.raw["ts"]) > 0 and _raw_equal(fast, slow), path
+
+
+def test_each_layout_reads_alike_through_the_scanner(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    n = 3000
+    ts = np.sort(rng.uniform(D0, D0 + 86_399, n))
+    size = rng.uniform(0.001, 2, n)  # full-precision floats: the strtod path too
+    price = rng.uniform(90_000, 95_000, n).round(1)
+    sides = rng.choice(["Buy", "Sell", "buy", "SELL", "Hold"], n)
+    files = []
+    p = tmp_path / "a/trading/BTCUSDT/BTCUSDT2025-01-01.csv.gz"
+    p.parent.mkdir(parents=True)
+    head = "timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,homeNotional,"
+    lines = [head + "foreignNotional"]
+    ids = [str(uuid.UUID(int=int(rng.integers(0, 2**62)) << 64)) for _ in range(n)]
+    ids[7] = ids[3]  # a row listed twice
+    for i in range(n):
+        lines.append(
+            f"{ts[i]:.4f},BTCUSDT,{sides[i]},{float(size[i])!r},{price[i]},PlusTick,{ids[i]},0,1,2"
+        )
+    p.write_bytes(gzip.compress(("\r\n".join(lines) + "\r\n").encode()))
+    files.append(p)
+    p = tmp_path / "b/binance-futures_trades_2025-01-01_BTCUSDT.csv.gz"
+    p.parent.mkdir()
+    rows = [
+        f"binance-futures,BTCUSDT,{int(t * 1e6)},{int(t * 1e6) + 80_000},{10_000 + i},"
+        f"{sides[i].lower()},{price[i]},{size[i]:.3f}"
+        for i, t in enumerate(ts)
+    ]
+    head = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
+    p.write_bytes(gzip.compress((head + "\n".join(rows)).encode()))  # no final newline
+    files.append(p)
+    p = tmp_path / "c/trades/daily/20250101/BTC-USDT-SWAP-trades-2025-01-01.zip"
+    p.parent.mkdir(parents=True)
+    body = "".join(
+        f"BTC-USDT-SWAP,{500 + i},{sides[i].lower()},{price[i]},{int(size[i] * 100) + 1},"
+        f"{int(t * 1000) - 8 * 3_600_000}\n"
+        for i, t in enumerate(ts)
+    )
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as zf:
+        head = "instrument_name,trade_id,side,price,size,created_time\n"
+        zf.writestr(p.name.replace(".zip", ".csv"), head + body + body)  # early OKX: rows twice
+    files.append(p)
+    for path in files:
+        (f,) = discover_venue_files(path)
+        assert venue_csv._scanned(path, {"price": pa.float64(), "side": TEXT}, None) is not None
+        fast, slow = _adapter_both(path, monkeypatch)
+        assert len(fast.raw["ts"]) > 0 and _raw_equal(fast, slow), path
+        assert fast.malformed_rows > 0  # the "Hold" sides
+
+
+# -- generated files: odd values, refused rows, line endings --------------------------------------
+
+_FLOATS = st.one_of(
+    st.floats(min_value=-1e12, max_value=1e12, allow_nan=False).map(repr),
+    st.floats(min_value=0, max_value=1e6, allow_nan=False).map(lambda x: f"{x:.4f}"),
+    st.floats(min_value=1e-300, max_value=1e300).map(lambda x: f"{x:.17e}"),
+    st.sampled_from(
+        ["0.051000000000000004", "123456789012345678901234.5", "-0.0", "007.50", "1E+05", "2e-7"]
+    ),
+)
+_ODD = st.sampled_from(["", " 1", "1.", ".5", "+1", "nan", "inf", "1e", "abc", '"1"', "1,5", "1\r"])
+_INTS = st.integers(-(10**18) + 1, 10**18 - 1).map(str)
+_BIGINT = st.sampled_from(["9223372036854775807", "0x1", "-", "1.0", "0042"])
+_SIDES = st.sampled_from(["buy", "sell", "Buy", "SELL", "bUy", "hold", "unknown", "ß", "sel"])
+_UUIDS = st.uuids().map(str) | st.uuids().map(lambda u: str(u).upper())
+_IDS_ODD = st.sampled_from(["abc", "12", "0f9c6b0a-1234-5678-9abc-def01234567", "g" * 36])
+
+_ROW = st.fixed_dictionaries(
+    {
+        "ts": _INTS | _BIGINT | _ODD,
+        "px": _FLOATS | _ODD,
+        "side": _SIDES | _ODD,
+        "id": _UUIDS | _IDS_ODD,
+        "note": st.sampled_from(["x", "", "long text here", "a;b"]),
+    }
+)
+_CLEAN = st.fixed_dictionaries(
+    {"ts": _INTS, "px": _FLOATS, "side": _SIDES, "id": _UUIDS, "note": st.just("x")}
+)
+_TYPES = {"ts": pa.int64(), "px": pa.float64(), "side": TEXT, "id": AUTO_ID}
+
+
+def _write(tmp: Path, rows: list[dict], crlf: bool, final_newline: bool, gz: bool) -> Path:
+    nl = "\r\n" if crlf else "\n"
+    text = nl.join(["note,ts,px,side,id", *(",".join(r[c] for c in r) for r in rows)])
+    text = text + nl if final_newline else text
+    path = tmp / ("t.csv.gz" if gz else "t.csv")
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def _reorder(r: dict) -> dict:
+    return {"note": r["note"], "ts": r["ts"], "px": r["px"], "side": r["side"], "id": r["id"]}
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(_ROW, max_size=12),
+    crlf=st.booleans(),
+    final_newline=st.booleans(),
+    gz=st.booleans(),
+    blank=st.booleans(),
+)
+@example(
+    rows=[{"ts": "1", "px": "1.5", "side": "buy", "id": "abc", "note": "x"}],
+    crlf=False,
+    final_newline=False,
+    gz=False,
+    blank=True,
+)
+def test_any_file_reads_alike_with_and_without_the_scanner(
+    tmp_path_factory, monkeypatch, rows, crlf, final_newline, gz, blank
+):
+    rows = [_reorder(r) for r in rows]
+    if blank and rows:
+        rows.insert(len(rows) // 2, {"note": "", "ts": "", "px": "", "side": "", "id": ""})
+    path = _write(tmp_path_factory.mktemp("csv"), rows, crlf, final_newline, gz)
+    if blank and rows:  # a truly empty line (the row above is four commas)
+        text = path.read_bytes()
+        raw = gzip.decompress(text) if gz else text
+        raw = raw.replace(b",,,,", b"", 1)
+        path.write_bytes(gzip.compress(raw) if gz else raw)
+    _, fast, slow = _both(path, _TYPES, monkeypatch)
+    assert _equal(fast, slow), (fast, slow)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(_CLEAN, min_size=1, max_size=12), crlf=st.booleans(), gz=st.booleans())
+def test_clean_files_are_taken_by_the_scanner(tmp_path_factory, monkeypatch, rows, crlf, gz):
+    path = _write(tmp_path_factory.mktemp("csv"), [_reorder(r) for r in rows], crlf, True, gz)
+    taken, fast, slow = _both(path, _TYPES, monkeypatch)
+    assert taken and _equal(fast, slow), (fast, slow)
+
+
+def test_a_file_longer_than_one_piece_and_a_short_size_hint(tmp_path, monkeypatch):
+    monkeypatch.setattr(csv_scan, "PIECE", 1 << 12)  # many pieces, rows split between them
+    n = 5000
+    text = "ts,px,side,id,note\n" + "".join(
+        f"{D0 * 1000 + i},{100 + i / 7!r},{'buy' if i % 3 else 'SELL'},{uuid.UUID(int=i << 64)},x\n"
+        for i in range(n)
+    )
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    with venue_csv.open_member(path) as fh:
+        cols = csv_scan.scan(
+            fh, [csv_scan.INT, csv_scan.FLOAT, csv_scan.SIDE, csv_scan.UUID, 0], 10
+        )
+    assert cols is not None and len(cols[0]) == n  # grown past the hint, no row lost
+    taken, fast, slow = _both(path, _TYPES, monkeypatch)
+    assert taken and _equal(fast, slow)
+    assert list(cols[0][:2]) == [D0 * 1000, D0 * 1000 + 1] and cols[3][1] == 1
