@@ -12,7 +12,8 @@
  * correctly rounded as pyarrow's parser is); 3 taker side (int8: 0 "buy", 1 "sell" in any
  * ASCII case, 2 any other text); 4 UUID (36 characters; int64: the hex digits at 0-7, 9-12
  * and 14-17 read big endian, the top bit cleared, as feeder.history.venue_csv.ids_from_text
- * reads ids that are all 36 characters long).
+ * reads ids that are all 36 characters long); 5 bool ("true"/"false" in any ASCII case, as
+ * the Binance reader's true/false values).
  *
  * Loaded with ctypes; the module init below only makes the file a valid extension module.
  */
@@ -23,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SF_SCAN_VERSION 1
+#define SF_SCAN_VERSION 2
 
 static const double P10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -128,6 +129,21 @@ static int parse_side(const char *p, const char *e, int8_t *out) {
     return 1;
 }
 
+static int parse_bool(const char *p, const char *e, uint8_t *out) {
+    size_t n = (size_t)(e - p);
+    if (n == 4 && (p[0] | 0x20) == 't' && (p[1] | 0x20) == 'r' && (p[2] | 0x20) == 'u' &&
+        (p[3] | 0x20) == 'e') {
+        *out = 1;
+        return 1;
+    }
+    if (n == 5 && (p[0] | 0x20) == 'f' && (p[1] | 0x20) == 'a' && (p[2] | 0x20) == 'l' &&
+        (p[3] | 0x20) == 's' && (p[4] | 0x20) == 'e') {
+        *out = 0;
+        return 1;
+    }
+    return 0;
+}
+
 static const int UUID_HEX16[16] = {0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17};
 
 static int parse_uuid(const char *p, const char *e, int64_t *out) {
@@ -186,6 +202,9 @@ int64_t sf_scan(const char *buf, int64_t len, int32_t ncols, const int8_t *kinds
                 break;
             case 4:
                 ok = parse_uuid(f, fe, (int64_t *)outs[c] + rows);
+                break;
+            case 5:
+                ok = parse_bool(f, fe, (uint8_t *)outs[c] + rows);
                 break;
             default:
                 return -1;

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Final
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from feeder.history import csv_scan
 from feeder.history.archive import ArchiveError
 from feeder.history.binance_archive import ArchiveFile, first_line, open_data, split_header
 
@@ -122,6 +124,16 @@ _NP_TYPES: Final[dict[str, type[np.generic]]] = {
     "qty": np.float64,
     "is_buyer_maker": np.bool_,
     "trade_id": np.int64,
+}
+
+
+#: The C scanner's kind of each column we read (``csv_scan``).
+_SCAN_KINDS: Final = {
+    "ts": csv_scan.INT,
+    "price": csv_scan.FLOAT,
+    "qty": csv_scan.FLOAT,
+    "is_buyer_maker": csv_scan.BOOL,
+    "trade_id": csv_scan.INT,
 }
 
 
@@ -229,6 +241,19 @@ class RawChunkReader:
 
     # -- batches -------------------------------------------------------------------------------
 
+    def _scanned(self) -> Iterator[dict[str, np.ndarray]]:
+        """Batches converted by the C scanner (``csv_scan``): plain rows only; raises
+        ``csv_scan.Refused`` at the first other row."""
+        positions = _COLUMNS[self.file.data_type].positions()
+        kinds = [csv_scan.SKIP] * self.n_fields
+        for k, pos in positions.items():
+            kinds[pos] = _SCAN_KINDS[k]
+        order = sorted(positions, key=positions.__getitem__)
+        with open_data(self.file.path) as fh:
+            batches = csv_scan.iter_scan(fh, kinds, self.has_header, batch_rows=self.chunk_rows)
+            for arrays in batches:
+                yield dict(zip(order, arrays, strict=True))
+
     def _batches(self, typed: bool) -> Iterator[dict[str, np.ndarray]]:
         """Clean batches (invalid rows dropped and counted) as numpy columns."""
         positions = _COLUMNS[self.file.data_type].positions()
@@ -292,11 +317,13 @@ class RawChunkReader:
 
     # -- chunking ------------------------------------------------------------------------------
 
-    def _chunks(self, typed: bool, skip: int) -> Iterator[dict[str, np.ndarray]]:
+    def _chunks(
+        self, batches: Iterator[dict[str, np.ndarray]], skip: int
+    ) -> Iterator[dict[str, np.ndarray]]:
         """Re-slice batches into chunks of exactly ``chunk_rows`` rows, after ``skip`` rows."""
         pending: list[dict[str, np.ndarray]] = []
         n_pending = 0
-        for batch in self._batches(typed):
+        for batch in batches:
             n = batch["ts"].shape[0]
             if skip:
                 if skip >= n:
@@ -334,14 +361,28 @@ class RawChunkReader:
                 parts.append({k: v[:need] for k, v in piece.items()})
                 rest = [{k: v[need:] for k, v in piece.items()}, *pending[i + 1 :]]
                 break
-        chunk = {k: np.concatenate([p[k] for p in parts]) for k in _OUT_TYPES}
+        if len(parts) == 1:  # one whole piece (the scanner's batches): copied unless owned
+            own = all(v.flags.owndata and v.flags.writeable for v in parts[0].values())
+            chunk = parts[0] if own else {k: v.copy() for k, v in parts[0].items()}
+        else:
+            chunk = {k: np.concatenate([p[k] for p in parts]) for k in _OUT_TYPES}
         return chunk, rest, sum(p["ts"].shape[0] for p in rest)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         if not self._inspect():
             return
+        if csv_scan.available():
+            try:  # plain rows by the C scanner; from its first refusal on, pyarrow reads
+                for chunk in self._chunks(self._scanned(), skip=0):
+                    self.rows += chunk["ts"].shape[0]
+                    yield chunk
+                return
+            except csv_scan.Refused:
+                log.debug("%s: read by pyarrow from row %d", self.file.path, self.rows)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise ArchiveError(f"{self.file.path}: cannot read: {exc}") from exc
         try:
-            for chunk in self._chunks(typed=True, skip=0):
+            for chunk in self._chunks(self._batches(typed=True), skip=self.rows):
                 self.rows += chunk["ts"].shape[0]
                 yield chunk
         except pa.ArrowInvalid as exc:
@@ -355,7 +396,7 @@ class RawChunkReader:
             self.invalid_rows = 0  # the tolerant pass recounts from the start
             self.invalid_samples = []
             try:
-                for chunk in self._chunks(typed=False, skip=self.rows):
+                for chunk in self._chunks(self._batches(typed=False), skip=self.rows):
                     self.rows += chunk["ts"].shape[0]
                     yield chunk
             except pa.ArrowException as exc2:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import IO, Final
 
@@ -27,12 +27,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: Column kinds the scanner converts (``_csvscan.c``); SKIP columns are only stepped over.
-SKIP, INT, FLOAT, SIDE, UUID = range(5)
+SKIP, INT, FLOAT, SIDE, UUID, BOOL = range(6)
 #: The scanner's ABI version this module speaks (``SF_SCAN_VERSION`` in ``_csvscan.c``).
-VERSION: Final = 1
+VERSION: Final = 2
 #: Inflated bytes handed to the scanner per call.
 PIECE: Final = 4 << 20
-_DTYPES: Final = {INT: np.int64, FLOAT: np.float64, SIDE: np.int8, UUID: np.int64}
+_DTYPES: Final = {INT: np.int64, FLOAT: np.float64, SIDE: np.int8, UUID: np.int64, BOOL: np.bool_}
 
 
 @cache
@@ -66,6 +66,90 @@ def available() -> bool:
     return _lib() is not None
 
 
+class Refused(Exception):
+    """The scanner met a row it does not convert; ``rows`` rows before it were converted."""
+
+    def __init__(self, rows: int) -> None:
+        super().__init__(f"the C scanner refused a row after {rows} rows")
+        self.rows = rows
+
+
+class _Stream:
+    """A CSV stream fed to the C scanner piece by piece: whole lines only, the header skipped."""
+
+    def __init__(self, lib: ctypes.CDLL, fh: IO[bytes], kinds: Sequence[int], header: bool) -> None:
+        self.lib, self.fh = lib, fh
+        self.ncols = len(kinds)
+        self.wanted = [i for i, k in enumerate(kinds) if k != SKIP]
+        self.dtypes = [_DTYPES[kinds[i]] for i in self.wanted]
+        self.kinds = np.asarray(kinds, np.int8)
+        self.min_row = self.ncols + len(self.wanted)  # separators, newline, a byte per value
+        self.buf = np.empty(PIECE, np.uint8)
+        self.fill, self.start = 0, 0
+        self.header_done, self.eof = not header, False
+        self.rows = 0
+        self._consumed = ctypes.c_int64()
+        self._ptrs = (ctypes.c_void_p * self.ncols)()
+
+    def pending(self) -> int | None:
+        """Read on; an upper bound of the rows the bytes held now can make, None at the end."""
+        while True:
+            if self.fill == len(self.buf):
+                if self.header_done and bool((self.buf[self.start : self.fill] == 0x0A).any()):
+                    return (self.fill - self.start) // self.min_row + 1  # lines not yet taken
+                self.buf = np.concatenate(
+                    (self.buf, np.empty(len(self.buf), np.uint8))
+                )  # a long line
+            if not self.eof:
+                n = self.fh.readinto(memoryview(self.buf)[self.fill :])  # type: ignore[attr-defined,arg-type]
+                self.eof = not n
+                self.fill += n or 0
+            if self.eof and self.fill and self.buf[self.fill - 1] != 0x0A:  # no last newline
+                if self.fill == len(self.buf):
+                    self.buf = np.concatenate((self.buf, np.empty(1, np.uint8)))
+                self.buf[self.fill] = 0x0A
+                self.fill += 1
+            if not self.header_done:
+                nl = np.flatnonzero(self.buf[: self.fill] == 0x0A)
+                if len(nl) == 0:
+                    if self.eof:
+                        return None
+                    continue
+                self.start, self.header_done = int(nl[0]) + 1, True
+            if self.fill > self.start:
+                return (self.fill - self.start) // self.min_row + 1
+            if self.eof:
+                return None
+
+    def convert(self, outs: Sequence[np.ndarray], offset: int) -> int:
+        """Convert the whole lines held into ``outs`` (one per wanted column) from row
+        ``offset``; the rows written. Raises ``Refused``."""
+        for i, o in zip(self.wanted, outs, strict=True):
+            self._ptrs[i] = o.ctypes.data + offset * o.itemsize
+        rows = int(
+            self.lib.sf_scan(
+                self.buf.ctypes.data + self.start,
+                self.fill - self.start,
+                self.ncols,
+                self.kinds.ctypes.data,
+                ctypes.addressof(self._ptrs),
+                len(outs[0]) - offset,
+                ctypes.byref(self._consumed),
+            )
+        )
+        if rows < 0:
+            raise Refused(self.rows)
+        self.rows += rows
+        used = self.start + self._consumed.value
+        rest = self.fill - used
+        if used:
+            self.buf[:rest] = self.buf[used : self.fill].copy()
+        elif self.eof:  # cannot happen (the last line ends in a newline): refuse, never guess
+            raise Refused(self.rows)
+        self.fill, self.start = rest, 0
+        return rows
+
+
 def scan(
     fh: IO[bytes], kinds: Sequence[int], size_hint: int | None = None
 ) -> list[np.ndarray] | None:
@@ -76,64 +160,40 @@ def scan(
     lib = _lib()
     if lib is None:
         return None
-    ncols = len(kinds)
-    wanted = [i for i, k in enumerate(kinds) if k != SKIP]
-    kind_arr = np.asarray(kinds, np.int8)
-    min_row = ncols + len(wanted)  # separators and newline, one byte per converted value
-    cap = (size_hint // min_row + 1) if size_hint else PIECE // min_row + 1
-    outs = [np.empty(cap, _DTYPES[kinds[i]]) for i in wanted]
+    s = _Stream(lib, fh, kinds, header=True)
+    cap = (size_hint // s.min_row + 1) if size_hint else PIECE // s.min_row + 1
+    outs: list[np.ndarray] = [np.empty(cap, d) for d in s.dtypes]
     total = 0
-    buf = np.empty(PIECE, np.uint8)
-    fill, header_done, eof = 0, False, False
-    consumed = ctypes.c_int64()
-    ptrs = (ctypes.c_void_p * ncols)()
-    while True:
-        if not eof:
-            n = fh.readinto(memoryview(buf)[fill:])  # type: ignore[attr-defined,arg-type]
-            eof = not n
-            fill += n or 0
-        if eof and fill and buf[fill - 1] != 0x0A:  # a last line without its newline
-            if fill == len(buf):
-                buf = np.concatenate((buf, np.empty(1, np.uint8)))
-            buf[fill] = 0x0A
-            fill += 1
-        start = 0
-        if not header_done:
-            nl = np.flatnonzero(buf[:fill] == 0x0A)
-            if len(nl) == 0:
-                if eof:
-                    break
-                buf = np.concatenate((buf, np.empty(len(buf), np.uint8)))
-                continue
-            start, header_done = int(nl[0]) + 1, True
-        need = total + (fill - start) // min_row + 1
-        if need > cap:  # the size hint was short (or absent): grow, keeping what is converted
-            cap = max(need, 2 * cap)
-            outs = [np.concatenate((o[:total], np.empty(cap - total, o.dtype))) for o in outs]
-        for i, o in zip(wanted, outs, strict=True):
-            ptrs[i] = o.ctypes.data + total * o.itemsize
-        rows = lib.sf_scan(
-            buf.ctypes.data + start,
-            fill - start,
-            ncols,
-            kind_arr.ctypes.data,
-            ctypes.addressof(ptrs),
-            cap - total,
-            ctypes.byref(consumed),
-        )
-        if rows < 0:
-            return None
-        total += rows
-        used = start + consumed.value
-        rest = fill - used
-        if eof and rest == 0:
-            break
-        if used == 0:
-            if eof:  # cannot happen (the last line ends in a newline): refuse, never guess
-                return None
-            if fill == len(buf):  # a line longer than the buffer
-                buf = np.concatenate((buf, np.empty(len(buf), np.uint8)))
-            continue
-        buf[:rest] = buf[used:fill].copy()
-        fill = rest
+    try:
+        while (bound := s.pending()) is not None:
+            if total + bound > cap:  # the size hint was short (or absent): grow, keep rows
+                cap = max(total + bound, 2 * cap)
+                outs = [np.concatenate((o[:total], np.empty(cap - total, o.dtype))) for o in outs]
+            total += s.convert(outs, total)
+    except Refused:
+        return None
     return [o[:total] for o in outs]
+
+
+def iter_scan(
+    fh: IO[bytes], kinds: Sequence[int], header: bool, batch_rows: int | None = None
+) -> Iterator[list[np.ndarray]]:
+    """The wanted columns in batches of ``batch_rows`` rows (the last one shorter; default: as
+    the stream's pieces come), memory bounded by the batch, for a stream with or without a
+    header line. Raises ``Refused`` at a row the scanner does not take; the caller reads on with
+    its general reader after the rows of the batches it was given."""
+    lib = _lib()
+    if lib is None:
+        raise Refused(0)
+    s = _Stream(lib, fh, kinds, header)
+    outs: list[np.ndarray] | None = None
+    n = 0
+    while (bound := s.pending()) is not None:
+        if outs is None:
+            outs = [np.empty(batch_rows or bound, d) for d in s.dtypes]
+        n += s.convert(outs, n)
+        if n and (batch_rows is None or n == batch_rows):
+            yield outs if n == len(outs[0]) else [o[:n] for o in outs]
+            outs, n = None, 0
+    if outs is not None and n:
+        yield [o[:n] for o in outs]

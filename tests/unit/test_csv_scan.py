@@ -6,6 +6,7 @@ BitMEX rows), each venue's documented layout, and generated files with odd value
 from __future__ import annotations
 
 import gzip
+import logging
 import uuid
 import zipfile
 from pathlib import Path
@@ -263,3 +264,68 @@ def test_a_file_longer_than_one_piece_and_a_short_size_hint(tmp_path, monkeypatc
     taken, fast, slow = _both(path, _TYPES, monkeypatch)
     assert taken and _equal(fast, slow)
     assert list(cols[0][:2]) == [D0 * 1000, D0 * 1000 + 1] and cols[3][1] == 1
+
+
+# -- Binance trade archives (RawChunkReader): the scanner, and pyarrow from its first refusal --
+
+
+def _binance_both(path: Path, monkeypatch, chunk_rows: int = 1_000_000):
+    from feeder.history.binance_archive import parse_archive_name
+    from feeder.history.binance_trades import RawChunkReader
+
+    af = parse_archive_name(path)
+    assert af is not None
+
+    def read():
+        r = RawChunkReader(af, chunk_rows=chunk_rows)
+        chunks = list(r)
+        cols = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
+        return cols, [len(c["ts"]) for c in chunks], r.invalid_rows, r.rows
+
+    fast = read()
+    with monkeypatch.context() as m:
+        m.setattr(csv_scan, "available", lambda: False)
+        slow = read()
+    return fast, slow
+
+
+def _binance_equal(fast, slow) -> bool:
+    (fc, fn, fi, fr), (sc, sn, si, sr) = fast, slow
+    return (
+        (fn, fi, fr) == (sn, si, sr)
+        and fc.keys() == sc.keys()
+        and all(_same(fc[k], sc[k]) for k in fc)
+    )
+
+
+@pytest.mark.shared
+def test_real_binance_archives_read_alike_through_the_scanner(market_data, monkeypatch):
+    root = market_data / "binance_datatool/tommy-ca/data"
+    paths = sorted(root.rglob("*-aggTrades-*.zip"))
+    assert paths
+    for path in paths:
+        fast, slow = _binance_both(path, monkeypatch, chunk_rows=1000)
+        assert fast[3] > 0 and _binance_equal(fast, slow), path
+
+
+def test_a_binance_file_the_scanner_refuses_midway_reads_on_with_pyarrow(
+    tmp_path, monkeypatch, caplog
+):
+    p = tmp_path / "futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01-01.zip"
+    p.parent.mkdir(parents=True)
+    rows = [
+        f"{i},{94000 + i / 3!r},{0.001 * (i % 7 + 1)!r},{i},{i},{D0 * 1000 + i},"
+        f"{'true' if i % 2 else 'False'},true"
+        for i in range(4000)
+    ]
+    rows[2500] = "2500,94000.5,,2500,2500,1735689602500,true,true"  # an empty quantity
+    rows[3100] = "3100,94000.5,0.1,3100,3100"  # too few fields
+    text = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,"
+    text += "is_buyer_maker,is_best_match\n" + "\n".join(rows) + "\n"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(p.with_suffix(".csv").name, text)
+    monkeypatch.setattr(csv_scan, "PIECE", 1 << 12)
+    with caplog.at_level(logging.DEBUG, logger="feeder.history.binance_trades"):
+        fast, slow = _binance_both(p, monkeypatch, chunk_rows=700)
+    assert fast[3] == 3998 and fast[2] == 2 and _binance_equal(fast, slow)
+    assert "read by pyarrow from row 2100" in caplog.text  # 3 chunks of 700 came from the scanner
