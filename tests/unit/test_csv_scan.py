@@ -329,3 +329,31 @@ def test_a_binance_file_the_scanner_refuses_midway_reads_on_with_pyarrow(
         fast, slow = _binance_both(p, monkeypatch, chunk_rows=700)
     assert fast[3] == 3998 and fast[2] == 2 and _binance_equal(fast, slow)
     assert "read by pyarrow from row 2100" in caplog.text  # 3 chunks of 700 came from the scanner
+
+
+def test_without_the_built_scanner_pyarrow_reads_and_the_import_warns_once(
+    tmp_path, monkeypatch, caplog
+):
+    import importlib.util
+
+    real_find = importlib.util.find_spec
+
+    def find(name, *args):
+        return None if name == "feeder.history._csvscan" else real_find(name, *args)
+
+    path = tmp_path / "t.csv"
+    path.write_text("ts,px,side,id,note\n1735689600000,1.5,buy,12,x\n1735689600001,2.5,Sell,13,y\n")
+    monkeypatch.setattr(importlib.util, "find_spec", find)
+    csv_scan._lib.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="feeder.history.csv_scan"):
+            for _ in range(2):
+                cols, bad = read_columns(path, _TYPES)
+                assert bad == 0 and list(ids_from_text(cols["id"])) == [12, 13]
+                assert list(sides_to_seller(cols["side"])[0]) == [False, True]
+        assert not csv_scan.available()
+        assert caplog.text.count("read by pyarrow alone") == 1 and "C compiler" in caplog.text
+    finally:
+        monkeypatch.undo()
+        csv_scan._lib.cache_clear()
+    assert csv_scan.available()
