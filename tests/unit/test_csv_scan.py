@@ -251,7 +251,8 @@ def test_a_file_longer_than_one_piece_and_a_short_size_hint(tmp_path, monkeypatc
     monkeypatch.setattr(csv_scan, "PIECE", 1 << 12)  # many pieces, rows split between them
     n = 5000
     text = "ts,px,side,id,note\n" + "".join(
-        f"{D0 * 1000 + i},{100 + i / 7!r},{'buy' if i % 3 else 'SELL'},{uuid.UUID(int=i << 64)},x\n"
+        f"{D0 * 1000 + i},{100 + i / 7!r},{'buy' if i % 3 else 'SELL'},{uuid.UUID(int=i << 64)},"
+        f"{'y' * 10_000 if i == 4000 else 'x'}\n"  # one line longer than a piece
         for i in range(n)
     )
     path = tmp_path / "t.csv.gz"
