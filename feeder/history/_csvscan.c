@@ -10,9 +10,9 @@
  * Kinds: 0 skip; 1 int64 ([-]digits, at most 18 digits); 2 float64 ([-]digits[.digits]
  * [(e|E)[+|-]digits], correctly rounded: exact Clinger fast path, else glibc strtod, which is
  * correctly rounded as pyarrow's parser is); 3 taker side (int8: 0 "buy", 1 "sell" in any
- * ASCII case, 2 any other text); 4 UUID (36 characters; int64: the hex digits at 0-7, 9-12
- * and 14-17 read big endian, the top bit cleared, as feeder.history.venue_csv.ids_from_text
- * reads ids that are all 36 characters long); 5 bool ("true"/"false" in any ASCII case, as
+ * ASCII case, 2 any other ASCII text); 4 UUID (36 ASCII characters; int64: the hex digits at
+ * 0-7, 9-12 and 14-17 read big endian, the top bit cleared, as
+ * feeder.history.venue_csv.ids_from_text reads ids that are all 36 characters long); 5 bool ("true"/"false" in any ASCII case, as
  * the Binance reader's true/false values).
  *
  * Loaded with ctypes; the module init below only makes the file a valid extension module.
@@ -124,6 +124,8 @@ static int parse_side(const char *p, const char *e, int8_t *out) {
                (p[3] | 0x20) == 'l') {
         *out = 1;
     } else {
+        for (size_t i = 0; i < n; i++) /* not ASCII: pyarrow checks UTF-8, so it decides */
+            if ((unsigned char)p[i] >= 0x80) return 0;
         *out = 2;
     }
     return 1;
@@ -148,6 +150,14 @@ static const int UUID_HEX16[16] = {0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15
 
 static int parse_uuid(const char *p, const char *e, int64_t *out) {
     if (e - p != 36) return 0;
+    uint64_t w, any = 0; /* not ASCII: pyarrow checks UTF-8, so it decides */
+    uint32_t t;
+    for (int i = 0; i < 32; i += 8) {
+        memcpy(&w, p + i, 8);
+        any |= w;
+    }
+    memcpy(&t, p + 32, 4);
+    if ((any | t) & 0x8080808080808080ULL) return 0;
     uint64_t v = 0;
     int bad = 0;
     for (int i = 0; i < 16; i++) {

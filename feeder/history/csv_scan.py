@@ -119,6 +119,8 @@ class _Stream:
                     if self.eof:
                         return None
                     continue
+                if not _plain_header(bytes(self.buf[: int(nl[0])])):
+                    raise Refused(0)
                 self.start, self.header_done = int(nl[0]) + 1, True
             if self.fill > self.start:
                 return (self.fill - self.start) // self.min_row + 1
@@ -154,6 +156,15 @@ class _Stream:
         return rows
 
 
+def _plain_header(line: bytes) -> bool:
+    """A header line pyarrow splits as ``split(",")`` does: no quotes, no CR but a final one,
+    no spaces around a name (``venue_csv`` matches names stripped, pyarrow does not strip)."""
+    line = line.removesuffix(b"\r")
+    if b'"' in line or b"\r" in line:
+        return False
+    return all(name == name.strip() for name in line.split(b","))
+
+
 def scan(
     fh: IO[bytes], kinds: Sequence[int], size_hint: int | None = None
 ) -> list[np.ndarray] | None:
@@ -166,15 +177,15 @@ def scan(
         return None
     s = _Stream(lib, fh, kinds, header=True)
     cap = (size_hint // s.min_row + 1) if size_hint else PIECE // s.min_row + 1
-    outs: list[np.ndarray] = [np.empty(cap, d) for d in s.dtypes]
     total = 0
     try:
+        outs: list[np.ndarray] = [np.empty(cap, d) for d in s.dtypes]
         while (bound := s.pending()) is not None:
             if total + bound > cap:  # the size hint was short (or absent): grow, keep rows
                 cap = max(total + bound, 2 * cap)
                 outs = [np.concatenate((o[:total], np.empty(cap - total, o.dtype))) for o in outs]
             total += s.convert(outs, total)
-    except Refused:
+    except (Refused, MemoryError):
         return None
     return [o[:total] for o in outs]
 

@@ -77,19 +77,23 @@ def first_row(path: Path) -> dict[str, str]:
 
 def inflated_size(path: Path) -> int | None:
     """The CSV's length once inflated, if the file says (a zip member's size, a one-member
-    gzip's ISIZE, a plain file's size): a hint for allocation, never trusted for correctness."""
+    gzip's ISIZE, a plain file's size): a hint for allocation, never trusted for correctness,
+    and at most 32x the file (a lying zip directory must not allocate petabytes)."""
     name = path.name.lower()
     try:
+        size = path.stat().st_size
         if name.endswith(".zip"):
             with zipfile.ZipFile(path) as zf:
-                return sum(i.file_size for i in zf.infolist())
-        if name.endswith(".gz"):
+                hint = sum(i.file_size for i in zf.infolist())
+        elif name.endswith(".gz"):
             with path.open("rb") as fh:
                 fh.seek(-4, 2)
-                return int.from_bytes(fh.read(4), "little") or None
-        return path.stat().st_size
+                hint = int.from_bytes(fh.read(4), "little")
+        else:
+            return size
     except (OSError, zipfile.BadZipFile):
         return None
+    return min(hint, 32 * size) or None
 
 
 def _resolve(
@@ -150,13 +154,13 @@ def _scanned(
         return None
     header, rename, types = _resolve(path, columns, aliases)
     kinds = _scan_kinds(header, rename, types, columns)
-    if kinds is None:
-        return None
+    if kinds is None or (AUTO_ID in columns.values() and not _head(path)[1]):
+        return None  # (text ids typed by no first row: pyarrow's ids_from_text decides)
     with open_member(path) as fh:
         arrays = csv_scan.scan(fh, kinds, inflated_size(path))
     if arrays is None:
         return None
-    order = [rename[h] for h in header if h in rename]
+    order = [rename[header[i]] for i, k in enumerate(kinds) if k != csv_scan.SKIP]
     out: dict[str, pa.ChunkedArray] = {}
     for want, arr in zip(order, arrays, strict=True):
         if columns[want] == TEXT:
