@@ -71,11 +71,7 @@ def available() -> bool:
 
 
 class Refused(Exception):
-    """The scanner met a row it does not convert; ``rows`` rows before it were converted."""
-
-    def __init__(self, rows: int) -> None:
-        super().__init__(f"the C scanner refused a row after {rows} rows")
-        self.rows = rows
+    """The scanner met a row (or a header) it does not convert."""
 
 
 class _Stream:
@@ -91,7 +87,6 @@ class _Stream:
         self.buf = np.empty(PIECE, np.uint8)
         self.fill, self.start = 0, 0
         self.header_done, self.eof = not header, False
-        self.rows = 0
         self._consumed = ctypes.c_int64()
         self._ptrs = (ctypes.c_void_p * self.ncols)()
 
@@ -120,7 +115,7 @@ class _Stream:
                         return None
                     continue
                 if not _plain_header(bytes(self.buf[: int(nl[0])])):
-                    raise Refused(0)
+                    raise Refused
                 self.start, self.header_done = int(nl[0]) + 1, True
             if self.fill > self.start:
                 return (self.fill - self.start) // self.min_row + 1
@@ -144,14 +139,13 @@ class _Stream:
             )
         )
         if rows < 0:
-            raise Refused(self.rows)
-        self.rows += rows
+            raise Refused
         used = self.start + self._consumed.value
         rest = self.fill - used
         if used:
             self.buf[:rest] = self.buf[used : self.fill].copy()
         elif self.eof:  # cannot happen (the last line ends in a newline): refuse, never guess
-            raise Refused(self.rows)
+            raise Refused
         self.fill, self.start = rest, 0
         return rows
 
@@ -199,7 +193,7 @@ def iter_scan(
     its general reader after the rows of the batches it was given."""
     lib = _lib()
     if lib is None:
-        raise Refused(0)
+        raise Refused
     s = _Stream(lib, fh, kinds, header)
     outs: list[np.ndarray] | None = None
     n = 0

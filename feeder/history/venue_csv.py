@@ -98,9 +98,10 @@ def inflated_size(path: Path) -> int | None:
 
 def _resolve(
     path: Path, columns: dict[str, pa.DataType], aliases: dict[str, tuple[str, ...]] | None
-) -> tuple[list[str], dict[str, str], dict[str, pa.DataType]]:
-    """The header, the header name of each wanted column (``rename``: header -> wanted) and
-    each wanted column's type, ``AUTO_ID`` decided by the first row."""
+) -> tuple[list[str], dict[str, str], dict[str, pa.DataType], bool]:
+    """The header, the header name of each wanted column (``rename``: header -> wanted),
+    each wanted column's type (``AUTO_ID`` decided by the first row), and whether the line
+    after the header is a row."""
     header, row1 = _head(path)
     lower = [h.lower() for h in header]
     rename: dict[str, str] = {}
@@ -117,7 +118,7 @@ def _resolve(
             pos = header.index(hit)
             digits = pos < len(row1) and row1[pos].strip().isdigit()
             types[want] = pa.int64() if digits else pa.string()
-    return header, rename, types
+    return header, rename, types, bool(row1)
 
 
 def _scan_kinds(
@@ -152,9 +153,9 @@ def _scanned(
     Sides come as a dictionary of ``buy``/``sell``/``other``; text ids as their int64."""
     if not csv_scan.available():
         return None
-    header, rename, types = _resolve(path, columns, aliases)
+    header, rename, types, has_row = _resolve(path, columns, aliases)
     kinds = _scan_kinds(header, rename, types, columns)
-    if kinds is None or (AUTO_ID in columns.values() and not _head(path)[1]):
+    if kinds is None or (AUTO_ID in columns.values() and not has_row):
         return None  # (text ids typed by no first row: pyarrow's ids_from_text decides)
     with open_member(path) as fh:
         arrays = csv_scan.scan(fh, kinds, inflated_size(path))
@@ -192,7 +193,7 @@ def read_columns(
         return "skip"
 
     def _read(types: dict[str, pa.DataType]) -> pa.Table:
-        _, rename, resolved = _resolve(path, types, aliases)
+        _, rename, resolved, _ = _resolve(path, types, aliases)
         try:
             with open_member(path) as fh:
                 table = pa_csv.read_csv(
